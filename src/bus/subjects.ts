@@ -1,0 +1,38 @@
+/**
+ * Every NATS subject Ferry uses, in one place. Subjects are an API: versioned,
+ * built by these functions only. Node names and uids are Kubernetes names/uids,
+ * which never contain NATS wildcard or separator characters other than '.',
+ * so '.' is escaped.
+ */
+export const PREFIX = 'ferry.v1';
+
+export const COMMANDS = [
+  'prepare-target',
+  'start-source',
+  'finish-target',
+  'abort',
+  'set-bandwidth',
+  'set-downtime',
+  'post-copy',
+  'list-jobs',
+] as const;
+export type Command = (typeof COMMANDS)[number];
+
+function token(s: string): string {
+  if (!s || /[\s*>]/.test(s)) throw new Error(`"${s}" cannot be used in a NATS subject`);
+  return s.replace(/\./g, '_');
+}
+
+export const subjects = {
+  command: (node: string, command: Command) => `${PREFIX}.node.${token(node)}.${command}`,
+  nodeCommands: (node: string) => `${PREFIX}.node.${token(node)}.>`,
+  progress: (uid: string) => `${PREFIX}.migration.${token(uid)}.progress`,
+  allProgress: () => `${PREFIX}.migration.*.progress`,
+  result: (uid: string) => `${PREFIX}.result.${token(uid)}`,
+  allResults: () => `${PREFIX}.result.>`,
+  heartbeat: (node: string) => `${PREFIX}.heartbeat.${token(node)}`,
+  allHeartbeats: () => `${PREFIX}.heartbeat.*`,
+};
+
+export const RESULTS_STREAM = 'FERRY_RESULTS';
+export const CONTROLLER_DURABLE = 'ferry-controller';

@@ -1,0 +1,95 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * Spawns a private nats-server with JetStream on a free loopback port: what
+ * `ferry dev` and the test suite run against. Production deployments use the
+ * NATS StatefulSet in deploy/ instead.
+ */
+/** A nats-server child process with JetStream. */
+export interface NatsServerHandle {
+  url: string;
+  port: number;
+  proc: ChildProcess;
+  storeDir: string;
+  stop(): Promise<void>;
+}
+
+export function natsServerBinary(): string {
+  for (const p of ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server']) {
+    if (existsSync(p)) return p;
+  }
+  return 'nats-server';
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`nats-server did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+/**
+ * `port` defaults to a free one. Pass `storeDir` to restart a server on the same
+ * JetStream store (it is then left in place on stop); otherwise a temporary
+ * store is created and removed on stop.
+ */
+export async function startNatsServer(
+  opts: number | { port?: number; storeDir?: string } = {},
+): Promise<NatsServerHandle> {
+  const o = typeof opts === 'number' ? { port: opts } : opts;
+  const p = o.port ?? (await freePort());
+  const ownStore = o.storeDir === undefined;
+  const storeDir = o.storeDir ?? mkdtempSync(path.join(os.tmpdir(), 'ferry-nats-'));
+  const proc = spawn(natsServerBinary(), ['-a', '127.0.0.1', '-p', String(p), '-js', '-sd', storeDir], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  try {
+    await Promise.race([
+      waitForPort(p, 10_000),
+      exited.then(() => { throw new Error(`nats-server exited early: ${stderr}`); }),
+    ]);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    if (ownStore) rmSync(storeDir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    url: `nats://127.0.0.1:${p}`,
+    port: p,
+    proc,
+    storeDir,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        await exited;
+      }
+      if (ownStore) rmSync(storeDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,67 @@
+import path from 'node:path';
+import { VMIM_RESOURCE } from '../../kube/client.js';
+import { startDevEnvironment } from '../../devcluster/environment.js';
+import { createLogger } from '../../util/log.js';
+import { followMigration } from '../follow.js';
+import { formatDuration } from '../format.js';
+import { untilSignal } from '../shutdown.js';
+
+export async function runDev(o: { nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean }): Promise<void> {
+  if (o.nodes < 2) throw new Error('--nodes must be at least 2 (a migration needs somewhere to go)');
+  const t0 = Date.now();
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  const log = createLogger({ name: 'ferry-dev', destination: o.logFile });
+  out(`Starting Ferry dev environment: ${o.nodes} nodes, ${o.vms} VMIs (logs: ${o.logFile})`);
+  const env = await startDevEnvironment({
+    nodes: o.nodes,
+    vms: o.vms,
+    kubeconfigPath: o.kubeconfig,
+    timeScale: o.timeScale,
+    cluster: { port: o.port },
+    log,
+  });
+  const kubeconfig = path.resolve(o.kubeconfig);
+  out(`Ferry dev cluster ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: API ${env.cluster.url}, NATS ${env.natsUrl}`);
+  out('');
+  out(`  export KUBECONFIG=${kubeconfig}`);
+  out('  kubectl get nodes,pods,vmi,vmim');
+  out('  kubectl get vmim -w');
+  out('  npx ferry migrate default/vm-2      # or: kubectl create -f examples/migration.yaml');
+  out('  npx ferry status');
+  out('');
+  out('Press Ctrl-C to stop (everything started here stops with it).');
+
+  const stop = async () => {
+    out('\nStopping Ferry dev environment…');
+    await env.stop();
+    out('Stopped.');
+  };
+  let stopping = false;
+  const parked = untilSignal(async () => {
+    stopping = true;
+    await stop();
+  });
+
+  if (o.demo && o.vms > 0) {
+    out('');
+    out('Demo: migrating default/vm-1');
+    const created = (await env.kube.createCustom(VMIM_RESOURCE, 'default', {
+      apiVersion: 'kubevirt.io/v1',
+      kind: 'VirtualMachineInstanceMigration',
+      metadata: { name: 'demo-migration-vm-1', namespace: 'default' },
+      spec: { vmiName: 'vm-1' },
+    })) as { metadata: { name: string } };
+    try {
+      const r = await followMigration(env.kube, 'default', created.metadata.name, { out: process.stdout, timeoutMs: 300_000 });
+      const ms = r.vmim.status?.migrationState;
+      if (r.phase === 'Succeeded') {
+        out(`Demo: default/vm-1 Succeeded — moved ${ms?.sourceNode} → ${ms?.targetNode} in ${formatDuration(r.seconds)} (${((Date.now() - t0) / 1000).toFixed(1)}s since start)`);
+      } else {
+        out(`Demo: default/vm-1 ${r.phase}: ${ms?.failureReason ?? 'see logs'}`);
+      }
+    } catch (err) {
+      if (!stopping) out(`Demo could not be followed: ${(err as Error).message}`);
+    }
+  }
+  await parked;
+}

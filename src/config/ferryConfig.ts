@@ -1,0 +1,62 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseQuantity } from '../api/quantity.js';
+
+const quantity = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseQuantity(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+/**
+ * Ferry's own settings, beside KubeVirt's `migrations` configuration (which is
+ * read from the KubeVirt custom resource). Bandwidths are bytes/s.
+ */
+export const FerryConfig = z.object({
+  limits: z
+    .object({
+      parallelInboundMigrationsPerNode: z.number().int().min(1).default(2),
+      /** Cluster-wide migration bandwidth; 0 = no budget beyond the NICs. */
+      bandwidthBudget: quantity.pipe(z.number().min(0)).default(0),
+      /** Each way, per node, unless the node's annotation overrides it. */
+      defaultNicCapacity: quantity.pipe(z.number().positive()).default(1.25e9),
+      nicCapacityAnnotation: z.string().default('ferry.dev/nic-capacity'),
+    })
+    .prefault({}),
+  timeouts: z
+    .object({
+      /** Target pod ready → target prepared; KubeVirt has no such timer, so generous. */
+      targetReadySeconds: z.number().positive().default(300),
+      abortRetrySeconds: z.number().positive().default(5),
+      retrySeconds: z.number().positive().default(2),
+    })
+    .prefault({}),
+  /** Max downtime handed to the hypervisor (libvirt's default is 300 ms). */
+  maxDowntimeMs: z.number().positive().default(300),
+  commandTimeoutMs: z.number().int().positive().default(5000),
+});
+export type FerryConfig = z.infer<typeof FerryConfig>;
+
+export const defaultFerryConfig: FerryConfig = FerryConfig.parse({});
+
+export class ConfigError extends Error {}
+
+export function loadFerryConfig(path: string | undefined): FerryConfig {
+  if (!path) return defaultFerryConfig;
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`cannot read config ${path}: ${(e as Error).message}`);
+  }
+  const r = FerryConfig.safeParse(raw ?? {});
+  if (!r.success) {
+    const why = r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new ConfigError(`invalid config ${path}: ${why}`);
+  }
+  return r.data;
+}

@@ -1,0 +1,74 @@
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { Annotations, Labels, type VirtualMachineInstance } from '../api/vmi.js';
+import type { VirtualMachineInstanceMigration } from '../api/vmim.js';
+import type { Pod } from '../api/core.js';
+
+/**
+ * Renders the target launcher pod for a migration from the source launcher pod,
+ * the way KubeVirt does: same containers and requests, never on the source
+ * node (required anti-affinity on the VMI's created-by label), the VMIM's
+ * addedNodeSelector added, and labels tying it to the migration so it is found
+ * by label after a restart rather than by a remembered name.
+ */
+export function buildTargetPod(opts: {
+  vmim: VirtualMachineInstanceMigration;
+  vmi: VirtualMachineInstance;
+  sourcePod: Pod | undefined;
+  /** Set when the limits core chose the target node (inbound limits need it). */
+  targetNode?: string | undefined;
+}): V1Pod {
+  const { vmim, vmi, sourcePod } = opts;
+  const vmiUid = vmi.metadata.uid ?? '';
+  const migrationUid = vmim.metadata.uid ?? '';
+  const srcSpec = (sourcePod?.spec ?? {}) as Record<string, unknown>;
+  const memory = vmi.spec.domain?.resources?.requests?.['memory'] ?? vmi.spec.domain?.memory?.guest ?? '1Gi';
+
+  const nodeSelector: Record<string, string> = {
+    ...(vmim.spec.addedNodeSelector ?? {}),
+    // The VM's own selector wins on key collisions, as in KubeVirt.
+    ...(vmi.spec.nodeSelector ?? {}),
+    ...(opts.targetNode ? { 'kubernetes.io/hostname': opts.targetNode } : {}),
+  };
+
+  const containers: V1Container[] = Array.isArray(srcSpec['containers']) && (srcSpec['containers'] as unknown[]).length > 0
+    ? (srcSpec['containers'] as V1Container[])
+    : [{ name: 'compute', image: 'ferry.dev/virt-launcher:sim', resources: { requests: { memory: String(memory) } } }];
+
+  const labels: Record<string, string> = {
+    ...(sourcePod?.metadata.labels ?? {}),
+    [Labels.app]: 'virt-launcher',
+    [Labels.createdBy]: vmiUid,
+    [Labels.migrationJobUID]: migrationUid,
+    'vm.kubevirt.io/name': vmi.metadata.name,
+  };
+
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      generateName: `virt-launcher-${vmi.metadata.name}-`,
+      namespace: vmi.metadata.namespace,
+      labels,
+      annotations: {
+        [Annotations.domain]: vmi.metadata.name,
+        [Annotations.migrationJobName]: vmim.metadata.name,
+      },
+      ownerReferences: [
+        { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance', name: vmi.metadata.name, uid: vmiUid, controller: true, blockOwnerDeletion: true },
+      ],
+    },
+    spec: {
+      containers,
+      nodeSelector: Object.keys(nodeSelector).length ? nodeSelector : undefined,
+      affinity: {
+        podAntiAffinity: {
+          requiredDuringSchedulingIgnoredDuringExecution: [
+            { labelSelector: { matchLabels: { [Labels.createdBy]: vmiUid } }, topologyKey: 'kubernetes.io/hostname' },
+          ],
+        },
+      },
+      restartPolicy: 'Never',
+      terminationGracePeriodSeconds: 30,
+    },
+  };
+}

@@ -1,0 +1,124 @@
+import { KubeConfig } from '@kubernetes/client-node';
+import type { NatsConnection } from 'nats';
+import { closeBus, connectBus } from '../bus/connection.js';
+import { startNatsServer, type NatsServerHandle } from '../bus/natsServer.js';
+import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
+import { MigrationController } from '../controller/controller.js';
+import { startHandler, type RunningHandler } from '../handler/handler.js';
+import { SimDriver } from '../hypervisor/sim.js';
+import { KubeClient } from '../kube/client.js';
+import { silentLogger, type Logger } from '../util/log.js';
+import { seedDemo, startDevCluster, type DevCluster, type DevClusterOptions } from './index.js';
+
+export interface DevEnvironmentOptions {
+  nodes?: number;
+  vms?: number;
+  /** Use this nats-server instead of spawning one. */
+  natsUrl?: string;
+  kubeconfigPath?: string;
+  config?: FerryConfig;
+  /** Sim time runs this many times faster than the wall clock. */
+  timeScale?: number;
+  cluster?: DevClusterOptions;
+  log?: Logger;
+  /** Set false to start without the controller (tests that start their own). */
+  controller?: boolean;
+  progressIntervalMs?: number;
+}
+
+export interface NodeAgent {
+  node: string;
+  driver: SimDriver;
+  nc: NatsConnection;
+  handler: RunningHandler;
+}
+
+export interface DevEnvironment {
+  cluster: DevCluster;
+  kube: KubeClient;
+  natsUrl: string;
+  agents: Map<string, NodeAgent>;
+  controller: MigrationController | undefined;
+  /** Starts (or restarts) the controller with its own NATS connection. */
+  startController(): Promise<MigrationController>;
+  stopController(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Everything `ferry dev` runs, in one process: a nats-server, the embedded
+ * cluster seeded with nodes and running VMIs, one handler (sim driver) per
+ * node, and the controller. End-to-end tests use the same assembly.
+ */
+export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Promise<DevEnvironment> {
+  const log = opts.log ?? silentLogger;
+  const config = opts.config ?? defaultFerryConfig;
+  const nodes = opts.nodes ?? 3;
+  let nats: NatsServerHandle | undefined;
+  const cleanups: Array<() => Promise<void>> = [];
+  try {
+    let natsUrl = opts.natsUrl;
+    if (!natsUrl) {
+      nats = await startNatsServer();
+      natsUrl = nats.url;
+      const n = nats;
+      cleanups.push(() => n.stop());
+    }
+    const cluster = await startDevCluster(opts.cluster ?? {});
+    cleanups.push(() => cluster.close());
+    await seedDemo(cluster, { nodes, vms: opts.vms ?? 6 });
+    if (opts.kubeconfigPath) await cluster.writeKubeconfig(opts.kubeconfigPath);
+    const kc = new KubeConfig();
+    kc.loadFromString(cluster.kubeConfigYaml());
+    const kube = new KubeClient(kc);
+
+    const agents = new Map<string, NodeAgent>();
+    for (let i = 1; i <= nodes; i++) {
+      const node = `node-${i}`;
+      const nc = await connectBus({ servers: natsUrl, name: `ferry-handler-${node}`, log });
+      const driver = new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: config.limits.defaultNicCapacity });
+      const handler = startHandler({ nc, node, driver, log: log.child({ node }), progressIntervalMs: opts.progressIntervalMs ?? 250 });
+      agents.set(node, { node, driver, nc, handler });
+      cleanups.push(async () => {
+        await handler.stop();
+        await driver.close();
+        await closeBus(nc);
+      });
+    }
+
+    let controller: MigrationController | undefined;
+    let controllerNc: NatsConnection | undefined;
+    const env: DevEnvironment = {
+      cluster,
+      kube,
+      natsUrl,
+      agents,
+      get controller() {
+        return controller;
+      },
+      async startController() {
+        if (controller) return controller;
+        controllerNc = await connectBus({ servers: natsUrl!, name: 'ferry-controller', log });
+        controller = new MigrationController({ kube, nc: controllerNc, log: log.child({ component: 'controller' }), config });
+        await controller.start();
+        return controller;
+      },
+      async stopController() {
+        await controller?.stop();
+        if (controllerNc) await closeBus(controllerNc);
+        controller = undefined;
+        controllerNc = undefined;
+      },
+      async stop() {
+        await env.stopController();
+        for (const c of cleanups.reverse()) await c().catch(() => undefined);
+        cleanups.length = 0;
+      },
+    };
+    if (opts.controller !== false) await env.startController();
+    return env;
+  } catch (err) {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    throw err;
+  }
+}

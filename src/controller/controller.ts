@@ -339,6 +339,7 @@ export class MigrationController {
         ...(session.targetNode ? { targetNode: session.targetNode } : {}),
         ...(session.targetPod ? { targetPod: session.targetPod } : {}),
         ...(session.targetAddress ? { targetAddress: session.targetAddress } : {}),
+        ...(vmi?.status?.migrationState?.migrationUid === session.uid && vmi.status.migrationState.mode ? { mode: vmi.status.migrationState.mode } : {}),
       },
       onPhase: (p: MigrationPhase, snapshotInfo: PhaseInfo) => {
         session.phase = p;

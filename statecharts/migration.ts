@@ -1,0 +1,731 @@
+/**
+ * The life of one VirtualMachineInstanceMigration, as a statechart.
+ *
+ * Structure only: every effect is a named action or actor whose real
+ * implementation the controller supplies with `migrationMachine.provide(...)`.
+ * Top-level states are exactly the VMIM phases (the controller writes the
+ * top-level state name into `status.phase`), plus the transient `Resume` that a
+ * restarted controller passes through to land in the phase recorded in status.
+ * Time only enters through named delays, so an actor run with an injected clock
+ * (`createActor(migrationMachine, { clock, input })`) runs in simulated time.
+ */
+import { and, assign, fromPromise, not, setup, type AnyStateNode, type SnapshotFrom, type TransitionDefinition } from 'xstate';
+import { MigrationPhase } from '../src/api/vmim.js';
+
+export type MigrationMode = 'PreCopy' | 'PostCopy';
+
+export interface MigrationTimeouts {
+  /** Target pod continuously unschedulable for this long → Failed. */
+  unschedulableMs: number;
+  /** Target pod not ready this long after Scheduling began → Failed. */
+  pendingPodMs: number;
+  /** Limit on each of Scheduled (hand-off) and PreparingTarget. */
+  targetReadyMs: number;
+  /** No new low of remaining data for this long → abort. 0 = off. */
+  progressMs: number;
+  /** Completion budget per GiB of guest memory; then post-copy or abort. 0 = off. */
+  completionPerGiBMs: number;
+  /** Interval at which an abort is re-sent to the source until it answers. */
+  abortRetryMs: number;
+  /** Back-off before retrying a failed hand-off or finalisation. */
+  retryMs: number;
+}
+
+export interface MigrationInput {
+  migrationUid: string;
+  /** `namespace/name` of the VMI. */
+  vmiKey: string;
+  attempt: number;
+  memoryBytes: number;
+  allowPostCopy: boolean;
+  timeouts: MigrationTimeouts;
+  /** Phase read from the VMIM status when a restarted controller rebuilds the actor. */
+  resumePhase?: MigrationPhase;
+  /** Mode read from the VMIM status: a Running migration already in post-copy resumes there. */
+  mode?: MigrationMode;
+  /** Reason read from the VMIM status, so a resumed Failed actor still knows why. */
+  failureReason?: string;
+  sourceNode?: string;
+  targetNode?: string;
+  targetPod?: string;
+  targetAddress?: string;
+}
+
+export interface MigrationStats {
+  dataTotal: number;
+  dataProcessed: number;
+  dataRemaining: number;
+  memoryBandwidth: number;
+  dirtyRate: number;
+  iteration: number;
+}
+
+export interface MigrationContext {
+  migrationUid: string;
+  vmiKey: string;
+  attempt: number;
+  memoryBytes: number;
+  allowPostCopy: boolean;
+  timeouts: MigrationTimeouts;
+  resumePhase?: MigrationPhase;
+  mode: MigrationMode;
+  sourceNode?: string;
+  targetNode?: string;
+  targetPod?: string;
+  targetAddress?: string;
+  /** Set on the way into Failed; what the VMIM condition and the VMI report. */
+  failureReason?: string;
+  /** A user asked to abort (VMIM deleted or `ferry cancel`), whether or not it could be honoured. */
+  abortRequested: boolean;
+  /** Why Ferry aborts (or aborted) the migration; becomes the failure reason once the source confirms. */
+  abortReason?: string;
+  /** Why a requested abort was not honoured (post-copy or completion already under way). */
+  abortRefused?: string;
+  /** Latest scheduler complaint about the target pod. */
+  schedulingMessage?: string;
+  /** Last error of a retried step (hand-off, finalisation), kept for the timeout message. */
+  retryError?: string;
+  /** Lowest dataRemaining seen so far: progress means beating it. */
+  lowestRemaining?: number;
+  lastStats?: MigrationStats;
+  downtimeMs?: number;
+}
+
+export type MigrationEvent =
+  | { type: 'ADMITTED' }
+  | { type: 'REJECTED'; reason: string }
+  | { type: 'TARGET_POD_UNSCHEDULABLE'; message: string }
+  | { type: 'TARGET_POD_SCHEDULED'; node: string; pod: string }
+  | { type: 'TARGET_POD_READY'; node: string; pod: string }
+  | { type: 'TARGET_POD_GONE'; reason: string }
+  | { type: 'PROGRESS'; stats: MigrationStats }
+  | { type: 'MIGRATION_COMPLETED'; mode: MigrationMode; downtimeMs: number }
+  | { type: 'MIGRATION_FAILED'; reason: string }
+  | { type: 'MIGRATION_ABORTED'; reason: string }
+  | { type: 'ABORT'; reason: string }
+  | { type: 'VMI_GONE'; reason: string };
+
+/** What every I/O actor is given: the migration as it stands when the actor starts. */
+export type MigrationActorInput = Readonly<MigrationContext>;
+
+export interface PreparedTarget {
+  /** Address the source connects to for the memory stream. */
+  address: string;
+}
+
+const GiB = 1024 ** 3;
+/** Node's setTimeout fires at once beyond 2^31-1 ms; no timer of ours may go past it. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const PHASES: readonly MigrationPhase[] = MigrationPhase.options;
+
+function timerMs(ms: number): number {
+  return Math.min(Math.max(0, Math.round(ms)), MAX_TIMER_MS);
+}
+
+/** "300s", "1.5s": how timeouts appear in failure reasons. */
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))}s`;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Completion budget; a guest under 1 GiB still gets one GiB's worth. */
+function completionBudgetMs(ctx: Pick<MigrationContext, 'timeouts' | 'memoryBytes'>): number {
+  return ctx.timeouts.completionPerGiBMs * Math.max(1, ctx.memoryBytes / GiB);
+}
+
+/**
+ * Rejects timeouts that would make the chart spin (a zero retry interval) or
+ * never fire; the config layer should have caught them, this names the migration.
+ */
+function checkInput(input: MigrationInput): void {
+  const t = input.timeouts;
+  const problems: string[] = [];
+  for (const key of ['unschedulableMs', 'pendingPodMs', 'targetReadyMs', 'abortRetryMs', 'retryMs'] as const) {
+    if (!Number.isFinite(t[key]) || t[key] <= 0) problems.push(`${key} must be a positive number of milliseconds (got ${t[key]})`);
+  }
+  for (const key of ['progressMs', 'completionPerGiBMs'] as const) {
+    if (!Number.isFinite(t[key]) || t[key] < 0) problems.push(`${key} must be 0 (off) or a positive number of milliseconds (got ${t[key]})`);
+  }
+  if (!Number.isFinite(input.memoryBytes) || input.memoryBytes < 0) problems.push(`memoryBytes must be a non-negative number (got ${input.memoryBytes})`);
+  if (problems.length) {
+    throw new Error(`migration ${input.migrationUid} of ${input.vmiKey}: invalid input: ${problems.join('; ')}`);
+  }
+}
+
+function notProvided(name: string): never {
+  throw new Error(`not provided: ${name}`);
+}
+
+const abortedBy = (reason: string) => `aborted: ${reason}`;
+const targetPodDown = (reason: string) => `target pod is down: ${reason}`;
+const vmiGone = (reason: string) => `VMI is gone: ${reason}`;
+
+export const migrationMachine = setup({
+  types: {
+    context: {} as MigrationContext,
+    events: {} as MigrationEvent,
+    input: {} as MigrationInput,
+  },
+  actions: {
+    // I/O, supplied by the controller; every one must be idempotent because a
+    // resumed actor enters its phase (and runs its entry actions) again.
+    createTargetPod: () => {},
+    requestAbort: () => {},
+    startPostCopy: () => {},
+    recordSuccess: () => {},
+    recordFailure: () => {},
+
+    // Bookkeeping.
+    fail: assign((_, params: { reason: string }) => ({ failureReason: params.reason })),
+    beginAbort: assign(({ context }, params: { reason: string; requested: boolean }) => ({
+      // The first cause is the one worth reporting; later ones only pile on.
+      abortReason: context.abortReason ?? params.reason,
+      abortRequested: context.abortRequested || params.requested,
+    })),
+    refuseAbort: assign((_, params: { why: string }) => ({ abortRequested: true, abortRefused: params.why })),
+    recordSchedulingProblem: assign((_, params: { message: string }) => ({ schedulingMessage: params.message })),
+    recordTargetPod: assign((_, params: { node: string; pod: string }) => ({
+      targetNode: params.node,
+      targetPod: params.pod,
+    })),
+    recordTargetAddress: assign((_, params: { address: string }) => ({ targetAddress: params.address })),
+    recordRetryError: assign((_, params: { message: string }) => ({ retryError: params.message })),
+    recordStats: assign((_, params: { stats: MigrationStats }) => ({ lastStats: params.stats })),
+    lowerWatermark: assign((_, params: { remaining: number }) => ({ lowestRemaining: params.remaining })),
+    recordCompletion: assign((_, params: { mode: MigrationMode; downtimeMs: number }) => ({
+      mode: params.mode,
+      downtimeMs: params.downtimeMs,
+    })),
+    enterPostCopy: assign({ mode: 'PostCopy' as const }),
+  },
+  actors: {
+    handOff: fromPromise<void, MigrationActorInput>(async () => notProvided('handOff')),
+    prepareTarget: fromPromise<PreparedTarget, MigrationActorInput>(async () => notProvided('prepareTarget')),
+    startSource: fromPromise<void, MigrationActorInput>(async () => notProvided('startSource')),
+    finalizeSuccess: fromPromise<void, MigrationActorInput>(async () => notProvided('finalizeSuccess')),
+  },
+  guards: {
+    resumeAt: ({ context }, params: { phase: MigrationPhase }) => context.resumePhase === params.phase,
+    resumeInPostCopy: ({ context }) => context.resumePhase === 'Running' && context.mode === 'PostCopy',
+    madeProgress: ({ context, event }) =>
+      event.type === 'PROGRESS' &&
+      (context.lowestRemaining === undefined || event.stats.dataRemaining < context.lowestRemaining),
+    progressTimeoutEnabled: ({ context }) => context.timeouts.progressMs > 0,
+    completionTimeoutEnabled: ({ context }) => context.timeouts.completionPerGiBMs > 0,
+    postCopyAllowed: ({ context }) => context.allowPostCopy,
+  },
+  delays: {
+    unschedulableTimeout: ({ context }) => timerMs(context.timeouts.unschedulableMs),
+    pendingPodTimeout: ({ context }) => timerMs(context.timeouts.pendingPodMs),
+    targetReadyTimeout: ({ context }) => timerMs(context.timeouts.targetReadyMs),
+    // A disabled timer is parked at the longest safe delay and its transition is guarded off.
+    progressTimeout: ({ context }) =>
+      context.timeouts.progressMs > 0 ? timerMs(context.timeouts.progressMs) : MAX_TIMER_MS,
+    completionTimeout: ({ context }) =>
+      context.timeouts.completionPerGiBMs > 0 ? timerMs(completionBudgetMs(context)) : MAX_TIMER_MS,
+    abortRetry: ({ context }) => timerMs(context.timeouts.abortRetryMs),
+    retryDelay: ({ context }) => timerMs(context.timeouts.retryMs),
+  },
+}).createMachine({
+  id: 'migration',
+  initial: 'Resume',
+  context: ({ input }) => {
+    checkInput(input);
+    return {
+      migrationUid: input.migrationUid,
+      vmiKey: input.vmiKey,
+      attempt: input.attempt,
+      memoryBytes: input.memoryBytes,
+      allowPostCopy: input.allowPostCopy,
+      timeouts: { ...input.timeouts },
+      resumePhase: input.resumePhase,
+      mode: input.mode ?? 'PreCopy',
+      failureReason: input.failureReason,
+      sourceNode: input.sourceNode,
+      targetNode: input.targetNode,
+      targetPod: input.targetPod,
+      targetAddress: input.targetAddress,
+      abortRequested: false,
+    };
+  },
+  states: {
+    Resume: {
+      description: 'Transient: a restored actor re-enters the phase recorded in the VMIM status.',
+      always: [
+        { guard: 'resumeInPostCopy', target: '#migration.Running.postCopy' },
+        ...PHASES.map((phase) => ({ guard: { type: 'resumeAt' as const, params: { phase } }, target: phase })),
+        { target: 'Pending' },
+      ],
+    },
+
+    Pending: {
+      description: 'Waiting for the limits to grant a slot.',
+      on: {
+        ADMITTED: 'Scheduling',
+        REJECTED: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+        ABORT: {
+          target: 'Failed',
+          actions: [
+            { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
+            { type: 'fail', params: ({ event }) => ({ reason: abortedBy(event.reason) }) },
+          ],
+        },
+        VMI_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) } },
+      },
+    },
+
+    Scheduling: {
+      description: 'The target pod exists and waits for a node.',
+      entry: 'createTargetPod',
+      initial: 'waiting',
+      states: {
+        waiting: {
+          on: {
+            TARGET_POD_UNSCHEDULABLE: {
+              target: 'unschedulable',
+              actions: { type: 'recordSchedulingProblem', params: ({ event }) => ({ message: event.message }) },
+            },
+          },
+        },
+        unschedulable: {
+          on: {
+            // Repeated complaints refresh the message but must not restart the clock.
+            TARGET_POD_UNSCHEDULABLE: {
+              actions: { type: 'recordSchedulingProblem', params: ({ event }) => ({ message: event.message }) },
+            },
+          },
+          after: {
+            unschedulableTimeout: {
+              target: '#migration.Failed',
+              actions: {
+                type: 'fail',
+                params: ({ context }) => ({
+                  reason: `target pod unschedulable for ${seconds(context.timeouts.unschedulableMs)}: ${context.schedulingMessage ?? 'no reason given'}`,
+                }),
+              },
+            },
+          },
+        },
+      },
+      on: {
+        TARGET_POD_SCHEDULED: {
+          target: '.waiting',
+          actions: { type: 'recordTargetPod', params: ({ event }) => ({ node: event.node, pod: event.pod }) },
+        },
+        TARGET_POD_READY: {
+          target: 'Scheduled',
+          actions: { type: 'recordTargetPod', params: ({ event }) => ({ node: event.node, pod: event.pod }) },
+        },
+        TARGET_POD_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: targetPodDown(event.reason) }) } },
+        ABORT: {
+          target: 'Failed',
+          actions: [
+            { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
+            { type: 'fail', params: ({ event }) => ({ reason: abortedBy(event.reason) }) },
+          ],
+        },
+        VMI_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) } },
+      },
+      after: {
+        pendingPodTimeout: {
+          target: 'Failed',
+          actions: {
+            type: 'fail',
+            params: ({ context }) => ({ reason: `target pod did not become ready within ${seconds(context.timeouts.pendingPodMs)}` }),
+          },
+        },
+      },
+    },
+
+    Scheduled: {
+      description: 'Target pod ready; the hand-off to the target node is recorded on the VMI.',
+      initial: 'handingOff',
+      states: {
+        handingOff: {
+          invoke: {
+            id: 'handOff',
+            src: 'handOff',
+            input: ({ context }) => context,
+            onDone: '#migration.PreparingTarget',
+            // A transient API error must not fail the migration; the phase timeout bounds the retries.
+            onError: {
+              target: 'backoff',
+              actions: { type: 'recordRetryError', params: ({ event }) => ({ message: errorMessage(event.error) }) },
+            },
+          },
+        },
+        backoff: { after: { retryDelay: 'handingOff' } },
+      },
+      on: {
+        TARGET_POD_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: targetPodDown(event.reason) }) } },
+        ABORT: {
+          target: 'Failed',
+          actions: [
+            { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
+            { type: 'fail', params: ({ event }) => ({ reason: abortedBy(event.reason) }) },
+          ],
+        },
+        VMI_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) } },
+      },
+      after: {
+        targetReadyTimeout: {
+          target: 'Failed',
+          actions: {
+            type: 'fail',
+            params: ({ context }) => ({
+              reason:
+                `target was not handed off within ${seconds(context.timeouts.targetReadyMs)}` +
+                (context.retryError ? ` (last error: ${context.retryError})` : ''),
+            }),
+          },
+        },
+      },
+    },
+
+    PreparingTarget: {
+      description: 'The target handler starts the receiving side; nothing has started on the source yet.',
+      invoke: {
+        id: 'prepareTarget',
+        src: 'prepareTarget',
+        input: ({ context }) => context,
+        onDone: {
+          target: 'TargetReady',
+          actions: { type: 'recordTargetAddress', params: ({ event }) => ({ address: event.output.address }) },
+        },
+        onError: {
+          target: 'Failed',
+          actions: { type: 'fail', params: ({ event }) => ({ reason: `target preparation failed: ${errorMessage(event.error)}` }) },
+        },
+      },
+      on: {
+        TARGET_POD_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: targetPodDown(event.reason) }) } },
+        ABORT: {
+          target: 'Failed',
+          actions: [
+            { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
+            { type: 'fail', params: ({ event }) => ({ reason: abortedBy(event.reason) }) },
+          ],
+        },
+        VMI_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) } },
+      },
+      after: {
+        targetReadyTimeout: {
+          target: 'Failed',
+          actions: {
+            type: 'fail',
+            params: ({ context }) => ({ reason: `target was not ready within ${seconds(context.timeouts.targetReadyMs)}` }),
+          },
+        },
+      },
+    },
+
+    TargetReady: {
+      description: 'The source handler is asked to start streaming to the target.',
+      invoke: {
+        id: 'startSource',
+        src: 'startSource',
+        input: ({ context }) => context,
+        onDone: 'Running',
+        onError: {
+          target: 'Failed',
+          actions: { type: 'fail', params: ({ event }) => ({ reason: `source failed to start: ${errorMessage(event.error)}` }) },
+        },
+      },
+      on: {
+        // The start request may already have reached the source: from here on an
+        // abort must be confirmed by the source, never assumed.
+        ABORT: {
+          target: 'Running.aborting',
+          actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
+        },
+        TARGET_POD_GONE: {
+          target: 'Running.aborting',
+          actions: { type: 'beginAbort', params: ({ event }) => ({ reason: targetPodDown(event.reason), requested: false }) },
+        },
+        VMI_GONE: {
+          target: 'Running.aborting',
+          actions: { type: 'beginAbort', params: ({ event }) => ({ reason: vmiGone(event.reason), requested: false }) },
+        },
+        // The source may report before its start acknowledgement arrives.
+        MIGRATION_COMPLETED: {
+          target: 'Running.completing',
+          actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
+        },
+        MIGRATION_FAILED: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+        MIGRATION_ABORTED: {
+          target: 'Failed',
+          actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
+        },
+      },
+    },
+
+    Running: {
+      description: 'Memory is streaming from source to target.',
+      initial: 'migrating',
+      states: {
+        migrating: {
+          initial: 'progressWindow',
+          states: {
+            // Re-entered on every new low of remaining data, which restarts the progress timer.
+            progressWindow: {
+              on: {
+                PROGRESS: [
+                  {
+                    guard: 'madeProgress',
+                    target: 'progressWindow',
+                    reenter: true,
+                    actions: [
+                      { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) },
+                      { type: 'lowerWatermark', params: ({ event }) => ({ remaining: event.stats.dataRemaining }) },
+                    ],
+                  },
+                  { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
+                ],
+              },
+              after: {
+                progressTimeout: {
+                  guard: 'progressTimeoutEnabled',
+                  target: '#migration.Running.aborting',
+                  actions: {
+                    type: 'beginAbort',
+                    params: ({ context }) => ({
+                      reason: `live migration stuck for ${seconds(context.timeouts.progressMs)} and has been aborted`,
+                      requested: false,
+                    }),
+                  },
+                },
+              },
+            },
+          },
+          after: {
+            completionTimeout: [
+              { guard: and(['completionTimeoutEnabled', 'postCopyAllowed']), target: 'postCopy' },
+              {
+                guard: and(['completionTimeoutEnabled', not('postCopyAllowed')]),
+                target: 'aborting',
+                actions: {
+                  type: 'beginAbort',
+                  params: ({ context }) => ({
+                    reason: `migration not completed after ${seconds(completionBudgetMs(context))}`,
+                    requested: false,
+                  }),
+                },
+              },
+            ],
+          },
+          on: {
+            MIGRATION_COMPLETED: {
+              target: 'completing',
+              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
+            },
+            MIGRATION_FAILED: { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+            MIGRATION_ABORTED: {
+              target: '#migration.Failed',
+              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
+            },
+            ABORT: {
+              target: 'aborting',
+              actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
+            },
+            TARGET_POD_GONE: {
+              target: 'aborting',
+              actions: { type: 'beginAbort', params: ({ event }) => ({ reason: targetPodDown(event.reason), requested: false }) },
+            },
+            VMI_GONE: {
+              target: 'aborting',
+              actions: { type: 'beginAbort', params: ({ event }) => ({ reason: vmiGone(event.reason), requested: false }) },
+            },
+          },
+        },
+
+        aborting: {
+          description: 'Asking the source to cancel, again and again, until it reports a result.',
+          // Never give up from here: leaving before the source confirms could leave the VM on two nodes.
+          entry: 'requestAbort',
+          after: { abortRetry: { target: 'aborting', reenter: true } },
+          on: {
+            PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
+            // Completion wins over an abort: the guest already runs on the target.
+            MIGRATION_COMPLETED: {
+              target: 'completing',
+              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
+            },
+            MIGRATION_FAILED: { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+            MIGRATION_ABORTED: {
+              target: '#migration.Failed',
+              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
+            },
+            ABORT: {
+              actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
+            },
+          },
+        },
+
+        postCopy: {
+          description: 'The guest runs on the target and pulls its remaining pages; no timeouts, no abort.',
+          entry: ['enterPostCopy', 'startPostCopy'],
+          on: {
+            PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
+            MIGRATION_COMPLETED: {
+              target: 'completing',
+              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
+            },
+            MIGRATION_FAILED: { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+            MIGRATION_ABORTED: {
+              target: '#migration.Failed',
+              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
+            },
+            ABORT: {
+              actions: {
+                type: 'refuseAbort',
+                params: ({ event }) => ({
+                  why: `abort (${event.reason}) not honoured: post-copy has started and the guest already runs on the target node`,
+                }),
+              },
+            },
+            VMI_GONE: {
+              target: 'aborting',
+              actions: { type: 'beginAbort', params: ({ event }) => ({ reason: vmiGone(event.reason), requested: false }) },
+            },
+          },
+        },
+
+        completing: {
+          description: 'The guest runs on the target: the VMI is moved there and the source pod removed.',
+          initial: 'finalizing',
+          states: {
+            finalizing: {
+              invoke: {
+                id: 'finalizeSuccess',
+                src: 'finalizeSuccess',
+                input: ({ context }) => context,
+                onDone: '#migration.Succeeded',
+                onError: {
+                  target: 'backoff',
+                  actions: { type: 'recordRetryError', params: ({ event }) => ({ message: errorMessage(event.error) }) },
+                },
+              },
+            },
+            backoff: { after: { retryDelay: 'finalizing' } },
+          },
+          on: {
+            ABORT: {
+              actions: {
+                type: 'refuseAbort',
+                params: ({ event }) => ({
+                  why: `abort (${event.reason}) not honoured: the migration has completed and the guest runs on the target node`,
+                }),
+              },
+            },
+            // Nothing left to move the VMI onto; retrying would never end.
+            VMI_GONE: {
+              target: '#migration.Failed',
+              actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) },
+            },
+          },
+        },
+      },
+    },
+
+    Succeeded: { type: 'final', entry: 'recordSuccess' },
+    Failed: { type: 'final', entry: 'recordFailure' },
+  },
+});
+
+export type MigrationSnapshot = SnapshotFrom<typeof migrationMachine>;
+
+/** The VMIM phase a snapshot stands for: its top-level state. */
+export function phaseOf(snapshot: { value: unknown }): MigrationPhase {
+  const value = snapshot.value;
+  const top = typeof value === 'string' ? value : value && typeof value === 'object' ? Object.keys(value)[0] : undefined;
+  // Resume is transient; a snapshot can only rest there if it has not started yet.
+  if (top === 'Resume') return 'Pending';
+  if (top && (PHASES as readonly string[]).includes(top)) return top as MigrationPhase;
+  throw new Error(`migration snapshot has no phase: ${JSON.stringify(value)}`);
+}
+
+export interface ChartTransition {
+  /** Event type; `after(<delay>)` for timers, `always` for eventless transitions. */
+  event: string;
+  /** Target state ids; empty for a transition that stays put. */
+  targets: string[];
+  guard?: string;
+  actions: string[];
+  reenter?: true;
+}
+
+export interface ChartNode {
+  id: string;
+  key: string;
+  type: string;
+  initial?: string;
+  description?: string;
+  entry: string[];
+  invoke: string[];
+  transitions: ChartTransition[];
+  states: ChartNode[];
+}
+
+function actionName(a: unknown): string {
+  if (typeof a === 'string') return a;
+  if (a && typeof a === 'object' && 'type' in a && typeof a.type === 'string') return a.type;
+  return 'inline';
+}
+
+function guardName(g: unknown): string | undefined {
+  if (g === undefined) return undefined;
+  if (typeof g === 'string') return g;
+  // and()/or()/not() are functions carrying their operands.
+  if (typeof g === 'function' && 'guards' in g && Array.isArray(g.guards)) {
+    return `${g.name}(${g.guards.map((x: unknown) => guardName(x) ?? '?').join(', ')})`;
+  }
+  if (g && typeof g === 'object' && 'type' in g && typeof g.type === 'string') {
+    const params = 'params' in g ? (g.params as { phase?: unknown } | undefined) : undefined;
+    return typeof params?.phase === 'string' ? `${g.type}(${params.phase})` : g.type;
+  }
+  return 'inline';
+}
+
+function describeTransition(t: TransitionDefinition<MigrationContext, MigrationEvent>, event: string): ChartTransition {
+  const guard = guardName(t.guard);
+  return {
+    event,
+    targets: (t.target ?? []).map((s) => s.id),
+    ...(guard ? { guard } : {}),
+    actions: t.actions.map(actionName),
+    ...(t.reenter ? { reenter: true as const } : {}),
+  };
+}
+
+function describeNode(node: AnyStateNode): ChartNode {
+  const transitions: ChartTransition[] = [];
+  for (const [eventType, list] of node.transitions) {
+    const delay = /^xstate\.after\.([^.]+)\./.exec(eventType);
+    for (const t of list) transitions.push(describeTransition(t, delay ? `after(${delay[1]})` : eventType));
+  }
+  for (const t of node.always ?? []) transitions.push(describeTransition(t, 'always'));
+  const initial = node.initial?.target[0]?.key;
+  return {
+    id: node.id,
+    key: node.key,
+    type: node.type,
+    ...(initial ? { initial } : {}),
+    ...(node.description ? { description: node.description } : {}),
+    entry: node.entry.map(actionName),
+    invoke: node.invoke.map((i) => (typeof i.src === 'string' ? i.src : i.id)),
+    transitions,
+    states: Object.values(node.states).map(describeNode),
+  };
+}
+
+/**
+ * A plain-data outline of the chart (states, transitions, named actions,
+ * guards, actors and timers) for rendering diagrams in the docs.
+ */
+export function describeChart(): ChartNode {
+  return describeNode(migrationMachine.root);
+}

@@ -1,0 +1,345 @@
+import { describe, expect, it } from '@jest/globals';
+import { migrationInput, never, settle, startMigration, stats, deferred, type Harness } from './migrationHarness.js';
+
+const POD = { node: 'node-b', pod: 'virt-launcher-vm-a-target' };
+
+/** Drives a fresh migration into the named phase with the step that leaves it held in flight. */
+async function inPhase(phase: 'Pending' | 'Scheduling' | 'Scheduled' | 'PreparingTarget' | 'TargetReady' | 'Running'): Promise<Harness> {
+  const m = startMigration();
+  if (phase === 'Scheduled') m.actors.handOff.mockImplementation(never);
+  if (phase === 'PreparingTarget') m.actors.prepareTarget.mockImplementation(never);
+  if (phase === 'TargetReady') m.actors.startSource.mockImplementation(never);
+  if (phase !== 'Pending') m.send({ type: 'ADMITTED' });
+  if (phase !== 'Pending' && phase !== 'Scheduling') {
+    m.send({ type: 'TARGET_POD_READY', ...POD });
+    await settle();
+  }
+  expect(m.phase()).toBe(phase);
+  return m;
+}
+
+describe('a migration that goes well', () => {
+  it('walks every phase in order and finishes Succeeded', async () => {
+    const m = startMigration();
+    expect(m.value()).toBe('Pending');
+
+    m.send({ type: 'ADMITTED' });
+    expect(m.actions.createTargetPod).toHaveBeenCalledTimes(1);
+    m.send({ type: 'TARGET_POD_SCHEDULED', ...POD });
+    m.send({ type: 'TARGET_POD_READY', ...POD });
+    await settle();
+
+    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.actors.handOff).toHaveBeenCalledTimes(1);
+    expect(m.actors.handOff.mock.calls[0]?.[0]).toMatchObject({ targetNode: 'node-b', targetPod: POD.pod });
+    expect(m.actors.prepareTarget).toHaveBeenCalledTimes(1);
+    // The source is told where to stream only after the target published its address.
+    expect(m.actors.startSource.mock.calls[0]?.[0]).toMatchObject({ targetAddress: '10.0.0.9:49152', sourceNode: 'node-a' });
+
+    m.send({ type: 'PROGRESS', stats: stats(gib(1)) });
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 42 });
+    await settle();
+
+    expect(m.value()).toBe('Succeeded');
+    expect(m.actor.getSnapshot().status).toBe('done');
+    expect(m.phases).toEqual(['Pending', 'Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running', 'Succeeded']);
+    expect(m.actors.finalizeSuccess).toHaveBeenCalledTimes(1);
+    expect(m.actions.recordSuccess).toHaveBeenCalledTimes(1);
+    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+    expect(m.context()).toMatchObject({ mode: 'PreCopy', downtimeMs: 42, targetAddress: '10.0.0.9:49152', abortRequested: false });
+    expect(m.context().failureReason).toBeUndefined();
+    expect(m.context().lastStats?.dataRemaining).toBe(gib(1));
+  });
+
+  it('hands the actors the migration as it stands when they start', async () => {
+    const m = startMigration(migrationInput({ migrationUid: 'uid-7', attempt: 3 }));
+    await m.toRunning();
+    expect(m.actors.finalizeSuccess).not.toHaveBeenCalled();
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PostCopy', downtimeMs: 7 });
+    await settle();
+    expect(m.actors.finalizeSuccess.mock.calls[0]?.[0]).toMatchObject({
+      migrationUid: 'uid-7', attempt: 3, vmiKey: 'default/vm-a', mode: 'PostCopy', downtimeMs: 7, targetNode: 'node-b',
+    });
+  });
+});
+
+function gib(n: number): number {
+  return n * 1024 ** 3;
+}
+
+describe('rejection', () => {
+  it('fails a migration the limits cannot admit, without creating a target pod', () => {
+    const m = startMigration();
+    m.send({ type: 'REJECTED', reason: 'another migration job is in progress' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('another migration job is in progress');
+    expect(m.actions.createTargetPod).not.toHaveBeenCalled();
+    expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
+    expect(m.actions.recordFailure.mock.calls[0]?.[0].context.failureReason).toBe('another migration job is in progress');
+  });
+
+  it('ignores a late rejection once the migration is under way', () => {
+    const m = startMigration();
+    m.send({ type: 'ADMITTED' });
+    m.send({ type: 'REJECTED', reason: 'too late' });
+    expect(m.phase()).toBe('Scheduling');
+  });
+});
+
+describe('abort (VMIM deleted or ferry cancel)', () => {
+  it.each(['Pending', 'Scheduling', 'Scheduled', 'PreparingTarget'] as const)(
+    'in %s fails at once: nothing runs on the source yet',
+    async (phase) => {
+      const m = await inPhase(phase);
+      m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+      expect(m.value()).toBe('Failed');
+      expect(m.context()).toMatchObject({ abortRequested: true, failureReason: 'aborted: VMIM deleted' });
+      expect(m.actions.requestAbort).not.toHaveBeenCalled();
+      expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
+    },
+  );
+
+  it('in TargetReady asks the source to abort and waits for its answer', async () => {
+    const m = await inPhase('TargetReady');
+    m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+    expect(m.value()).toEqual({ Running: 'aborting' });
+    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    expect(m.actions.requestAbort.mock.calls[0]?.[0].context).toMatchObject({ abortRequested: true, abortReason: 'aborted: VMIM deleted' });
+    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+
+    m.send({ type: 'MIGRATION_ABORTED', reason: 'job cancelled' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('aborted: VMIM deleted');
+  });
+
+  it('while migrating asks the source to abort, then fails with the user reason once it confirms', async () => {
+    const m = await inPhase('Running');
+    m.send({ type: 'ABORT', reason: 'ferry cancel' });
+    expect(m.value()).toEqual({ Running: 'aborting' });
+    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    expect(m.context().abortRequested).toBe(true);
+
+    m.send({ type: 'MIGRATION_ABORTED', reason: 'job cancelled' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('aborted: ferry cancel');
+    expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
+  });
+
+  it('during post-copy is recorded but not honoured: the guest already runs on the target', async () => {
+    const m = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));
+    await m.toRunning();
+    await m.advance(150_000);
+    expect(m.value()).toEqual({ Running: 'postCopy' });
+
+    m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+    expect(m.value()).toEqual({ Running: 'postCopy' });
+    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+    expect(m.context().abortRequested).toBe(true);
+    expect(m.context().abortRefused).toMatch(/VMIM deleted.*post-copy/);
+
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PostCopy', downtimeMs: 3 });
+    await settle();
+    expect(m.value()).toBe('Succeeded');
+  });
+
+  it('after completion is refused: the migration still succeeds', async () => {
+    const m = await inPhase('Running');
+    const finalize = deferred<void>();
+    m.actors.finalizeSuccess.mockImplementation(() => finalize.promise);
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 5 });
+    m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+    expect(m.value()).toEqual({ Running: { completing: 'finalizing' } });
+    expect(m.context().abortRefused).toMatch(/completed/);
+    finalize.resolve();
+    await settle();
+    expect(m.value()).toBe('Succeeded');
+    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+  });
+
+  it('is re-sent to the source until it answers, never given up', async () => {
+    const m = await inPhase('Running');
+    m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+    await m.advance(5_000 - 1);
+    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    await m.advance(1);
+    expect(m.actions.requestAbort).toHaveBeenCalledTimes(2);
+    await m.advance(3600_000);
+    expect(m.value()).toEqual({ Running: 'aborting' });
+    expect(m.actions.requestAbort).toHaveBeenCalledTimes(2 + (3600_000) / 5_000);
+    // A second request adds nothing: the first reason stays the one reported.
+    m.send({ type: 'ABORT', reason: 'again' });
+    expect(m.context().abortReason).toBe('aborted: VMIM deleted');
+  });
+
+  it('loses to a completion that races it: the guest is already on the target', async () => {
+    const m = await inPhase('Running');
+    m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 12 });
+    await settle();
+    expect(m.value()).toBe('Succeeded');
+    expect(m.context()).toMatchObject({ abortRequested: true, downtimeMs: 12 });
+    expect(m.actions.recordSuccess).toHaveBeenCalledTimes(1);
+    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    // No abort retries keep firing after the race is decided.
+    await m.advance(60_000);
+    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('target pod gone', () => {
+  it.each(['Scheduling', 'Scheduled', 'PreparingTarget'] as const)('in %s fails the migration', async (phase) => {
+    const m = await inPhase(phase);
+    m.send({ type: 'TARGET_POD_GONE', reason: 'evicted' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('target pod is down: evicted');
+    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+  });
+
+  it.each(['TargetReady', 'Running'] as const)('in %s aborts on the source first', async (phase) => {
+    const m = await inPhase(phase);
+    m.send({ type: 'TARGET_POD_GONE', reason: 'node-b lost' });
+    expect(m.value()).toEqual({ Running: 'aborting' });
+    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    expect(m.context().abortRequested).toBe(false);
+    m.send({ type: 'MIGRATION_ABORTED', reason: 'job cancelled' });
+    expect(m.context().failureReason).toBe('target pod is down: node-b lost');
+  });
+
+  it('during post-copy is left to the source to report: the guest cannot be pulled back', async () => {
+    const m = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));
+    await m.toRunning();
+    await m.advance(150_000);
+    expect(m.value()).toEqual({ Running: 'postCopy' });
+    m.send({ type: 'TARGET_POD_GONE', reason: 'node-b lost' });
+    expect(m.value()).toEqual({ Running: 'postCopy' });
+    m.send({ type: 'MIGRATION_FAILED', reason: 'post-copy failed: target lost' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('post-copy failed: target lost');
+  });
+});
+
+describe('VMI gone', () => {
+  it.each(['Pending', 'Scheduling', 'Scheduled', 'PreparingTarget'] as const)('in %s fails the migration', async (phase) => {
+    const m = await inPhase(phase);
+    m.send({ type: 'VMI_GONE', reason: 'VMI default/vm-a deleted' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('VMI is gone: VMI default/vm-a deleted');
+  });
+
+  it.each(['TargetReady', 'Running'] as const)('in %s aborts on the source first', async (phase) => {
+    const m = await inPhase(phase);
+    m.send({ type: 'VMI_GONE', reason: 'VMI stopped' });
+    expect(m.value()).toEqual({ Running: 'aborting' });
+    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    m.send({ type: 'MIGRATION_FAILED', reason: 'domain shut down' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('domain shut down');
+  });
+
+  it('during post-copy aborts on the source', async () => {
+    const m = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));
+    await m.toRunning();
+    await m.advance(150_000);
+    m.send({ type: 'VMI_GONE', reason: 'VMI stopped' });
+    expect(m.value()).toEqual({ Running: 'aborting' });
+    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+  });
+
+  it('while completing fails instead of retrying forever against a missing VMI', async () => {
+    const m = await inPhase('Running');
+    m.actors.finalizeSuccess.mockRejectedValue(new Error('virtualmachineinstances "vm-a" not found'));
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 5 });
+    await settle();
+    expect(m.value()).toEqual({ Running: { completing: 'backoff' } });
+    m.send({ type: 'VMI_GONE', reason: 'VMI default/vm-a deleted' });
+    expect(m.value()).toBe('Failed');
+  });
+});
+
+describe('failures reported by the handlers', () => {
+  it('fails with the source reason when the live migration fails', async () => {
+    const m = await inPhase('Running');
+    m.send({ type: 'MIGRATION_FAILED', reason: 'libvirt: connection reset' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('libvirt: connection reset');
+    expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
+  });
+
+  it('fails with the source reason when the source aborted on its own', async () => {
+    const m = await inPhase('Running');
+    m.send({ type: 'MIGRATION_ABORTED', reason: 'cancelled by operator on node-a' });
+    expect(m.context().failureReason).toBe('cancelled by operator on node-a');
+    expect(m.context().abortRequested).toBe(false);
+  });
+
+  it('accepts a result that arrives before the source acknowledged the start', async () => {
+    const m = await inPhase('TargetReady');
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 9 });
+    await settle();
+    expect(m.value()).toBe('Succeeded');
+
+    const f = await inPhase('TargetReady');
+    f.send({ type: 'MIGRATION_FAILED', reason: 'target refused connection' });
+    expect(f.context().failureReason).toBe('target refused connection');
+  });
+
+  it('fails when the target cannot be prepared', async () => {
+    const m = startMigration();
+    m.actors.prepareTarget.mockRejectedValue(new Error('disk not attachable on node-b'));
+    await m.toRunning();
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('target preparation failed: disk not attachable on node-b');
+    expect(m.actors.startSource).not.toHaveBeenCalled();
+  });
+
+  it('fails when the source cannot start', async () => {
+    const m = startMigration();
+    m.actors.startSource.mockRejectedValue(new Error('source handler on node-a did not answer'));
+    await m.toRunning();
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('source failed to start: source handler on node-a did not answer');
+  });
+});
+
+describe('retries of idempotent steps', () => {
+  it('retries a failed hand-off after the retry delay instead of failing', async () => {
+    const m = startMigration();
+    m.actors.handOff.mockRejectedValueOnce(new Error('409 conflict on VMI'));
+    m.send({ type: 'ADMITTED' });
+    m.send({ type: 'TARGET_POD_READY', ...POD });
+    await settle();
+    expect(m.value()).toEqual({ Scheduled: 'backoff' });
+    expect(m.context().retryError).toBe('409 conflict on VMI');
+
+    await m.advance(999);
+    expect(m.actors.handOff).toHaveBeenCalledTimes(1);
+    await m.advance(1);
+    expect(m.actors.handOff).toHaveBeenCalledTimes(2);
+    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+  });
+
+  it('retries a failed finalisation until it succeeds', async () => {
+    const m = await inPhase('Running');
+    m.actors.finalizeSuccess.mockRejectedValueOnce(new Error('etcd timeout')).mockRejectedValueOnce(new Error('etcd timeout'));
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 5 });
+    await settle();
+    expect(m.value()).toEqual({ Running: { completing: 'backoff' } });
+    await m.advance(1_000);
+    expect(m.value()).toEqual({ Running: { completing: 'backoff' } });
+    await m.advance(1_000);
+    expect(m.value()).toBe('Succeeded');
+    expect(m.actors.finalizeSuccess).toHaveBeenCalledTimes(3);
+    expect(m.actions.recordSuccess).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('progress', () => {
+  it('keeps the latest statistics and the lowest remaining amount seen', async () => {
+    const m = await inPhase('Running');
+    m.send({ type: 'PROGRESS', stats: stats(gib(1), 1) });
+    m.send({ type: 'PROGRESS', stats: stats(gib(1.5), 2) });
+    expect(m.context().lastStats).toMatchObject({ dataRemaining: gib(1.5), iteration: 2 });
+    expect(m.context().lowestRemaining).toBe(gib(1));
+  });
+});

@@ -1,0 +1,108 @@
+import { describe, expect, it } from '@jest/globals';
+import { migrationInput, settle, startMigration, stats, GiB } from './migrationHarness.js';
+
+/** What a restarted controller knows from the VMIM status. */
+const recorded = { sourceNode: 'node-a', targetNode: 'node-b', targetPod: 'virt-launcher-vm-a-target', attempt: 2 };
+
+describe('resuming after a controller restart', () => {
+  it('starts at Pending when the VMIM has no phase yet', () => {
+    const m = startMigration(migrationInput());
+    expect(m.value()).toBe('Pending');
+    expect(m.actions.createTargetPod).not.toHaveBeenCalled();
+  });
+
+  it('resumes Pending and waits for admission again', () => {
+    const m = startMigration(migrationInput({ resumePhase: 'Pending' }));
+    expect(m.value()).toBe('Pending');
+    m.send({ type: 'ADMITTED' });
+    expect(m.phase()).toBe('Scheduling');
+  });
+
+  it('resumes Scheduling by ensuring the target pod exists again', () => {
+    const m = startMigration(migrationInput({ resumePhase: 'Scheduling', ...recorded }));
+    expect(m.value()).toEqual({ Scheduling: 'waiting' });
+    expect(m.actions.createTargetPod).toHaveBeenCalledTimes(1);
+    // The controller's implementation looks the pod up by these before creating one.
+    expect(m.actions.createTargetPod.mock.calls[0]?.[0].context).toMatchObject({ migrationUid: 'uid-1', attempt: 2, targetPod: recorded.targetPod });
+  });
+
+  it('resumes Scheduling with fresh timers counted from the restart', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'Scheduling' }));
+    await m.advance(900_000 - 1);
+    expect(m.phase()).toBe('Scheduling');
+    await m.advance(1);
+    expect(m.value()).toBe('Failed');
+  });
+
+  it('resumes Scheduled by repeating the hand-off', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'Scheduled', ...recorded }));
+    expect(m.actors.handOff).toHaveBeenCalledTimes(1);
+    expect(m.actors.handOff.mock.calls[0]?.[0]).toMatchObject({ targetNode: 'node-b' });
+    await settle();
+    expect(m.actors.prepareTarget).toHaveBeenCalledTimes(1);
+    expect(m.actions.createTargetPod).not.toHaveBeenCalled();
+  });
+
+  it('resumes PreparingTarget by asking the target to prepare again', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'PreparingTarget', ...recorded }));
+    expect(m.value()).toBe('PreparingTarget');
+    expect(m.actors.prepareTarget).toHaveBeenCalledTimes(1);
+    expect(m.actors.handOff).not.toHaveBeenCalled();
+    await settle();
+    expect(m.context().targetAddress).toBe('10.0.0.9:49152');
+  });
+
+  it('resumes TargetReady by asking the source to start again', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'TargetReady', ...recorded, targetAddress: '10.0.0.9:49152' }));
+    expect(m.value()).toBe('TargetReady');
+    expect(m.actors.startSource).toHaveBeenCalledTimes(1);
+    expect(m.actors.startSource.mock.calls[0]?.[0]).toMatchObject({ targetAddress: '10.0.0.9:49152' });
+    expect(m.actors.prepareTarget).not.toHaveBeenCalled();
+    await settle();
+    expect(m.phase()).toBe('Running');
+  });
+
+  it('resumes Running in pre-copy, watching progress and completion from the restart', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'Running', ...recorded, memoryBytes: 4 * GiB }));
+    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.actors.startSource).not.toHaveBeenCalled();
+    m.send({ type: 'PROGRESS', stats: stats(GiB) });
+    await m.advance(150_000 - 1);
+    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    await m.advance(1);
+    expect(m.value()).toEqual({ Running: 'aborting' });
+  });
+
+  it('resumes Running in post-copy without timers, re-issuing the switch', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'Running', mode: 'PostCopy', allowPostCopy: true, ...recorded }));
+    expect(m.value()).toEqual({ Running: 'postCopy' });
+    expect(m.actions.startPostCopy).toHaveBeenCalledTimes(1);
+    expect(m.clock.pendingTimers()).toBe(0);
+    m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+  });
+
+  it('resumes Succeeded by recording the success again', () => {
+    const m = startMigration(migrationInput({ resumePhase: 'Succeeded', ...recorded }));
+    expect(m.value()).toBe('Succeeded');
+    expect(m.actor.getSnapshot().status).toBe('done');
+    expect(m.actions.recordSuccess).toHaveBeenCalledTimes(1);
+  });
+
+  it('resumes Failed by recording the failure again, with the recorded reason', () => {
+    const m = startMigration(migrationInput({ resumePhase: 'Failed', failureReason: 'target pod is down: evicted' }));
+    expect(m.value()).toBe('Failed');
+    expect(m.actor.getSnapshot().status).toBe('done');
+    expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
+    expect(m.actions.recordFailure.mock.calls[0]?.[0].context.failureReason).toBe('target pod is down: evicted');
+    expect(m.actions.createTargetPod).not.toHaveBeenCalled();
+  });
+
+  it('resumes into a phase that then handles events as usual', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'PreparingTarget', ...recorded }));
+    // The abort lands before the (repeated) preparation answers.
+    m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('aborted: VMIM deleted');
+  });
+});

@@ -1,5 +1,11 @@
 import { z } from 'zod';
 
+/**
+ * A timestamp as RFC 3339 text. client-node's typed APIs (CoreV1Api lists)
+ * hand back Date objects while watches deliver strings; both become strings here.
+ */
+export const Timestamp = z.union([z.string(), z.date()]).transform((v) => (typeof v === 'string' ? v : v.toISOString()));
+
 /** The ObjectMeta fields Ferry reads; unknown fields pass through untouched. */
 export const ObjectMeta = z.looseObject({
   name: z.string().min(1),
@@ -7,8 +13,8 @@ export const ObjectMeta = z.looseObject({
   uid: z.string().optional(),
   resourceVersion: z.string().optional(),
   generation: z.number().optional(),
-  creationTimestamp: z.string().optional(),
-  deletionTimestamp: z.string().optional(),
+  creationTimestamp: Timestamp.optional(),
+  deletionTimestamp: Timestamp.nullable().optional(),
   labels: z.record(z.string(), z.string()).optional(),
   annotations: z.record(z.string(), z.string()).optional(),
   finalizers: z.array(z.string()).optional(),
@@ -23,8 +29,8 @@ export const Condition = z.looseObject({
   status: z.enum(['True', 'False', 'Unknown']),
   reason: z.string().optional(),
   message: z.string().optional(),
-  lastTransitionTime: z.string().nullable().optional(),
-  lastProbeTime: z.string().nullable().optional(),
+  lastTransitionTime: Timestamp.nullable().optional(),
+  lastProbeTime: Timestamp.nullable().optional(),
 });
 export type Condition = z.infer<typeof Condition>;
 

@@ -11,7 +11,7 @@ import type { ProgressMessage, ResultMessage } from '../bus/protocol.js';
 import { consumeResults, type ResultsConsumer } from '../bus/results.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
 import { decide } from '../limits/decide.js';
-import type { LimitsConfig, NodeState, QueuedMigration, RunningMigration } from '../limits/types.js';
+import type { Decision, LimitsConfig, NodeState, QueuedMigration, RunningMigration } from '../limits/types.js';
 import { describeApiError, isConflict, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -510,7 +510,10 @@ export class MigrationController {
       }
     }
     if (running.length === 0 && queued.length === 0) return;
-    const decision = decide({ config: this.limitsConfig(), nodes: this.nodeStates(), running, queued, now: this.clock.now() });
+    const nodes = this.nodeStates();
+    const config = this.limitsConfig();
+    const decision = decide({ config, nodes, running, queued, now: this.clock.now() });
+    this.admitUnplaceable(decision, pending, running, nodes, config);
     for (const st of decision.start) {
       const t = this.tracked.get(st.id);
       if (!t) continue;
@@ -540,6 +543,31 @@ export class MigrationController {
           (err: unknown) => t.session.log.warn({ err: String(err), bandwidth: bw }, 'could not change bandwidth'),
         );
       }
+    }
+  }
+
+  /**
+   * A migration with no schedulable node to go to at all would wait forever in
+   * the queue. KubeVirt's answer is to create the target pod anyway and fail
+   * once it has been unschedulable for the timeout; users expect that (and the
+   * scheduler's reason), so those start when the parallel limits allow.
+   */
+  private admitUnplaceable(decision: Decision, pending: MigrationSession[], running: RunningMigration[], nodes: NodeState[], config: LimitsConfig): void {
+    const started = new Set(decision.start.map((s) => s.id));
+    let cluster = running.length + started.size;
+    const outbound = new Map<string, number>();
+    const count = (node: string) => outbound.set(node, (outbound.get(node) ?? 0) + 1);
+    for (const r of running) count(r.sourceNode);
+    for (const s of pending) if (started.has(s.uid) && s.sourceNode) count(s.sourceNode);
+    for (const s of pending) {
+      const src = s.sourceNode;
+      if (!src || started.has(s.uid) || nodes.some((n) => n.schedulable && n.name !== src)) continue;
+      if (cluster >= config.parallelMigrationsPerCluster || (outbound.get(src) ?? 0) >= config.parallelOutboundMigrationsPerNode) continue;
+      cluster++;
+      count(src);
+      decision.start.push({ id: s.uid });
+      delete decision.waiting[s.uid];
+      s.log.info('no schedulable node besides the source; starting anyway so the scheduler can report why');
     }
   }
 

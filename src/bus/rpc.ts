@@ -1,0 +1,159 @@
+import { ErrorCode, JSONCodec, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { performance } from 'node:perf_hooks';
+import { COMMANDS, subjects, type Command } from './subjects.js';
+import { ErrorReply, replies, requests, type CommandReply, type CommandRequest } from './protocol.js';
+import type { Logger } from '../util/log.js';
+import { zodReason } from './zodReason.js';
+
+const json = JSONCodec<unknown>();
+
+/** Why a command did not get a successful answer: the handler's own code, or what went wrong on the way. */
+export type CommandErrorCode = ErrorReply['code'] | 'unreachable' | 'timeout' | 'malformed-reply';
+
+/** Thrown to the controller by requestCommand. */
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
+  constructor(
+    readonly code: CommandErrorCode,
+    readonly node: string,
+    readonly command: Command,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Thrown by a command handler to answer with a specific ErrorReply code. */
+export class HandlerError extends Error {
+  override readonly name = 'HandlerError';
+  constructor(readonly code: ErrorReply['code'], message: string) {
+    super(message);
+  }
+}
+
+export interface RequestOptions {
+  timeoutMs?: number;
+  /** Called once per request with its round-trip time; `ok` is false for any error. */
+  onRoundTrip?: (command: Command, ms: number, ok: boolean) => void;
+}
+
+/** Sends one command to the handler on `node` and returns its validated reply. */
+export async function requestCommand<C extends Command>(
+  nc: NatsConnection,
+  node: string,
+  command: C,
+  payload: CommandRequest<C>,
+  opts: RequestOptions = {},
+): Promise<CommandReply<C>> {
+  const checked = requests[command].safeParse(payload);
+  if (!checked.success) {
+    throw new CommandError('bad-request', node, command, `refusing to send invalid ${command} to handler ${node}: ${zodReason(checked.error)}`);
+  }
+  const started = performance.now();
+  let ok = false;
+  try {
+    const reply = await send(nc, node, command, checked.data, opts.timeoutMs ?? 5000);
+    ok = true;
+    return reply;
+  } finally {
+    opts.onRoundTrip?.(command, performance.now() - started, ok);
+  }
+}
+
+async function send<C extends Command>(
+  nc: NatsConnection,
+  node: string,
+  command: C,
+  payload: unknown,
+  timeoutMs: number,
+): Promise<CommandReply<C>> {
+  let msg: Msg;
+  try {
+    msg = await nc.request(subjects.command(node, command), json.encode(payload), { timeout: timeoutMs });
+  } catch (err) {
+    throw transportError(err, node, command, timeoutMs);
+  }
+  let body: unknown;
+  try {
+    body = json.decode(msg.data);
+  } catch (err) {
+    throw new CommandError('malformed-reply', node, command, `malformed reply from handler ${node} to ${command}: not JSON (${(err as Error).message})`);
+  }
+  const reply = replies[command].safeParse(body);
+  if (reply.success) return reply.data as CommandReply<C>;
+  const refusal = ErrorReply.safeParse(body);
+  if (refusal.success) {
+    throw new CommandError(refusal.data.code, node, command, `handler ${node} refused ${command}: ${refusal.data.error}`);
+  }
+  throw new CommandError('malformed-reply', node, command, `malformed reply from handler ${node} to ${command}: ${zodReason(reply.error)}`);
+}
+
+function transportError(err: unknown, node: string, command: Command, timeoutMs: number): CommandError {
+  const code = (err as { code?: string }).code;
+  if (code === ErrorCode.NoResponders) {
+    return new CommandError('unreachable', node, command, `no handler for node ${node} is listening (${command})`);
+  }
+  if (code === ErrorCode.Timeout) {
+    return new CommandError('timeout', node, command, `handler ${node} did not answer ${command} within ${timeoutMs} ms`);
+  }
+  return new CommandError('unreachable', node, command, `cannot send ${command} to handler ${node}: ${(err as Error).message}`);
+}
+
+export type CommandHandlers = { [C in Command]: (req: CommandRequest<C>) => Promise<CommandReply<C>> };
+
+/** One queue group per node: a handler restarting next to its old self never double-serves a command. */
+export const handlerQueue = (node: string) => `ferry-handler.${node}`;
+
+/**
+ * Serves every command addressed to `node`. Requests are validated before any
+ * handler runs; whatever goes wrong is answered with an ErrorReply, never silence.
+ */
+export function serveCommands(nc: NatsConnection, node: string, handlers: CommandHandlers, log: Logger): Subscription {
+  const sub = nc.subscribe(subjects.nodeCommands(node), { queue: handlerQueue(node) });
+  void (async () => {
+    for await (const m of sub) {
+      answer(m, node, handlers, log).catch((err: unknown) => {
+        // Only replying itself can fail here (the connection closed under us); the controller will time out.
+        log.error({ node, subject: m.subject, err: (err as Error).message }, 'could not reply to command');
+      });
+    }
+  })();
+  return sub;
+}
+
+async function answer(m: Msg, node: string, handlers: CommandHandlers, log: Logger): Promise<void> {
+  const command = m.subject.slice(m.subject.lastIndexOf('.') + 1) as Command;
+  const started = performance.now();
+  const respond = (body: unknown, fields: object, msg: string, level: 'info' | 'warn' | 'error' = 'info') => {
+    log[level]({ node, command, ...fields, ms: Math.round(performance.now() - started) }, msg);
+    if (m.reply) m.respond(json.encode(body));
+  };
+  const refuse = (code: ErrorReply['code'], error: string, fields: object = {}, level: 'warn' | 'error' = 'warn') =>
+    respond({ ok: false, code, error } satisfies ErrorReply, { ...fields, code, error }, `command refused: ${command}`, level);
+
+  if (!(COMMANDS as readonly string[]).includes(command)) return refuse('bad-request', `unknown command "${command}"`);
+  let body: unknown;
+  try {
+    body = json.decode(m.data);
+  } catch {
+    return refuse('bad-request', `${command} payload is not JSON`);
+  }
+  const req = requests[command].safeParse(body);
+  if (!req.success) return refuse('bad-request', `invalid ${command} request: ${zodReason(req.error)}`);
+  const ref = refFields(req.data);
+  let result: unknown;
+  try {
+    result = await (handlers[command] as (r: unknown) => Promise<unknown>)(req.data);
+  } catch (err) {
+    const code = err instanceof HandlerError ? err.code : 'internal';
+    return refuse(code, err instanceof Error ? err.message : String(err), ref, code === 'internal' ? 'error' : 'warn');
+  }
+  const out = replies[command].safeParse(result);
+  if (!out.success) return refuse('internal', `handler produced an invalid ${command} reply: ${zodReason(out.error)}`, ref, 'error');
+  respond(out.data, ref, `command served: ${command}`);
+}
+
+function refFields(req: object): object {
+  const r = req as Partial<Record<'migrationUid' | 'attempt' | 'vmi', unknown>>;
+  return r.migrationUid === undefined ? {} : { migrationUid: r.migrationUid, attempt: r.attempt, vmi: r.vmi };
+}

@@ -1,0 +1,95 @@
+import type { NatsConnection } from 'nats';
+import { systemClock, type Clock } from '../util/clock.js';
+import type { HypervisorDriver } from '../hypervisor/driver.js';
+import { serveCommands, type CommandHandlers } from '../bus/rpc.js';
+import { startHeartbeat } from '../bus/heartbeat.js';
+import type { Logger } from '../util/log.js';
+import { SourceRole } from './sourceRole.js';
+import { TargetRole } from './targetRole.js';
+
+export interface HandlerOptions {
+  nc: NatsConnection;
+  node: string;
+  driver: HypervisorDriver;
+  clock?: Clock;
+  progressIntervalMs?: number;
+  heartbeatIntervalMs?: number;
+  log: Logger;
+}
+
+export interface RunningHandler {
+  /** Stops serving, heartbeats, progress and result retries; the connection and the driver stay open. */
+  stop(): Promise<void>;
+}
+
+/** The node agent: serves the controller's commands for `node` with `driver`. */
+export function startHandler(opts: HandlerOptions): RunningHandler {
+  const { nc, node, driver, log } = opts;
+  const clock = opts.clock ?? systemClock;
+  const stopping = new AbortController();
+  const source = new SourceRole({
+    nc,
+    js: nc.jetstream(),
+    node,
+    driver,
+    clock,
+    progressIntervalMs: opts.progressIntervalMs ?? 500,
+    log,
+    stopped: stopping.signal,
+  });
+  const target = new TargetRole(node, driver, log);
+
+  const handlers: CommandHandlers = {
+    'prepare-target': (req) => target.prepare(req),
+    'start-source': (req) => source.start(req),
+    'finish-target': (req) => target.finish(req),
+    abort: async (req) => {
+      // One uid can have both roles on a node only in tests; answer for the source first.
+      const [asSource, asTarget] = await Promise.all([source.abort(req), target.cancel(req)]);
+      return { ok: true, state: asSource ?? asTarget ?? 'not-found' };
+    },
+    'set-bandwidth': async (req) => {
+      await source.steer(req, `set bandwidth to ${req.bytesPerSecond} B/s`, (job) => job.setBandwidth(req.bytesPerSecond));
+      return { ok: true };
+    },
+    'set-downtime': async (req) => {
+      await source.steer(req, `set max downtime to ${req.maxDowntimeMs} ms`, (job) => job.setMaxDowntime(req.maxDowntimeMs));
+      return { ok: true };
+    },
+    'post-copy': async (req) => {
+      await source.steer(req, 'switch to post-copy', (job) => job.startPostCopy());
+      return { ok: true };
+    },
+    'list-jobs': async () => {
+      const [sourceJobs, domains] = await Promise.all([source.summaries(), driver.listDomains()]);
+      return {
+        ok: true,
+        node,
+        jobs: [...sourceJobs, ...target.summaries()],
+        domains: domains.map((d) => ({ name: d.name, state: d.state, memoryBytes: d.memoryBytes })),
+      };
+    },
+  };
+
+  const sub = serveCommands(nc, node, handlers, log);
+  const heartbeat = startHeartbeat(nc, {
+    node,
+    driver: driver.kind,
+    activeJobs: () => source.activeCount() + target.activeCount(),
+    intervalMs: opts.heartbeatIntervalMs ?? 5000,
+    clock,
+  });
+  log.info({ node, driver: driver.kind }, 'handler serving');
+
+  return {
+    async stop() {
+      if (stopping.signal.aborted) return;
+      stopping.abort();
+      heartbeat.stop();
+      source.stop();
+      if (!nc.isClosed() && !nc.isDraining()) sub.unsubscribe();
+      await source.idle();
+      log.info({ node }, 'handler stopped');
+    },
+  };
+}

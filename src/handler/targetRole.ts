@@ -1,0 +1,96 @@
+import type { HypervisorDriver } from '../hypervisor/driver.js';
+import type { CommandReply, CommandRequest, JobSummary, MigrationRef } from '../bus/protocol.js';
+import { HandlerError } from '../bus/rpc.js';
+import type { Logger } from '../util/log.js';
+import { jobKey, refFields } from './jobKey.js';
+
+type TargetState = 'preparing' | 'prepared' | 'finished' | 'cancelled';
+
+interface TargetJob {
+  ref: MigrationRef;
+  domain: string;
+  state: TargetState;
+  /** Shared by repeats of the same prepare, so the driver prepares once. */
+  address: Promise<string>;
+}
+
+/** The target side of migrations on one node: receive, then run or drop the guest. */
+export class TargetRole {
+  private readonly jobs = new Map<string, TargetJob>();
+
+  constructor(
+    private readonly node: string,
+    private readonly driver: HypervisorDriver,
+    private readonly log: Logger,
+  ) {}
+
+  async prepare(req: CommandRequest<'prepare-target'>): Promise<CommandReply<'prepare-target'>> {
+    const key = jobKey(req);
+    const known = this.jobs.get(key);
+    if (known && known.state !== 'cancelled') return { ok: true, address: await known.address };
+
+    const job: TargetJob = { ref: req, domain: req.guest.name, state: 'preparing', address: Promise.resolve('') };
+    this.jobs.set(key, job);
+    job.address = (async () => {
+      try {
+        const { address } = await this.driver.prepareIncoming(req.guest, req.migrationUid);
+        job.state = 'prepared';
+        this.log.info({ node: this.node, ...refFields(req), domain: job.domain, address, sourceNode: req.sourceNode }, 'target prepared');
+        return address;
+      } catch (err) {
+        // Forget the failed attempt so the controller's retry prepares afresh.
+        this.jobs.delete(key);
+        throw new HandlerError('driver-error', `preparing ${job.domain} to arrive on ${this.node} failed: ${(err as Error).message}`);
+      }
+    })();
+    return { ok: true, address: await job.address };
+  }
+
+  async finish(req: CommandRequest<'finish-target'>): Promise<CommandReply<'finish-target'>> {
+    let domainState;
+    try {
+      domainState = await this.driver.finishIncoming(req.domain, req.migrationUid);
+    } catch (err) {
+      throw new HandlerError('driver-error', `finishing arrival of ${req.domain} on ${this.node} failed: ${(err as Error).message}`);
+    }
+    const job = this.jobs.get(jobKey(req));
+    if (job && domainState !== 'missing') job.state = 'finished';
+    this.log.info({ node: this.node, ...refFields(req), domain: req.domain, domainState }, 'target finished');
+    return { ok: true, domainState };
+  }
+
+  /** Drops what was prepared for this migration; undefined when this node never prepared it. */
+  async cancel(req: CommandRequest<'abort'>): Promise<'cancelled' | 'already-finished' | undefined> {
+    const job = this.jobs.get(jobKey(req));
+    if (!job) return undefined;
+    if (job.state === 'finished') return 'already-finished';
+    if (job.state === 'cancelled') return 'cancelled';
+    // A prepare still under way must land before it can be undone; a failed one left nothing behind.
+    await job.address.catch(() => undefined);
+    try {
+      await this.driver.cancelIncoming(job.domain, req.migrationUid);
+    } catch (err) {
+      throw new HandlerError('driver-error', `cancelling arrival of ${job.domain} on ${this.node} failed: ${(err as Error).message}`);
+    }
+    job.state = 'cancelled';
+    this.log.info({ node: this.node, ...refFields(req), domain: job.domain, reason: req.reason }, 'target cancelled');
+    return 'cancelled';
+  }
+
+  activeCount(): number {
+    let n = 0;
+    for (const j of this.jobs.values()) if (j.state === 'preparing' || j.state === 'prepared') n++;
+    return n;
+  }
+
+  summaries(): JobSummary[] {
+    return [...this.jobs.values()].map((j) => ({
+      migrationUid: j.ref.migrationUid,
+      attempt: j.ref.attempt,
+      vmi: j.ref.vmi,
+      role: 'target',
+      domain: j.domain,
+      state: j.state,
+    }));
+  }
+}

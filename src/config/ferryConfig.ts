@@ -35,6 +35,12 @@ export const FerryConfig = z.object({
       retrySeconds: z.number().positive().default(2),
     })
     .prefault({}),
+  evacuation: z
+    .object({
+      /** KubeVirt retries a failed evacuation after 20 s, doubling each time. */
+      backoffBaseSeconds: z.number().positive().default(20),
+    })
+    .prefault({}),
   /** Max downtime handed to the hypervisor (libvirt's default is 300 ms). */
   maxDowntimeMs: z.number().positive().default(300),
   commandTimeoutMs: z.number().int().positive().default(5000),

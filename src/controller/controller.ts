@@ -4,7 +4,7 @@ import { parseObject, objectKey } from '../api/meta.js';
 import { Node, Pod, podIsReady, podUnschedulable } from '../api/core.js';
 import { defaultMigrationConfiguration, MigrationConfiguration, PENDING_POD_TIMEOUT_S, UNSCHEDULABLE_POD_TIMEOUT_S } from '../api/migrationConfig.js';
 import { parseQuantity } from '../api/quantity.js';
-import { Annotations, isLiveMigratable, Labels, VirtualMachineInstance } from '../api/vmi.js';
+import { Annotations, EvictionStrategy, isLiveMigratable, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
 import { subscribeProgress } from '../bus/progress.js';
 import type { ProgressMessage, ResultMessage } from '../bus/protocol.js';
@@ -17,6 +17,7 @@ import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
+import { Evacuation } from './evacuation.js';
 import { createMigrationActor, type MigrationActorHandle } from './migrationActor.js';
 import { MigrationSession, type SessionEnv } from './session.js';
 import { StatusWriter, type PhaseInfo } from './statusWriter.js';
@@ -70,6 +71,8 @@ export class MigrationController {
   private tickTimer: unknown;
   private readonly invalidSeen = new Set<string>();
   private readonly env: SessionEnv;
+  private evacuation: Evacuation | undefined;
+  private clusterEvictionStrategy: EvictionStrategy | undefined;
 
   constructor(private readonly opts: ControllerOptions) {
     this.kube = opts.kube;
@@ -99,7 +102,10 @@ export class MigrationController {
       return inf;
     };
     this.kubevirts = mk('/apis/kubevirt.io/v1/kubevirts', custom(KUBEVIRT_RESOURCE), () => this.reloadMigrationConfig());
-    this.nodes = mk('/api/v1/nodes', () => this.kube.core.listNode() as Promise<KubernetesListObject<Obj>>, () => this.scheduleAdmit());
+    this.nodes = mk('/api/v1/nodes', () => this.kube.core.listNode() as Promise<KubernetesListObject<Obj>>, (o) => {
+      this.enqueue(`node:${o.metadata?.name ?? ''}`);
+      this.scheduleAdmit();
+    });
     this.vmis = mk('/apis/kubevirt.io/v1/virtualmachineinstances', custom(VMI_RESOURCE), (o) => this.onVmi(o));
     this.pods = mk(
       '/api/v1/pods',
@@ -107,8 +113,26 @@ export class MigrationController {
       (o) => this.onPod(o),
       `${Labels.app}=virt-launcher`,
     );
-    this.vmims = mk('/apis/kubevirt.io/v1/virtualmachineinstancemigrations', custom(VMIM_RESOURCE), (o) => this.enqueue(keyOf(o)));
+    this.vmims = mk('/apis/kubevirt.io/v1/virtualmachineinstancemigrations', custom(VMIM_RESOURCE), (o) => {
+      this.enqueue(keyOf(o));
+      const evacuating = o.metadata?.annotations?.[Annotations.evacuationMigration];
+      if (evacuating) this.enqueue(`node:${evacuating}`);
+    });
+    this.evacuation = new Evacuation({
+      kube: this.kube,
+      log: this.log.child({ component: 'evacuation' }),
+      clock: this.clock,
+      events: this.events,
+      nodes: this.nodes,
+      vmis: this.vmis,
+      vmims: this.vmims,
+      migrations: () => this.migrationConfig,
+      clusterEvictionStrategy: () => this.clusterEvictionStrategy,
+      backoffBaseMs: this.config.evacuation.backoffBaseSeconds * 1000,
+      requeue: (node, afterMs) => void this.clock.setTimeout(() => this.enqueue(`node:${node}`), afterMs),
+    });
     for (const inf of this.informers) await inf.start();
+    for (const n of this.nodes.list()) this.enqueue(`node:${n.metadata?.name ?? ''}`);
     this.reloadMigrationConfig();
     for (const o of this.vmims.list()) this.enqueue(keyOf(o));
 
@@ -139,6 +163,11 @@ export class MigrationController {
     return this.informers.length > 0 && this.informers.every((i) => i.synced());
   }
 
+  /** The launcher-pod eviction check (see Evacuation.checkEviction); allows when not started. */
+  checkEviction(pod: unknown): Promise<null | { code: number; message: string }> {
+    return this.evacuation ? this.evacuation.checkEviction(pod) : Promise.resolve(null);
+  }
+
   /** Active (admitted, unfinished) migrations, for tests and metrics. */
   activeCount(): number {
     let n = 0;
@@ -165,7 +194,9 @@ export class MigrationController {
   }
 
   private reloadMigrationConfig(): void {
-    const kv = this.kubevirts?.list()[0] as { spec?: { configuration?: { migrations?: unknown } } } | undefined;
+    const kv = this.kubevirts?.list()[0] as { spec?: { configuration?: { migrations?: unknown; evictionStrategy?: unknown } } } | undefined;
+    const strategy = EvictionStrategy.safeParse(kv?.spec?.configuration?.evictionStrategy);
+    this.clusterEvictionStrategy = strategy.success ? strategy.data : undefined;
     const raw = kv?.spec?.configuration?.migrations ?? {};
     const r = MigrationConfiguration.safeParse(raw);
     if (!r.success) {
@@ -182,6 +213,9 @@ export class MigrationController {
   private onVmi(o: Obj): void {
     const name = o.metadata?.name;
     const ns = o.metadata?.namespace;
+    const status = (o as { status?: { nodeName?: string; evacuationNodeName?: string } }).status;
+    if (status?.nodeName) this.enqueue(`node:${status.nodeName}`);
+    if (status?.evacuationNodeName && status.evacuationNodeName !== status.nodeName) this.enqueue(`node:${status.evacuationNodeName}`);
     for (const t of this.tracked.values()) if (t.session.vmiName === name && t.session.namespace === ns) this.enqueue(`${ns}/${t.session.name}`);
   }
 
@@ -225,6 +259,10 @@ export class MigrationController {
 
   /** Converges one VMIM towards what its objects say. Safe to call any number of times. */
   async reconcile(key: string): Promise<void> {
+    if (key.startsWith('node:')) {
+      await this.evacuation?.reconcileNode(key.slice(5));
+      return;
+    }
     const [ns, name] = key.split('/') as [string, string];
     const raw = this.vmims.get(name, ns);
     if (!raw) {

@@ -1,0 +1,139 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { FerryConfig } from '../../src/config/ferryConfig.js';
+import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
+import { KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
+import { getVmi, launcherPods } from '../support/cluster.js';
+import { waitFor } from '../support/wait.js';
+
+const run = promisify(execFile);
+
+function kubectlPath(): string {
+  const found = spawnSync('sh', ['-c', 'command -v kubectl'], { encoding: 'utf8' }).stdout.trim();
+  if (!found) throw new Error('kubectl is not installed: run scripts/setup.sh as root (installs Debian\'s kubernetes-client) or install kubectl');
+  return found;
+}
+
+/** VMIs vm-1..vm-24 on 3 nodes: node-2 holds vm-2, vm-5, …, vm-23 (8 VMs). */
+const ON_NODE_2 = [2, 5, 8, 11, 14, 17, 20, 23].map((i) => `vm-${i}`);
+
+async function setStrategy(env: DevEnvironment, vmi: string, strategy: string, migratable = true): Promise<void> {
+  await env.kube.patchCustom(VMI_RESOURCE, 'default', vmi, { spec: { evictionStrategy: strategy } });
+  if (!migratable) {
+    const current = await getVmi(env.kube, vmi);
+    const conditions = (current.status?.conditions ?? []).map((c) =>
+      c.type === 'LiveMigratable' ? { ...c, status: 'False', reason: 'DisksNotLiveMigratable', message: 'local disk' } : c,
+    );
+    await env.kube.patchCustomStatus(VMI_RESOURCE, 'default', vmi, { status: { conditions } });
+  }
+}
+
+describe('kubectl drain of a node running VMs of every eviction strategy', () => {
+  let env: DevEnvironment;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-drain-'));
+    env = await startDevEnvironment({ nodes: 3, vms: 24, natsUrl: process.env['NATS_URL']!, kubeconfigPath: path.join(dir, 'kubeconfig'), timeScale: 8 });
+  });
+  afterAll(async () => {
+    await env?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('LiveMigrate VMs move, IfPossible moves when it can, External is marked and held, None is evicted; drain completes', async () => {
+    const [lm1, lm2, ifp1, ifpNo, ext1, none1, none2, lm3] = ON_NODE_2 as [string, string, string, string, string, string, string, string];
+    await setStrategy(env, ifp1, 'LiveMigrateIfPossible');
+    await setStrategy(env, ifpNo, 'LiveMigrateIfPossible', false);
+    await setStrategy(env, ext1, 'External');
+    await setStrategy(env, none1, 'None');
+    await setStrategy(env, none2, 'None');
+    const uids = new Map<string, string>();
+    for (const v of ON_NODE_2) uids.set(v, (await getVmi(env.kube, v)).metadata.uid!);
+
+    const kubeconfig = path.join(dir, 'kubeconfig');
+    const drain = run(kubectlPath(), ['--kubeconfig', kubeconfig, '--cache-dir', path.join(dir, 'cache'), 'drain', 'node-2', '--ignore-daemonsets', '--delete-emptydir-data', '--timeout=90s'], { encoding: 'utf8' });
+    // An external actor tears down the External VM once Ferry marked it.
+    await waitFor('External VM to be marked for evacuation', async () => (await getVmi(env.kube, ext1)).status?.evacuationNodeName === 'node-2');
+    expect((await launcherPods(env.kube, uids.get(ext1)!)).length).toBe(1); // its eviction was refused, the pod still runs
+    await env.kube.deleteCustom(VMI_RESOURCE, 'default', ext1);
+
+    const { stdout } = await drain;
+    expect(stdout).toContain('node/node-2 drained');
+
+    for (const v of [lm1, lm2, lm3, ifp1]) {
+      const vmi = await getVmi(env.kube, v);
+      expect(vmi.status?.nodeName).not.toBe('node-2');
+      const pods = await launcherPods(env.kube, uids.get(v)!);
+      expect(pods.map((p) => p.spec?.nodeName)).toEqual([vmi.status?.nodeName]);
+    }
+    // Not migratable with IfPossible, and None: their pods were evicted, nothing was migrated.
+    for (const v of [ifpNo, none1, none2]) {
+      expect(await launcherPods(env.kube, uids.get(v)!)).toEqual([]);
+      expect((await getVmi(env.kube, v)).status?.migrationState ?? undefined).toBeUndefined();
+    }
+    const vmims = (await env.kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ spec: { vmiName: string }; metadata: { annotations?: Record<string, string> }; status?: { phase?: string } }>;
+    const evacuations = vmims.filter((m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === 'node-2');
+    expect(evacuations.map((m) => m.spec.vmiName).sort()).toEqual([lm1, lm2, lm3, ifp1].sort());
+    expect(evacuations.every((m) => m.status?.phase === 'Succeeded')).toBe(true);
+  }, 120_000);
+});
+
+describe('draining two nodes at once by taint', () => {
+  let env: DevEnvironment;
+  beforeAll(async () => {
+    const config = FerryConfig.parse({ limits: { defaultNicCapacity: '512Mi', parallelInboundMigrationsPerNode: 10 }, evacuation: { backoffBaseSeconds: 1 } });
+    env = await startDevEnvironment({ nodes: 4, vms: 16, natsUrl: process.env['NATS_URL']!, config, timeScale: 4 });
+    await env.kube.patchCustom(KUBEVIRT_RESOURCE, 'kubevirt', 'kubevirt', {
+      spec: { configuration: { migrations: { parallelMigrationsPerCluster: 3, parallelOutboundMigrationsPerNode: 2 } } },
+    });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('every VM leaves both nodes and the limits (2 per node, 3 per cluster) are never exceeded', async () => {
+    const active = ['Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running'];
+    for (const n of ['node-1', 'node-2']) {
+      await env.kube.patchNode(n, { spec: { unschedulable: true, taints: [{ key: 'kubevirt.io/drain', effect: 'NoSchedule' }] } });
+    }
+    let peakCluster = 0;
+    let peakNode = 0;
+    await waitFor('both nodes to be empty', async () => {
+      const vmims = (await env.kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { annotations?: Record<string, string> }; status?: { phase?: string } }>;
+      const running = vmims.filter((m) => active.includes(m.status?.phase ?? ''));
+      peakCluster = Math.max(peakCluster, running.length);
+      for (const n of ['node-1', 'node-2']) {
+        peakNode = Math.max(peakNode, running.filter((m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === n).length);
+      }
+      const vmis = (await env.kube.listCustom(VMI_RESOURCE, 'default')).items as Array<{ status?: { nodeName?: string } }>;
+      return vmis.every((v) => v.status?.nodeName !== 'node-1' && v.status?.nodeName !== 'node-2') ? true : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 20 });
+    expect(peakCluster).toBeLessThanOrEqual(3);
+    expect(peakNode).toBeLessThanOrEqual(2);
+    expect(peakCluster).toBeGreaterThanOrEqual(2);
+    const vmis = (await env.kube.listCustom(VMI_RESOURCE, 'default')).items as Array<{ metadata: { name: string }; status?: { nodeName?: string; evacuationNodeName?: string } }>;
+    expect(vmis.filter((v) => ['node-3', 'node-4'].includes(v.status?.nodeName ?? '')).length).toBe(16);
+  }, 90_000);
+
+  test('uncordoning stops the evacuation: queued migrations are withdrawn, the rest stays', async () => {
+    // Fresh VMs back on node-1 are not possible here; instead taint node-3 and untaint it at once.
+    await env.kube.patchNode('node-3', { spec: { unschedulable: true, taints: [{ key: 'kubevirt.io/drain', effect: 'NoSchedule' }] } });
+    await waitFor('evacuation VMIMs for node-3', async () => {
+      const vmims = (await env.kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { annotations?: Record<string, string> } }>;
+      return vmims.some((m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === 'node-3') || undefined;
+    });
+    await env.kube.patchNode('node-3', { spec: { unschedulable: false, taints: null } });
+    await waitFor('no unstarted evacuation left for node-3', async () => {
+      const vmims = (await env.kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { annotations?: Record<string, string> }; status?: { phase?: string } }>;
+      const open = vmims.filter((m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === 'node-3' && !['Succeeded', 'Failed'].includes(m.status?.phase ?? ''));
+      return open.length === 0 || undefined;
+    }, { timeoutMs: 30_000 });
+    const vmis = (await env.kube.listCustom(VMI_RESOURCE, 'default')).items as Array<{ status?: { nodeName?: string; evacuationNodeName?: string } }>;
+    // Some VMs stayed on node-3, and none of them is still marked for evacuation.
+    expect(vmis.filter((v) => v.status?.nodeName === 'node-3').length).toBeGreaterThan(0);
+    expect(vmis.filter((v) => v.status?.evacuationNodeName === 'node-3')).toEqual([]);
+  }, 60_000);
+});

@@ -4,6 +4,7 @@ import { runController } from './commands/controller.js';
 import { runHandler } from './commands/handler.js';
 import { runMigrate } from './commands/migrate.js';
 import { runStatus, runCancel } from './commands/status.js';
+import { runDrain, runUncordon } from './commands/drain.js';
 
 // commander is the CLI parser: subcommands, --help on each, typed option parsing.
 const int = (name: string) => (v: string) => {
@@ -78,6 +79,24 @@ program
   .argument('<vmim>', 'NAMESPACE/NAME of the migration')
   .addOption(kubeconfigOption())
   .action((vmim, o) => runCancel(vmim, o));
+
+program
+  .command('drain')
+  .description('Cordon NODE, taint it for evacuation and follow every VM off it (progress per VM, summary at the end)')
+  .argument('<node>', 'the node to empty')
+  .addOption(kubeconfigOption())
+  .option('--dry-run', 'only show what would happen to each VMI', false)
+  .option('-o, --output <format>', 'table or json', 'table')
+  .option('--timeout <seconds>', 'give up following after this long', positive('--timeout'))
+  .option('--max-attempts <n>', 'report a VM as failed after this many failed migrations', int('--max-attempts'), 3)
+  .action((node, o) => runDrain(node, o));
+
+program
+  .command('uncordon')
+  .description('Return NODE to service: remove the drain taint and uncordon it (queued evacuations are withdrawn)')
+  .argument('<node>', 'the node')
+  .addOption(kubeconfigOption())
+  .action((node, o) => runUncordon(node, o));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`ferry: ${(err as Error).message ?? String(err)}\n`);

@@ -137,3 +137,66 @@ describe('draining two nodes at once by taint', () => {
     expect(vmis.filter((v) => v.status?.evacuationNodeName === 'node-3')).toEqual([]);
   }, 60_000);
 });
+
+describe('ferry drain', () => {
+  let env: DevEnvironment;
+  let dir: string;
+  let kubeconfig: string;
+  const ferryBin = path.resolve(import.meta.dirname, '../../bin/ferry.js');
+  const ferry = (...args: string[]) => run(process.execPath, [ferryBin, ...args, '--kubeconfig', kubeconfig], { encoding: 'utf8' });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-drain-cli-'));
+    kubeconfig = path.join(dir, 'kubeconfig');
+    const config = FerryConfig.parse({ limits: { defaultNicCapacity: '1Gi' }, evacuation: { backoffBaseSeconds: 1 } });
+    env = await startDevEnvironment({ nodes: 3, vms: 9, natsUrl: process.env['NATS_URL']!, config, kubeconfigPath: kubeconfig, timeScale: 4 });
+    await env.kube.patchCustom(KUBEVIRT_RESOURCE, 'kubevirt', 'kubevirt', { spec: { configuration: { migrations: { progressTimeout: 2 } } } });
+  });
+  afterAll(async () => {
+    await env?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('--dry-run shows what would happen to each VM and changes nothing', async () => {
+    await env.kube.patchCustom(VMI_RESOURCE, 'default', 'vm-4', { spec: { evictionStrategy: 'None' } });
+    const { stdout } = await ferry('drain', 'node-1', '--dry-run');
+    expect(stdout).toContain('Would cordon node-1 and taint it kubevirt.io/drain:NoSchedule');
+    expect(stdout).toMatch(/default\/vm-1\s+LiveMigrate\s+1\.00Gi\s+live-migrate/);
+    expect(stdout).toMatch(/default\/vm-4\s+None\s+.*let eviction stop it/);
+    const node = await env.kube.core.readNode({ name: 'node-1' });
+    expect(node.spec?.unschedulable ?? false).toBe(false);
+  });
+
+  test('empties a node, reports each VM, exits 0', async () => {
+    const { stdout } = await ferry('drain', 'node-1', '--timeout', '60');
+    expect(stdout).toMatch(/default\/vm-1\s+LiveMigrate\s+moved\s+node-[23]\s+1/);
+    expect(stdout).toMatch(/default\/vm-7\s+LiveMigrate\s+moved/);
+    expect(stdout).toMatch(/node\/node-1 evacuated in \S+: 2 VM\(s\) moved/);
+    const left = ((await env.kube.listCustom(VMI_RESOURCE, 'default')).items as Array<{ metadata: { name: string }; status?: { nodeName?: string } }>)
+      .filter((v) => v.status?.nodeName === 'node-1')
+      .map((v) => v.metadata.name);
+    expect(left).toEqual(['vm-4']); // evictionStrategy None: not Ferry's to move
+    await ferry('uncordon', 'node-1');
+    const node = await env.kube.core.readNode({ name: 'node-1' });
+    expect(node.spec?.unschedulable ?? false).toBe(false);
+    expect(node.spec?.taints ?? []).toEqual([]);
+  }, 90_000);
+
+  test('a VM that cannot converge fails cleanly, stays on its node, and the drain reports it instead of hanging', async () => {
+    // Dirties 4 GiB/s: no share of a 1 GiB/s NIC can beat it, and post-copy is not allowed.
+    await env.kube.patchCustom(VMI_RESOURCE, 'default', 'vm-2', { metadata: { annotations: { 'ferry.dev/sim-dirty-rate': '4Gi', 'ferry.dev/sim-working-set': '1Gi' } } });
+    const err = await ferry('drain', 'node-2', '--max-attempts', '2', '--timeout', '60').then(
+      () => undefined,
+      (e: { code: number; stdout: string }) => e,
+    );
+    expect(err?.code).toBe(1);
+    expect(err?.stdout).toMatch(/default\/vm-2\s+LiveMigrate\s+failed: .*stuck/);
+    expect(err?.stdout).toMatch(/default\/vm-5\s+LiveMigrate\s+moved/);
+    expect(err?.stdout).toContain('1 VM(s) could not be moved');
+    const vm2 = await getVmi(env.kube, 'vm-2');
+    expect(vm2.status?.nodeName).toBe('node-2');
+    expect((await launcherPods(env.kube, vm2.metadata.uid!)).map((p) => p.spec?.nodeName)).toEqual(['node-2']);
+    expect((await env.agents.get('node-2')!.driver.listDomains()).find((d) => d.name === 'default_vm-2')?.state).toBe('running');
+    await ferry('uncordon', 'node-2');
+  }, 90_000);
+});

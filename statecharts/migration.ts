@@ -117,6 +117,9 @@ const GiB = 1024 ** 3;
 /** Node's setTimeout fires at once beyond 2^31-1 ms; no timer of ours may go past it. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** A new low must beat the old one by this fraction to count (KubeVirt's stall detector uses 4 %). */
+export const PROGRESS_MARGIN = 0.04;
+
 const PHASES: readonly MigrationPhase[] = MigrationPhase.options;
 
 function timerMs(ms: number): number {
@@ -211,9 +214,11 @@ export const migrationMachine = setup({
   guards: {
     resumeAt: ({ context }, params: { phase: MigrationPhase }) => context.resumePhase === params.phase,
     resumeInPostCopy: ({ context }) => context.resumePhase === 'Running' && context.mode === 'PostCopy',
+    // Progress means beating the lowest remaining so far by a margin: a guest that
+    // re-dirties its working set makes remaining creep down by crumbs forever.
     madeProgress: ({ context, event }) =>
       event.type === 'PROGRESS' &&
-      (context.lowestRemaining === undefined || event.stats.dataRemaining < context.lowestRemaining),
+      (context.lowestRemaining === undefined || event.stats.dataRemaining < context.lowestRemaining * (1 - PROGRESS_MARGIN)),
     progressTimeoutEnabled: ({ context }) => context.timeouts.progressMs > 0,
     completionTimeoutEnabled: ({ context }) => context.timeouts.completionPerGiBMs > 0,
     postCopyAllowed: ({ context }) => context.allowPostCopy,
@@ -487,17 +492,21 @@ export const migrationMachine = setup({
                 ],
               },
               after: {
-                progressTimeout: {
-                  guard: 'progressTimeoutEnabled',
-                  target: '#migration.Running.aborting',
-                  actions: {
-                    type: 'beginAbort',
-                    params: ({ context }) => ({
-                      reason: `live migration stuck for ${seconds(context.timeouts.progressMs)} and has been aborted`,
-                      requested: false,
-                    }),
+                // A stalled pre-copy finishes in post-copy where the policy allows it, as on completion timeout.
+                progressTimeout: [
+                  { guard: and(['progressTimeoutEnabled', 'postCopyAllowed']), target: '#migration.Running.postCopy' },
+                  {
+                    guard: 'progressTimeoutEnabled',
+                    target: '#migration.Running.aborting',
+                    actions: {
+                      type: 'beginAbort',
+                      params: ({ context }) => ({
+                        reason: `live migration stuck for ${seconds(context.timeouts.progressMs)} and has been aborted`,
+                        requested: false,
+                      }),
+                    },
                   },
-                },
+                ],
               },
             },
           },

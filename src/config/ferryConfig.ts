@@ -43,6 +43,14 @@ export const FerryConfig = z.object({
     .prefault({}),
   /** Max downtime handed to the hypervisor (libvirt's default is 300 ms). */
   maxDowntimeMs: z.number().positive().default(300),
+  /** Downtime stepping: after this many rounds, double the allowed downtime every `every` rounds up to `capMs`. */
+  downtimeSteps: z
+    .object({
+      firstStepAfter: z.number().int().min(1).default(4),
+      every: z.number().int().min(1).default(2),
+      capMs: z.number().positive().default(2000),
+    })
+    .prefault({}),
   commandTimeoutMs: z.number().int().positive().default(5000),
 });
 export type FerryConfig = z.infer<typeof FerryConfig>;

@@ -4,6 +4,8 @@ import { parseObject, objectKey } from '../api/meta.js';
 import { Node, Pod, podIsReady, podUnschedulable } from '../api/core.js';
 import { defaultMigrationConfiguration, MigrationConfiguration, PENDING_POD_TIMEOUT_S, UNSCHEDULABLE_POD_TIMEOUT_S } from '../api/migrationConfig.js';
 import { parseQuantity } from '../api/quantity.js';
+import { effectiveConfiguration, matchPolicy, MIGRATION_POLICY_RESOURCE, MigrationPolicy } from '../api/migrationPolicy.js';
+import { downtimeForIteration } from '../limits/downtime.js';
 import { Annotations, EvictionStrategy, isLiveMigratable, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
 import { subscribeProgress } from '../bus/progress.js';
@@ -20,6 +22,7 @@ import { EventRecorder } from './eventRecorder.js';
 import { Evacuation } from './evacuation.js';
 import { createMigrationActor, type MigrationActorHandle } from './migrationActor.js';
 import { MigrationSession, type SessionEnv } from './session.js';
+import { guestSpecFor } from './guest.js';
 import { StatusWriter, type PhaseInfo } from './statusWriter.js';
 
 export interface ControllerOptions {
@@ -66,6 +69,8 @@ export class MigrationController {
   private pods!: KeepAliveInformer<Obj>;
   private nodes!: KeepAliveInformer<Obj>;
   private kubevirts!: KeepAliveInformer<Obj>;
+  private policies!: KeepAliveInformer<Obj>;
+  private namespaces!: KeepAliveInformer<Obj>;
   private results: ResultsConsumer | undefined;
   private progressSub: Subscription | undefined;
   private tickTimer: unknown;
@@ -86,7 +91,6 @@ export class MigrationController {
       log: this.log,
       events: this.events,
       config: this.config,
-      migrations: () => this.migrationConfig,
       vmi: (ns, name) => this.getVmi(ns, name),
       podsOfVmi: (ns, vmiUid) => this.podsOfVmi(ns, vmiUid),
     };
@@ -102,6 +106,8 @@ export class MigrationController {
       return inf;
     };
     this.kubevirts = mk('/apis/kubevirt.io/v1/kubevirts', custom(KUBEVIRT_RESOURCE), () => this.reloadMigrationConfig());
+    this.policies = mk('/apis/migrations.kubevirt.io/v1alpha1/migrationpolicies', custom(MIGRATION_POLICY_RESOURCE), () => undefined);
+    this.namespaces = mk('/api/v1/namespaces', () => this.kube.core.listNamespace() as Promise<KubernetesListObject<Obj>>, () => undefined);
     this.nodes = mk('/api/v1/nodes', () => this.kube.core.listNode() as Promise<KubernetesListObject<Obj>>, (o) => {
       this.enqueue(`node:${o.metadata?.name ?? ''}`);
       this.scheduleAdmit();
@@ -344,9 +350,10 @@ export class MigrationController {
 
   private track(vmim: VirtualMachineInstanceMigration, phase: MigrationPhase | undefined): Tracked {
     const vmi = this.getVmi(vmim.metadata.namespace ?? 'default', vmim.spec.vmiName);
-    const session = new MigrationSession(this.env, vmim, vmi);
+    const policy = vmi ? this.policyFor(vmi) : undefined;
+    const session = new MigrationSession(this.env, vmim, vmi, { name: policy?.metadata.name, effective: effectiveConfiguration(this.migrationConfig, policy) });
     const writer = new StatusWriter(this.kube, vmim, session.log, () => this.getVmi(session.namespace, session.vmiName));
-    const cfg = this.migrationConfig;
+    const cfg = session.effective;
     const ann = vmim.metadata.annotations ?? {};
     const secs = (k: string, d: number) => {
       const v = Number(ann[k]);
@@ -398,6 +405,16 @@ export class MigrationController {
     if (phase === 'Running' && !FINAL_PHASES.has(phase)) void this.recoverRunning(t);
     session.log.info({ phase: phase ?? '(new)' }, phase ? 'resumed migration' : 'tracking new migration');
     return t;
+  }
+
+  private policyFor(vmi: VirtualMachineInstance): MigrationPolicy | undefined {
+    const policies = this.policies.list().flatMap((raw) => {
+      const r = parseObject(MigrationPolicy, raw);
+      return r.ok ? [r.value] : [];
+    });
+    if (policies.length === 0) return undefined;
+    const ns = this.namespaces.get(vmi.metadata.namespace ?? 'default') as { metadata?: { labels?: Record<string, string> } } | undefined;
+    return matchPolicy(policies, vmi.metadata.labels ?? {}, ns?.metadata?.labels ?? {});
   }
 
   /** After a restart in Running: the result may have been consumed by the old controller; ask the source. */
@@ -533,14 +550,21 @@ export class MigrationController {
     for (const { session: s } of this.tracked.values()) {
       if (FINAL_PHASES.has(s.phase)) continue;
       const vmi = this.getVmi(s.namespace, s.vmiName);
-      const dirtyRate = s.lastDirtyRate || Number(vmi?.metadata.annotations?.[Annotations.simDirtyRate] ?? 0) || 0;
+      const guest = vmi ? guestSpecFor(vmi) : undefined;
+      const dirtyRate = s.lastDirtyRate || guest?.dirtyRate || 0;
+      const workingSet = guest?.workingSet;
       if (s.phase === 'Pending') {
         if (!vmi?.status?.nodeName) continue;
         s.sourceNode = vmi.status.nodeName;
         pending.push(s);
-        queued.push({ id: s.uid, sourceNode: s.sourceNode, priority: s.priority, enqueuedAt: s.enqueuedAt, memoryBytes: s.memoryBytes, dirtyRate, allowAutoConverge: this.migrationConfig.allowAutoConverge, allowPostCopy: this.migrationConfig.allowPostCopy });
+        const q: QueuedMigration = { id: s.uid, sourceNode: s.sourceNode, priority: s.priority, enqueuedAt: s.enqueuedAt, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
+        if (workingSet) q.workingSet = workingSet;
+        if (s.effective.bandwidthPerMigration > 0) q.bandwidthCap = s.effective.bandwidthPerMigration;
+        queued.push(q);
       } else {
-        const r: RunningMigration = { id: s.uid, sourceNode: s.sourceNode ?? '', priority: s.priority, memoryBytes: s.memoryBytes, dirtyRate };
+        const r: RunningMigration = { id: s.uid, sourceNode: s.sourceNode ?? '', priority: s.priority, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
+        if (workingSet) r.workingSet = workingSet;
+        if (s.effective.bandwidthPerMigration > 0) r.bandwidthCap = s.effective.bandwidthPerMigration;
         const target = s.targetNode ?? s.pinnedTarget;
         if (target) r.targetNode = target;
         if (s.lastRemaining !== undefined) r.dataRemaining = s.lastRemaining;
@@ -621,6 +645,10 @@ export class MigrationController {
     s.lastDirtyRate = m.stats.dirtyRate;
     s.lastRemaining = m.stats.dataRemaining;
     t.actor.send({ type: 'PROGRESS', stats: m.stats });
+    const downtime = downtimeForIteration(m.stats.iteration, { baseMs: this.config.maxDowntimeMs, ...this.config.downtimeSteps });
+    if (m.stats.phase === 'running' && m.stats.mode === 'PreCopy' && downtime > s.appliedDowntimeMs) {
+      s.setDowntime(downtime).catch((err: unknown) => s.log.warn({ err: String(err), downtime }, 'could not raise max downtime'));
+    }
     const now = this.clock.now();
     const last = this.lastProgressWrite.get(m.migrationUid) ?? 0;
     if (now - last >= (this.opts.progressWriteIntervalMs ?? 1000)) {

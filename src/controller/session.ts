@@ -22,7 +22,6 @@ export interface SessionEnv {
   log: Logger;
   events: EventRecorder;
   config: FerryConfig;
-  migrations: () => MigrationConfiguration;
   vmi: (namespace: string, name: string) => VirtualMachineInstance | undefined;
   podsOfVmi: (namespace: string, vmiUid: string) => Pod[];
   onRoundTrip?: (command: Command, ms: number, ok: boolean) => void;
@@ -70,8 +69,20 @@ export class MigrationSession {
   lastFact = '';
   targetPodSeen = false;
   waitingReason: string | undefined;
+  /** Cluster configuration with the matching MigrationPolicy applied, fixed when the migration is first seen. */
+  effective: MigrationConfiguration;
+  policyName: string | undefined;
+  appliedDowntimeMs: number;
 
-  constructor(private readonly env: SessionEnv, vmim: VirtualMachineInstanceMigration, vmi: VirtualMachineInstance | undefined) {
+  constructor(
+    private readonly env: SessionEnv,
+    vmim: VirtualMachineInstanceMigration,
+    vmi: VirtualMachineInstance | undefined,
+    policy: { name?: string | undefined; effective: MigrationConfiguration },
+  ) {
+    this.effective = policy.effective;
+    this.policyName = policy.name;
+    this.appliedDowntimeMs = env.config.maxDowntimeMs;
     this.uid = vmim.metadata.uid ?? '';
     this.namespace = vmim.metadata.namespace ?? 'default';
     this.name = vmim.metadata.name;
@@ -165,7 +176,7 @@ export class MigrationSession {
     if (existing?.migrationUid && existing.migrationUid !== this.uid && !existing.completed && !existing.failed) {
       throw new Error(`VMI ${this.vmiKey} is already being migrated by ${existing.migrationUid}`);
     }
-    const cfg = this.env.migrations();
+    const cfg = this.effective;
     const state: MigrationState = {
       migrationUid: this.uid,
       sourceNode: this.sourceNode ?? vmi.status?.nodeName,
@@ -174,6 +185,7 @@ export class MigrationSession {
       targetPod: this.targetPod,
       mode: 'PreCopy',
       migrationConfiguration: { ...cfg },
+      ...(this.policyName ? { migrationPolicyName: this.policyName } : {}),
     };
     await this.patchVmiStatus({ migrationState: existing?.migrationUid === this.uid ? { ...existing, ...state } : state });
     await this.env.kube.patchCustom(VMI_RESOURCE, this.namespace, this.vmiName, {
@@ -199,14 +211,14 @@ export class MigrationSession {
       throw new Error(`cannot start: source ${this.sourceNode ?? '?'}, target ${this.targetNode ?? '?'}, address ${this.targetAddress ?? '?'}`);
     }
     const vmi = this.currentVmi();
-    const cfg = this.env.migrations();
+    const cfg = this.effective;
     const bandwidth = this.allottedBandwidth;
     const reply = await this.command(this.sourceNode, 'start-source', {
       ...this.ref,
       guest: guestSpecFor(vmi),
       targetNode: this.targetNode,
       targetAddress: this.targetAddress,
-      controls: { bandwidth, maxDowntimeMs: this.env.config.maxDowntimeMs, autoConverge: cfg.allowAutoConverge, postCopy: cfg.allowPostCopy },
+      controls: { bandwidth, maxDowntimeMs: this.appliedDowntimeMs, autoConverge: cfg.allowAutoConverge, postCopy: cfg.allowPostCopy },
     });
     this.appliedBandwidth = bandwidth;
     this.sourceStarted = true;
@@ -239,6 +251,13 @@ export class MigrationSession {
     if (!this.sourceNode || !this.sourceStarted) return;
     await this.command(this.sourceNode, 'set-bandwidth', { ...this.ref, bytesPerSecond });
     this.appliedBandwidth = bytesPerSecond;
+  }
+
+  async setDowntime(maxDowntimeMs: number): Promise<void> {
+    if (!this.sourceNode || !this.sourceStarted) return;
+    await this.command(this.sourceNode, 'set-downtime', { ...this.ref, maxDowntimeMs });
+    this.appliedDowntimeMs = maxDowntimeMs;
+    this.log.info({ maxDowntimeMs }, 'raised max downtime (downtime stepping)');
   }
 
   /** What the source handler knows of this job (after a controller restart). */

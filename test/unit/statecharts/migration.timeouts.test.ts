@@ -118,6 +118,18 @@ describe('target ready', () => {
 });
 
 describe('progress timeout', () => {
+  it('switches a stalled migration to post-copy when the policy allows it', async () => {
+    const m = startMigration(migrationInput({ allowPostCopy: true }, { completionPerGiBMs: 0 }));
+    await m.toRunning();
+    await m.advance(150_000 - 1);
+    expect(m.actions.startPostCopy).not.toHaveBeenCalled();
+    await m.advance(1);
+    expect(m.value()).toEqual({ Running: 'postCopy' });
+    expect(m.actions.startPostCopy).toHaveBeenCalledTimes(1);
+    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+    expect(m.context().mode).toBe('PostCopy');
+  });
+
   it('aborts a migration with no progress at all, in KubeVirt words', async () => {
     const m = startMigration(migrationInput({}, { completionPerGiBMs: 0 }));
     await m.toRunning();
@@ -157,6 +169,29 @@ describe('progress timeout', () => {
     expect(m.value()).toEqual({ Running: 'aborting' });
     expect(m.context().lastStats?.iteration).toBe(3);
     expect(m.context().lowestRemaining).toBe(1.0 * GiB);
+  });
+
+  it('does not count crumbs as progress: a new low must beat the old one by 4 %', async () => {
+    const m = startMigration(migrationInput({}, { completionPerGiBMs: 0 }));
+    await m.toRunning();
+    m.send({ type: 'PROGRESS', stats: stats(1.0 * GiB, 1) });
+    await m.advance(100_000);
+    m.send({ type: 'PROGRESS', stats: stats(0.99 * GiB, 2) });
+    m.send({ type: 'PROGRESS', stats: stats(0.97 * GiB, 3) });
+    await m.advance(50_000);
+    expect(m.value()).toEqual({ Running: 'aborting' });
+  });
+
+  it('counts creeping progress once it adds up to the margin', async () => {
+    const m = startMigration(migrationInput({}, { completionPerGiBMs: 0 }));
+    await m.toRunning();
+    m.send({ type: 'PROGRESS', stats: stats(1.0 * GiB, 1) });
+    await m.advance(100_000);
+    m.send({ type: 'PROGRESS', stats: stats(0.98 * GiB, 2) });
+    m.send({ type: 'PROGRESS', stats: stats(0.95 * GiB, 3) });
+    await m.advance(149_999);
+    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.context().lowestRemaining).toBe(0.95 * GiB);
   });
 
   it('never fires when switched off', async () => {

@@ -148,9 +148,10 @@ describe('ferry drain', () => {
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-drain-cli-'));
     kubeconfig = path.join(dir, 'kubeconfig');
-    const config = FerryConfig.parse({ limits: { defaultNicCapacity: '1Gi' }, evacuation: { backoffBaseSeconds: 1 } });
+    const config = FerryConfig.parse({ limits: { defaultNicCapacity: '1Gi' }, evacuation: { backoffBaseSeconds: 1 }, downtimeSteps: { capMs: 1000 } });
     env = await startDevEnvironment({ nodes: 3, vms: 9, natsUrl: process.env['NATS_URL']!, config, kubeconfigPath: kubeconfig, timeScale: 4 });
-    await env.kube.patchCustom(KUBEVIRT_RESOURCE, 'kubevirt', 'kubevirt', { spec: { configuration: { migrations: { progressTimeout: 2 } } } });
+    // A short progress timeout so the stuck VM is given up quickly; long enough not to trip healthy ones on a busy CI machine.
+    await env.kube.patchCustom(KUBEVIRT_RESOURCE, 'kubevirt', 'kubevirt', { spec: { configuration: { migrations: { progressTimeout: 3 } } } });
   });
   afterAll(async () => {
     await env?.stop();
@@ -183,8 +184,9 @@ describe('ferry drain', () => {
   }, 90_000);
 
   test('a VM that cannot converge fails cleanly, stays on its node, and the drain reports it instead of hanging', async () => {
-    // Dirties 4 GiB/s: no share of a 1 GiB/s NIC can beat it, and post-copy is not allowed.
-    await env.kube.patchCustom(VMI_RESOURCE, 'default', 'vm-2', { metadata: { annotations: { 'ferry.dev/sim-dirty-rate': '4Gi', 'ferry.dev/sim-working-set': '1Gi' } } });
+    // Re-dirties all its 2 GiB at 4 GiB/s: a 1 GiB/s NIC cannot beat it even with the
+    // downtime stepped up to its 1 s cap, and post-copy is not allowed.
+    await env.kube.patchCustom(VMI_RESOURCE, 'default', 'vm-2', { metadata: { annotations: { 'ferry.dev/sim-dirty-rate': '4Gi', 'ferry.dev/sim-working-set': '2Gi' } } });
     const err = await ferry('drain', 'node-2', '--max-attempts', '2', '--timeout', '60').then(
       () => undefined,
       (e: { code: number; stdout: string }) => e,

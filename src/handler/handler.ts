@@ -4,6 +4,7 @@ import type { HypervisorDriver } from '../hypervisor/driver.js';
 import { serveCommands, type CommandHandlers } from '../bus/rpc.js';
 import { startHeartbeat } from '../bus/heartbeat.js';
 import type { Logger } from '../util/log.js';
+import type { HandlerMetrics } from '../metrics/handlerMetrics.js';
 import { SourceRole } from './sourceRole.js';
 import { TargetRole } from './targetRole.js';
 
@@ -15,6 +16,8 @@ export interface HandlerOptions {
   progressIntervalMs?: number;
   heartbeatIntervalMs?: number;
   log: Logger;
+  /** Reports this node's jobs on a scrape of these metrics while the handler runs. */
+  metrics?: HandlerMetrics;
 }
 
 export interface RunningHandler {
@@ -79,6 +82,10 @@ export function startHandler(opts: HandlerOptions): RunningHandler {
     intervalMs: opts.heartbeatIntervalMs ?? 5000,
     clock,
   });
+  const detachMetrics = opts.metrics?.attach(node, () => ({
+    activeJobs: source.activeCount() + target.activeCount(),
+    jobs: source.runningStats(),
+  }));
   log.info({ node, driver: driver.kind }, 'handler serving');
 
   return {
@@ -86,6 +93,7 @@ export function startHandler(opts: HandlerOptions): RunningHandler {
       if (stopping.signal.aborted) return;
       stopping.abort();
       heartbeat.stop();
+      detachMetrics?.();
       source.stop();
       if (!nc.isClosed() && !nc.isDraining()) sub.unsubscribe();
       await source.idle();

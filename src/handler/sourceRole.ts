@@ -179,6 +179,13 @@ export class SourceRole {
     return n;
   }
 
+  /** The last statistics read of every running job (refreshed on each progress tick), for metrics. */
+  runningStats(): Array<{ vmi: string } & JobStats> {
+    const out: Array<{ vmi: string } & JobStats> = [];
+    for (const j of this.jobs.values()) if (j.state === 'running' && j.stats) out.push({ vmi: j.ref.vmi, ...j.stats });
+    return out;
+  }
+
   async summaries(): Promise<JobSummary[]> {
     return Promise.all(
       [...this.jobs.values()].map(async (j) => {

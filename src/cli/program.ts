@@ -1,0 +1,136 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { runDev } from './commands/dev.js';
+import { runController } from './commands/controller.js';
+import { runHandler } from './commands/handler.js';
+import { runMigrate } from './commands/migrate.js';
+import { runStatus, runCancel } from './commands/status.js';
+import { runDrain, runUncordon } from './commands/drain.js';
+import { runApiDocs } from './commands/docs.js';
+import { runStatechartsExport } from './commands/statecharts.js';
+
+// commander is the CLI parser: subcommands, --help on each, typed option parsing.
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+  return n;
+};
+const positive = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
+  return n;
+};
+
+const kubeconfigOption = () =>
+  new Option('--kubeconfig <path>', 'kubeconfig to use (default: $KUBECONFIG, else .ferry/kubeconfig if present, else ~/.kube/config)');
+
+const metricsPortOption = (dflt?: number) =>
+  new Option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0 = any free port)')
+    .argParser(int('--metrics-port'))
+    .default(dflt);
+
+/**
+ * The whole `ferry` command line, built without running anything, so tests
+ * (and the docs checks) can inspect every command and option.
+ */
+export function buildProgram(): Command {
+  const program = new Command()
+    .name('ferry')
+    .description('Live migration of KubeVirt-style virtual machines on Kubernetes')
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('dev')
+    .description('Run an embedded cluster (nodes, running VMIs), the controller, one handler per node and a nats-server, until Ctrl-C')
+    .option('--nodes <n>', 'number of nodes', int('--nodes'), 3)
+    .option('--vms <n>', 'number of running VMIs', int('--vms'), 6)
+    .option('--kubeconfig <path>', 'where to write the kubeconfig', '.ferry/kubeconfig')
+    .option('--port <port>', 'API server port (0 = any free port)', int('--port'), 0)
+    .option('--time-scale <x>', 'run the simulated hypervisor this many times faster than real time', positive('--time-scale'), 1)
+    .option('--log-file <path>', 'where the JSON logs go', '.ferry/dev.log')
+    .option('--no-demo', 'skip the demonstration migration')
+    .addOption(metricsPortOption())
+    .action((o) => runDev(o));
+
+  program
+    .command('controller')
+    .description('Run the VMIM controller against a cluster')
+    .addOption(kubeconfigOption())
+    .option('--nats <url>', 'NATS server URL', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
+    .option('--config <file>', 'Ferry configuration file (YAML)')
+    .addOption(metricsPortOption(8080))
+    .option('--no-leader-elect', 'run without leader election (only ever run one replica then)')
+    .option('--lease-namespace <ns>', 'namespace of the leader election Lease', process.env['POD_NAMESPACE'] ?? 'default')
+    .option('--lease-name <name>', 'name of the leader election Lease', 'ferry-controller')
+    .action((o) => runController(o));
+
+  program
+    .command('handler')
+    .description('Run the node handler (source and target roles) for one node')
+    .requiredOption('--node <name>', 'the node this handler serves')
+    .option('--nats <url>', 'NATS server URL', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
+    .addOption(new Option('--driver <driver>', 'hypervisor driver').choices(['sim']).default('sim'))
+    .option('--time-scale <x>', 'sim driver: simulated time per real time', positive('--time-scale'), 1)
+    .addOption(metricsPortOption(8081))
+    .action((o) => runHandler(o));
+
+  program
+    .command('migrate')
+    .description('Create a VirtualMachineInstanceMigration for NAMESPACE/VMI and follow it to the end')
+    .argument('<vmi>', 'NAMESPACE/NAME of the VMI (namespace defaults to "default")')
+    .addOption(kubeconfigOption())
+    .option('--node <name>', 'restrict the target to this node (addedNodeSelector)')
+    .option('--no-wait', 'create the migration and return')
+    .option('--timeout <seconds>', 'stop following after this long', positive('--timeout'))
+    .action((vmi, o) => runMigrate(vmi, o));
+
+  program
+    .command('status')
+    .description('List migrations with phase, nodes and progress')
+    .addOption(kubeconfigOption())
+    .option('-n, --namespace <ns>', 'only this namespace (default: all)')
+    .option('-o, --output <format>', 'table or json', 'table')
+    .action((o) => runStatus(o));
+
+  program
+    .command('cancel')
+    .description('Abort a migration (deletes the VMIM; the VM stays on its source node)')
+    .argument('<vmim>', 'NAMESPACE/NAME of the migration')
+    .addOption(kubeconfigOption())
+    .action((vmim, o) => runCancel(vmim, o));
+
+  program
+    .command('drain')
+    .description('Cordon NODE, taint it for evacuation and follow every VM off it (progress per VM, summary at the end)')
+    .argument('<node>', 'the node to empty')
+    .addOption(kubeconfigOption())
+    .option('--dry-run', 'only show what would happen to each VMI', false)
+    .option('-o, --output <format>', 'table or json', 'table')
+    .option('--timeout <seconds>', 'give up following after this long', positive('--timeout'))
+    .option('--max-attempts <n>', 'report a VM as failed after this many failed migrations', int('--max-attempts'), 3)
+    .action((node, o) => runDrain(node, o));
+
+  program
+    .command('uncordon')
+    .description('Return NODE to service: remove the drain taint and uncordon it (queued evacuations are withdrawn)')
+    .argument('<node>', 'the node')
+    .addOption(kubeconfigOption())
+    .action((node, o) => runUncordon(node, o));
+
+  const statecharts = program.command('statecharts').description('The statecharts Ferry runs on, as diagrams and data');
+  statecharts
+    .command('export')
+    .description('Render every chart in statecharts/index.ts as a Mermaid diagram page (or JSON)')
+    .addOption(new Option('--format <format>', 'mermaid (a markdown page per chart) or json').choices(['mermaid', 'json']).default('mermaid'))
+    .option('--out <dir>', 'write one file per chart into this directory instead of printing')
+    .action((o) => runStatechartsExport(o));
+
+  const docs = program.command('docs').description('Generated reference documentation');
+  docs
+    .command('api')
+    .description('Render the API reference (resources, configuration, bus messages) from the zod schemas')
+    .option('--out <file>', 'write to this file instead of printing')
+    .action((o) => runApiDocs(o));
+
+  return program;
+}
+

@@ -1,0 +1,30 @@
+/**
+ * Every statechart Ferry runs, for tools that draw or inspect them
+ * (`ferry statecharts export`). A new chart exports a `describeChart`-like
+ * function and is listed here.
+ */
+import { describeChart as describeMigration, type ChartNode } from './migration.js';
+
+export type { ChartNode, ChartTransition } from './migration.js';
+
+export interface ChartEntry {
+  /** File stem of the exported page (`docs/statecharts/<name>.md`). */
+  name: string;
+  title: string;
+  /** Where the chart is defined, relative to the repository root. */
+  source: string;
+  /** One paragraph on what the chart is the life of. */
+  summary: string;
+  describe: () => ChartNode;
+}
+
+export const charts: readonly ChartEntry[] = [
+  {
+    name: 'migration',
+    title: 'Migration (one VirtualMachineInstanceMigration)',
+    source: 'statecharts/migration.ts',
+    summary:
+      "The life of one VMIM as the controller drives it. Top-level states are KubeVirt's VMIM phases (the controller writes the top-level state into `status.phase`), plus the transient `Resume` a restarted controller passes through to land in the phase recorded in status.",
+    describe: describeMigration,
+  },
+];

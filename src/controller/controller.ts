@@ -9,6 +9,8 @@ import { downtimeForIteration } from '../limits/downtime.js';
 import { Annotations, EvictionStrategy, isLiveMigratable, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
 import { subscribeProgress } from '../bus/progress.js';
+import { watchHeartbeats } from '../bus/heartbeat.js';
+import { ADMITTED, migrationView, rejectionReasonClass, waitingReasonClass, type ControllerMetrics, type ControllerSnapshot } from '../metrics/index.js';
 import type { ProgressMessage, ResultMessage } from '../bus/protocol.js';
 import { consumeResults, type ResultsConsumer } from '../bus/results.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
@@ -33,6 +35,7 @@ export interface ControllerOptions {
   clock?: Clock;
   /** How often progress is written to VMIM status (the bus carries it more often). */
   progressWriteIntervalMs?: number;
+  metrics?: ControllerMetrics;
 }
 
 interface Tracked {
@@ -73,6 +76,7 @@ export class MigrationController {
   private namespaces!: KeepAliveInformer<Obj>;
   private results: ResultsConsumer | undefined;
   private progressSub: Subscription | undefined;
+  private heartbeatSub: Subscription | undefined;
   private tickTimer: unknown;
   private readonly invalidSeen = new Set<string>();
   private readonly env: SessionEnv;
@@ -93,6 +97,24 @@ export class MigrationController {
       config: this.config,
       vmi: (ns, name) => this.getVmi(ns, name),
       podsOfVmi: (ns, vmiUid) => this.podsOfVmi(ns, vmiUid),
+      ...(opts.metrics ? { onRoundTrip: opts.metrics.natsRoundTrip } : {}),
+    };
+    opts.metrics?.setSnapshotProvider(() => this.metricsSnapshot());
+  }
+
+  /** What the metrics show at scrape time; undefined until the caches are synced. */
+  metricsSnapshot(): ControllerSnapshot | undefined {
+    if (!this.vmims?.synced()) return undefined;
+    const cfg = this.limitsConfig();
+    return {
+      migrations: this.vmims.list().flatMap((raw) => {
+        const r = parseObject(VirtualMachineInstanceMigration, raw);
+        if (!r.ok) return [];
+        const s = this.tracked.get(r.value.metadata.uid ?? '')?.session;
+        return [migrationView(r.value, s && { phase: s.phase, priority: s.priority, sourceNode: s.sourceNode, targetNode: s.targetNode ?? s.pinnedTarget, bandwidth: s.allottedBandwidth })];
+      }),
+      limits: cfg,
+      nodes: this.nodeStates().map((n) => ({ name: n.name, nicCapacity: n.nicCapacity ?? cfg.defaultNicCapacity })),
     };
   }
 
@@ -143,6 +165,8 @@ export class MigrationController {
     for (const o of this.vmims.list()) this.enqueue(keyOf(o));
 
     this.progressSub = subscribeProgress(this.opts.nc, (m) => this.onProgress(m), this.log);
+    const metrics = this.opts.metrics;
+    if (metrics) this.heartbeatSub = watchHeartbeats(this.opts.nc, (b) => metrics.heartbeat(b.node), this.log);
     this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.onResult(m), log: this.log });
     // Admission is re-run periodically too: limits depend on time (back-off) and on objects we don't watch.
     const tick = () => {
@@ -159,6 +183,7 @@ export class MigrationController {
     this.clock.clearTimeout(this.tickTimer);
     await this.results?.stop();
     this.progressSub?.unsubscribe();
+    this.heartbeatSub?.unsubscribe();
     for (const t of this.tracked.values()) t.actor.stop();
     this.tracked.clear();
     for (const inf of this.informers) await inf.stop();
@@ -251,6 +276,7 @@ export class MigrationController {
         await this.reconcile(key);
       } catch (err) {
         this.log.error({ key, err: describeApiError(err) }, 'reconcile failed; retrying');
+        this.opts.metrics?.reconcileError();
         this.clock.setTimeout(() => this.enqueue(key), 1000);
       }
     }
@@ -387,7 +413,9 @@ export class MigrationController {
         ...(vmi?.status?.migrationState?.migrationUid === session.uid && vmi.status.migrationState.mode ? { mode: vmi.status.migrationState.mode } : {}),
       },
       onPhase: (p: MigrationPhase, snapshotInfo: PhaseInfo) => {
-        session.phase = p;
+        // The phase a restarted controller resumes in was counted by its predecessor.
+        if (p !== phase) this.opts.metrics?.phaseTransition(session.namespace, session.vmiName, p, (this.clock.now() - session.enqueuedAt) / 1000);
+        session.setPhase(p);
         const write = writer.phase(p, snapshotInfo);
         if (FINAL_PHASES.has(p)) {
           void write.then(() => {
@@ -441,6 +469,7 @@ export class MigrationController {
       const fact = JSON.stringify(ev);
       if (fact === s.lastFact) return;
       s.lastFact = fact;
+      if (ev.type === 'REJECTED') this.opts.metrics?.admission('rejected', rejectionReasonClass(String(ev['reason'])));
       t.actor.send(ev as never);
     };
     if (vmim.metadata.deletionTimestamp) {
@@ -584,11 +613,13 @@ export class MigrationController {
       t.session.waitingReason = undefined;
       t.session.phase = 'Scheduling'; // counted as running from now on, before the snapshot arrives
       t.actor.send({ type: 'ADMITTED' });
+      this.opts.metrics?.admission('started', ADMITTED);
     }
     for (const s of pending) {
       const why = decision.waiting[s.uid];
       if (why && why !== s.waitingReason) {
         s.waitingReason = why;
+        this.opts.metrics?.admission('queued', waitingReasonClass(why));
         s.event('Normal', 'Queued', `Waiting to start: ${why}`);
         s.log.info({ reason: why }, 'migration queued');
       }

@@ -27,7 +27,9 @@ export function createMigrationActor(opts: {
   /** Runs I/O in the migration's write order (before the next phase is written). */
   ordered: (task: () => Promise<void>) => Promise<void>;
 }): MigrationActorHandle {
-  const { session, log } = opts;
+  const { session } = opts;
+  // Read through the session: its logger is re-bound with the phase as the migration moves.
+  const log = { warn: (o: object, m: string) => session.log.warn(o, m), error: (o: object, m: string) => session.log.error(o, m) };
   let actor: Actor<typeof migrationMachine> | undefined;
   const sendLater = (ev: MigrationEvent) => queueMicrotask(() => actor?.send(ev));
 

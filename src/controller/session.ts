@@ -48,7 +48,8 @@ export class MigrationSession {
   readonly attempt = 1;
   readonly priority: Priority;
   readonly enqueuedAt: number;
-  readonly log: Logger;
+  log: Logger;
+  private readonly baseLog: Logger;
   phase: MigrationPhase = 'Pending';
   /** Filled as the migration goes; also restored from the VMI's migrationState on restart. */
   sourceNode: string | undefined;
@@ -90,7 +91,8 @@ export class MigrationSession {
     const ann = vmim.metadata.annotations ?? {};
     this.priority = ann['kubevirt.io/evacuationMigration'] !== undefined ? 'evacuation' : ann['ferry.dev/priority'] === 'background' ? 'background' : 'user';
     this.enqueuedAt = Date.parse(vmim.metadata.creationTimestamp ?? '') || Date.now();
-    this.log = env.log.child({ vmim: `${this.namespace}/${this.name}`, uid: this.uid, vmi: this.vmiKey });
+    this.baseLog = env.log.child({ namespace: this.namespace, name: this.name, uid: this.uid, vmi: this.vmiKey });
+    this.log = this.baseLog.child({ phase: this.phase });
     this.memoryBytes = vmi ? guestMemoryBytes(vmi) : 1024 ** 3;
     const ms = vmi?.status?.migrationState;
     if (ms && ms.migrationUid === this.uid) {
@@ -103,6 +105,12 @@ export class MigrationSession {
     } else {
       this.sourceNode = vmi?.status?.nodeName;
     }
+  }
+
+  /** Every log line about this migration carries its current phase. */
+  setPhase(phase: MigrationPhase): void {
+    this.phase = phase;
+    this.log = this.baseLog.child({ phase });
   }
 
   get vmiKey(): string {

@@ -8,6 +8,7 @@ import { startHandler, type RunningHandler } from '../handler/handler.js';
 import { SimDriver } from '../hypervisor/sim.js';
 import { KubeClient } from '../kube/client.js';
 import { silentLogger, type Logger } from '../util/log.js';
+import type { ControllerMetrics, HandlerMetrics } from '../metrics/index.js';
 import { seedDemo, startDevCluster, type DevCluster, type DevClusterOptions } from './index.js';
 
 export interface DevEnvironmentOptions {
@@ -24,6 +25,7 @@ export interface DevEnvironmentOptions {
   /** Set false to start without the controller (tests that start their own). */
   controller?: boolean;
   progressIntervalMs?: number;
+  metrics?: { controller: ControllerMetrics; handlers: HandlerMetrics };
 }
 
 export interface NodeAgent {
@@ -86,7 +88,14 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       const node = `node-${i}`;
       const nc = await connectBus({ servers: natsUrl, name: `ferry-handler-${node}`, log });
       const driver = new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: config.limits.defaultNicCapacity });
-      const handler = startHandler({ nc, node, driver, log: log.child({ node }), progressIntervalMs: opts.progressIntervalMs ?? 250 });
+      const handler = startHandler({
+        nc,
+        node,
+        driver,
+        log: log.child({ node }),
+        progressIntervalMs: opts.progressIntervalMs ?? 250,
+        ...(opts.metrics ? { metrics: opts.metrics.handlers } : {}),
+      });
       agents.set(node, { node, driver, nc, handler });
       cleanups.push(async () => {
         await handler.stop();
@@ -108,7 +117,8 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       async startController() {
         if (controller) return controller;
         controllerNc = await connectBus({ servers: natsUrl!, name: 'ferry-controller', log });
-        controller = new MigrationController({ kube, nc: controllerNc, log: log.child({ component: 'controller' }), config });
+        controller = new MigrationController({ kube, nc: controllerNc, log: log.child({ component: 'controller' }), config, ...(opts.metrics ? { metrics: opts.metrics.controller } : {}) });
+        opts.metrics?.controller.setLeader(true);
         await controller.start();
         return controller;
       },

@@ -1,21 +1,81 @@
+import { CoordinationV1Api } from '@kubernetes/client-node';
 import { closeBus, connectBus } from '../../bus/connection.js';
 import { loadFerryConfig } from '../../config/ferryConfig.js';
 import { MigrationController } from '../../controller/controller.js';
+import { defaultIdentity, LeaderElector } from '../../kube/leaderElection.js';
+import { ControllerMetrics, controllerReadiness, liveness, natsConnectionCheck, startHealthServer } from '../../metrics/index.js';
 import { createLogger } from '../../util/log.js';
 import { kubeClientFor } from '../kubeconfig.js';
 import { untilSignal } from '../shutdown.js';
 
-export async function runController(o: { kubeconfig?: string; nats: string; config?: string }): Promise<void> {
+export async function runController(o: {
+  kubeconfig?: string;
+  nats: string;
+  config?: string;
+  metricsPort: number;
+  leaderElect: boolean;
+  leaseNamespace: string;
+  leaseName: string;
+}): Promise<void> {
   const log = createLogger({ name: 'ferry-controller' });
   const config = loadFerryConfig(o.config);
   const kube = kubeClientFor(o.kubeconfig);
   const nc = await connectBus({ servers: o.nats, name: 'ferry-controller', log });
-  const controller = new MigrationController({ kube, nc, log, config });
-  await controller.start();
+  const metrics = new ControllerMetrics();
+  const controller = new MigrationController({ kube, nc, log, config, metrics });
+  let leading = false;
+  let stopping = false;
+  const health = await startHealthServer({
+    port: o.metricsPort,
+    registries: [metrics.registry],
+    checks: {
+      healthz: liveness(),
+      readyz: controllerReadiness({ nats: natsConnectionCheck(nc), cachesSynced: () => controller.ready(), isLeader: () => leading }),
+    },
+    log,
+  });
+  log.info({ url: `http://127.0.0.1:${health.port}/metrics` }, 'serving metrics and health');
+
+  let elector: LeaderElector | undefined;
+  if (o.leaderElect) {
+    elector = new LeaderElector({
+      api: kube.kc.makeApiClient(CoordinationV1Api),
+      namespace: o.leaseNamespace,
+      name: o.leaseName,
+      identity: defaultIdentity(),
+      log,
+      onStartedLeading: () => {
+        leading = true;
+        metrics.setLeader(true);
+        controller.start().catch((err: unknown) => {
+          log.error({ err: String(err) }, 'controller failed to start');
+          process.exit(1);
+        });
+      },
+      onStoppedLeading: ({ released }) => {
+        leading = false;
+        metrics.setLeader(false);
+        // A replica that lost its lease restarts as a clean standby rather than act on stale state.
+        if (!released && !stopping) {
+          log.error('lost leadership; exiting so the replica restarts as a standby');
+          process.exit(1);
+        }
+      },
+    });
+    elector.start();
+    log.info({ lease: `${o.leaseNamespace}/${o.leaseName}` }, 'waiting for leadership');
+  } else {
+    leading = true;
+    metrics.setLeader(true);
+    await controller.start();
+  }
   log.info({ nats: o.nats }, 'controller running');
   await untilSignal(async (signal) => {
+    stopping = true;
     log.info({ signal }, 'stopping controller');
     await controller.stop();
+    await elector?.release();
+    await health.close();
     await closeBus(nc);
   });
 }

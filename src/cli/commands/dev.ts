@@ -2,16 +2,18 @@ import path from 'node:path';
 import { VMIM_RESOURCE } from '../../kube/client.js';
 import { startDevEnvironment } from '../../devcluster/environment.js';
 import { createLogger } from '../../util/log.js';
+import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer } from '../../metrics/index.js';
 import { followMigration } from '../follow.js';
 import { formatDuration } from '../format.js';
 import { untilSignal } from '../shutdown.js';
 
-export async function runDev(o: { nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean }): Promise<void> {
+export async function runDev(o: { nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number }): Promise<void> {
   if (o.nodes < 2) throw new Error('--nodes must be at least 2 (a migration needs somewhere to go)');
   const t0 = Date.now();
   const out = (s: string) => process.stdout.write(`${s}\n`);
   const log = createLogger({ name: 'ferry-dev', destination: o.logFile });
   out(`Starting Ferry dev environment: ${o.nodes} nodes, ${o.vms} VMIs (logs: ${o.logFile})`);
+  const metrics = { controller: new ControllerMetrics(), handlers: new HandlerMetrics() };
   const env = await startDevEnvironment({
     nodes: o.nodes,
     vms: o.vms,
@@ -19,9 +21,17 @@ export async function runDev(o: { nodes: number; vms: number; kubeconfig: string
     timeScale: o.timeScale,
     cluster: { port: o.port },
     log,
+    metrics,
+  });
+  const health = await startHealthServer({
+    port: o.metricsPort ?? 0,
+    registries: [metrics.controller.registry, metrics.handlers.registry],
+    checks: { healthz: liveness(), readyz: { controller: () => env.controller?.ready() ?? false } },
+    log,
   });
   const kubeconfig = path.resolve(o.kubeconfig);
   out(`Ferry dev cluster ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: API ${env.cluster.url}, NATS ${env.natsUrl}`);
+  out(`Metrics: http://127.0.0.1:${health.port}/metrics  (health: /healthz, /readyz)`);
   out('');
   out(`  export KUBECONFIG=${kubeconfig}`);
   out('  kubectl get nodes,pods,vmi,vmim');
@@ -33,6 +43,7 @@ export async function runDev(o: { nodes: number; vms: number; kubeconfig: string
 
   const stop = async () => {
     out('\nStopping Ferry dev environment…');
+    await health.close();
     await env.stop();
     out('Stopped.');
   };

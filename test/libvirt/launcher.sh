@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# A "launcher pod" for the libvirt lane: one libvirtd with its own mount
+# namespace, socket, state, logs and host UUID, so two of them on one machine
+# behave like two nodes (libvirt refuses to migrate to a daemon with its own
+# host UUID, and each needs a private /run/libvirt, /var/lib/libvirt, ...).
+#
+#   test/libvirt/launcher.sh start NAME DIR   # returns once the socket answers
+#   test/libvirt/launcher.sh stop  NAME DIR   # daemon and every QEMU it started
+#
+# DIR holds etc/ run/ lib/ cache/ log/; the client URI is printed by start:
+#   qemu+unix:///system?socket=DIR/run/libvirt-sock
+# DIR must not lie under /run/libvirt, /var/lib/libvirt, /var/cache/libvirt,
+# /var/log/libvirt or /etc/libvirt (those are mounted over inside).
+# Files: DIR/launcher.pid (libvirtd's pid as seen from the host),
+#        DIR/launcher.out (daemon stdout/stderr), DIR/log/libvirtd.log.
+set -uo pipefail
+
+cmd="${1:-}"; name="${2:-}"; dir="${3:-}"
+[ -n "$cmd" ] && [ -n "$name" ] && [ -n "$dir" ] || { echo "usage: launcher.sh start|stop NAME DIR" >&2; exit 2; }
+mkdir -p "$dir" && dir="$(cd "$dir" && pwd)"
+pidfile="$dir/launcher.pid"
+sock="$dir/run/libvirt-sock"
+uri="qemu+unix:///system?socket=$sock"
+say() { printf '[launcher %s] %s\n' "$name" "$*" >&2; }
+
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+
+write_config() {
+  mkdir -p "$dir"/{etc,run,lib,cache,log}
+  local uuid; uuid="$(cat /proc/sys/kernel/random/uuid)"
+  cat >"$dir/etc/libvirtd.conf" <<EOF
+# written by launcher.sh for launcher $name
+unix_sock_dir = "/run/libvirt"
+unix_sock_group = "root"
+unix_sock_rw_perms = "0770"
+auth_unix_rw = "none"
+auth_unix_ro = "none"
+host_uuid = "$uuid"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+EOF
+  # QEMU runs as root without a security driver or virtlogd: nothing else of
+  # the host's libvirt setup is needed. No migration_address here: libvirt
+  # rejects 127.0.0.1 as "the local machine"; migrations pass --migrateuri.
+  cat >"$dir/etc/qemu.conf" <<EOF
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+stdio_handler = "file"
+security_driver = "none"
+EOF
+  : >"$dir/etc/libvirt.conf"
+}
+
+start() {
+  if [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; then
+    say "already running (pid $(cat "$pidfile"))"; echo "$uri"; return 0
+  fi
+  command -v libvirtd >/dev/null 2>&1 || [ -x /usr/sbin/libvirtd ] || { say "libvirtd not installed (run setup.sh)"; return 3; }
+  write_config
+  rm -f "$sock" "$dir/run/libvirtd.pid"
+  # unshare and bash exec into libvirtd, so $! is the daemon's own pid.
+  unshare --mount --propagation private -- bash -c '
+    set -e
+    d="$1"
+    mkdir -p /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt /etc/libvirt
+    mount --bind "$d/etc" /etc/libvirt
+    mount --bind "$d/run" /run/libvirt
+    mount --bind "$d/lib" /var/lib/libvirt
+    mount --bind "$d/cache" /var/cache/libvirt
+    mount --bind "$d/log" /var/log/libvirt
+    PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+    exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
+  ' launcher "$dir" </dev/null >"$dir/launcher.out" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$pidfile"
+  local deadline=$((SECONDS + ${FERRY_LAUNCHER_TIMEOUT:-30}))
+  while [ $SECONDS -lt $deadline ]; do
+    if ! alive "$pid"; then
+      say "libvirtd exited during start; output:"; tail -n 20 "$dir/launcher.out" >&2
+      tail -n 20 "$dir/log/libvirtd.log" >&2 2>/dev/null
+      rm -f "$pidfile"; return 1
+    fi
+    if [ -S "$sock" ] && virsh -q -c "$uri" uri >/dev/null 2>&1; then
+      say "ready (pid $pid)"; echo "$uri"; return 0
+    fi
+    sleep 0.2
+  done
+  say "socket $sock did not answer within ${FERRY_LAUNCHER_TIMEOUT:-30}s"
+  stop; return 1
+}
+
+# Every process in libvirtd's mount namespace other than libvirtd itself is a
+# QEMU (or helper) it started.
+namespace_members() {
+  local ns="$1" self="$2" p
+  for p in /proc/[0-9]*; do
+    p="${p#/proc/}"
+    [ "$p" = "$self" ] && continue
+    [ "$(readlink "/proc/$p/ns/mnt" 2>/dev/null)" = "$ns" ] && echo "$p"
+  done
+}
+
+# QEMU pids from the daemon's own pid files, for when the daemon is gone;
+# checked against the executable so a recycled pid is never hit.
+qemu_from_pidfiles() {
+  local f p
+  for f in "$dir"/run/qemu/*.pid; do
+    [ -f "$f" ] || continue
+    p="$(tr -dc 0-9 <"$f")"
+    alive "$p" && readlink "/proc/$p/exe" 2>/dev/null | grep -q qemu-system && echo "$p"
+  done
+}
+
+kill_all() {
+  local sig="$1"; shift
+  local p
+  for p in "$@"; do kill "-$sig" "$p" 2>/dev/null; done
+}
+
+wait_gone() {
+  local deadline=$((SECONDS + $1)); shift
+  local p left
+  while [ $SECONDS -lt $deadline ]; do
+    left=0
+    for p in "$@"; do alive "$p" && left=1; done
+    [ $left = 0 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+stop() {
+  local pid="" ns="" members=()
+  [ -f "$pidfile" ] && pid="$(cat "$pidfile")"
+  if alive "$pid"; then
+    ns="$(readlink "/proc/$pid/ns/mnt" 2>/dev/null)"
+    # shellcheck disable=SC2207
+    [ -n "$ns" ] && members=($(namespace_members "$ns" "$pid"))
+    kill -TERM "$pid" 2>/dev/null
+    wait_gone 10 "$pid" || { say "libvirtd $pid ignored SIGTERM; killing"; kill -KILL "$pid" 2>/dev/null; wait_gone 5 "$pid"; }
+  fi
+  # shellcheck disable=SC2207
+  members+=($(qemu_from_pidfiles))
+  if [ ${#members[@]} -gt 0 ]; then
+    kill_all TERM "${members[@]}"
+    wait_gone 5 "${members[@]}" || { kill_all KILL "${members[@]}"; wait_gone 5 "${members[@]}"; }
+  fi
+  local p left=()
+  for p in "$pid" "${members[@]}"; do alive "$p" && left+=("$p"); done
+  rm -f "$pidfile" "$sock"
+  if [ ${#left[@]} -gt 0 ]; then say "still running after stop: ${left[*]}"; return 1; fi
+  say "stopped"
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: launcher.sh start|stop NAME DIR" >&2; exit 2 ;;
+esac

@@ -22,6 +22,7 @@ import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
 import { Evacuation } from './evacuation.js';
+import { DisruptionBudgets } from './disruptionBudgets.js';
 import { createMigrationActor, type MigrationActorHandle } from './migrationActor.js';
 import { MigrationSession, type SessionEnv } from './session.js';
 import { guestSpecFor } from './guest.js';
@@ -81,6 +82,7 @@ export class MigrationController {
   private readonly invalidSeen = new Set<string>();
   private readonly env: SessionEnv;
   private evacuation: Evacuation | undefined;
+  private budgets: DisruptionBudgets | undefined;
   private clusterEvictionStrategy: EvictionStrategy | undefined;
 
   constructor(private readonly opts: ControllerOptions) {
@@ -159,7 +161,9 @@ export class MigrationController {
       backoffBaseMs: this.config.evacuation.backoffBaseSeconds * 1000,
       requeue: (node, afterMs) => void this.clock.setTimeout(() => this.enqueue(`node:${node}`), afterMs),
     });
+    this.budgets = new DisruptionBudgets(this.kube, this.log.child({ component: 'disruption-budgets' }));
     for (const inf of this.informers) await inf.start();
+    for (const v of this.vmis.list()) this.enqueue(`vmi:${keyOf(v)}`);
     for (const n of this.nodes.list()) this.enqueue(`node:${n.metadata?.name ?? ''}`);
     this.reloadMigrationConfig();
     for (const o of this.vmims.list()) this.enqueue(keyOf(o));
@@ -245,6 +249,7 @@ export class MigrationController {
     const name = o.metadata?.name;
     const ns = o.metadata?.namespace;
     const status = (o as { status?: { nodeName?: string; evacuationNodeName?: string } }).status;
+    this.enqueue(`vmi:${ns ?? 'default'}/${name ?? ''}`);
     if (status?.nodeName) this.enqueue(`node:${status.nodeName}`);
     if (status?.evacuationNodeName && status.evacuationNodeName !== status.nodeName) this.enqueue(`node:${status.evacuationNodeName}`);
     for (const t of this.tracked.values()) if (t.session.vmiName === name && t.session.namespace === ns) this.enqueue(`${ns}/${t.session.name}`);
@@ -293,6 +298,12 @@ export class MigrationController {
   async reconcile(key: string): Promise<void> {
     if (key.startsWith('node:')) {
       await this.evacuation?.reconcileNode(key.slice(5));
+      return;
+    }
+    if (key.startsWith('vmi:')) {
+      const [vns, vname] = key.slice(4).split('/') as [string, string];
+      const vmi = this.getVmi(vns, vname);
+      if (vmi) await this.budgets?.reconcile(vmi, this.clusterEvictionStrategy);
       return;
     }
     const [ns, name] = key.split('/') as [string, string];

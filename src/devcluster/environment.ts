@@ -76,12 +76,9 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
 
     // The stand-in for KubeVirt's eviction webhook: launcher pod evictions ask the controller.
     cleanups.push(async () => removeHook());
-    // With no controller running, launcher pods are protected (as KubeVirt's PDBs do) rather than let go.
-    const removeHook = cluster.onEviction(async (pod) => {
-      if (controller) return controller.checkEviction(pod);
-      const launcher = (pod.metadata.labels ?? {})['kubevirt.io'] === 'virt-launcher';
-      return launcher ? { code: 429, message: 'Ferry controller is not running; launcher pods are protected until it is back' } : null;
-    });
+    // The stand-in for KubeVirt's eviction webhook (failurePolicy Ignore): launcher pod
+    // evictions ask the controller; without one, the VMIs' disruption budgets protect them.
+    const removeHook = cluster.onEviction(async (pod) => (controller ? controller.checkEviction(pod) : null));
 
     const agents = new Map<string, NodeAgent>();
     for (let i = 1; i <= nodes; i++) {

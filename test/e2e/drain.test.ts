@@ -1,4 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process';
+import { PolicyV1Api } from '@kubernetes/client-node';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -201,4 +202,38 @@ describe('ferry drain', () => {
     expect((await env.agents.get('node-2')!.driver.listDomains()).find((d) => d.name === 'default_vm-2')?.state).toBe('running');
     await ferry('uncordon', 'node-2');
   }, 90_000);
+});
+
+describe('disruption budgets for launcher pods', () => {
+  let env: DevEnvironment;
+  beforeAll(async () => {
+    env = await startDevEnvironment({ nodes: 2, vms: 2, natsUrl: process.env['NATS_URL']!, timeScale: 4 });
+    await env.kube.patchCustom(VMI_RESOURCE, 'default', 'vm-2', { spec: { evictionStrategy: 'None' } });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('a VM that must not stop keeps its launcher pod even while the controller is down; one that may stop does not', async () => {
+    const vm1 = await getVmi(env.kube, 'vm-1');
+    const vm2 = await getVmi(env.kube, 'vm-2');
+    const pdb = await waitFor('a budget for vm-1', async () => {
+      const list = await env.kube.kc.makeApiClient(PolicyV1Api).listNamespacedPodDisruptionBudget({ namespace: 'default' });
+      return list.items.length > 0 ? list.items : undefined;
+    });
+    expect(pdb.map((p) => p.metadata?.name)).toEqual(['kubevirt-disruption-budget-vm-1']);
+    expect(pdb[0]!.spec?.minAvailable).toBe(1);
+
+    await env.stopController();
+    const [pod1] = await launcherPods(env.kube, vm1.metadata.uid!);
+    await expect(
+      env.kube.core.createNamespacedPodEviction({ namespace: 'default', name: pod1!.metadata.name, body: { metadata: { name: pod1!.metadata.name, namespace: 'default' } } }),
+    ).rejects.toMatchObject({ code: 429 });
+    expect(await launcherPods(env.kube, vm1.metadata.uid!)).toHaveLength(1);
+
+    const [pod2] = await launcherPods(env.kube, vm2.metadata.uid!);
+    await env.kube.core.createNamespacedPodEviction({ namespace: 'default', name: pod2!.metadata.name, body: { metadata: { name: pod2!.metadata.name, namespace: 'default' } } });
+    await waitFor('vm-2 launcher pod evicted', async () => ((await launcherPods(env.kube, vm2.metadata.uid!)).length === 0 ? true : undefined));
+    await env.startController();
+  });
 });

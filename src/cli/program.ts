@@ -7,6 +7,7 @@ import { runStatus, runCancel } from './commands/status.js';
 import { runDrain, runUncordon } from './commands/drain.js';
 import { runApiDocs } from './commands/docs.js';
 import { runStatechartsExport } from './commands/statecharts.js';
+import { registerRunbookCommand } from './commands/runbook.js';
 
 // commander is the CLI parser: subcommands, --help on each, typed option parsing.
 const int = (name: string) => (v: string) => {
@@ -89,6 +90,7 @@ export function buildProgram(): Command {
     .addOption(kubeconfigOption())
     .option('-n, --namespace <ns>', 'only this namespace (default: all)')
     .option('-o, --output <format>', 'table or json', 'table')
+    .option('-w, --watch', 'keep the table updated until Ctrl-C', false)
     .action((o) => runStatus(o));
 
   program
@@ -115,6 +117,8 @@ export function buildProgram(): Command {
     .argument('<node>', 'the node')
     .addOption(kubeconfigOption())
     .action((node, o) => runUncordon(node, o));
+
+  registerRunbookCommand(program);
 
   const statecharts = program.command('statecharts').description('The statecharts Ferry runs on, as diagrams and data');
   statecharts

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { getVmi } from '../support/cluster.js';
+import { buildProgram } from '../../src/cli/program.js';
 import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -71,14 +72,32 @@ describe('plain kubectl and the ferry CLI against the dev cluster', () => {
     expect(json.find((m) => m.vmi === 'vm-3')?.phase).toBe('Succeeded');
   });
 
+  test('ferry status --watch keeps printing the table until stopped', async () => {
+    const child = spawn(process.execPath, [ferryBin, 'status', '--watch', '--kubeconfig', kubeconfig]);
+    let seen = '';
+    child.stdout.on('data', (d: Buffer) => (seen += d.toString()));
+    try {
+      await waitFor('the watched table', () => /vm-3-migration-\S+\s+vm-3\s+Succeeded/.test(seen), { timeoutMs: 15_000 });
+    } finally {
+      child.kill('SIGINT');
+    }
+  });
+
   test('ferry migrate of a VMI that does not exist fails with a clear message and a non-zero exit', async () => {
     await expect(ferry('migrate', 'default/nope')).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('VMI default/nope not found') });
   });
 
   test('every command has --help', async () => {
-    const cmds = ['dev', 'controller', 'handler', 'migrate', 'status', 'cancel'];
-    const outs = await Promise.all(cmds.map((cmd) => run(process.execPath, [ferryBin, cmd, '--help'], { encoding: 'utf8' })));
-    cmds.forEach((cmd, i) => expect(outs[i]!.stdout).toContain(`Usage: ferry ${cmd}`));
+    // The binary itself once; then each command's help from the same program object, in process.
+    const top = await run(process.execPath, [ferryBin, '--help'], { encoding: 'utf8' });
+    expect(top.stdout).toContain('Usage: ferry');
+    const program = buildProgram();
+    const cmds = ['dev', 'controller', 'handler', 'migrate', 'status', 'cancel', 'drain', 'uncordon'];
+    for (const cmd of cmds) {
+      expect(top.stdout).toContain(cmd);
+      const sub = program.commands.find((c) => c.name() === cmd);
+      expect(sub?.helpInformation()).toContain(`Usage: ferry ${cmd}`);
+    }
   });
 });
 

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { systemClock, type Clock } from '../util/clock.js';
+import { ClusterAuth } from './auth/clusterAuth.js';
+import { devClusterAuth, type DevClusterAuth } from './auth/kubeconfig.js';
 import { withDisruptionStatus, type EvictionHook } from './eviction.js';
 import { ApiServer } from './http.js';
 import { kubeConfigYaml } from './kubeconfig.js';
@@ -30,6 +32,12 @@ export interface DevClusterOptions {
   bookmarkIntervalMs?: number;
   /** Time for the kubelet and scheduler timers and for timestamps. Default: the system clock. */
   clock?: Clock;
+  /**
+   * Enforce authentication and RBAC (default off: any request without a token is allowed).
+   * client-node sends its bearer token over plain HTTP; kubectl does not, so with RBAC on
+   * kubectl is anonymous (discovery and health only).
+   */
+  rbac?: boolean;
 }
 
 export interface DevCluster {
@@ -38,6 +46,8 @@ export interface DevCluster {
   store: ObjectStore;
   /** Bearer token of the kubeconfig user. */
   token: string;
+  /** With `rbac: true`: tokens and kubeconfigs for ServiceAccounts and other users. */
+  auth: DevClusterAuth | undefined;
   /** Writes a kubeconfig for this cluster (context "ferry-dev"). */
   writeKubeconfig(file: string): Promise<void>;
   kubeConfigYaml(): string;
@@ -70,7 +80,8 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
   const hooks: EvictionHook[] = [];
   const token = randomBytes(16).toString('hex');
   const host = opts.host ?? '127.0.0.1';
-  const api = new ApiServer({ store, evictionHooks: hooks, token, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000 });
+  const auth = opts.rbac ? new ClusterAuth(store, token) : undefined;
+  const api = new ApiServer({ store, evictionHooks: hooks, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000 });
   const scheduler = new Scheduler(store, { intervalMs: opts.schedulerIntervalMs ?? 500, clock, log });
   const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log });
   const port = await api.listen(opts.port ?? 0, host);
@@ -83,6 +94,7 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
     port,
     store,
     token,
+    auth: auth && devClusterAuth(auth, url),
     kubeConfigYaml: () => kubeConfigYaml(url, token),
     async writeKubeconfig(file: string) {
       await mkdir(path.dirname(file), { recursive: true });

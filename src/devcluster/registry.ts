@@ -52,6 +52,8 @@ export interface ResourceDefinition {
   prepareForCreate?: (obj: KubeObject) => void;
   /** Extra subresources for discovery and routing (pods/eviction, pods/binding). */
   subresources?: SubresourceDefinition[];
+  /** How object names are checked: DNS subdomain (default) or, as for RBAC objects ("system:discovery"), any path segment. */
+  nameValidation?: 'subdomain' | 'pathSegment';
 }
 
 export interface ResourceType extends Required<Omit<ResourceDefinition, 'prepareForCreate'>> {
@@ -87,6 +89,7 @@ export class ResourceRegistry {
       strategicMergePatch: def.strategicMergePatch ?? false,
       keepStatusOnCreate: def.keepStatusOnCreate ?? !(def.hasStatus ?? false),
       subresources: def.subresources ?? [],
+      nameValidation: def.nameValidation ?? 'subdomain',
       key: `${def.group}/${def.plural}`,
       apiVersion,
       listKind: `${def.kind}List`,

@@ -153,7 +153,11 @@ export class ObjectStore {
       while (this.find(type, meta.name, namespace));
     }
     const name = meta.name;
-    if (name.length > 253 || !NAME_RE.test(name)) {
+    if (type.nameValidation === 'pathSegment') {
+      if (name === '.' || name === '..' || /[/%]/.test(name)) {
+        throw Errors.invalid(type.kind, type.group, name, [{ field: 'metadata.name', message: `Invalid value: "${name}": may not be '.' or '..' and may not contain '/' or '%'` }]);
+      }
+    } else if (name.length > 253 || !NAME_RE.test(name)) {
       throw Errors.invalid(type.kind, type.group, name, [
         { field: 'metadata.name', message: `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character` },
       ]);

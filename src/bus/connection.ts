@@ -1,4 +1,5 @@
-import { connect, Events, type NatsConnection } from 'nats';
+import { readFileSync } from 'node:fs';
+import { connect, Events, nkeyAuthenticator, type NatsConnection } from 'nats';
 import type { Logger } from '../util/log.js';
 
 export interface BusOptions {
@@ -10,6 +11,21 @@ export interface BusOptions {
   reconnectTimeWaitMs?: number;
   /** Keep trying when no server answers at start instead of failing (daemons want this). */
   waitOnFirstConnect?: boolean;
+  /** File holding this process's NATS nkey seed (deploy/ gives each role its own user). */
+  nkeyFile?: string;
+}
+
+/** Reads the seed on every (re)connect, so a rotated key file is picked up without a restart. */
+function nkeyFrom(file: string): () => Uint8Array {
+  const read = () => {
+    try {
+      return new TextEncoder().encode(readFileSync(file, 'utf8').trim());
+    } catch (err) {
+      throw new Error(`cannot read the NATS nkey seed ${file}: ${(err as Error).message} (generate keys with scripts/gen-nats-auth.ts)`);
+    }
+  };
+  read(); // fail at start, with the file's name, rather than on the first connect
+  return read;
 }
 
 /**
@@ -24,6 +40,7 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
     reconnectTimeWait: opts.reconnectTimeWaitMs ?? 1000,
     reconnectJitter: 100,
     waitOnFirstConnect: opts.waitOnFirstConnect ?? false,
+    ...(opts.nkeyFile ? { authenticator: nkeyAuthenticator(nkeyFrom(opts.nkeyFile)) } : {}),
   });
   const log = opts.log;
   log.info({ name: opts.name, server: nc.getServer() }, 'connected to NATS');

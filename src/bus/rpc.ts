@@ -117,7 +117,10 @@ export function serveCommands(nc: NatsConnection, node: string, handlers: Comman
         log.error({ node, subject: m.subject, err: (err as Error).message }, 'could not reply to command');
       });
     }
-  })();
+  })().catch((err: unknown) => {
+    // The server refused the subscription (e.g. a NATS user without permission for this node's subjects).
+    log.error({ node, subject: subjects.nodeCommands(node), err: (err as Error).message }, 'cannot serve commands: subscription refused');
+  });
   return sub;
 }
 

@@ -62,6 +62,8 @@ export function buildProgram(): Command {
     .option('--no-leader-elect', 'run without leader election (only ever run one replica then)')
     .option('--lease-namespace <ns>', 'namespace of the leader election Lease', process.env['POD_NAMESPACE'] ?? 'default')
     .option('--lease-name <name>', 'name of the leader election Lease', 'ferry-controller')
+    .option('--nats-nkey <file>', 'NATS nkey seed file of the controller user (see deploy/README.md)')
+    .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
     .action((o) => runController(o));
 
   program
@@ -71,6 +73,7 @@ export function buildProgram(): Command {
     .option('--nats <url>', 'NATS server URL', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
     .addOption(new Option('--driver <driver>', 'hypervisor driver').choices(['sim']).default('sim'))
     .option('--time-scale <x>', 'sim driver: simulated time per real time', positive('--time-scale'), 1)
+    .option('--nats-nkey <file>', 'NATS nkey seed file of this node\'s handler user (see deploy/README.md)')
     .addOption(metricsPortOption(8081))
     .action((o) => runHandler(o));
 

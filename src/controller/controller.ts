@@ -37,6 +37,11 @@ export interface ControllerOptions {
   /** How often progress is written to VMIM status (the bus carries it more often). */
   progressWriteIntervalMs?: number;
   metrics?: ControllerMetrics;
+  /**
+   * Beside KubeVirt: handle only VMIMs with this label (KubeVirt's controller is
+   * told to leave them alone), and leave disruption budgets to KubeVirt.
+   */
+  ownerLabel?: { key: string; value: string };
 }
 
 interface Tracked {
@@ -143,11 +148,15 @@ export class MigrationController {
       (o) => this.onPod(o),
       `${Labels.app}=virt-launcher`,
     );
-    this.vmims = mk('/apis/kubevirt.io/v1/virtualmachineinstancemigrations', custom(VMIM_RESOURCE), (o) => {
+    const owner = this.opts.ownerLabel ? `${this.opts.ownerLabel.key}=${this.opts.ownerLabel.value}` : undefined;
+    const vmimList = owner
+      ? () => this.kube.listCustom(VMIM_RESOURCE, undefined, owner) as Promise<KubernetesListObject<Obj>>
+      : custom(VMIM_RESOURCE);
+    this.vmims = mk('/apis/kubevirt.io/v1/virtualmachineinstancemigrations', vmimList, (o) => {
       this.enqueue(keyOf(o));
       const evacuating = o.metadata?.annotations?.[Annotations.evacuationMigration];
       if (evacuating) this.enqueue(`node:${evacuating}`);
-    });
+    }, owner);
     this.evacuation = new Evacuation({
       kube: this.kube,
       log: this.log.child({ component: 'evacuation' }),
@@ -159,9 +168,11 @@ export class MigrationController {
       migrations: () => this.migrationConfig,
       clusterEvictionStrategy: () => this.clusterEvictionStrategy,
       backoffBaseMs: this.config.evacuation.backoffBaseSeconds * 1000,
+      ...(this.opts.ownerLabel ? { vmimLabels: { [this.opts.ownerLabel.key]: this.opts.ownerLabel.value } } : {}),
       requeue: (node, afterMs) => void this.clock.setTimeout(() => this.enqueue(`node:${node}`), afterMs),
     });
-    this.budgets = new DisruptionBudgets(this.kube, this.log.child({ component: 'disruption-budgets' }));
+    // Beside KubeVirt, its disruption-budget controller owns the same budgets.
+    if (!this.opts.ownerLabel) this.budgets = new DisruptionBudgets(this.kube, this.log.child({ component: 'disruption-budgets' }));
     for (const inf of this.informers) await inf.start();
     for (const v of this.vmis.list()) this.enqueue(`vmi:${keyOf(v)}`);
     for (const n of this.nodes.list()) this.enqueue(`node:${n.metadata?.name ?? ''}`);

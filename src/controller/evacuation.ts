@@ -23,6 +23,8 @@ export interface EvacuationDeps {
   migrations: () => MigrationConfiguration;
   clusterEvictionStrategy: () => EvictionStrategy | undefined;
   backoffBaseMs: number;
+  /** Extra labels on the VMIMs evacuation creates (the owner label beside KubeVirt). */
+  vmimLabels?: Record<string, string>;
   /** Re-run reconcileNode(node) later (back-off expiry). */
   requeue: (node: string, afterMs: number) => void;
 }
@@ -141,7 +143,7 @@ export class Evacuation {
           generateName: 'kubevirt-evacuation-',
           namespace: ns,
           annotations: { [Annotations.evacuationMigration]: node },
-          labels: { [Labels.vmiName]: vmi.metadata.name },
+          labels: { ...(this.d.vmimLabels ?? {}), [Labels.vmiName]: vmi.metadata.name },
         },
         spec: { vmiName: vmi.metadata.name },
       })) as { metadata?: { name?: string } };

@@ -201,13 +201,7 @@ describe('kustomizations', () => {
 });
 
 describe('the command lines in the manifests', () => {
-  /**
-   * Flags the manifests pass that the CLI does not have yet (the deployment
-   * needs them; see deploy/README.md). When the CLI gains one, drop it here.
-   */
-  const PENDING: Record<string, string[]> = { controller: ['--nats-nkey', '--owner-label'], handler: ['--nats-nkey'] };
-
-  test.each(['overlays/standalone', 'overlays/with-kubevirt'])('%s: every flag is one the `ferry` subcommand knows, apart from the pending ones', async (dir) => {
+  test.each(['overlays/standalone', 'overlays/with-kubevirt'])('%s: every flag is one the `ferry` subcommand knows', async (dir) => {
     const { buildProgram } = await import('../../src/cli/program.js');
     const program = buildProgram();
     for (const w of render(dir).filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet')) {
@@ -216,7 +210,7 @@ describe('the command lines in the manifests', () => {
       expect([w.metadata.name, sub?.name()]).toEqual([w.metadata.name, args[0]]);
       const known = new Set(sub!.options.flatMap((o) => [o.long, o.short].filter((f): f is string => Boolean(f))));
       const unknown = args.filter((a) => a.startsWith('-') && !known.has(a.split('=')[0]!));
-      expect([args[0], unknown]).toEqual([args[0], PENDING[args[0]!]!.filter((f) => args.includes(f))]);
+      expect([args[0], unknown]).toEqual([args[0], []]);
     }
   });
 });

@@ -16,13 +16,16 @@ export async function runController(o: {
   leaderElect: boolean;
   leaseNamespace: string;
   leaseName: string;
+  natsNkey?: string;
+  ownerLabel?: string;
 }): Promise<void> {
+  const owner = o.ownerLabel === undefined ? undefined : parseOwnerLabel(o.ownerLabel);
   const log = createLogger({ name: 'ferry-controller' });
   const config = loadFerryConfig(o.config);
   const kube = kubeClientFor(o.kubeconfig);
-  const nc = await connectBus({ servers: o.nats, name: 'ferry-controller', log });
+  const nc = await connectBus({ servers: o.nats, name: 'ferry-controller', log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
   const metrics = new ControllerMetrics();
-  const controller = new MigrationController({ kube, nc, log, config, metrics });
+  const controller = new MigrationController({ kube, nc, log, config, metrics, ...(owner ? { ownerLabel: owner } : {}) });
   let leading = false;
   let stopping = false;
   const health = await startHealthServer({
@@ -78,4 +81,10 @@ export async function runController(o: {
     await health.close();
     await closeBus(nc);
   });
+}
+
+function parseOwnerLabel(v: string): { key: string; value: string } {
+  const m = /^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*)$/.exec(v);
+  if (!m) throw new Error(`--owner-label must be key=value (a Kubernetes label), got "${v}"`);
+  return { key: m[1]!, value: m[2]! };
 }

@@ -5,9 +5,9 @@ import { HandlerMetrics, handlerReadiness, liveness, natsConnectionCheck, startH
 import { createLogger } from '../../util/log.js';
 import { untilSignal } from '../shutdown.js';
 
-export async function runHandler(o: { node: string; nats: string; driver: 'sim'; timeScale: number; metricsPort: number }): Promise<void> {
+export async function runHandler(o: { node: string; nats: string; driver: 'sim'; timeScale: number; metricsPort: number; natsNkey?: string }): Promise<void> {
   const log = createLogger({ name: 'ferry-handler' }).child({ node: o.node });
-  const nc = await connectBus({ servers: o.nats, name: `ferry-handler-${o.node}`, log });
+  const nc = await connectBus({ servers: o.nats, name: `ferry-handler-${o.node}`, log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
   const driver = new SimDriver({ node: o.node, timeScale: o.timeScale });
   const metrics = new HandlerMetrics();
   const handler = startHandler({ nc, node: o.node, driver, log, metrics });

@@ -1,14 +1,7 @@
 import { z } from 'zod';
-import { parseQuantity } from './quantity.js';
+import { Quantity } from './quantity.js';
 
-const quantity = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseQuantity(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-});
+
 
 /**
  * KubeVirt's `spec.configuration.migrations` with its current defaults
@@ -17,7 +10,7 @@ const quantity = z.union([z.string(), z.number()]).transform((v, ctx) => {
 export const MigrationConfiguration = z.object({
   parallelMigrationsPerCluster: z.number().int().min(1).default(5),
   parallelOutboundMigrationsPerNode: z.number().int().min(1).default(2),
-  bandwidthPerMigration: quantity.pipe(z.number().min(0)).default(0),
+  bandwidthPerMigration: Quantity.pipe(z.number().min(0)).default(0),
   completionTimeoutPerGiB: z.number().int().min(0).default(150),
   progressTimeout: z.number().int().min(0).default(150),
   unsafeMigrationOverride: z.boolean().default(false),

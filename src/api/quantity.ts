@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * Kubernetes resource quantities ("2Gi", "500M", "1.5", "100m") as plain numbers.
  * Only what Ferry reads: memory sizes and bandwidths.
@@ -35,3 +37,13 @@ export function formatBytes(bytes: number): string {
   const digits = i === 0 || v >= 100 ? 0 : v >= 10 ? 1 : 2;
   return `${v.toFixed(digits)}${units[i]}`;
 }
+
+/** A quantity field in a config or scenario file: "2Gi", "500M" or a plain number, parsed to a number. */
+export const Quantity = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseQuantity(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});

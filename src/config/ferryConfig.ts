@@ -1,16 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { parseQuantity } from '../api/quantity.js';
+import { Quantity } from '../api/quantity.js';
 
-const quantity = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseQuantity(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-});
+
 
 /**
  * Ferry's own settings, beside KubeVirt's `migrations` configuration (which is
@@ -21,9 +14,9 @@ export const FerryConfig = z.object({
     .object({
       parallelInboundMigrationsPerNode: z.number().int().min(1).default(2),
       /** Cluster-wide migration bandwidth; 0 = no budget beyond the NICs. */
-      bandwidthBudget: quantity.pipe(z.number().min(0)).default(0),
+      bandwidthBudget: Quantity.pipe(z.number().min(0)).default(0),
       /** Each way, per node, unless the node's annotation overrides it. */
-      defaultNicCapacity: quantity.pipe(z.number().positive()).default(1.25e9),
+      defaultNicCapacity: Quantity.pipe(z.number().positive()).default(1.25e9),
       nicCapacityAnnotation: z.string().default('ferry.dev/nic-capacity'),
     })
     .prefault({}),

@@ -163,6 +163,17 @@ export const builtinResources: ResourceDefinition[] = [
     printerColumns: [age, { name: 'Phase', type: 'string', jsonPath: '.status.phase' }],
   },
   {
+    group: 'ferry.dev', version: 'v1alpha1', kind: 'MaintenanceWindow', plural: 'maintenancewindows', singular: 'maintenancewindow', shortNames: ['mw'], namespaced: false, hasStatus: true,
+    printerColumns: [
+      { name: 'Phase', type: 'string', jsonPath: '.status.phase', description: 'Pending, Waiting, Running, Paused, Completed, WindowClosed or Failed' },
+      { name: 'Nodes', type: 'string', jsonPath: '.status.progress', description: 'Nodes done / nodes in the runbook' },
+      { name: 'Batch', type: 'string', jsonPath: '.status.currentBatch', description: 'The batch in progress and its nodes' },
+      { name: 'ETA', type: 'string', jsonPath: '.status.eta', description: 'Predicted end of the runbook' },
+      { name: 'Window-End', type: 'string', jsonPath: '.status.window.end', description: 'When the current window closes' },
+      age,
+    ],
+  },
+  {
     group: 'migrations.kubevirt.io', version: 'v1alpha1', kind: 'MigrationPolicy', plural: 'migrationpolicies', namespaced: false, hasStatus: true, categories: ['all'],
   },
 ];

@@ -145,7 +145,7 @@ async function ratesByNode(kube: KubeClient): Promise<Map<string, number>> {
 
 function nodeLine(n: NodeProgress, now: number): string {
   const eta = n.phase === 'Evacuating' && n.predictedFinish ? formatDuration((Date.parse(n.predictedFinish) - now) / 1000) : '-';
-  return `${n.name}: ${n.phase}${n.vmsTotal !== undefined ? ` ${n.vmsMoved ?? 0}/${n.vmsTotal} VMs` : ''}${n.phase === 'Evacuating' ? ` ETA ${eta}` : ''}${n.reason ? ` (${n.reason})` : ''}`;
+  return `${n.name}: ${n.phase}${n.startedAt && n.vmsTotal !== undefined ? ` ${n.vmsMoved ?? 0}/${n.vmsTotal} VMs` : ''}${n.phase === 'Evacuating' ? ` ETA ${eta}` : ''}${n.reason ? ` (${n.reason})` : ''}`;
 }
 
 function summary(mw: MaintenanceWindow): string {
@@ -154,7 +154,7 @@ function summary(mw: MaintenanceWindow): string {
     n.name,
     n.phase,
     n.batch !== undefined ? String(n.batch) : '-',
-    n.vmsTotal !== undefined ? `${n.vmsMoved ?? 0}/${n.vmsTotal}` : '-',
+    n.startedAt && n.vmsTotal !== undefined ? `${n.vmsMoved ?? 0}/${n.vmsTotal}` : '-',
     n.predictedFinish ? clock(Date.parse(n.predictedFinish)) : '-',
     n.finishedAt ? clock(Date.parse(n.finishedAt)) : n.readyAt ? `ready ${clock(Date.parse(n.readyAt))}` : '-',
     n.reason ?? '',
@@ -229,12 +229,12 @@ async function follow(
   const started = Date.now();
   const multibar = tty
     ? new cliProgress.MultiBar(
-        { format: ' {node} |{bar}| {value}/{total} VMs | {phase} | {rate} | ETA {eta}', hideCursor: true, clearOnComplete: false, stream: out, barsize: 24 },
+        { format: ' {node} {bar} {value}/{total} {phase} {rate} ETA {eta}', hideCursor: true, clearOnComplete: false, stream: out, barsize: 16 },
         cliProgress.Presets.shades_classic,
       )
     : undefined;
   const bars = new Map<string, cliProgress.SingleBar>();
-  const header = multibar?.create(1, 0, { node: name.padEnd(14).slice(0, 14), phase: 'Pending', rate: '-', eta: '-' }, { format: ' {node} {phase}' });
+  const header = multibar?.create(1, 0, { node: name, phase: 'Pending', rate: '-', eta: '-' }, { format: ' {node}: {phase}' });
   const lastLine = new Map<string, string>();
   let lastPhase = '';
   try {
@@ -250,10 +250,10 @@ async function follow(
       for (const n of s.nodes ?? []) {
         if (multibar) {
           let bar = bars.get(n.name);
-          if (!bar) bars.set(n.name, (bar = multibar.create(Math.max(1, n.vmsTotal ?? 1), 0, { node: n.name.padEnd(14).slice(0, 14), phase: n.phase, rate: '-', eta: '-' })));
+          if (!bar) bars.set(n.name, (bar = multibar.create(Math.max(1, n.vmsTotal ?? 1), 0, { node: n.name.padEnd(10).slice(0, 10), phase: n.phase, rate: '-', eta: '-' })));
           bar.setTotal(Math.max(1, n.vmsTotal ?? 1));
           const eta = n.phase === 'Evacuating' && n.predictedFinish ? formatDuration((Date.parse(n.predictedFinish) - now) / 1000) : '-';
-          bar.update(n.vmsMoved ?? 0, { phase: n.phase.padEnd(19), rate: formatRate(rates.get(n.name)), eta });
+          bar.update(n.vmsMoved ?? 0, { phase: n.phase.padEnd(19), rate: formatRate(rates.get(n.name)).padStart(9), eta });
         } else {
           const line = nodeLine(n, now);
           const key = `${n.phase}|${n.vmsMoved ?? ''}`;

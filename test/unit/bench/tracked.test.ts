@@ -1,4 +1,4 @@
-import { TrackedMigration } from '../../bench/tracked.js';
+import { TrackedMigration } from '../../../src/runbook/simulation/tracked.js';
 
 const Mi = 2 ** 20;
 const Gi = 2 ** 30;

@@ -1,4 +1,4 @@
-import { waterFill, type Flow as WaterFlow } from '../../src/limits/waterfill.js';
+import { waterFill, type Flow as WaterFlow } from '../../limits/waterfill.js';
 
 /**
  * The network both policies run on: each node has one NIC of fixed capacity

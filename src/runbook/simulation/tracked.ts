@@ -1,4 +1,4 @@
-import { advance, jobStats, setBandwidth, startPrecopy, timeToFinishMs, type GuestModel, type PrecopyControls, type PrecopyState } from '../../src/hypervisor/precopy.js';
+import { advance, jobStats, setBandwidth, startPrecopy, timeToFinishMs, type GuestModel, type PrecopyControls, type PrecopyState } from '../../hypervisor/precopy.js';
 
 /**
  * One migration on the pre-copy model, moved through virtual time, watching

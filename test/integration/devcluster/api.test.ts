@@ -39,15 +39,15 @@ describe('discovery', () => {
     const core = (await (await fetch(`${cluster.url}/api/v1`)).json()) as { resources: Record<string, unknown>[] };
     expect(core.resources).toContainEqual(expect.objectContaining({ name: 'pods/eviction', group: 'policy', version: 'v1', kind: 'Eviction', verbs: ['create'] }));
     const groups = (await (await fetch(`${cluster.url}/apis`)).json()) as { groups: { name: string }[] };
-    expect(groups.groups.map((g) => g.name).sort()).toEqual(['coordination.k8s.io', 'kubevirt.io', 'migrations.kubevirt.io', 'policy']);
+    expect(groups.groups.map((g) => g.name).sort()).toEqual(['coordination.k8s.io', 'ferry.dev', 'kubevirt.io', 'migrations.kubevirt.io', 'policy']);
   });
 
   test('a type registered at run time is served and discoverable at once', async () => {
-    cluster.registerResource({ group: 'ferry.dev', version: 'v1alpha1', kind: 'MaintenanceWindow', plural: 'maintenancewindows', shortNames: ['mw'], namespaced: false });
-    const created = await c.custom.createClusterCustomObject({ group: 'ferry.dev', version: 'v1alpha1', plural: 'maintenancewindows', body: { apiVersion: 'ferry.dev/v1alpha1', kind: 'MaintenanceWindow', metadata: { name: 'night' }, spec: { start: '02:00' } } });
+    cluster.registerResource({ group: 'example.ferry.dev', version: 'v1alpha1', kind: 'Widget', plural: 'widgets', shortNames: ['wd'], namespaced: false });
+    const created = await c.custom.createClusterCustomObject({ group: 'example.ferry.dev', version: 'v1alpha1', plural: 'widgets', body: { apiVersion: 'example.ferry.dev/v1alpha1', kind: 'Widget', metadata: { name: 'night' }, spec: { size: 2 } } });
     expect(created.metadata.uid).toMatch(/^[0-9a-f-]{36}$/);
-    const doc = (await (await fetch(`${cluster.url}/apis/ferry.dev/v1alpha1`)).json()) as { resources: { name: string }[] };
-    expect(doc.resources.map((r) => r.name)).toContain('maintenancewindows');
+    const doc = (await (await fetch(`${cluster.url}/apis/example.ferry.dev/v1alpha1`)).json()) as { resources: { name: string }[] };
+    expect(doc.resources.map((r) => r.name)).toContain('widgets');
   });
 });
 

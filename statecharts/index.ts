@@ -4,6 +4,7 @@
  * function and is listed here.
  */
 import { describeChart as describeMigration, type ChartNode } from './migration.js';
+import { describeChart as describeRunbook } from './runbook.js';
 
 export type { ChartNode, ChartTransition } from './migration.js';
 
@@ -26,5 +27,13 @@ export const charts: readonly ChartEntry[] = [
     summary:
       "The life of one VMIM as the controller drives it. Top-level states are KubeVirt's VMIM phases (the controller writes the top-level state into `status.phase`), plus the transient `Resume` a restarted controller passes through to land in the phase recorded in status.",
     describe: describeMigration,
+  },
+  {
+    name: 'runbook',
+    title: 'Runbook (one MaintenanceWindow)',
+    source: 'statecharts/runbook.ts',
+    summary:
+      'The life of one maintenance-window runbook: wait for the window, then evacuate its nodes batch by batch (cordon and taint, wait until empty, mark ready for maintenance, wait for done, return to service), stopping cleanly when the window closes, on pause or on deletion.',
+    describe: describeRunbook,
   },
 ];

@@ -169,7 +169,7 @@ export class MigrationController {
       clusterEvictionStrategy: () => this.clusterEvictionStrategy,
       backoffBaseMs: this.config.evacuation.backoffBaseSeconds * 1000,
       ...(this.opts.ownerLabel ? { vmimLabels: { [this.opts.ownerLabel.key]: this.opts.ownerLabel.value } } : {}),
-      requeue: (node, afterMs) => void this.clock.setTimeout(() => this.enqueue(`node:${node}`), afterMs),
+      requeue: (node, afterMs) => this.later(() => this.enqueue(`node:${node}`), afterMs),
     });
     // Beside KubeVirt, its disruption-budget controller owns the same budgets.
     if (!this.opts.ownerLabel) this.budgets = new DisruptionBudgets(this.kube, this.log.child({ component: 'disruption-budgets' }));
@@ -193,9 +193,21 @@ export class MigrationController {
     this.log.info({ migrations: this.vmims.list().length }, 'controller started; caches synced');
   }
 
+  /** A timer that stop() cancels (requeues and retries must not outlive the controller). */
+  private readonly timers = new Set<unknown>();
+  private later(fn: () => void, ms: number): void {
+    const h: unknown = this.clock.setTimeout(() => {
+      this.timers.delete(h);
+      fn();
+    }, ms);
+    this.timers.add(h);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.clock.clearTimeout(this.tickTimer);
+    for (const h of this.timers) this.clock.clearTimeout(h);
+    this.timers.clear();
     await this.results?.stop();
     this.progressSub?.unsubscribe();
     this.heartbeatSub?.unsubscribe();
@@ -293,7 +305,7 @@ export class MigrationController {
       } catch (err) {
         this.log.error({ key, err: describeApiError(err) }, 'reconcile failed; retrying');
         this.opts.metrics?.reconcileError();
-        this.clock.setTimeout(() => this.enqueue(key), 1000);
+        this.later(() => this.enqueue(key), 1000);
       }
     }
     this.draining = false;

@@ -33,6 +33,7 @@ export function createMigrationActor(opts: {
   let actor: Actor<typeof migrationMachine> | undefined;
   const sendLater = (ev: MigrationEvent) => queueMicrotask(() => actor?.send(ev));
 
+  const timers = new Set<unknown>();
   /** Keeps retrying an idempotent step while the chart is still in `phase`. */
   const retrying = (what: string, phase: MigrationPhase, step: () => Promise<void>) => {
     const attempt = async (n: number): Promise<void> => {
@@ -41,7 +42,11 @@ export function createMigrationActor(opts: {
       } catch (err) {
         if (!actor || phaseOf(actor.getSnapshot()) !== phase) return;
         log.warn({ err: String((err as Error).message ?? err), attempt: n }, `${what} failed; retrying`);
-        opts.clock.setTimeout(() => void attempt(n + 1), Math.min(5000, 500 * 2 ** Math.min(n, 4)));
+        const h: unknown = opts.clock.setTimeout(() => {
+          timers.delete(h);
+          void attempt(n + 1);
+        }, Math.min(5000, 500 * 2 ** Math.min(n, 4)));
+        timers.add(h);
       }
     };
     void attempt(1);
@@ -99,7 +104,11 @@ export function createMigrationActor(opts: {
   actor.start();
   return {
     send: (ev) => actor?.send(ev),
-    stop: () => actor?.stop(),
+    stop: () => {
+      for (const h of timers) opts.clock.clearTimeout(h);
+      timers.clear();
+      actor?.stop();
+    },
     phase: () => phaseOf(actor!.getSnapshot()),
   };
 }

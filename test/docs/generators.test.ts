@@ -19,9 +19,11 @@ afterEach(() => {
 
 test('`ferry statecharts export --out DIR` writes the committed Mermaid pages', async () => {
   await runStatechartsExport({ format: 'mermaid', out: dir });
-  expect(readdirSync(dir)).toEqual(['migration.md']);
-  expect(readFileSync(path.join(dir, 'migration.md'), 'utf8')).toBe(readFileSync(path.join(root, 'docs/statecharts/migration.md'), 'utf8'));
-  expect(stdout).toHaveBeenCalledWith(`wrote ${path.join(dir, 'migration.md')}\n`);
+  expect(readdirSync(dir)).toEqual(['migration.md', 'runbook.md']);
+  for (const page of ['migration.md', 'runbook.md']) {
+    expect(readFileSync(path.join(dir, page), 'utf8')).toBe(readFileSync(path.join(root, 'docs/statecharts', page), 'utf8'));
+    expect(stdout).toHaveBeenCalledWith(`wrote ${path.join(dir, page)}\n`);
+  }
 });
 
 test('`ferry statecharts export --format json` gives the chart outline: states, transitions, timers', async () => {

@@ -2,6 +2,7 @@ import { CoordinationV1Api } from '@kubernetes/client-node';
 import { closeBus, connectBus } from '../../bus/connection.js';
 import { loadFerryConfig } from '../../config/ferryConfig.js';
 import { MigrationController } from '../../controller/controller.js';
+import { RunbookController } from '../../runbook/controller.js';
 import { defaultIdentity, LeaderElector } from '../../kube/leaderElection.js';
 import { ControllerMetrics, controllerReadiness, liveness, natsConnectionCheck, startHealthServer } from '../../metrics/index.js';
 import { createLogger } from '../../util/log.js';
@@ -26,6 +27,11 @@ export async function runController(o: {
   const nc = await connectBus({ servers: o.nats, name: 'ferry-controller', log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
   const metrics = new ControllerMetrics();
   const controller = new MigrationController({ kube, nc, log, config, metrics, ...(owner ? { ownerLabel: owner } : {}) });
+  const runbooks = new RunbookController({ kube, log: log.child({ component: 'runbooks' }), config });
+  const startAll = async () => {
+    await controller.start();
+    await runbooks.start();
+  };
   let leading = false;
   let stopping = false;
   const health = await startHealthServer({
@@ -50,7 +56,7 @@ export async function runController(o: {
       onStartedLeading: () => {
         leading = true;
         metrics.setLeader(true);
-        controller.start().catch((err: unknown) => {
+        startAll().catch((err: unknown) => {
           log.error({ err: String(err) }, 'controller failed to start');
           process.exit(1);
         });
@@ -70,12 +76,13 @@ export async function runController(o: {
   } else {
     leading = true;
     metrics.setLeader(true);
-    await controller.start();
+    await startAll();
   }
   log.info({ nats: o.nats }, 'controller running');
   await untilSignal(async (signal) => {
     stopping = true;
     log.info({ signal }, 'stopping controller');
+    await runbooks.stop();
     await controller.stop();
     await elector?.release();
     await health.close();

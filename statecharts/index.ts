@@ -3,10 +3,11 @@
  * (`ferry statecharts export`). A new chart exports a `describeChart`-like
  * function and is listed here.
  */
-import { describeChart as describeMigration, type ChartNode } from './migration.js';
+import { describeChart as describeMigration } from './migration.js';
+import type { ChartNode } from './outline.js';
 import { describeChart as describeRunbook } from './runbook.js';
 
-export type { ChartNode, ChartTransition } from './migration.js';
+export type { ChartNode, ChartTransition } from './outline.js';
 
 export interface ChartEntry {
   /** File stem of the exported page (`docs/statecharts/<name>.md`). */

@@ -9,7 +9,10 @@
  * Time only enters through named delays, so an actor run with an injected clock
  * (`createActor(migrationMachine, { clock, input })`) runs in simulated time.
  */
-import { and, assign, fromPromise, not, setup, type AnyStateNode, type SnapshotFrom, type TransitionDefinition } from 'xstate';
+import { and, assign, fromPromise, not, setup, type SnapshotFrom } from 'xstate';
+import { describeNode, type ChartNode } from './outline.js';
+
+export type { ChartNode, ChartTransition } from './outline.js';
 import { MigrationPhase } from '../src/api/vmim.js';
 
 export type MigrationMode = 'PreCopy' | 'PostCopy';
@@ -655,80 +658,6 @@ export function phaseOf(snapshot: { value: unknown }): MigrationPhase {
   if (top === 'Resume') return 'Pending';
   if (top && (PHASES as readonly string[]).includes(top)) return top as MigrationPhase;
   throw new Error(`migration snapshot has no phase: ${JSON.stringify(value)}`);
-}
-
-export interface ChartTransition {
-  /** Event type; `after(<delay>)` for timers, `always` for eventless transitions. */
-  event: string;
-  /** Target state ids; empty for a transition that stays put. */
-  targets: string[];
-  guard?: string;
-  actions: string[];
-  reenter?: true;
-}
-
-export interface ChartNode {
-  id: string;
-  key: string;
-  type: string;
-  initial?: string;
-  description?: string;
-  entry: string[];
-  invoke: string[];
-  transitions: ChartTransition[];
-  states: ChartNode[];
-}
-
-function actionName(a: unknown): string {
-  if (typeof a === 'string') return a;
-  if (a && typeof a === 'object' && 'type' in a && typeof a.type === 'string') return a.type;
-  return 'inline';
-}
-
-function guardName(g: unknown): string | undefined {
-  if (g === undefined) return undefined;
-  if (typeof g === 'string') return g;
-  // and()/or()/not() are functions carrying their operands.
-  if (typeof g === 'function' && 'guards' in g && Array.isArray(g.guards)) {
-    return `${g.name}(${g.guards.map((x: unknown) => guardName(x) ?? '?').join(', ')})`;
-  }
-  if (g && typeof g === 'object' && 'type' in g && typeof g.type === 'string') {
-    const params = 'params' in g ? (g.params as { phase?: unknown } | undefined) : undefined;
-    return typeof params?.phase === 'string' ? `${g.type}(${params.phase})` : g.type;
-  }
-  return 'inline';
-}
-
-function describeTransition(t: TransitionDefinition<MigrationContext, MigrationEvent>, event: string): ChartTransition {
-  const guard = guardName(t.guard);
-  return {
-    event,
-    targets: (t.target ?? []).map((s) => s.id),
-    ...(guard ? { guard } : {}),
-    actions: t.actions.map(actionName),
-    ...(t.reenter ? { reenter: true as const } : {}),
-  };
-}
-
-function describeNode(node: AnyStateNode): ChartNode {
-  const transitions: ChartTransition[] = [];
-  for (const [eventType, list] of node.transitions) {
-    const delay = /^xstate\.after\.([^.]+)\./.exec(eventType);
-    for (const t of list) transitions.push(describeTransition(t, delay ? `after(${delay[1]})` : eventType));
-  }
-  for (const t of node.always ?? []) transitions.push(describeTransition(t, 'always'));
-  const initial = node.initial?.target[0]?.key;
-  return {
-    id: node.id,
-    key: node.key,
-    type: node.type,
-    ...(initial ? { initial } : {}),
-    ...(node.description ? { description: node.description } : {}),
-    entry: node.entry.map(actionName),
-    invoke: node.invoke.map((i) => (typeof i.src === 'string' ? i.src : i.id)),
-    transitions,
-    states: Object.values(node.states).map(describeNode),
-  };
 }
 
 /**

@@ -22,7 +22,10 @@
  * flight finish or abort on their own — and each such node is released once
  * nothing is in flight from it; nodes never started are Skipped.
  */
-import { and, assign, fromPromise, setup, stateIn, type AnyStateNode, type SnapshotFrom, type TransitionDefinition } from 'xstate';
+import { and, assign, fromPromise, setup, stateIn, type SnapshotFrom } from 'xstate';
+import { describeNode, type ChartNode } from './outline.js';
+
+export type { ChartNode, ChartTransition } from './outline.js';
 import type { NodeProgress, PlanSummary, RunbookPhase } from '../src/api/maintenanceWindow.js';
 
 export interface WindowTimes {
@@ -476,84 +479,6 @@ export function runbookPhaseOf(snapshot: { value: unknown; matches?: (v: never) 
 export function batchStateOf(snapshot: { value: unknown }): string | undefined {
   const v = snapshot.value as { Running?: { batch?: unknown } } | string;
   return typeof v === 'object' && typeof v.Running?.batch === 'string' ? v.Running.batch : undefined;
-}
-
-export interface ChartTransition {
-  /** Event type; `after(<delay>)` for timers, `always` for eventless transitions, `done(<actor>)`/`error(<actor>)` for invocations. */
-  event: string;
-  targets: string[];
-  guard?: string;
-  actions: string[];
-  reenter?: true;
-}
-
-export interface ChartNode {
-  id: string;
-  key: string;
-  type: string;
-  initial?: string;
-  description?: string;
-  entry: string[];
-  invoke: string[];
-  transitions: ChartTransition[];
-  states: ChartNode[];
-}
-
-function actionName(a: unknown): string {
-  if (typeof a === 'string') return a;
-  if (a && typeof a === 'object' && 'type' in a && typeof a.type === 'string') return a.type;
-  return 'inline';
-}
-
-function guardName(g: unknown): string | undefined {
-  if (g === undefined) return undefined;
-  if (typeof g === 'string') return g;
-  // and()/not() are functions carrying their operands.
-  if (typeof g === 'function' && 'guards' in g && Array.isArray(g.guards)) {
-    return `${g.name}(${g.guards.map((x: unknown) => guardName(x) ?? '?').join(', ')})`;
-  }
-  if (g && typeof g === 'object' && 'type' in g && typeof g.type === 'string') {
-    const params = 'params' in g ? (g.params as { phases?: unknown } | undefined) : undefined;
-    return Array.isArray(params?.phases) ? `${g.type}(${params.phases.join('|')})` : g.type;
-  }
-  return 'inline';
-}
-
-function eventName(eventType: string): string {
-  const delay = /^xstate\.after\.([^.]+)\./.exec(eventType);
-  if (delay) return `after(${delay[1]})`;
-  const done = /^xstate\.(done|error)\.actor\.(.+)$/.exec(eventType);
-  if (done) return `${done[1]}(${done[2]})`;
-  return eventType;
-}
-
-function describeTransition(t: TransitionDefinition<RunbookContext, RunbookEvent>, event: string): ChartTransition {
-  const guard = guardName(t.guard);
-  return {
-    event,
-    targets: (t.target ?? []).map((s) => s.id),
-    ...(guard ? { guard } : {}),
-    actions: t.actions.map(actionName),
-    ...(t.reenter ? { reenter: true as const } : {}),
-  };
-}
-
-function describeNode(node: AnyStateNode): ChartNode {
-  const transitions: ChartTransition[] = [];
-  for (const [eventType, list] of node.transitions) for (const t of list) transitions.push(describeTransition(t, eventName(eventType)));
-  for (const t of node.always ?? []) transitions.push(describeTransition(t, 'always'));
-  const initial = node.initial?.target[0]?.key;
-  return {
-    id: node.id,
-    key: node.key,
-    type: node.type,
-    ...(initial ? { initial } : {}),
-    ...(node.description ? { description: node.description } : {}),
-    entry: node.entry.map(actionName),
-    invoke: node.invoke.map((i) => (typeof i.src === 'string' ? i.src : i.id)),
-    transitions,
-    states: Object.values(node.states).map(describeNode),
-  };
 }
 
 /** The chart as plain data (states, transitions, guards, actions) for docs and diagrams. */

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { MigrationEngine, type Failure } from '../../src/runbook/simulation/engine.js';
+import { MigrationEngine, type EngineStats } from '../../src/runbook/simulation/engine.js';
 import type { Policy, PolicyName } from './policy.js';
 import type { Scenario } from './scenario.js';
 
@@ -12,26 +12,15 @@ export interface SimOptions {
   maxVirtualMs?: number;
 }
 
-export interface SimResult {
+/** The engine's own statistics, plus what a drain benchmark reports around them. */
+export interface SimResult extends EngineStats {
   scenario: string;
   policy: PolicyName;
   /** Virtual ms until the last VM left the drained nodes; null when some never did. */
   makespanMs: number | null;
   unfinished: string[];
-  succeeded: number;
-  failed: number;
-  retried: number;
-  totalDowntimeMs: number;
-  maxDowntimeMs: number;
-  peakClusterConcurrency: number;
-  peakOutbound: Record<string, number>;
-  peakInbound: Record<string, number>;
-  /** Highest total bytes/s seen on each NIC, beside its capacity. */
-  peakNic: Record<string, { peak: number; capacity: number }>;
   /** Where every VM ended. */
   placement: Record<string, string>;
-  failures: Failure[];
-  decisions: number;
   wallMs: number;
 }
 
@@ -55,18 +44,8 @@ export class DrainSimulator {
       policy: this.policy.name,
       makespanMs: finished ? engine.lastFinish : null,
       unfinished: engine.unfinished(),
-      succeeded: s.succeeded,
-      failed: s.failed,
-      retried: s.retried,
-      totalDowntimeMs: s.totalDowntimeMs,
-      maxDowntimeMs: s.maxDowntimeMs,
-      peakClusterConcurrency: s.peakClusterConcurrency,
-      peakOutbound: s.peakOutbound,
-      peakInbound: s.peakInbound,
-      peakNic: s.peakNic,
+      ...s,
       placement: engine.placement(),
-      failures: s.failures,
-      decisions: s.decisions,
       wallMs: performance.now() - wall0,
     };
   }

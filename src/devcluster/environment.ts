@@ -5,11 +5,14 @@ import { startNatsServer, type NatsServerHandle } from '../bus/natsServer.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
 import { MigrationController } from '../controller/controller.js';
 import { startHandler, type RunningHandler } from '../handler/handler.js';
+import { JobRecordStore } from '../handler/jobRecords.js';
+import type { HypervisorDriver } from '../hypervisor/driver.js';
 import { SimDriver } from '../hypervisor/sim.js';
 import { KubeClient } from '../kube/client.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import type { ControllerMetrics, HandlerMetrics } from '../metrics/index.js';
 import { seedDemo, startDevCluster, type DevCluster, type DevClusterOptions } from './index.js';
+import { bootGuests, connectLibvirtNode, libvirtNodeNames, libvirtStateDir, type LibvirtNodes } from './libvirtNodes.js';
 
 export interface DevEnvironmentOptions {
   nodes?: number;
@@ -26,11 +29,17 @@ export interface DevEnvironmentOptions {
   controller?: boolean;
   progressIntervalMs?: number;
   metrics?: { controller: ControllerMetrics; handlers: HandlerMetrics };
+  /**
+   * What runs the guests: the simulator (default), or one libvirtd per node
+   * (then `nodes` is the number of sockets, VMIs get the guests' memory and
+   * their guests are booted in their nodes' daemons).
+   */
+  driver?: 'sim' | LibvirtNodes;
 }
 
 export interface NodeAgent {
   node: string;
-  driver: SimDriver;
+  driver: HypervisorDriver;
   nc: NatsConnection;
   handler: RunningHandler;
 }
@@ -55,7 +64,8 @@ export interface DevEnvironment {
 export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Promise<DevEnvironment> {
   const log = opts.log ?? silentLogger;
   const config = opts.config ?? defaultFerryConfig;
-  const nodes = opts.nodes ?? 3;
+  const libvirt = opts.driver && opts.driver !== 'sim' ? opts.driver : undefined;
+  const nodes = libvirt ? libvirtNodeNames(libvirt).length : opts.nodes ?? 3;
   let nats: NatsServerHandle | undefined;
   const cleanups: Array<() => Promise<void>> = [];
   try {
@@ -68,7 +78,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     }
     const cluster = await startDevCluster(opts.cluster ?? {});
     cleanups.push(() => cluster.close());
-    await seedDemo(cluster, { nodes, vms: opts.vms ?? 6 });
+    await seedDemo(cluster, { nodes, vms: opts.vms ?? 6, ...(libvirt ? { memory: libvirt.guestMemory ?? '64Mi', simAnnotations: false } : {}) });
     if (opts.kubeconfigPath) await cluster.writeKubeconfig(opts.kubeconfigPath);
     const kc = new KubeConfig();
     kc.loadFromString(cluster.kubeConfigYaml());
@@ -83,12 +93,16 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     const agents = new Map<string, NodeAgent>();
     for (let i = 1; i <= nodes; i++) {
       const node = `node-${i}`;
+      const records = libvirt ? await JobRecordStore.open(libvirtStateDir(libvirt, node)) : undefined;
       const nc = await connectBus({ servers: natsUrl, name: `ferry-handler-${node}`, log });
-      const driver = new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: config.limits.defaultNicCapacity });
+      const driver = libvirt
+        ? await connectLibvirtNode(libvirt, node, log).catch(async (err: unknown) => { await closeBus(nc); throw err; })
+        : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: config.limits.defaultNicCapacity });
       const handler = startHandler({
         nc,
         node,
         driver,
+        ...(records ? { records } : {}),
         log: log.child({ node }),
         progressIntervalMs: opts.progressIntervalMs ?? 250,
         ...(opts.metrics ? { metrics: opts.metrics.handlers } : {}),
@@ -100,6 +114,8 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
         await closeBus(nc);
       });
     }
+
+    if (libvirt) await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
 
     let controller: MigrationController | undefined;
     let controllerNc: NatsConnection | undefined;

@@ -74,7 +74,17 @@ function demoNode(i: number, now: number): KubeObject {
   };
 }
 
-export async function seedDemo(cluster: DevCluster, opts: { nodes: number; vms: number; namespace?: string }): Promise<void> {
+export interface SeedOptions {
+  nodes: number;
+  vms: number;
+  namespace?: string;
+  /** Every VMI gets this memory (real guests must match what they run with); default: a 1Gi/2Gi/512Mi cycle. */
+  memory?: string;
+  /** false: leave out the sim driver's behaviour annotations (the guests are real; their dirty rates are measured). */
+  simAnnotations?: boolean;
+}
+
+export async function seedDemo(cluster: DevCluster, opts: SeedOptions): Promise<void> {
   const { store } = cluster;
   const namespace = opts.namespace ?? 'default';
   if (opts.vms > 0 && opts.nodes < 1) throw new Error(`seedDemo: ${opts.vms} VMs need at least one node`);
@@ -89,7 +99,7 @@ export async function seedDemo(cluster: DevCluster, opts: { nodes: number; vms: 
     const name = `vm-${i}`;
     if (store.tryGet('virtualmachineinstances', name, namespace)) continue;
     const nodeName = `node-${((i - 1) % opts.nodes) + 1}`;
-    const memory = MEMORY_CYCLE[(i - 1) % MEMORY_CYCLE.length]!;
+    const memory = opts.memory ?? MEMORY_CYCLE[(i - 1) % MEMORY_CYCLE.length]!;
     const vmi = store.create('virtualmachineinstances', {
       apiVersion: 'kubevirt.io/v1',
       kind: 'VirtualMachineInstance',
@@ -97,7 +107,7 @@ export async function seedDemo(cluster: DevCluster, opts: { nodes: number; vms: 
         name,
         namespace,
         labels: { [Labels.nodeName]: nodeName, 'kubevirt.io/vm': name },
-        annotations: { [Annotations.simDirtyRate]: DIRTY_RATE_CYCLE[(i - 1) % DIRTY_RATE_CYCLE.length]!, [Annotations.simWorkingSet]: WORKING_SET },
+        annotations: opts.simAnnotations === false ? {} : { [Annotations.simDirtyRate]: DIRTY_RATE_CYCLE[(i - 1) % DIRTY_RATE_CYCLE.length]!, [Annotations.simWorkingSet]: WORKING_SET },
       },
       spec: {
         evictionStrategy: 'LiveMigrate',

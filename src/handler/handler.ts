@@ -5,6 +5,8 @@ import { serveCommands, type CommandHandlers } from '../bus/rpc.js';
 import { startHeartbeat } from '../bus/heartbeat.js';
 import type { Logger } from '../util/log.js';
 import type { HandlerMetrics } from '../metrics/handlerMetrics.js';
+import type { JobRecordStore } from './jobRecords.js';
+import { recoverSourceJobs, type RecoverySummary } from './recovery.js';
 import { SourceRole } from './sourceRole.js';
 import { TargetRole } from './targetRole.js';
 
@@ -18,11 +20,32 @@ export interface HandlerOptions {
   log: Logger;
   /** Reports this node's jobs on a scrape of these metrics while the handler runs. */
   metrics?: HandlerMetrics;
+  /**
+   * This node's records of outgoing migrations. With them the handler records
+   * each migration until its result is published and, on start, takes over
+   * what an earlier handler process left running (drivers whose migrations
+   * outlive the process: libvirt).
+   */
+  records?: JobRecordStore;
 }
 
 export interface RunningHandler {
+  /** Settles once the start-up recovery has run (at once without records); commands wait for it. */
+  readonly recovered: Promise<RecoverySummary>;
   /** Stops serving, heartbeats, progress and result retries; the connection and the driver stay open. */
   stop(): Promise<void>;
+}
+
+/** `handlers`, each answering only once `ready` has settled. */
+function after(ready: Promise<void>, handlers: CommandHandlers): CommandHandlers {
+  const gated: Record<string, (req: never) => Promise<unknown>> = {};
+  for (const [command, serve] of Object.entries(handlers) as Array<[string, (req: never) => Promise<unknown>]>) {
+    gated[command] = async (req) => {
+      await ready;
+      return serve(req);
+    };
+  }
+  return gated as unknown as CommandHandlers;
 }
 
 /** The node agent: serves the controller's commands for `node` with `driver`. */
@@ -39,10 +62,18 @@ export function startHandler(opts: HandlerOptions): RunningHandler {
     progressIntervalMs: opts.progressIntervalMs ?? 500,
     log,
     stopped: stopping.signal,
+    ...(opts.records ? { records: opts.records } : {}),
   });
   const target = new TargetRole(node, driver, log);
+  const recovered: Promise<RecoverySummary> = opts.records
+    ? recoverSourceJobs({ records: opts.records, driver, source, node, log })
+    : Promise.resolve({ attached: [], settled: [], republished: [], left: [] });
+  void recovered.then(
+    (r) => { if (r.attached.length + r.settled.length + r.republished.length + r.left.length > 0) log.info({ node, ...r }, 'recovery after start done'); },
+    (err: unknown) => log.error({ node, err: (err as Error).message }, 'recovery after start failed; records left for the next start'),
+  );
 
-  const handlers: CommandHandlers = {
+  const serving: CommandHandlers = {
     'prepare-target': (req) => target.prepare(req),
     'start-source': (req) => source.start(req),
     'finish-target': (req) => target.finish(req),
@@ -74,7 +105,9 @@ export function startHandler(opts: HandlerOptions): RunningHandler {
     },
   };
 
-  const sub = serveCommands(nc, node, handlers, log);
+  // Commands wait for recovery, so they see the jobs it takes over.
+  const ready = recovered.then(() => undefined, () => undefined);
+  const sub = serveCommands(nc, node, after(ready, serving), log);
   const heartbeat = startHeartbeat(nc, {
     node,
     driver: driver.kind,
@@ -89,6 +122,7 @@ export function startHandler(opts: HandlerOptions): RunningHandler {
   log.info({ node, driver: driver.kind }, 'handler serving');
 
   return {
+    recovered,
     async stop() {
       if (stopping.signal.aborted) return;
       stopping.abort();
@@ -96,6 +130,7 @@ export function startHandler(opts: HandlerOptions): RunningHandler {
       detachMetrics?.();
       source.stop();
       if (!nc.isClosed() && !nc.isDraining()) sub.unsubscribe();
+      await ready;
       await source.idle();
       log.info({ node }, 'handler stopped');
     },

@@ -7,11 +7,15 @@ import { publishProgress } from '../bus/progress.js';
 import { publishResult } from '../bus/results.js';
 import type { Logger } from '../util/log.js';
 import { jobKey, refFields } from './jobKey.js';
+import type { JobRecordStore, SourceJobRecord } from './jobRecords.js';
+import { isRecoverable, type RecoverableDriver, type RecoveringSource } from './recovery.js';
 import { statsMessage } from './statsMessage.js';
 
 interface SourceJob {
   ref: MigrationRef;
   domain: string;
+  targetNode: string;
+  startedAt: string;
   state: 'starting' | JobPhase;
   /** Settles when the driver has (or has not) started the migration; repeats wait on it. */
   started: Promise<void>;
@@ -30,17 +34,26 @@ export interface SourceRoleDeps {
   log: Logger;
   /** Aborted when the handler stops: ends progress and result retries. */
   stopped: AbortSignal;
+  /**
+   * Where this node's outgoing migrations are recorded until their outcome is
+   * published, so a restarted handler can take them over (see recovery.ts).
+   */
+  records?: JobRecordStore;
 }
 
 /**
  * The source side of migrations on one node: starts them, steers them while they
  * run, reports progress, and publishes how each one ended.
  */
-export class SourceRole {
+export class SourceRole implements RecoveringSource {
   private readonly jobs = new Map<string, SourceJob>();
   private readonly settling = new Set<Promise<void>>();
+  /** Set when the driver's migrations outlive this process (they can be looked at again). */
+  private readonly recoverable: RecoverableDriver | undefined;
 
-  constructor(private readonly d: SourceRoleDeps) {}
+  constructor(private readonly d: SourceRoleDeps) {
+    this.recoverable = isRecoverable(d.driver) ? d.driver : undefined;
+  }
 
   async start(req: CommandRequest<'start-source'>): Promise<CommandReply<'start-source'>> {
     const key = jobKey(req);
@@ -54,7 +67,14 @@ export class SourceRole {
         throw new HandlerError('conflict', `${other.domain} on ${this.d.node} is already migrating (migration ${other.ref.migrationUid} attempt ${other.ref.attempt})`);
       }
     }
-    const entry: SourceJob = { ref: req, domain: req.guest.name, state: 'starting', started: Promise.resolve() };
+    const entry: SourceJob = {
+      ref: { migrationUid: req.migrationUid, attempt: req.attempt, vmi: req.vmi },
+      domain: req.guest.name,
+      targetNode: req.targetNode,
+      startedAt: new Date(this.d.clock.now()).toISOString(),
+      state: 'starting',
+      started: Promise.resolve(),
+    };
     this.jobs.set(key, entry);
     entry.started = this.launch(entry, req);
     await entry.started;
@@ -62,25 +82,70 @@ export class SourceRole {
   }
 
   private async launch(entry: SourceJob, req: CommandRequest<'start-source'>): Promise<void> {
-    const { driver, node, log } = this.d;
+    const { driver, node, log, records } = this.d;
     let job: MigrationJob;
     try {
       await driver.ensureRunning(req.guest);
+      // Recorded before the job exists: a crash right after it starts must not lose it.
+      await records?.save(this.recordOf(entry));
       job = await driver.migrate(req.guest.name, { node: req.targetNode, address: req.targetAddress }, req.controls, req.migrationUid);
     } catch (err) {
       // Nothing runs, so a retry of the same attempt may start it afresh.
       this.jobs.delete(jobKey(req));
+      await records?.remove(req).catch((e: unknown) => log.warn({ node, ...refFields(req), err: (e as Error).message }, 'could not remove the migration record'));
       throw new HandlerError('driver-error', `starting migration of ${entry.domain} from ${node} to ${req.targetNode} failed: ${(err as Error).message}`);
     }
+    log.info({ node, ...refFields(req), domain: entry.domain, targetNode: req.targetNode, controls: req.controls }, 'migration started');
+    this.track(entry, job);
+  }
+
+  private recordOf(entry: SourceJob): SourceJobRecord {
+    return { ...entry.ref, domain: entry.domain, targetNode: entry.targetNode, startedAt: entry.startedAt };
+  }
+
+  /** From now on `job` is this entry's: progress is reported and its end settled. */
+  private track(entry: SourceJob, job: MigrationJob): void {
     entry.job = job;
     entry.state = 'running';
-    log.info({ node, ...refFields(req), domain: entry.domain, targetNode: req.targetNode, controls: req.controls }, 'migration started');
     this.reportProgress(entry, job);
-    void job.done.then((outcome) => {
-      const settled = this.settle(entry, outcome);
-      this.settling.add(settled);
-      void settled.finally(() => this.settling.delete(settled));
-    });
+    void job.done.then((outcome) => this.whileSettling(this.settle(entry, outcome, job)));
+  }
+
+  private whileSettling(settled: Promise<void>): void {
+    this.settling.add(settled);
+    void settled.finally(() => this.settling.delete(settled));
+  }
+
+  private entryFor(record: SourceJobRecord, state: SourceJob['state']): SourceJob {
+    const entry: SourceJob = {
+      ref: { migrationUid: record.migrationUid, attempt: record.attempt, vmi: record.vmi },
+      domain: record.domain,
+      targetNode: record.targetNode,
+      startedAt: record.startedAt,
+      state,
+      started: Promise.resolve(),
+    };
+    this.jobs.set(jobKey(record), entry);
+    return entry;
+  }
+
+  /** Recovery: a migration started before a restart still runs; `job` is attached to it. */
+  adopt(record: SourceJobRecord, job: MigrationJob): void {
+    this.track(this.entryFor(record, 'starting'), job);
+  }
+
+  /** Recovery: the migration ended while no handler watched; report how. */
+  settleUnwatched(record: SourceJobRecord, outcome: MigrationOutcome): void {
+    const entry = this.entryFor(record, outcome.status);
+    entry.stats = outcome.stats;
+    this.whileSettling(this.conclude(entry, this.resultOf(entry, outcome)));
+  }
+
+  /** Recovery: the outcome was known before the restart but maybe not delivered; deliver it (JetStream dedupes). */
+  republish(record: SourceJobRecord & { result: ResultMessage }): void {
+    const entry = this.entryFor(record, record.result.outcome);
+    entry.stats = { ...record.result.stats };
+    this.whileSettling(this.conclude(entry, record.result));
   }
 
   private reportProgress(entry: SourceJob, job: MigrationJob): void {
@@ -104,15 +169,74 @@ export class SourceRole {
     void tick();
   }
 
-  private async settle(entry: SourceJob, outcome: MigrationOutcome): Promise<void> {
-    const { js, node, driver, clock, log, stopped } = this.d;
+  private async settle(entry: SourceJob, outcome: MigrationOutcome, job: MigrationJob): Promise<void> {
+    const { node, clock, log, stopped, records } = this.d;
+    if (entry.job !== job) return; // superseded by a re-attached job
+    if (outcome.status !== 'completed' && this.recoverable && records) {
+      const fields = { node, ...refFields(entry.ref), domain: entry.domain, reason: outcome.reason };
+      // The driver may have lost sight of a job that goes on in the hypervisor
+      // (its connection dropped, or the handler is shutting down and closed it).
+      if (stopped.aborted) {
+        log.warn(fields, 'handler stopped while the migration ran; it is left to the next handler');
+        return;
+      }
+      const again = await this.reattach(entry);
+      if (again) {
+        log.warn(fields, 'lost sight of the migration, which still runs; re-attached to it');
+        this.track(entry, again);
+        return;
+      }
+    }
     entry.state = outcome.status;
     entry.stats = outcome.stats;
     if (entry.progressTimer !== undefined) clock.clearTimeout(entry.progressTimer);
-    const reason = outcome.status === 'completed' ? undefined : outcome.reason;
-    const fields = { node, ...refFields(entry.ref), domain: entry.domain, outcome: outcome.status, reason };
-    log.info({ ...fields, mode: outcome.stats.mode, downtimeMs: outcome.stats.downtimeMs }, `migration ${outcome.status}`);
-    if (outcome.status === 'completed') {
+    const result = this.resultOf(entry, outcome);
+    log.info({ node, ...refFields(entry.ref), domain: entry.domain, outcome: outcome.status, reason: result.reason, mode: outcome.stats.mode, downtimeMs: outcome.stats.downtimeMs }, `migration ${outcome.status}`);
+    await this.conclude(entry, result);
+  }
+
+  /** A new job for the entry's domain when its migration still runs in the hypervisor; else null. */
+  private async reattach(entry: SourceJob): Promise<MigrationJob | null> {
+    try {
+      const seen = await this.recoverable!.inspectMigration(entry.domain);
+      return seen.migrating ? await this.recoverable!.attachMigration(entry.domain, entry.ref.migrationUid) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private resultOf(entry: SourceJob, outcome: MigrationOutcome): ResultMessage {
+    const result: ResultMessage = {
+      ...refFields(entry.ref),
+      node: this.d.node,
+      outcome: outcome.status,
+      mode: outcome.status === 'completed' ? outcome.mode : outcome.stats.mode,
+      stats: statsMessage(outcome.stats),
+      at: new Date(this.d.clock.now()).toISOString(),
+    };
+    if (outcome.status !== 'completed') result.reason = outcome.reason;
+    const downtimeMs = outcome.status === 'completed' ? outcome.downtimeMs : outcome.stats.downtimeMs;
+    if (downtimeMs !== undefined && Number.isFinite(downtimeMs)) result.downtimeMs = downtimeMs;
+    return result;
+  }
+
+  /**
+   * The outcome is known: record it (so a crash from here on still delivers
+   * it), let go of a departed guest, publish, and only then drop the record.
+   */
+  private async conclude(entry: SourceJob, result: ResultMessage): Promise<void> {
+    const { js, node, driver, clock, log, stopped, records } = this.d;
+    const fields = { node, ...refFields(entry.ref), domain: entry.domain, outcome: result.outcome, reason: result.reason };
+    let recorded = false;
+    if (records) {
+      try {
+        await records.save({ ...this.recordOf(entry), result });
+        recorded = true;
+      } catch (err) {
+        log.error({ ...fields, err: (err as Error).message }, 'could not record the migration outcome');
+      }
+    }
+    if (result.outcome === 'completed') {
       try {
         await driver.forget(entry.domain);
       } catch (err) {
@@ -120,25 +244,16 @@ export class SourceRole {
       }
     }
     if (stopped.aborted) {
-      log.warn(fields, 'handler stopped; result not published');
+      log.warn(fields, recorded ? 'handler stopped; result recorded, published by the next handler' : 'handler stopped; result not published');
       return;
     }
-    const result: ResultMessage = {
-      ...refFields(entry.ref),
-      node,
-      outcome: outcome.status,
-      mode: outcome.status === 'completed' ? outcome.mode : outcome.stats.mode,
-      stats: statsMessage(outcome.stats),
-      at: new Date(clock.now()).toISOString(),
-    };
-    if (reason !== undefined) result.reason = reason;
-    const downtimeMs = outcome.status === 'completed' ? outcome.downtimeMs : outcome.stats.downtimeMs;
-    if (downtimeMs !== undefined && Number.isFinite(downtimeMs)) result.downtimeMs = downtimeMs;
     try {
       await publishResult(js, result, { signal: stopped, log, clock });
     } catch (err) {
-      log.error({ ...fields, err: (err as Error).message }, 'migration result lost');
+      log.error({ ...fields, err: (err as Error).message }, recorded ? 'migration result not published; recorded for the next handler' : 'migration result lost');
+      return;
     }
+    await records?.remove(entry.ref).catch((err: unknown) => log.warn({ ...fields, err: (err as Error).message }, 'could not remove the migration record'));
   }
 
   async abort(req: CommandRequest<'abort'>): Promise<'aborting' | 'already-finished' | undefined> {

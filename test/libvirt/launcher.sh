@@ -41,6 +41,10 @@ EOF
   # QEMU runs as root without a security driver or virtlogd: nothing else of
   # the host's libvirt setup is needed. No migration_address here: libvirt
   # rejects 127.0.0.1 as "the local machine"; migrations pass --migrateuri.
+  # No cgroups: all launchers share the host's cgroup tree, where a domain's
+  # group is named machine/qemu-<id>-<name>, so source and target of a
+  # migration can land in the same group and the source's cleanup retries
+  # the busy group for a second (a launcher pod has a cgroup of its own).
   cat >"$dir/etc/qemu.conf" <<EOF
 user = "root"
 group = "root"
@@ -48,6 +52,7 @@ dynamic_ownership = 0
 remember_owner = 0
 stdio_handler = "file"
 security_driver = "none"
+cgroup_controllers = [ ]
 EOF
   : >"$dir/etc/libvirt.conf"
 }

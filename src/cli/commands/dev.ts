@@ -1,19 +1,31 @@
 import path from 'node:path';
 import { VMIM_RESOURCE } from '../../kube/client.js';
 import { startDevEnvironment } from '../../devcluster/environment.js';
+import { startLibvirtLaunchers, type LibvirtLaunchers } from '../../devcluster/libvirtLaunchers.js';
 import { createLogger } from '../../util/log.js';
 import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer } from '../../metrics/index.js';
 import { followMigration } from '../follow.js';
 import { formatDuration } from '../format.js';
 import { untilSignal } from '../shutdown.js';
 
-export async function runDev(o: { nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number }): Promise<void> {
+export async function runDev(o: {
+  nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number;
+  driver?: 'sim' | 'libvirt'; libvirtDir?: string;
+}): Promise<void> {
   if (o.nodes < 2) throw new Error('--nodes must be at least 2 (a migration needs somewhere to go)');
+  const libvirt = o.driver === 'libvirt';
+  // Every node is a libvirtd with TCG guests: more than 3 swamps a small machine.
+  if (libvirt && o.nodes > 3) throw new Error('--driver libvirt runs 2 or 3 nodes (--nodes 2|3)');
   const t0 = Date.now();
   const out = (s: string) => process.stdout.write(`${s}\n`);
   const log = createLogger({ name: 'ferry-dev', destination: o.logFile });
-  out(`Starting Ferry dev environment: ${o.nodes} nodes, ${o.vms} VMIs (logs: ${o.logFile})`);
+  out(`Starting Ferry dev environment: ${o.nodes} nodes, ${o.vms} VMIs, ${libvirt ? 'libvirt (real QEMU guests)' : 'simulated hypervisors'} (logs: ${o.logFile})`);
   const metrics = { controller: new ControllerMetrics(), handlers: new HandlerMetrics() };
+  let launchers: LibvirtLaunchers | undefined;
+  if (libvirt) {
+    const nodes = Array.from({ length: o.nodes }, (_, i) => `node-${i + 1}`);
+    launchers = await startLibvirtLaunchers({ dir: o.libvirtDir ?? '.ferry/libvirt', nodes, onProgress: (line) => out(`  ${line}`) });
+  }
   const env = await startDevEnvironment({
     nodes: o.nodes,
     vms: o.vms,
@@ -22,7 +34,12 @@ export async function runDev(o: { nodes: number; vms: number; kubeconfig: string
     cluster: { port: o.port },
     log,
     metrics,
+    ...(launchers ? { driver: { kind: 'libvirt' as const, sockets: launchers.sockets } } : {}),
+  }).catch(async (err: unknown) => {
+    await launchers?.stop().catch((e: unknown) => out(`could not stop the libvirt launchers: ${(e as Error).message}`));
+    throw err;
   });
+  if (launchers) out(`Guests: ${o.vms} QEMU guests of 64 MiB running in their nodes' libvirtd (sockets under ${path.resolve(o.libvirtDir ?? '.ferry/libvirt')})`);
   const health = await startHealthServer({
     port: o.metricsPort ?? 0,
     registries: [metrics.controller.registry, metrics.handlers.registry],
@@ -45,6 +62,10 @@ export async function runDev(o: { nodes: number; vms: number; kubeconfig: string
     out('\nStopping Ferry dev environment…');
     await health.close();
     await env.stop();
+    if (launchers) {
+      out('Stopping libvirtd launchers and their guests…');
+      await launchers.stop();
+    }
     out('Stopped.');
   };
   let stopping = false;

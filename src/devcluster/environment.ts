@@ -4,6 +4,7 @@ import { closeBus, connectBus } from '../bus/connection.js';
 import { startNatsServer, type NatsServerHandle } from '../bus/natsServer.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
 import { MigrationController } from '../controller/controller.js';
+import { RunbookController } from '../runbook/controller.js';
 import { startHandler, type RunningHandler } from '../handler/handler.js';
 import { JobRecordStore } from '../handler/jobRecords.js';
 import type { HypervisorDriver } from '../hypervisor/driver.js';
@@ -50,6 +51,8 @@ export interface DevEnvironment {
   natsUrl: string;
   agents: Map<string, NodeAgent>;
   controller: MigrationController | undefined;
+  /** The maintenance-window runbooks, run beside the controller as `ferry controller` does. */
+  runbooks: RunbookController | undefined;
   /** Starts (or restarts) the controller with its own NATS connection. */
   startController(): Promise<MigrationController>;
   stopController(): Promise<void>;
@@ -118,6 +121,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     if (libvirt) await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
 
     let controller: MigrationController | undefined;
+    let runbooks: RunbookController | undefined;
     let controllerNc: NatsConnection | undefined;
     const env: DevEnvironment = {
       cluster,
@@ -127,15 +131,22 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       get controller() {
         return controller;
       },
+      get runbooks() {
+        return runbooks;
+      },
       async startController() {
         if (controller) return controller;
         controllerNc = await connectBus({ servers: natsUrl!, name: 'ferry-controller', log });
         controller = new MigrationController({ kube, nc: controllerNc, log: log.child({ component: 'controller' }), config, ...(opts.metrics ? { metrics: opts.metrics.controller } : {}) });
         opts.metrics?.controller.setLeader(true);
         await controller.start();
+        runbooks = new RunbookController({ kube, log: log.child({ component: 'runbooks' }), config, timeScale: opts.timeScale ?? 1 });
+        await runbooks.start();
         return controller;
       },
       async stopController() {
+        await runbooks?.stop();
+        runbooks = undefined;
         await controller?.stop();
         if (controllerNc) await closeBus(controllerNc);
         controller = undefined;

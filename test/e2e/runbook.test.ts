@@ -7,9 +7,7 @@ import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { isNotFound, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
 import { createMaintenanceWindow, deleteMaintenanceWindow, getMaintenanceWindow, patchMaintenanceWindow } from '../../src/runbook/api.js';
-import { RunbookController } from '../../src/runbook/controller.js';
 import { planFromCluster } from '../../src/runbook/planFromCluster.js';
-import { silentLogger } from '../../src/util/log.js';
 import { launcherPods } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
 
@@ -20,17 +18,13 @@ const config = FerryConfig.parse({ limits: { defaultNicCapacity: '256Mi' } });
 
 describe('maintenance-window runbooks on the embedded cluster', () => {
   let env: DevEnvironment;
-  let runbooks: RunbookController;
   let operator: ReturnType<typeof setInterval> | undefined;
 
   beforeAll(async () => {
     env = await startDevEnvironment({ nodes: 8, vms: 16, natsUrl: process.env['NATS_URL']!, timeScale: TIME_SCALE, config });
-    runbooks = new RunbookController({ kube: env.kube, log: silentLogger, config, timeScale: TIME_SCALE });
-    await runbooks.start();
   });
   afterAll(async () => {
     if (operator) clearInterval(operator);
-    await runbooks?.stop();
     await env?.stop();
   });
 

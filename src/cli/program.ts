@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { runDev } from './commands/dev.js';
 import { runController } from './commands/controller.js';
 import { runHandler } from './commands/handler.js';
@@ -9,20 +9,7 @@ import { runApiDocs } from './commands/docs.js';
 import { runStatechartsExport } from './commands/statecharts.js';
 import { registerRunbookCommand } from './commands/runbook.js';
 
-// commander is the CLI parser: subcommands, --help on each, typed option parsing.
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
-  return n;
-};
-const positive = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
-  return n;
-};
-
-const kubeconfigOption = () =>
-  new Option('--kubeconfig <path>', 'kubeconfig to use (default: $KUBECONFIG, else .ferry/kubeconfig if present, else ~/.kube/config)');
+import { int, kubeconfigOption, positive } from './options.js';
 
 const metricsPortOption = (dflt?: number) =>
   new Option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0 = any free port)')

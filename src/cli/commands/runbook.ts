@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import cliProgress from 'cli-progress';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { Command } from 'commander';
+import { kubeconfigOption, positive } from '../options.js';
 import { parseAllDocuments } from 'yaml';
 import { MaintenanceWindow, MaintenanceWindowSpec, MW_API_VERSION, MW_KIND, type NodeProgress } from '../../api/maintenanceWindow.js';
 import { parseObject } from '../../api/meta.js';
@@ -273,15 +274,6 @@ async function follow(
     multibar?.stop();
   }
 }
-
-const positive = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
-  return n;
-};
-
-const kubeconfigOption = () =>
-  new Option('--kubeconfig <path>', 'kubeconfig to use (default: $KUBECONFIG, else .ferry/kubeconfig if present, else ~/.kube/config)');
 
 /** Adds `ferry runbook plan|apply|status` to the program. */
 export function registerRunbookCommand(program: Command): void {

@@ -93,12 +93,35 @@ export class KubeClient {
     return this.custom.patchNamespacedCustomObject({ ...r, namespace, name, body: ops }, jsonPatch);
   }
 
-  patchCustomStatus(r: CustomResource, namespace: string, name: string, patch: object): Promise<unknown> {
-    return this.custom.patchNamespacedCustomObjectStatus({ ...r, namespace, name, body: patch }, mergePatch);
+  private readonly statusSubresource = new Map<string, Promise<boolean>>();
+
+  /**
+   * Whether the API server serves `<plural>/status` for this resource. KubeVirt's
+   * own VMI CRD has no status subresource (status is written with the object),
+   * Ferry's standalone CRDs and the embedded cluster do; status writes follow
+   * what discovery says.
+   */
+  hasStatusSubresource(r: CustomResource): Promise<boolean> {
+    const key = `${r.group}/${r.version}/${r.plural}`;
+    let known = this.statusSubresource.get(key);
+    if (!known) {
+      known = this.custom.getAPIResources({ group: r.group, version: r.version }).then(
+        (list) => list.resources.some((x) => x.name === `${r.plural}/status`),
+        () => true,
+      );
+      this.statusSubresource.set(key, known);
+    }
+    return known;
   }
 
-  patchCustomStatusJson(r: CustomResource, namespace: string, name: string, ops: JsonPatchOp[]): Promise<unknown> {
-    return this.custom.patchNamespacedCustomObjectStatus({ ...r, namespace, name, body: ops }, jsonPatch);
+  async patchCustomStatus(r: CustomResource, namespace: string, name: string, patch: object): Promise<unknown> {
+    if (await this.hasStatusSubresource(r)) return this.custom.patchNamespacedCustomObjectStatus({ ...r, namespace, name, body: patch }, mergePatch);
+    return this.custom.patchNamespacedCustomObject({ ...r, namespace, name, body: patch }, mergePatch);
+  }
+
+  async patchCustomStatusJson(r: CustomResource, namespace: string, name: string, ops: JsonPatchOp[]): Promise<unknown> {
+    if (await this.hasStatusSubresource(r)) return this.custom.patchNamespacedCustomObjectStatus({ ...r, namespace, name, body: ops }, jsonPatch);
+    return this.custom.patchNamespacedCustomObject({ ...r, namespace, name, body: ops }, jsonPatch);
   }
 
   deleteCustom(r: CustomResource, namespace: string, name: string): Promise<unknown> {

@@ -450,13 +450,22 @@ export class MigrationController {
         // The phase a restarted controller resumes in was counted by its predecessor.
         if (p !== phase) this.opts.metrics?.phaseTransition(session.namespace, session.vmiName, p, (this.clock.now() - session.enqueuedAt) / 1000);
         session.setPhase(p);
-        const write = writer.phase(p, snapshotInfo);
-        if (FINAL_PHASES.has(p)) {
-          void write.then(() => {
-            resolveSettled();
-            this.enqueue(`${session.namespace}/${session.name}`);
-          });
-        }
+        // The outcome must reach the VMIM: keep trying until the write goes through.
+        const persist = (): void => {
+          writer.phase(p, snapshotInfo).then(
+            () => {
+              if (!FINAL_PHASES.has(p)) return;
+              resolveSettled();
+              this.enqueue(`${session.namespace}/${session.name}`);
+            },
+            (err: unknown) => {
+              session.log.error({ err: describeApiError(err) }, `could not record phase ${p}; retrying`);
+              // Only while it is still the current phase: a later one supersedes it.
+              if (!this.stopped && session.phase === p) this.later(persist, 5000);
+            },
+          );
+        };
+        persist();
         this.scheduleAdmit();
       },
       log: session.log,

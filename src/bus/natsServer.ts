@@ -54,18 +54,21 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
 /**
  * `port` defaults to a free one. Pass `storeDir` to restart a server on the same
  * JetStream store (it is then left in place on stop); otherwise a temporary
- * store is created and removed on stop.
+ * store is created and removed on stop. `configFile` and `env` run it with a
+ * config of its own (the deploy/ NATS config in its tests), which then sets
+ * JetStream's store itself; address and port given here still win.
  */
 export async function startNatsServer(
-  opts: number | { port?: number; storeDir?: string } = {},
+  opts: number | { port?: number; storeDir?: string; configFile?: string; extraArgs?: string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<NatsServerHandle> {
   const o = typeof opts === 'number' ? { port: opts } : opts;
   const p = o.port ?? (await freePort());
   const ownStore = o.storeDir === undefined;
   const storeDir = o.storeDir ?? mkdtempSync(path.join(os.tmpdir(), 'ferry-nats-'));
-  const proc = spawn(natsServerBinary(), ['-a', '127.0.0.1', '-p', String(p), '-js', '-sd', storeDir], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  // A config file brings its own JetStream block (nats-server refuses a second store_dir).
+  const jetstream = o.configFile ? ['-c', o.configFile] : ['-js', '-sd', storeDir];
+  const args = [...jetstream, '-a', '127.0.0.1', '-p', String(p), ...(o.extraArgs ?? [])];
+  const proc = spawn(natsServerBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'], ...(o.env ? { env: o.env } : {}) });
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));

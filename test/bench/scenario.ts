@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseQuantity } from '../../src/api/quantity.js';
 import { Random } from './random.js';
+import type { SimVm } from '../../src/runbook/simulation/policy.js';
 
 /**
  * Drain scenarios: a cluster, its VMs and the nodes to empty, from YAML or JSON.
@@ -101,14 +102,8 @@ export interface ScenarioNode {
   memory: number;
 }
 
-export interface ScenarioVm {
-  name: string;
-  node: string;
-  memory: number;
-  dirtyRate: number;
-  workingSet: number;
-  zeroFraction: number;
-}
+/** A scenario's VM is exactly what the simulation engine moves. */
+export type ScenarioVm = SimVm;
 
 /** KubeVirt's migration settings plus Ferry's, with what the scenario left out filled in. */
 export interface ScenarioConfig {

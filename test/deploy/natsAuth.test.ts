@@ -1,6 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { connect, nkeyAuthenticator, type NatsConnection } from 'nats';
@@ -12,7 +10,7 @@ import type { ResultMessage } from '../../src/bus/protocol.js';
 import { startHandler, type RunningHandler } from '../../src/handler/handler.js';
 import { SimDriver } from '../../src/hypervisor/sim.js';
 import { silentLogger } from '../../src/util/log.js';
-import { freePort, natsServerBinary } from '../support/natsServer.js';
+import { freePort, startNatsServer, type NatsServerHandle } from '../support/natsServer.js';
 import { existingSeeds, natsAuthSecrets, planNatsAuth, renderAuthConf, SECRET_NAMES, type NatsAuthPlan } from '../../scripts/lib/natsAuth.js';
 import { findGenerated, render } from './render.js';
 
@@ -22,24 +20,9 @@ import { findGenerated, render } from './render.js';
  * node's handler and consumes results; a handler only serves and speaks for
  * its own node.
  */
-async function waitForPort(port: number, proc: ChildProcess, stderr: () => string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`nats-server exited: ${stderr()}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); resolve(true); });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`nats-server did not listen: ${stderr()}`);
-}
-
 describe('NATS per-role users', () => {
   let dir: string;
-  let proc: ChildProcess;
+  let server: NatsServerHandle | undefined;
   let url: string;
   let plan: NatsAuthPlan;
   const conns: NatsConnection[] = [];
@@ -60,26 +43,19 @@ describe('NATS per-role users', () => {
     expect(conf).toContain('store_dir: /data/jetstream');
     writeFileSync(path.join(dir, 'nats.conf'), conf.replace('store_dir: /data/jetstream', `store_dir: ${JSON.stringify(path.join(dir, 'js'))}`));
     writeFileSync(path.join(dir, 'auth', 'auth.conf'), renderAuthConf(plan));
-    const port = await freePort();
-    const monitor = await freePort();
-    let stderr = '';
-    // Address and ports are overridden on the command line (loopback, free ports).
-    proc = spawn(natsServerBinary(), ['-c', path.join(dir, 'nats.conf'), '-a', '127.0.0.1', '-p', String(port), '-m', String(monitor)], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+    // Address, port and store are overridden (loopback, free ports, the temporary directory).
+    server = await startNatsServer({
+      configFile: path.join(dir, 'nats.conf'),
+      storeDir: path.join(dir, 'js'),
+      extraArgs: ['-m', String(await freePort())],
       env: { ...process.env, SERVER_NAME: 'ferry-nats-test' },
     });
-    proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
-    await waitForPort(port, proc, () => stderr);
-    url = `nats://127.0.0.1:${port}`;
+    url = server.url;
   });
 
   afterAll(async () => {
     for (const nc of conns) if (!nc.isClosed()) await nc.close();
-    if (proc && proc.exitCode === null) {
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await exited;
-    }
+    await server?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -14,6 +14,7 @@ import { describeNode, type ChartNode } from './outline.js';
 
 export type { ChartNode, ChartTransition } from './outline.js';
 import { MigrationPhase } from '../src/api/vmim.js';
+import type { JobStats } from '../src/hypervisor/driver.js';
 
 export type MigrationMode = 'PreCopy' | 'PostCopy';
 
@@ -54,14 +55,8 @@ export interface MigrationInput {
   targetAddress?: string;
 }
 
-export interface MigrationStats {
-  dataTotal: number;
-  dataProcessed: number;
-  dataRemaining: number;
-  memoryBandwidth: number;
-  dirtyRate: number;
-  iteration: number;
-}
+/** The part of the hypervisor's job statistics the chart looks at. */
+export type MigrationStats = Pick<JobStats, 'dataTotal' | 'dataProcessed' | 'dataRemaining' | 'memoryBandwidth' | 'dirtyRate' | 'iteration'>;
 
 export interface MigrationContext {
   migrationUid: string;

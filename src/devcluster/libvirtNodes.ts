@@ -26,19 +26,25 @@ export interface LibvirtNodes {
 }
 
 /**
- * A guest that boots to nothing: no disk, so SeaBIOS finds nothing to boot and
- * waits, leaving its memory untouched. TCG, so no KVM is needed.
+ * A guest's domain XML. Without a disk it boots to nothing: SeaBIOS finds
+ * nothing to boot and waits, leaving its memory untouched. With `diskImage` (a
+ * raw boot sector image) it runs that program. TCG, so no KVM is needed.
  */
-export function idleGuestXml(g: GuestSpec): string {
+export function guestXml(g: GuestSpec, diskImage?: string): string {
+  const disk = diskImage
+    ? `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${diskImage}'/><target dev='hda' bus='ide'/></disk>`
+    : '';
   return `<domain type='qemu'>
   <name>${g.name}</name>
   <memory unit='KiB'>${Math.round(g.memoryBytes / 1024)}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
   <clock offset='utc'/>
-  <devices><memballoon model='none'/></devices>
+  <devices>${disk}<memballoon model='none'/></devices>
 </domain>`;
 }
+
+export const idleGuestXml = (g: GuestSpec): string => guestXml(g);
 
 /** Node names `node-1` … `node-N` the sockets must cover, in order. */
 export function libvirtNodeNames(nodes: LibvirtNodes): string[] {

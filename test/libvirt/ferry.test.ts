@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { closeBus, connectBus } from '../../src/bus/connection.js';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
-import { idleGuestXml, libvirtStateDir, type LibvirtNodes } from '../../src/devcluster/libvirtNodes.js';
+import { guestXml, libvirtStateDir, type LibvirtNodes } from '../../src/devcluster/libvirtNodes.js';
 import { startHandler, type RunningHandler } from '../../src/handler/handler.js';
 import { JobRecordStore } from '../../src/handler/jobRecords.js';
 import type { GuestSpec } from '../../src/hypervisor/driver.js';
@@ -42,9 +42,7 @@ let worlds = 0;
 /** Which guest the next world boots: idle (diskless) or one that keeps rewriting 2 MiB of memory. */
 let guestKind: 'idle' | 'dirty' = 'idle';
 function domainTemplate(g: GuestSpec): string {
-  if (guestKind === 'idle') return idleGuestXml(g);
-  const disk = `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${dirtyImage}'/><target dev='hda' bus='ide'/></disk>`;
-  return idleGuestXml(g).replace('<devices>', `<devices>${disk}`);
+  return guestKind === 'idle' ? guestXml(g) : guestXml(g, dirtyImage);
 }
 
 interface World {

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { GuestSpec } from '../../src/hypervisor/driver.js';
 import { LibvirtRemote } from '../../src/hypervisor/libvirt/remote.js';
+import { guestXml } from '../../src/devcluster/libvirtNodes.js';
 import { isLibvirtError } from '../../src/hypervisor/libvirt/errors.js';
 import { ErrorCode } from '../../src/hypervisor/libvirt/protocol.js';
 
@@ -87,25 +88,7 @@ export async function stillRunning(pids: readonly number[]): Promise<number[]> {
 
 /** Guests named `lane_dirty-*` run the dirtying boot sector; all others idle. */
 export function guestTemplate(dirtyImage: string): (g: GuestSpec) => string {
-  return (g) => {
-    const disk = g.name.startsWith('lane_dirty')
-      ? `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${dirtyImage}'/><target dev='hda' bus='ide'/></disk>`
-      : '';
-    // No disk: SeaBIOS finds nothing to boot and waits, leaving memory zero.
-    return `<domain type='qemu'>
-  <name>${g.name}</name>
-  <memory unit='KiB'>${Math.round(g.memoryBytes / 1024)}</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <clock offset='utc'/>
-  <on_reboot>restart</on_reboot>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    ${disk}
-    <memballoon model='none'/>
-  </devices>
-</domain>`;
-  };
+  return (g) => guestXml(g, g.name.startsWith('lane_dirty') ? dirtyImage : undefined);
 }
 
 /** Test cleanup: destroys and undefines `name` on the daemon, whatever its state. */

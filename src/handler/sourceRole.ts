@@ -10,18 +10,25 @@ import { jobKey, refFields } from './jobKey.js';
 import type { JobRecordStore, SourceJobRecord } from './jobRecords.js';
 import { isRecoverable, type RecoverableDriver, type RecoveringSource } from './recovery.js';
 import { statsMessage } from './statsMessage.js';
+import { tombstonesToPrune, TOMBSTONE_LIMITS, type TombstoneLimits } from './tombstones.js';
 
 interface SourceJob {
   ref: MigrationRef;
   domain: string;
   targetNode: string;
   startedAt: string;
-  state: 'starting' | JobPhase;
+  state: 'starting' | JobPhase | 'unknown';
   /** Settles when the driver has (or has not) started the migration; repeats wait on it. */
   started: Promise<void>;
   job?: MigrationJob;
   stats?: JobStats;
   progressTimer?: unknown;
+  /** When the outcome became known (clock ms): a finished entry is a tombstone. */
+  finishedAt?: number;
+  /** The outcome is being recorded and published. */
+  concluding?: boolean;
+  /** forget-job came: the record goes once concluding is over. */
+  forgotten?: boolean;
 }
 
 export interface SourceRoleDeps {
@@ -39,6 +46,8 @@ export interface SourceRoleDeps {
    * published, so a restarted handler can take them over (see recovery.ts).
    */
   records?: JobRecordStore;
+  /** How long and how many finished jobs are kept when the controller never forgets them. */
+  tombstoneLimits?: TombstoneLimits;
 }
 
 /**
@@ -63,6 +72,10 @@ export class SourceRole implements RecoveringSource {
       return { ok: true, state: known.state === 'starting' ? 'running' : known.state };
     }
     for (const other of this.jobs.values()) {
+      // Booting the guest here again after it left would make two copies of it.
+      if (other.ref.migrationUid === req.migrationUid && other.state === 'completed') {
+        throw new HandlerError('conflict', `${other.domain} already migrated from ${this.d.node} to ${other.targetNode} in attempt ${other.ref.attempt} of migration ${req.migrationUid}; not starting attempt ${req.attempt}`);
+      }
       if (other.domain === req.guest.name && (other.state === 'starting' || other.state === 'running')) {
         throw new HandlerError('conflict', `${other.domain} on ${this.d.node} is already migrating (migration ${other.ref.migrationUid} attempt ${other.ref.attempt})`);
       }
@@ -139,6 +152,15 @@ export class SourceRole implements RecoveringSource {
     const entry = this.entryFor(record, outcome.status);
     entry.stats = outcome.stats;
     this.whileSettling(this.conclude(entry, this.resultOf(entry, outcome)));
+  }
+
+  /** Recovery: the outcome was published before the restart; keep it as a tombstone until forget-job. */
+  restoreTombstone(record: SourceJobRecord & { result: ResultMessage }): void {
+    const entry = this.entryFor(record, record.result.outcome);
+    entry.stats = { ...record.result.stats };
+    const at = Date.parse(record.result.at);
+    entry.finishedAt = Number.isFinite(at) ? at : this.d.clock.now();
+    this.prune();
   }
 
   /** Recovery: the outcome was known before the restart but maybe not delivered; deliver it (JetStream dedupes). */
@@ -225,6 +247,18 @@ export class SourceRole implements RecoveringSource {
    * it), let go of a departed guest, publish, and only then drop the record.
    */
   private async conclude(entry: SourceJob, result: ResultMessage): Promise<void> {
+    entry.concluding = true;
+    entry.finishedAt ??= this.d.clock.now();
+    try {
+      await this.recordAndPublish(entry, result);
+    } finally {
+      entry.concluding = false;
+      if (entry.forgotten) await this.removeRecord(entry);
+      this.prune();
+    }
+  }
+
+  private async recordAndPublish(entry: SourceJob, result: ResultMessage): Promise<void> {
     const { js, node, driver, clock, log, stopped, records } = this.d;
     const fields = { node, ...refFields(entry.ref), domain: entry.domain, outcome: result.outcome, reason: result.reason };
     let recorded = false;
@@ -253,7 +287,44 @@ export class SourceRole implements RecoveringSource {
       log.error({ ...fields, err: (err as Error).message }, recorded ? 'migration result not published; recorded for the next handler' : 'migration result lost');
       return;
     }
-    await records?.remove(entry.ref).catch((err: unknown) => log.warn({ ...fields, err: (err as Error).message }, 'could not remove the migration record'));
+    if (recorded && !entry.forgotten) {
+      await records!.save({ ...this.recordOf(entry), result, published: true }).catch((err: unknown) =>
+        // The next start would publish it again; JetStream's dedupe window or the controller's own check absorbs that.
+        log.warn({ ...fields, err: (err as Error).message }, 'could not mark the migration record published'));
+    }
+  }
+
+  private async removeRecord(entry: SourceJob): Promise<void> {
+    await this.d.records?.remove(entry.ref).catch((err: unknown) =>
+      this.d.log.warn({ node: this.d.node, ...refFields(entry.ref), domain: entry.domain, err: (err as Error).message }, 'could not remove the migration record'));
+  }
+
+  /**
+   * forget-job: the controller has this migration's final outcome, so its
+   * tombstone goes. A job still running is not forgotten (false).
+   */
+  async forget(ref: MigrationRef): Promise<boolean> {
+    const key = jobKey(ref);
+    const entry = this.jobs.get(key);
+    if (!entry || entry.finishedAt === undefined) return false;
+    this.jobs.delete(key);
+    entry.forgotten = true;
+    if (!entry.concluding) await this.removeRecord(entry);
+    this.d.log.info({ node: this.d.node, ...refFields(ref), domain: entry.domain, outcome: entry.state }, 'finished migration forgotten');
+    return true;
+  }
+
+  /** The backstop for controllers that never send forget-job. */
+  private prune(): void {
+    const finished: Array<{ key: string; finishedAt: number }> = [];
+    for (const [key, j] of this.jobs) if (j.finishedAt !== undefined && !j.concluding) finished.push({ key, finishedAt: j.finishedAt });
+    const drop = tombstonesToPrune(finished, this.d.clock.now(), this.d.tombstoneLimits ?? TOMBSTONE_LIMITS);
+    for (const key of drop) {
+      const entry = this.jobs.get(key)!;
+      this.jobs.delete(key);
+      void this.removeRecord(entry);
+    }
+    if (drop.length > 0) this.d.log.warn({ node: this.d.node, pruned: drop.length }, 'dropped tombstones of finished migrations the controller never acknowledged');
   }
 
   async abort(req: CommandRequest<'abort'>): Promise<'aborting' | 'already-finished' | undefined> {

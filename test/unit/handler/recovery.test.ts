@@ -24,7 +24,7 @@ function stats(phase: JobStats['phase'], over: Partial<JobStats> = {}): JobStats
   };
 }
 
-function resultOf(outcome: ResultMessage['outcome']): ResultMessage {
+function resultOf(outcome: Exclude<ResultMessage['outcome'], 'unknown'>): ResultMessage {
   return { migrationUid: 'uid-1', attempt: 1, vmi: 'default/vm-1', node: 'node-1', outcome, mode: 'PreCopy', stats: stats(outcome), at: '2025-01-01T00:00:05.000Z' };
 }
 
@@ -126,6 +126,7 @@ function recordingSource(): RecoveringSource & { calls: string[] } {
     adopt: (r) => { calls.push(`adopt ${r.domain}`); },
     settleUnwatched: (r, o: MigrationOutcome) => { calls.push(`settle ${r.domain} ${o.status}`); },
     republish: (r) => { calls.push(`republish ${r.domain} ${r.result.outcome}`); },
+    restoreTombstone: (r) => { calls.push(`tombstone ${r.domain} ${r.result.outcome}`); },
   };
 }
 
@@ -145,7 +146,7 @@ describe('recoverSourceJobs', () => {
     const driver = new FakeDriver();
     driver.looks = [seen('running', { migrating: true })];
     const source = recordingSource();
-    expect(await run(driver, source)).toEqual({ attached: ['default_vm-1'], settled: [], republished: [], left: [] });
+    expect(await run(driver, source)).toEqual({ attached: ['default_vm-1'], settled: [], republished: [], tombstones: [], left: [] });
     expect(source.calls).toEqual(['adopt default_vm-1']);
   });
 
@@ -166,6 +167,15 @@ describe('recoverSourceJobs', () => {
     const source = recordingSource();
     expect(await run(driver, source)).toMatchObject({ republished: ['default_vm-1'], left: [] });
     expect(source.calls).toEqual(['republish default_vm-1 aborted']);
+  });
+
+  test('an outcome published before the restart becomes a tombstone again, without asking the hypervisor or publishing', async () => {
+    await store.save({ ...record, result: resultOf('completed'), published: true });
+    const driver = new FakeDriver();
+    driver.looks = [new Error('must not be asked')];
+    const source = recordingSource();
+    expect(await run(driver, source)).toMatchObject({ tombstones: ['default_vm-1'], republished: [], left: [] });
+    expect(source.calls).toEqual(['tombstone default_vm-1 completed']);
   });
 
   test('when the hypervisor cannot be asked, the record stays for the next start', async () => {

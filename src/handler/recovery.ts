@@ -49,18 +49,26 @@ export function recoveryStep(record: SourceJobRecord, seen: MigrationInspection,
     return { kind: 'settle', outcome: { status: 'completed', mode: stats.mode, downtimeMs: stats.downtimeMs ?? 0, stats: { ...stats, dataRemaining: 0 } } };
   }
   if (seen.state === 'missing') {
+    // Gone from here, with no record of how: it may run on the target now. Only the target can say.
     return {
       kind: 'settle',
       outcome: {
-        status: 'failed',
+        status: 'unknown',
         reason: `${where} disappeared while no handler was watching its migration, and no outcome had been recorded; cannot tell whether it completed`,
-        stats: statsAs('failed', undefined),
+        stats: statsAs('running', undefined),
       },
     };
   }
   if (seen.state === 'paused' && !opts.lastLook) return { kind: 'look-again' };
   if (lastPhase === 'aborted') {
     return { kind: 'settle', outcome: { status: 'aborted', reason: seen.lastError ?? `the migration of ${where} was cancelled while no handler was watching`, stats: statsAs('aborted', seen.stats) } };
+  }
+  if (seen.state === 'paused' && lastPhase !== 'failed') {
+    // Stopped here with no job and no failure on record (post-copy, say): the guest may be running on the target.
+    return {
+      kind: 'settle',
+      outcome: { status: 'unknown', reason: `${where} stays paused with no migration job and no recorded failure; cannot tell whether the guest runs on the target`, stats: statsAs('running', seen.stats) },
+    };
   }
   // A 'completed' record beside a guest that is still here belongs to another job.
   const ownRecord = lastPhase === 'failed' ? seen.stats : undefined;

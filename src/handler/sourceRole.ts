@@ -66,16 +66,17 @@ export class SourceRole implements RecoveringSource {
 
   async start(req: CommandRequest<'start-source'>): Promise<CommandReply<'start-source'>> {
     const key = jobKey(req);
-    const known = this.jobs.get(key);
-    if (known) {
+    const repeat = async (known: SourceJob): Promise<CommandReply<'start-source'>> => {
       await known.started;
       return { ok: true, state: known.state === 'starting' ? 'running' : known.state };
-    }
+    };
+    const known = this.jobs.get(key);
+    if (known) return repeat(known);
+    await this.refuseSecondCopy(req);
+    // A repeat of this request may have got in while we looked.
+    const raced = this.jobs.get(key);
+    if (raced) return repeat(raced);
     for (const other of this.jobs.values()) {
-      // Booting the guest here again after it left would make two copies of it.
-      if (other.ref.migrationUid === req.migrationUid && other.state === 'completed') {
-        throw new HandlerError('conflict', `${other.domain} already migrated from ${this.d.node} to ${other.targetNode} in attempt ${other.ref.attempt} of migration ${req.migrationUid}; not starting attempt ${req.attempt}`);
-      }
       if (other.domain === req.guest.name && (other.state === 'starting' || other.state === 'running')) {
         throw new HandlerError('conflict', `${other.domain} on ${this.d.node} is already migrating (migration ${other.ref.migrationUid} attempt ${other.ref.attempt})`);
       }
@@ -92,6 +93,31 @@ export class SourceRole implements RecoveringSource {
     entry.started = this.launch(entry, req);
     await entry.started;
     return { ok: true, state: 'started' };
+  }
+
+  /**
+   * Starting a migration makes sure the guest runs here (ensureRunning), which
+   * boots it if it is not. After the guest migrated away that would be a
+   * second copy: refuse when a tombstone says it left, for the same migration
+   * always, for another one unless the guest is running here again (it came back).
+   */
+  private async refuseSecondCopy(req: CommandRequest<'start-source'>): Promise<void> {
+    const left = [...this.jobs.values()].filter((j) => j.state === 'completed' && (j.ref.migrationUid === req.migrationUid || j.domain === req.guest.name));
+    if (left.length === 0) return;
+    const same = left.find((j) => j.ref.migrationUid === req.migrationUid);
+    if (same) {
+      throw new HandlerError('conflict', `${same.domain} already migrated from ${this.d.node} to ${same.targetNode} in attempt ${same.ref.attempt} of migration ${req.migrationUid}; not starting attempt ${req.attempt}`);
+    }
+    let here: boolean;
+    try {
+      here = (await this.d.driver.listDomains()).some((d) => d.name === req.guest.name && d.state === 'running');
+    } catch (err) {
+      throw new HandlerError('driver-error', `cannot check whether ${req.guest.name} runs on ${this.d.node}: ${(err as Error).message}`);
+    }
+    if (!here) {
+      const j = left[0]!;
+      throw new HandlerError('conflict', `${j.domain} migrated from ${this.d.node} to ${j.targetNode} (migration ${j.ref.migrationUid}) and does not run here now; not booting a second copy for migration ${req.migrationUid}`);
+    }
   }
 
   private async launch(entry: SourceJob, req: CommandRequest<'start-source'>): Promise<void> {
@@ -192,9 +218,9 @@ export class SourceRole implements RecoveringSource {
   }
 
   private async settle(entry: SourceJob, outcome: MigrationOutcome, job: MigrationJob): Promise<void> {
-    const { node, clock, log, stopped, records } = this.d;
+    const { node, clock, log, stopped } = this.d;
     if (entry.job !== job) return; // superseded by a re-attached job
-    if (outcome.status !== 'completed' && this.recoverable && records) {
+    if (outcome.status !== 'completed' && this.recoverable) {
       const fields = { node, ...refFields(entry.ref), domain: entry.domain, reason: outcome.reason };
       // The driver may have lost sight of a job that goes on in the hypervisor
       // (its connection dropped, or the handler is shutting down and closed it).

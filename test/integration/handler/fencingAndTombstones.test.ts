@@ -206,4 +206,30 @@ describe('tombstones of finished migrations', () => {
     expect(await uids()).toEqual([d.uid]);
     await waitFor(() => readdirSync(dir).filter((f) => f.endsWith('.json')).length === 1, 'their records to go');
   });
+
+  test('a job whose end the driver could not see is published as unknown, the guest is not forgotten, and abort says it is over', async () => {
+    const src = await handlerOn(unique('node'));
+    const uid = unique('uid');
+    const vm = unique('vm');
+    await requestCommand(nc, src.node, 'start-source', startReq(uid, vm, 'node-dst', 'tcp://node-dst:49152'));
+    src.driver.jobs.at(-1)!.lose('lost libvirtd and could not find the domain again');
+    expect(await resultOf(nc, uid)).toMatchObject({ outcome: 'unknown', reason: 'lost libvirtd and could not find the domain again', node: src.node });
+    expect(src.driver.calls).not.toContain(`forget default_${vm}`);
+    expect(await requestCommand(nc, src.node, 'abort', { ...refFor(uid, vm), reason: 'x' })).toEqual({ ok: true, state: 'already-finished' });
+    expect(await requestCommand(nc, src.node, 'start-source', startReq(uid, vm, 'node-dst', 'tcp://node-dst:49152'))).toEqual({ ok: true, state: 'unknown' });
+  });
+
+  test('another migration of a guest that left is refused while it does not run here, and allowed once it is back', async () => {
+    const src = await handlerOn(unique('node'));
+    const { vm } = await completedMigration(src);
+    const next = unique('uid');
+    const err = await refusal(requestCommand(nc, src.node, 'start-source', startReq(next, vm, 'node-dst', 'tcp://node-dst:49152')));
+    expect(err.code).toBe('conflict');
+    expect(err.message).toMatch(/does not run here now; not booting a second copy/);
+    expect(src.driver.calls.filter((c) => c.startsWith('ensureRunning'))).toHaveLength(1);
+
+    // The guest came back (a later migration to this node).
+    src.driver.domains.set(`default_${vm}`, { name: `default_${vm}`, state: 'running', memoryBytes: 2 ** 30 });
+    expect(await requestCommand(nc, src.node, 'start-source', startReq(next, vm, 'node-dst', 'tcp://node-dst:49152'))).toEqual({ ok: true, state: 'started' });
+  });
 });

@@ -63,14 +63,16 @@ describe('recoveryStep', () => {
     expect(step.outcome.status === 'failed' && step.outcome.reason).toMatch(/still running there/);
   });
 
-  test('a domain that vanished without a recorded outcome is reported failed, saying the outcome is unknown', () => {
+  test('a domain that vanished without a recorded outcome is reported unknown, never failed: the guest may be on the target', () => {
     const step = recoveryStep(record, seen('missing'), opts);
-    expect(step).toMatchObject({ kind: 'settle', outcome: { status: 'failed', reason: expect.stringMatching(/cannot tell whether it completed/) } });
+    expect(step).toMatchObject({ kind: 'settle', outcome: { status: 'unknown', reason: expect.stringMatching(/cannot tell whether it completed/) } });
   });
 
-  test('paused with no job is looked at again, and failed only on the last look', () => {
+  test('paused with no job is looked at again; on the last look it is unknown, or failed when libvirt recorded a failure', () => {
     expect(recoveryStep(record, seen('paused'), opts)).toEqual({ kind: 'look-again' });
-    expect(recoveryStep(record, seen('paused'), { ...opts, lastLook: true })).toMatchObject({ kind: 'settle', outcome: { status: 'failed' } });
+    expect(recoveryStep(record, seen('paused'), { ...opts, lastLook: true })).toMatchObject({ kind: 'settle', outcome: { status: 'unknown' } });
+    expect(recoveryStep(record, seen('paused', { stats: stats('failed'), lastError: 'boom' }), { ...opts, lastLook: true }))
+      .toMatchObject({ kind: 'settle', outcome: { status: 'failed', reason: 'boom' } });
   });
 });
 

@@ -182,7 +182,7 @@ export class MigrationController {
     this.progressSub = subscribeProgress(this.opts.nc, (m) => this.onProgress(m), this.log);
     const metrics = this.opts.metrics;
     if (metrics) this.heartbeatSub = watchHeartbeats(this.opts.nc, (b) => metrics.heartbeat(b.node), this.log);
-    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.onResult(m), log: this.log });
+    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.onResult(m), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
     // Admission is re-run periodically too: limits depend on time (back-off) and on objects we don't watch.
     const tick = () => {
       if (this.stopped) return;

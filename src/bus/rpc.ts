@@ -5,6 +5,7 @@ import { ErrorReply, replies, requests, type CommandReply, type CommandRequest }
 import type { Logger } from '../util/log.js';
 import { zodReason } from './zodReason.js';
 import { EPOCH_HEADER, parseEpoch, type EpochFence } from './epoch.js';
+import { KeyedLimiter } from '../util/keyedLimiter.js';
 
 const json = JSONCodec<unknown>();
 
@@ -134,7 +135,15 @@ const UNFENCED: ReadonlySet<Command> = new Set<Command>(['list-jobs']);
 export interface ServeOptions {
   /** Refuses commands from a leader older than one already obeyed (see epoch.ts). */
   fence?: EpochFence;
+  /**
+   * Commands handled at once (default 32). Beyond that the next command waits
+   * in the subscription until one finishes: a flood of commands slows down
+   * instead of starting unbounded work against the hypervisor.
+   */
+  maxConcurrent?: number;
 }
+
+export const DEFAULT_MAX_CONCURRENT_COMMANDS = 32;
 
 /**
  * Serves every command addressed to `node`. Requests are validated (and fenced
@@ -143,9 +152,14 @@ export interface ServeOptions {
  */
 export function serveCommands(nc: NatsConnection, node: string, handlers: CommandHandlers, log: Logger, opts: ServeOptions = {}): Subscription {
   const sub = nc.subscribe(subjects.nodeCommands(node), { queue: handlerQueue(node) });
+  const limiter = new KeyedLimiter(opts.maxConcurrent ?? DEFAULT_MAX_CONCURRENT_COMMANDS);
+  let seq = 0;
   void (async () => {
     for await (const m of sub) {
-      answer(m, node, handlers, log, opts.fence).catch((err: unknown) => {
+      if (limiter.size >= limiter.limit) log.warn({ node, inFlight: limiter.size }, 'command limit reached; the next commands wait');
+      await limiter.accept();
+      // Each command its own key: no ordering between them, only the bound.
+      void limiter.run(String(++seq), () => answer(m, node, handlers, log, opts.fence)).catch((err: unknown) => {
         // Only replying itself can fail here (the connection closed under us); the controller will time out.
         log.error({ node, subject: m.subject, err: (err as Error).message }, 'could not reply to command');
       });

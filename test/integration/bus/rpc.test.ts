@@ -179,4 +179,24 @@ describe('command request/reply', () => {
     for (let i = 0; i < 10; i++) await requestCommand(nc, node, 'post-copy', ref(`u-${i}`));
     expect(calls).toHaveLength(10);
   });
+
+  test('a handler runs at most maxConcurrent commands at once; the rest wait their turn and are all answered', async () => {
+    const node = unique('rpc-node');
+    let running = 0;
+    let most = 0;
+    const handlers = echoHandlers(node, []);
+    handlers['post-copy'] = async () => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise((r) => setTimeout(r, 50));
+      running--;
+      return { ok: true };
+    };
+    const log = recordingLogger();
+    subs.push(serveCommands(nc, node, handlers, log, { maxConcurrent: 3 }));
+    const replies = await Promise.all(Array.from({ length: 12 }, (_, i) => requestCommand(nc, node, 'post-copy', ref(`u-${i}`))));
+    expect(replies).toEqual(Array(12).fill({ ok: true }));
+    expect(most).toBe(3);
+    expect(log.find('command limit reached; the next commands wait').length).toBeGreaterThan(0);
+  });
 });

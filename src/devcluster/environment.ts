@@ -118,7 +118,9 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       });
     }
 
-    if (libvirt) await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
+    // What the launchers do: every running VMI's guest runs in its node's hypervisor, so
+    // what a handler reports (list-jobs domains) is the truth the controller's arbiter reads.
+    await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
 
     let controller: MigrationController | undefined;
     let runbooks: RunbookController | undefined;

@@ -30,6 +30,8 @@ export interface CleanupDeps {
   podsOfVmi: (namespace: string, vmiUid: string) => Pod[];
   /** Throws when this replica may no longer write. */
   fence: () => Promise<void>;
+  /** The node is confirmed lost (NotReady and its handler silent). */
+  nodeLost: (node: string) => boolean;
 }
 
 export class FailureCleanup {
@@ -65,7 +67,8 @@ export class FailureCleanup {
       const ms = vmi?.status?.migrationState;
       const sourceNode = ms?.migrationUid === uid ? ms.sourceNode : vmi?.status?.nodeName;
       const domain = `${ns}_${vmim.spec.vmiName}`;
-      const verdict = await this.d.nodes.inspect({ migrationUid: uid, domain, sourceNode, targetNode, sourceLost: false });
+      const sourceLost = sourceNode !== undefined && this.d.nodeLost(sourceNode);
+      const verdict = await this.d.nodes.inspect({ migrationUid: uid, domain, sourceNode, targetNode, sourceLost });
       if (verdict.kind !== 'failed') {
         const msg = `not removing target pod ${placed.map((p) => p.metadata.name).join(', ')} on ${targetNode}: ${verdict.why}`;
         if (!this.warned.has(uid)) {

@@ -145,6 +145,7 @@ export class MigrationController {
       vmi: (ns, name) => this.getVmi(ns, name),
       podsOfVmi: (ns, vmiUid) => this.podsOfVmi(ns, vmiUid),
       fence,
+      nodeLost: (node) => this.silentFor(node) !== undefined,
     });
     this.queue = new Workqueue((key) => this.reconcile(key), {
       workers: opts.workers ?? 4,
@@ -537,20 +538,25 @@ export class MigrationController {
    */
   private detectLostNodes(): void {
     if (!this.nodes?.synced()) return;
-    const now = this.clock.now();
-    const silenceMs = this.config.timeouts.nodeLostSeconds * 1000;
     for (const t of this.tracked.values()) {
       const s = t.session;
       if (s.phase !== 'TargetReady' && s.phase !== 'Running') continue;
       const ctx = t.actor.context();
       const node = ctx.sourceNode;
       if (!node || ctx.sourceLost) continue;
-      const lastSeen = this.lastBeat.get(node) ?? this.startedAt;
-      if (now - lastSeen < silenceMs || this.nodeReady(node)) continue;
-      const reason = `source node ${node} is lost: NotReady, and no heartbeat from its handler for ${Math.round((now - lastSeen) / 1000)}s`;
+      const silentMs = this.silentFor(node);
+      if (silentMs === undefined) continue;
+      const reason = `source node ${node} is lost: NotReady, and no heartbeat from its handler for ${Math.round(silentMs / 1000)}s`;
       s.log.warn({ node }, reason);
       t.actor.send({ type: 'NODE_LOST', node, reason });
     }
+  }
+
+  /** How long a lost node's handler has been silent; undefined while the node is not lost. */
+  private silentFor(node: string): number | undefined {
+    const silentMs = this.clock.now() - (this.lastBeat.get(node) ?? this.startedAt);
+    if (silentMs < this.config.timeouts.nodeLostSeconds * 1000 || this.nodeReady(node)) return undefined;
+    return silentMs;
   }
 
   private nodeReady(name: string): boolean {

@@ -41,7 +41,7 @@ export class FailureCleanup {
   constructor(private readonly d: CleanupDeps) {}
 
   /** True once nothing is left to undo; throws (to be retried) when something is left. */
-  async run(vmim: VirtualMachineInstanceMigration): Promise<void> {
+  async run(vmim: VirtualMachineInstanceMigration, known: { reason?: string | undefined; aborted?: boolean | undefined } = {}): Promise<void> {
     const uid = vmim.metadata.uid ?? '';
     const ns = vmim.metadata.namespace ?? 'default';
     const vmi = this.d.vmi(ns, vmim.spec.vmiName);
@@ -53,9 +53,9 @@ export class FailureCleanup {
       return;
     }
     const log = this.d.log.child({ namespace: ns, vmim: vmim.metadata.name, uid });
-    const reason = failureReasonOf(vmim);
+    const reason = known.reason ?? failureReasonOf(vmim);
     if (pods.length > 0) await this.removeTargetPods(vmim, vmi, pods, log);
-    if (open && vmi) await this.closeMigrationState(vmim, vmi, reason, log);
+    if (open && vmi) await this.closeMigrationState(vmim, vmi, reason, known.aborted ?? false, log);
   }
 
   private async removeTargetPods(vmim: VirtualMachineInstanceMigration, vmi: VirtualMachineInstance | undefined, pods: Pod[], log: Logger): Promise<void> {
@@ -96,10 +96,10 @@ export class FailureCleanup {
     }
   }
 
-  private async closeMigrationState(vmim: VirtualMachineInstanceMigration, vmi: VirtualMachineInstance, reason: string, log: Logger): Promise<void> {
+  private async closeMigrationState(vmim: VirtualMachineInstanceMigration, vmi: VirtualMachineInstance, reason: string, abortKnown: boolean, log: Logger): Promise<void> {
     const uid = vmim.metadata.uid ?? '';
     const ns = vmim.metadata.namespace ?? 'default';
-    const aborted = (vmim.status?.conditions ?? []).some((c) => c.type === 'migrationAbortRequested' && c.status === 'True');
+    const aborted = abortKnown || (vmim.status?.conditions ?? []).some((c) => c.type === 'migrationAbortRequested' && c.status === 'True');
     const closed: Record<string, unknown> = {
       failed: true,
       completed: true,

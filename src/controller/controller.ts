@@ -500,6 +500,13 @@ export class MigrationController {
         if (p !== phase) this.opts.metrics?.phaseTransition(session.namespace, session.vmiName, p, (this.clock.now() - session.enqueuedAt) / 1000);
         session.setPhase(p);
         // The outcome must reach the VMIM: keep trying until the write goes through.
+        // A failure is cleaned up first (best effort; the reconciler retries it from
+        // Failed), so the VMIM's final copy of the VMI's migration state is the closed one.
+        const cleaned = p === 'Failed'
+          ? this.cleanup.run(vmim, { reason: snapshotInfo.failureReason, aborted: snapshotInfo.abortRequested }).catch((err: unknown) =>
+              session.log.warn({ err: describeApiError(err) }, 'cleanup after failure incomplete; the reconciler retries it'),
+            )
+          : Promise.resolve();
         const persist = (): void => {
           writer.phase(p, snapshotInfo).then(
             () => {
@@ -514,7 +521,7 @@ export class MigrationController {
             },
           );
         };
-        persist();
+        void cleaned.then(persist);
         this.scheduleAdmit();
       },
       onUnresolved: (why) => {

@@ -37,7 +37,8 @@ export function controllerPermissions(): Permissions {
         `$JS.ACK.${stream}.${CONTROLLER_DURABLE}.>`,
       ],
     },
-    subscribe: { allow: ['ferry.v1.>', INBOX] },
+    // The server's word that a result was given up after its last delivery (counted as a dead letter).
+    subscribe: { allow: ['ferry.v1.>', INBOX, `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${CONTROLLER_DURABLE}`] },
   };
 }
 

@@ -15,6 +15,7 @@ export const COMMANDS = [
   'set-downtime',
   'post-copy',
   'list-jobs',
+  'forget-job',
 ] as const;
 export type Command = (typeof COMMANDS)[number];
 

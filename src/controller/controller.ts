@@ -12,7 +12,7 @@ import { subscribeProgress } from '../bus/progress.js';
 import { watchHeartbeats } from '../bus/heartbeat.js';
 import { ADMITTED, migrationView, rejectionReasonClass, waitingReasonClass, type ControllerMetrics, type ControllerSnapshot } from '../metrics/index.js';
 import type { ProgressMessage, ResultMessage } from '../bus/protocol.js';
-import { consumeResults, type ResultsConsumer } from '../bus/results.js';
+import { consumeResults, type ResultsConsumer, type ResultVerdict } from '../bus/results.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
 import { decide } from '../limits/decide.js';
 import type { Decision, LimitsConfig, NodeState, QueuedMigration, RunningMigration } from '../limits/types.js';
@@ -65,6 +65,8 @@ interface Tracked {
   /** Dedupes level-triggered facts so the chart only hears about changes (controller bookkeeping, not a migration fact). */
   lastFact: string;
   targetPodSeen: boolean;
+  /** forget-job was sent (once per migration). */
+  forgotten?: boolean;
 }
 
 type Obj = KubernetesObject & Record<string, unknown>;
@@ -238,7 +240,7 @@ export class MigrationController {
       this.lastBeat.set(b.node, this.clock.now());
       metrics?.heartbeat(b.node);
     }, this.log);
-    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.onResult(m), log: this.log });
+    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.onResult(m), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
     // Admission is re-run periodically too: limits depend on time (back-off) and on objects we don't watch.
     const tick = () => {
       if (this.stopped) return;
@@ -400,6 +402,11 @@ export class MigrationController {
       // Level-triggered: whatever a Failed migration left open is closed here, retried
       // by the queue until it lands; only then may the VMIM go.
       if (phase === 'Failed') await this.cleanup.run(vmim);
+      // Final, written, its result handled: the handlers may drop their tombstones.
+      if (t && !t.forgotten) {
+        t.forgotten = true;
+        await t.session.forgetJob(t.actor.context());
+      }
       await this.removeFinalizer(vmim);
       if (t) {
         t.actor.stop();
@@ -807,7 +814,7 @@ export class MigrationController {
     if (dirtyChanged) this.scheduleAdmit();
   }
 
-  private async onResult(m: ResultMessage): Promise<void> {
+  private async onResult(m: ResultMessage): Promise<ResultVerdict | void> {
     const t = this.tracked.get(m.migrationUid);
     if (!t) {
       const known = this.vmims.list().find((o) => o.metadata?.uid === m.migrationUid);
@@ -816,12 +823,14 @@ export class MigrationController {
         // Not tracked yet (we are starting up): let the server redeliver it.
         throw new Error(`result for ${m.vmi} arrived before its migration was tracked`);
       }
-      this.log.info({ uid: m.migrationUid, outcome: m.outcome }, 'result for a finished or unknown migration; acknowledged');
-      return;
+      this.log.info({ uid: m.migrationUid, outcome: m.outcome }, 'result for a finished or unknown migration; terminated');
+      return 'term';
     }
     t.writer.progress(m.stats);
     if (m.outcome === 'completed') t.actor.send({ type: 'MIGRATION_COMPLETED', mode: m.mode, downtimeMs: m.downtimeMs ?? 0 });
     else if (m.outcome === 'aborted') t.actor.send({ type: 'MIGRATION_ABORTED', reason: m.reason ?? 'aborted' });
+    // 'unknown': the source lost sight of the job; never a failure, always a question.
+    else if (m.outcome === 'unknown') t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'the source cannot tell how the migration ended', uncertain: true });
     else t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'failed', ...(isUncertainFailure(m.reason ?? '') ? { uncertain: true } : {}) });
     // Acknowledge only once the outcome is persisted, so a crash in between redelivers it;
     // but don't hold the consumer hostage to a slow finalization: let it come back later.

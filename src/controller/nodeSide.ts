@@ -1,5 +1,5 @@
 import type { NatsConnection } from 'nats';
-import { CommandError, requestCommand, type RequestOptions } from '../bus/rpc.js';
+import { isDefinite, requestCommand, type RequestOptions } from '../bus/rpc.js';
 import type { Command } from '../bus/subjects.js';
 import type { CommandReply, CommandRequest } from '../bus/protocol.js';
 import type { Inspection } from '../../statecharts/migration.js';
@@ -19,13 +19,9 @@ export interface NodeSideOptions {
   onRoundTrip?: (command: Command, ms: number, ok: boolean) => void;
 }
 
-/** Handler codes that guarantee nothing was done (contracts.md §2). */
-const DEFINITE_CODES = new Set<string>(['bad-request', 'conflict', 'stale-epoch', 'driver-error']);
-
-/** True when `err` guarantees the command had no effect; anything unknown is ambiguous. */
+/** True when `err` guarantees the command had no effect (the bus's rule, contracts.md §2); anything unknown is ambiguous. */
 export function isDefiniteCommandError(err: unknown): boolean {
-  if (err instanceof CommandError) return DEFINITE_CODES.has(err.code);
-  return (err as { definite?: unknown } | undefined)?.definite === true;
+  return isDefinite(err) || (err as { definite?: unknown } | undefined)?.definite === true;
 }
 
 /** An error from before a command was sent: definite by construction. */
@@ -44,7 +40,7 @@ export class NodeSide {
   constructor(private readonly o: NodeSideOptions) {}
 
   async command<C extends Command>(node: string, command: C, payload: CommandRequest<C>): Promise<CommandReply<C>> {
-    const opts: RequestOptions & { epoch?: number } = { timeoutMs: this.o.timeoutMs, epoch: this.o.epoch() };
+    const opts: RequestOptions = { timeoutMs: this.o.timeoutMs, epoch: this.o.epoch() };
     if (this.o.onRoundTrip) opts.onRoundTrip = this.o.onRoundTrip;
     try {
       return await requestCommand(this.o.nc, node, command, payload, opts);

@@ -279,6 +279,10 @@ export class MigrationSession {
       controls: { bandwidth, maxDowntimeMs: this.appliedDowntimeMs, autoConverge: cfg.allowAutoConverge, postCopy: cfg.allowPostCopy },
     });
     this.appliedBandwidth = bandwidth;
+    if (reply.state !== 'started' && reply.state !== 'running') {
+      // A job this source already ended (a replayed start): its result may be gone; find out where the guest is.
+      throw new Error(`source ${sourceNode} reports migration ${this.uid} as ${reply.state}, not running`);
+    }
     this.log.info({ reply: reply.state, bandwidth }, 'source migration started');
     this.event('Normal', 'Migrating', `Migrating ${this.vmiKey} from ${sourceNode} to ${targetNode}`);
   }
@@ -387,6 +391,22 @@ export class MigrationSession {
     const source = ms?.sourcePod ?? this.sourceLauncherPod(facts.sourceNode)?.metadata.name;
     if (source && source !== facts.targetPod) await this.env.kube.deletePod(this.namespace, source);
     this.log.info({ from: facts.sourceNode, to: targetNode, mode }, 'migration succeeded; VMI moved');
+  }
+
+  /**
+   * Lets the handlers drop their record (tombstone) of this migration: the
+   * VMIM is final and its outcome written, so nobody will ask them again.
+   */
+  async forgetJob(facts: Facts): Promise<void> {
+    const nodes = [...new Set([facts.sourceNode ?? this.sourceNode, facts.targetNode].filter((n): n is string => !!n))];
+    await Promise.all(
+      nodes.map((node) =>
+        this.command(node, 'forget-job', this.ref).then(
+          (r) => this.log.info({ node, forgotten: r.forgotten }, 'handler told to forget the finished job'),
+          (err: unknown) => this.log.warn({ node, err: String(err) }, 'could not tell the handler to forget the finished job; its backstop prunes it'),
+        ),
+      ),
+    );
   }
 
   recordSuccess(facts: Facts): void {

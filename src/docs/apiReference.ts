@@ -156,7 +156,15 @@ function sections(): Array<{ heading: string; sections: Section[] }> {
           intro: [`Core NATS, every few seconds from each handler: \`${subjects.heartbeat('{node}')}\`.`],
           schema: Heartbeat,
         },
-        { title: 'Error reply', intro: ['What a handler answers to a command it refuses or fails.'], schema: ErrorReply },
+        {
+          title: 'Error reply',
+          intro: [
+            'What a handler answers to a command it refuses or fails.',
+            'Every command may carry the header `Ferry-Epoch` (decimal; absent = 0): the leadership epoch of the controller that sent it (its Lease\'s `leaseTransitions`). A handler remembers the highest epoch it has obeyed (on disk, when it has a state directory) and refuses an older one with `stale-epoch`; `list-jobs`, which changes nothing, is not fenced.',
+            '`bad-request`, `conflict`, `stale-epoch` and `driver-error` are definite: nothing was done. Any other code, and no answer at all, leaves the outcome open: the controller must ask (`list-jobs`) before it assumes nothing happened.',
+          ],
+          schema: ErrorReply,
+        },
         ...commandSections,
       ],
     },

@@ -81,6 +81,8 @@ export class LeaderElector {
   private observedKey: string | undefined;
   private observedAt = 0;
   private observedHolder: string | undefined;
+  /** leaseTransitions of the lease as this replica last held it. */
+  private heldEpoch = 0;
 
   constructor(private readonly opts: LeaderElectionOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -105,6 +107,15 @@ export class LeaderElector {
 
   isLeader(): boolean {
     return this.leading;
+  }
+
+  /**
+   * The fencing epoch: the Lease's leaseTransitions as this replica holds it.
+   * Every takeover by another replica raises it, so a handler that has obeyed a
+   * newer leader refuses this one's commands once it is stale.
+   */
+  epoch(): number {
+    return this.heldEpoch;
   }
 
   /** The holder last seen on the lease (this replica included), if any. */
@@ -208,6 +219,7 @@ export class LeaderElector {
       this.observedAt = this.clock.now();
     }
     const holder = lease.spec?.holderIdentity || undefined;
+    if (holder === this.opts.identity) this.heldEpoch = lease.spec?.leaseTransitions ?? 0;
     if (holder !== this.observedHolder) {
       this.observedHolder = holder;
       if (holder !== this.opts.identity) this.log.info({ holder: holder ?? '(none)' }, 'leader changed');

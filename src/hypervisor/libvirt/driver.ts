@@ -294,7 +294,7 @@ export class LibvirtDriver implements HypervisorDriver {
     perform.then(() => { performEnded = true; }, () => { performEnded = true; });
 
     const job = LibvirtMigrationJob.started({
-      remote: r, dom, migrationId, node: this.node, clock: this.clock, pollIntervalMs: this.pollIntervalMs,
+      remote: () => this.remote(), dom, migrationId, node: this.node, clock: this.clock, pollIntervalMs: this.pollIntervalMs,
       log: this.log, bandwidthLimit: controls.bandwidth, postCopyAllowed: controls.postCopy, mode: 'PreCopy',
       onSettled: () => { if (this.jobs.get(name) === job) this.jobs.delete(name); },
     }, perform);
@@ -371,7 +371,7 @@ export class LibvirtDriver implements HypervisorDriver {
     const mode: MigrationMode = inPostCopy(raw.state, raw.reason) ? 'PostCopy' : 'PreCopy';
     const bandwidthLimit = mibToBandwidth(await r.migrateGetMaxSpeed(dom).catch(() => 0));
     const job = LibvirtMigrationJob.attached({
-      remote: r, dom, migrationId, node: this.node, clock: this.clock, pollIntervalMs: this.pollIntervalMs,
+      remote: () => this.remote(), dom, migrationId, node: this.node, clock: this.clock, pollIntervalMs: this.pollIntervalMs,
       // Whether post-copy was enabled is not visible from outside; libvirt refuses the switch if not.
       log: this.log, bandwidthLimit, postCopyAllowed: true, mode,
       onSettled: () => { if (this.jobs.get(name) === job) this.jobs.delete(name); },

@@ -26,6 +26,7 @@ function sampleRequests(uid: string): { [C in Command]: CommandRequest<C> } {
     'set-downtime': { ...ref(uid), maxDowntimeMs: 500 },
     'post-copy': ref(uid),
     'list-jobs': {},
+    'forget-job': ref(uid),
   };
 }
 
@@ -44,6 +45,7 @@ function echoHandlers(node: string, calls: Array<[Command, unknown]>): CommandHa
       seen('list-jobs', r);
       return { ok: true, node, jobs: [], domains: [{ name: guest.name, state: 'running', memoryBytes: guest.memoryBytes }] };
     },
+    'forget-job': async (r) => { seen('forget-job', r); return { ok: true, forgotten: r.attempt === 1 }; },
   };
 }
 
@@ -65,6 +67,7 @@ describe('command request/reply', () => {
     const list = await requestCommand(nc, node, 'list-jobs', {});
     expect(list.node).toBe(node);
     expect(list.domains).toEqual([{ name: 'default_vm-a', state: 'running', memoryBytes: 2 ** 30 }]);
+    expect(await requestCommand(nc, node, 'forget-job', reqs['forget-job'])).toEqual({ ok: true, forgotten: true });
 
     expect(calls.map(([c]) => c)).toEqual([...COMMANDS]);
     for (const [c, req] of calls) expect(req).toEqual(reqs[c]);

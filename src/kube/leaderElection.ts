@@ -83,6 +83,8 @@ export class LeaderElector {
   private observedHolder: string | undefined;
   /** leaseTransitions of the lease as this replica last held it. */
   private heldEpoch = 0;
+  /** When this replica last renewed the lease (its own clock). */
+  private renewedAt: number | undefined;
 
   constructor(private readonly opts: LeaderElectionOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -107,6 +109,16 @@ export class LeaderElector {
 
   isLeader(): boolean {
     return this.leading;
+  }
+
+  /**
+   * Leading, and renewed within the renew deadline by this replica's clock.
+   * Checked before each batch of writes: a process that was paused (SIGSTOP, a
+   * blocked event loop) past its deadline fails this at once on waking, even
+   * before its step-down timer has had a chance to run.
+   */
+  holdsLease(): boolean {
+    return this.leading && this.renewedAt !== undefined && this.clock.now() - this.renewedAt < this.renewDeadlineMs;
   }
 
   /**
@@ -181,6 +193,7 @@ export class LeaderElector {
     }
     if (this.stopped) return;
     if (held) {
+      this.renewedAt = this.clock.now();
       this.armDeadline();
       if (!this.leading) {
         this.leading = true;

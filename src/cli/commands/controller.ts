@@ -28,7 +28,7 @@ export async function runController(o: {
   const metrics = new ControllerMetrics();
   // Filled in below when leader election is on; the controller reads it on every command and write.
   let elector: LeaderElector | undefined;
-  const leadership = { isLeader: () => (elector ? elector.isLeader() : true), epoch: () => elector?.epoch() ?? 0 };
+  const leadership = { isLeader: () => (elector ? elector.holdsLease() : true), epoch: () => elector?.epoch() ?? 0 };
   const controller = new MigrationController({ kube, nc, log, config, metrics, leadership, ...(owner ? { ownerLabel: owner } : {}) });
   const runbooks = new RunbookController({ kube, log: log.child({ component: 'runbooks' }), config });
   const startAll = async () => {

@@ -26,6 +26,13 @@ export const FerryConfig = z.object({
       targetReadySeconds: z.number().positive().default(300),
       abortRetrySeconds: z.number().positive().default(5),
       retrySeconds: z.number().positive().default(2),
+      /**
+       * How long the arbiter (a migration whose outcome Ferry does not know) may go
+       * without an answer before it is reported unresolved. It keeps asking after that.
+       */
+      resolveSeconds: z.number().positive().default(120),
+      /** A node whose handler sent no heartbeat for this long, and whose Node is NotReady, is lost. */
+      nodeLostSeconds: z.number().positive().default(30),
     })
     .prefault({}),
   evacuation: z

@@ -36,6 +36,8 @@ export interface DevEnvironmentOptions {
    * their guests are booted in their nodes' daemons).
    */
   driver?: 'sim' | LibvirtNodes;
+  /** Wraps each node's driver (tests inject faults at an exact moment this way). */
+  wrapDriver?: (node: string, driver: HypervisorDriver) => HypervisorDriver;
 }
 
 export interface NodeAgent {
@@ -98,9 +100,10 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       const node = `node-${i}`;
       const records = libvirt ? await JobRecordStore.open(libvirtStateDir(libvirt, node)) : undefined;
       const nc = await connectBus({ servers: natsUrl, name: `ferry-handler-${node}`, log });
-      const driver = libvirt
+      const baseDriver = libvirt
         ? await connectLibvirtNode(libvirt, node, log).catch(async (err: unknown) => { await closeBus(nc); throw err; })
         : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: config.limits.defaultNicCapacity });
+      const driver = opts.wrapDriver ? opts.wrapDriver(node, baseDriver) : baseDriver;
       const handler = startHandler({
         nc,
         node,
@@ -118,7 +121,9 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       });
     }
 
-    if (libvirt) await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
+    // What the launchers do: every running VMI's guest runs in its node's hypervisor, so
+    // what a handler reports (list-jobs domains) is the truth the controller's arbiter reads.
+    await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
 
     let controller: MigrationController | undefined;
     let runbooks: RunbookController | undefined;

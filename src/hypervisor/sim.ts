@@ -107,7 +107,14 @@ export class SimDriver implements HypervisorDriver {
     if (existing?.state === 'incoming') {
       throw new Error(`sim node ${this.node}: cannot boot ${guest.name}: it is waiting for incoming migration ${existing.migrationId}`);
     }
-    if (existing) return;
+    if (existing) {
+      // The guest's load (dirty rate, working set) is what the spec says now; a running
+      // guest not migrating takes it up, as a real guest's load changes. Its memory stays.
+      if (existing.state === 'running' && !this.jobs.has(guest.name)) {
+        existing.guest = { ...this.guestModel({ ...guest, memoryBytes: existing.guest.memoryBytes }) };
+      }
+      return;
+    }
     this.domains.set(guest.name, { name: guest.name, state: 'running', guest: this.guestModel(guest) });
   }
 

@@ -26,7 +26,10 @@ export async function runController(o: {
   const kube = kubeClientFor(o.kubeconfig);
   const nc = await connectBus({ servers: o.nats, name: 'ferry-controller', log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
   const metrics = new ControllerMetrics();
-  const controller = new MigrationController({ kube, nc, log, config, metrics, ...(owner ? { ownerLabel: owner } : {}) });
+  // Filled in below when leader election is on; the controller reads it on every command and write.
+  let elector: LeaderElector | undefined;
+  const leadership = { isLeader: () => (elector ? elector.holdsLease() : true), epoch: () => elector?.epoch() ?? 0 };
+  const controller = new MigrationController({ kube, nc, log, config, metrics, leadership, ...(owner ? { ownerLabel: owner } : {}) });
   const runbooks = new RunbookController({ kube, log: log.child({ component: 'runbooks' }), config });
   const startAll = async () => {
     await controller.start();
@@ -45,7 +48,6 @@ export async function runController(o: {
   });
   log.info({ url: `http://127.0.0.1:${health.port}/metrics` }, 'serving metrics and health');
 
-  let elector: LeaderElector | undefined;
   if (o.leaderElect) {
     elector = new LeaderElector({
       api: kube.kc.makeApiClient(CoordinationV1Api),

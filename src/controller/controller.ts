@@ -4,7 +4,7 @@ import { parseObject, objectKey } from '../api/meta.js';
 import { Node, Pod, podIsReady, podUnschedulable } from '../api/core.js';
 import { defaultMigrationConfiguration, MigrationConfiguration, PENDING_POD_TIMEOUT_S, UNSCHEDULABLE_POD_TIMEOUT_S } from '../api/migrationConfig.js';
 import { parseQuantity } from '../api/quantity.js';
-import { effectiveConfiguration, matchPolicy, MIGRATION_POLICY_RESOURCE, MigrationPolicy } from '../api/migrationPolicy.js';
+import { effectiveConfiguration, MIGRATION_POLICY_RESOURCE, type MigrationPolicy } from '../api/migrationPolicy.js';
 import { downtimeForIteration } from '../limits/downtime.js';
 import { Annotations, EvictionStrategy, isLiveMigratable, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
@@ -21,6 +21,7 @@ import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
+import { PolicyReporter, selectPolicy } from './policies.js';
 import { Evacuation } from './evacuation.js';
 import { DisruptionBudgets } from './disruptionBudgets.js';
 import { createMigrationActor, type MigrationActorHandle } from './migrationActor.js';
@@ -135,7 +136,8 @@ export class MigrationController {
       return inf;
     };
     this.kubevirts = mk('/apis/kubevirt.io/v1/kubevirts', custom(KUBEVIRT_RESOURCE), () => this.reloadMigrationConfig());
-    this.policies = mk('/apis/migrations.kubevirt.io/v1alpha1/migrationpolicies', custom(MIGRATION_POLICY_RESOURCE), () => undefined);
+    const policyReporter = new PolicyReporter(this.log.child({ component: 'policies' }), this.events);
+    this.policies = mk('/apis/migrations.kubevirt.io/v1alpha1/migrationpolicies', custom(MIGRATION_POLICY_RESOURCE), (o, t) => policyReporter.observe(o, t));
     this.namespaces = mk('/api/v1/namespaces', () => this.kube.core.listNamespace() as Promise<KubernetesListObject<Obj>>, () => undefined);
     this.nodes = mk('/api/v1/nodes', () => this.kube.core.listNode() as Promise<KubernetesListObject<Obj>>, (o) => {
       this.enqueue(`node:${o.metadata?.name ?? ''}`);
@@ -479,13 +481,8 @@ export class MigrationController {
   }
 
   private policyFor(vmi: VirtualMachineInstance): MigrationPolicy | undefined {
-    const policies = this.policies.list().flatMap((raw) => {
-      const r = parseObject(MigrationPolicy, raw);
-      return r.ok ? [r.value] : [];
-    });
-    if (policies.length === 0) return undefined;
     const ns = this.namespaces.get(vmi.metadata.namespace ?? 'default') as { metadata?: { labels?: Record<string, string> } } | undefined;
-    return matchPolicy(policies, vmi.metadata.labels ?? {}, ns?.metadata?.labels ?? {});
+    return selectPolicy(this.policies.list(), vmi.metadata.labels ?? {}, ns?.metadata?.labels ?? {});
   }
 
   /** After a restart in Running: the result may have been consumed by the old controller; ask the source. */

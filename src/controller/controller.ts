@@ -140,7 +140,7 @@ export class MigrationController {
     this.policies = mk('/apis/migrations.kubevirt.io/v1alpha1/migrationpolicies', custom(MIGRATION_POLICY_RESOURCE), (o, t) => policyReporter.observe(o, t));
     this.namespaces = mk('/api/v1/namespaces', () => this.kube.core.listNamespace() as Promise<KubernetesListObject<Obj>>, () => undefined);
     this.nodes = mk('/api/v1/nodes', () => this.kube.core.listNode() as Promise<KubernetesListObject<Obj>>, (o) => {
-      this.enqueue(`node:${o.metadata?.name ?? ''}`);
+      this.evacuation?.onNodeChange(o);
       this.scheduleAdmit();
     });
     this.vmis = mk('/apis/kubevirt.io/v1/virtualmachineinstances', custom(VMI_RESOURCE), (o) => this.onVmi(o));
@@ -156,8 +156,7 @@ export class MigrationController {
       : custom(VMIM_RESOURCE);
     this.vmims = mk('/apis/kubevirt.io/v1/virtualmachineinstancemigrations', vmimList, (o) => {
       this.enqueue(keyOf(o));
-      const evacuating = o.metadata?.annotations?.[Annotations.evacuationMigration];
-      if (evacuating) this.enqueue(`node:${evacuating}`);
+      this.evacuation?.onVmimChange(o);
     }, owner);
     this.evacuation = new Evacuation({
       kube: this.kube,
@@ -171,14 +170,14 @@ export class MigrationController {
       clusterEvictionStrategy: () => this.clusterEvictionStrategy,
       backoffBaseMs: this.config.evacuation.backoffBaseSeconds * 1000,
       ...(this.opts.ownerLabel ? { vmimLabels: { [this.opts.ownerLabel.key]: this.opts.ownerLabel.value } } : {}),
-      requeue: (node, afterMs) => this.later(() => this.enqueue(`node:${node}`), afterMs),
+      ...(this.opts.metrics ? { onReconcileError: () => this.opts.metrics?.reconcileError() } : {}),
     });
     // Beside KubeVirt, its disruption-budget controller owns the same budgets.
     if (!this.opts.ownerLabel) this.budgets = new DisruptionBudgets(this.kube, this.log.child({ component: 'disruption-budgets' }));
     for (const inf of this.informers) await inf.start();
     for (const v of this.vmis.list()) this.enqueue(`vmi:${keyOf(v)}`);
-    for (const n of this.nodes.list()) this.enqueue(`node:${n.metadata?.name ?? ''}`);
     this.reloadMigrationConfig();
+    this.evacuation.start();
     for (const o of this.vmims.list()) this.enqueue(keyOf(o));
 
     this.progressSub = subscribeProgress(this.opts.nc, (m) => this.onProgress(m), this.log);
@@ -208,6 +207,7 @@ export class MigrationController {
   async stop(): Promise<void> {
     this.stopped = true;
     this.clock.clearTimeout(this.tickTimer);
+    await this.evacuation?.stop();
     for (const h of this.timers) this.clock.clearTimeout(h);
     this.timers.clear();
     await this.results?.stop();
@@ -273,10 +273,8 @@ export class MigrationController {
   private onVmi(o: Obj): void {
     const name = o.metadata?.name;
     const ns = o.metadata?.namespace;
-    const status = (o as { status?: { nodeName?: string; evacuationNodeName?: string } }).status;
     this.enqueue(`vmi:${ns ?? 'default'}/${name ?? ''}`);
-    if (status?.nodeName) this.enqueue(`node:${status.nodeName}`);
-    if (status?.evacuationNodeName && status.evacuationNodeName !== status.nodeName) this.enqueue(`node:${status.evacuationNodeName}`);
+    this.evacuation?.onVmiChange(o);
     for (const t of this.tracked.values()) if (t.session.vmiName === name && t.session.namespace === ns) this.enqueue(`${ns}/${t.session.name}`);
   }
 
@@ -321,10 +319,6 @@ export class MigrationController {
 
   /** Converges one VMIM towards what its objects say. Safe to call any number of times. */
   async reconcile(key: string): Promise<void> {
-    if (key.startsWith('node:')) {
-      await this.evacuation?.reconcileNode(key.slice(5));
-      return;
-    }
     if (key.startsWith('vmi:')) {
       const [vns, vname] = key.slice(4).split('/') as [string, string];
       const vmi = this.getVmi(vns, vname);

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
-import { getVmi, launcherPods } from '../support/cluster.js';
+import { createVmim, getVmi, launcherPods, waitForPhase } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -237,3 +237,39 @@ describe('disruption budgets for launcher pods', () => {
     await env.startController();
   });
 });
+
+describe('an evacuation that had to wait for a user migration of the same VM', () => {
+  let env: DevEnvironment;
+  beforeAll(async () => {
+    env = await startDevEnvironment({ nodes: 2, vms: 2, natsUrl: process.env['NATS_URL']!, timeScale: 4 });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('starts once that migration fails, without anyone touching the drained node', async () => {
+    // vm-1 runs on node-1. With node-2 cordoned, a user migration of vm-1 cannot place its target pod.
+    await env.kube.patchNode('node-2', { spec: { unschedulable: true } });
+    const user = await createVmim(env.kube, 'vm-1', { annotations: { 'kubevirt.io/migrationUnschedulablePodTimeoutSeconds': '3' } });
+    await waitForPhase(env.kube, user, ['Scheduling']);
+    await env.kube.patchNode('node-1', { spec: { unschedulable: true, taints: [{ key: 'kubevirt.io/drain', effect: 'NoSchedule' }] } });
+    // The drain must wait: KubeVirt allows one migration per VM at a time.
+    await waitFor('vm-1 to be marked for evacuation', async () => (await getVmi(env.kube, 'vm-1')).status?.evacuationNodeName === 'node-1');
+    expect(await evacuationsOf(env, 'node-1')).toEqual([]);
+
+    const failed = await waitForPhase(env.kube, user, ['Failed', 'Succeeded'], 20_000);
+    expect(failed.status?.phase).toBe('Failed');
+    // node-2 back in service; nothing about node-1 changes from here on.
+    await env.kube.patchNode('node-2', { spec: { unschedulable: false } });
+
+    const evacuation = await waitFor('an evacuation migration for vm-1', async () => (await evacuationsOf(env, 'node-1'))[0], { timeoutMs: 10_000 });
+    expect(evacuation.spec.vmiName).toBe('vm-1');
+    await waitForPhase(env.kube, evacuation.metadata.name, ['Succeeded'], 20_000);
+    expect((await getVmi(env.kube, 'vm-1')).status?.nodeName).toBe('node-2');
+  }, 60_000);
+});
+
+async function evacuationsOf(env: DevEnvironment, node: string): Promise<Array<{ metadata: { name: string }; spec: { vmiName: string } }>> {
+  const vmims = (await env.kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { name: string; annotations?: Record<string, string> }; spec: { vmiName: string } }>;
+  return vmims.filter((m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === node);
+}

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
-import { createVmim, getVmi, launcherPods, waitForPhase } from '../support/cluster.js';
+import { createVmim, getVmi, getVmim, launcherPods, waitForPhase } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -240,33 +240,55 @@ describe('disruption budgets for launcher pods', () => {
 
 describe('an evacuation that had to wait for a user migration of the same VM', () => {
   let env: DevEnvironment;
+  let dir: string;
+  let kubeconfig: string;
+  const ferryBin = path.resolve(import.meta.dirname, '../../bin/ferry.js');
+  const ferry = (...args: string[]) => run(process.execPath, [ferryBin, ...args, '--kubeconfig', kubeconfig], { encoding: 'utf8' });
   beforeAll(async () => {
-    env = await startDevEnvironment({ nodes: 2, vms: 2, natsUrl: process.env['NATS_URL']!, timeScale: 4 });
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-drain-wait-'));
+    kubeconfig = path.join(dir, 'kubeconfig');
+    env = await startDevEnvironment({ nodes: 2, vms: 2, natsUrl: process.env['NATS_URL']!, kubeconfigPath: kubeconfig, timeScale: 4 });
   });
   afterAll(async () => {
     await env?.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
-  test('starts once that migration fails, without anyone touching the drained node', async () => {
+  test('starts once that migration ends, without anyone touching the drained node; status and drain say why it waits', async () => {
     // vm-1 runs on node-1. With node-2 cordoned, a user migration of vm-1 cannot place its target pod.
     await env.kube.patchNode('node-2', { spec: { unschedulable: true } });
-    const user = await createVmim(env.kube, 'vm-1', { annotations: { 'kubevirt.io/migrationUnschedulablePodTimeoutSeconds': '3' } });
+    const user = await createVmim(env.kube, 'vm-1');
     await waitForPhase(env.kube, user, ['Scheduling']);
-    await env.kube.patchNode('node-1', { spec: { unschedulable: true, taints: [{ key: 'kubevirt.io/drain', effect: 'NoSchedule' }] } });
+
+    const drain = ferry('drain', 'node-1', '--timeout', '40');
     // The drain must wait: KubeVirt allows one migration per VM at a time.
     await waitFor('vm-1 to be marked for evacuation', async () => (await getVmi(env.kube, 'vm-1')).status?.evacuationNodeName === 'node-1');
+    let seen = '';
+    await waitFor('ferry status to say why the target pod waits', async () => {
+      seen = (await ferry('status')).stdout;
+      return /target pod unschedulable: 0\/2 nodes are available/.test(seen) || undefined;
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}; last output:\n${seen}`);
+    });
+    expect(seen).toMatch(new RegExp(`${user}\\s+vm-1\\s+Scheduling\\s+target pod unschedulable`));
     expect(await evacuationsOf(env, 'node-1')).toEqual([]);
 
-    const failed = await waitForPhase(env.kube, user, ['Failed', 'Succeeded'], 20_000);
-    expect(failed.status?.phase).toBe('Failed');
-    // node-2 back in service; nothing about node-1 changes from here on.
+    // The user gives up on their migration; its end does not touch the VMI or node-1.
+    await ferry('cancel', `default/${user}`);
+    await waitFor('the user migration to be gone', async () => (await getVmim(env.kube, user)) === undefined);
     await env.kube.patchNode('node-2', { spec: { unschedulable: false } });
 
     const evacuation = await waitFor('an evacuation migration for vm-1', async () => (await evacuationsOf(env, 'node-1'))[0], { timeoutMs: 10_000 });
     expect(evacuation.spec.vmiName).toBe('vm-1');
     await waitForPhase(env.kube, evacuation.metadata.name, ['Succeeded'], 20_000);
     expect((await getVmi(env.kube, 'vm-1')).status?.nodeName).toBe('node-2');
-  }, 60_000);
+
+    const { stdout } = await drain;
+    expect(stdout).toContain(`default/vm-1: queued (waiting for migration default/${user} (Scheduling) to end; its target pod unschedulable: 0/2 nodes are available`);
+    expect(stdout).toMatch(/default\/vm-1\s+LiveMigrate\s+moved\s+node-2\s+1/);
+    // Progress names this migration's target, never an earlier one's.
+    for (const line of stdout.split('\n').filter((l) => l.includes('default/vm-1:') && l.includes('→'))) expect(line).toContain('→ node-2');
+  }, 90_000);
 });
 
 async function evacuationsOf(env: DevEnvironment, node: string): Promise<Array<{ metadata: { name: string }; spec: { vmiName: string } }>> {

@@ -91,7 +91,7 @@ export function buildProgram(): Command {
 
   program
     .command('cancel')
-    .description('Abort a migration (deletes the VMIM; the VM stays on its source node)')
+    .description('Abort a migration that has not finished (deletes the VMIM; the VM stays on its source node). A finished one is left alone: exit 1')
     .argument('<vmim>', 'NAMESPACE/NAME of the migration')
     .addOption(kubeconfigOption())
     .action((vmim, o) => runCancel(vmim, o));

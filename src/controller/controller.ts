@@ -22,6 +22,7 @@ import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
 import { PolicyReporter, selectPolicy } from './policies.js';
+import { unusableVmiReason } from './vmiFacts.js';
 import { Evacuation } from './evacuation.js';
 import { DisruptionBudgets } from './disruptionBudgets.js';
 import { createMigrationActor, type MigrationActorHandle } from './migrationActor.js';
@@ -513,7 +514,7 @@ export class MigrationController {
     }
     const vmi = this.getVmi(s.namespace, s.vmiName);
     if (!vmi || vmi.metadata.deletionTimestamp || (vmi.status?.phase && vmi.status.phase !== 'Running')) {
-      const reason = !vmi ? `VMI ${s.vmiKey} does not exist` : `VMI ${s.vmiKey} is ${vmi.metadata.deletionTimestamp ? 'being deleted' : vmi.status?.phase}`;
+      const reason = !vmi ? unusableVmiReason(this.vmis.get(s.vmiName, s.namespace), s.vmiKey) : `VMI ${s.vmiKey} is ${vmi.metadata.deletionTimestamp ? 'being deleted' : vmi.status?.phase}`;
       if (s.phase === 'Pending') send({ type: 'REJECTED', reason });
       else send({ type: 'VMI_GONE', reason });
       return;

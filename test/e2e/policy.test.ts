@@ -80,4 +80,14 @@ describe('MigrationPolicy and convergence', () => {
     expect(byPolicy.get('c-negative-timeout')?.message).toMatch(/spec\.completionTimeoutPerGiB: Too small/);
     expect(byPolicy.has('z-web')).toBe(false);
   }, 40_000);
+
+  test('a VMIM for a VMI that exists but fails the schema says it is invalid, not missing', async () => {
+    // The API server stores what it is given; this VMI's spec is no longer an object.
+    await env.kube.patchCustom(VMI_RESOURCE, 'default', 'vm-2', { spec: 5 });
+    const name = await createVmim(env.kube, 'vm-2');
+    const failed = await waitForPhase(env.kube, name, ['Failed', 'Succeeded']);
+    const message = failed.status?.conditions?.find((c) => c.type === 'Failed')?.message;
+    expect(message).toMatch(/VMI default\/vm-2 fails validation: spec: /);
+    expect(message).not.toMatch(/does not exist/);
+  });
 });

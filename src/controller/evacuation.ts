@@ -342,8 +342,12 @@ function vmiRef(vmi: VirtualMachineInstance) {
   return { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance', namespace: vmi.metadata.namespace ?? 'default', name: vmi.metadata.name, uid: vmi.metadata.uid };
 }
 
-/** DELETE with preconditions: only the very object (uid) in the very version (resourceVersion) we decided on. */
-function deleteUnchanged(kube: KubeClient, m: VirtualMachineInstanceMigration): Promise<unknown> {
+/**
+ * Withdraws a queued migration: DELETE with preconditions, so only the very
+ * object (uid) in the very version (resourceVersion) we decided on goes. A 409
+ * means it changed since (it may have started): the caller leaves it and looks again.
+ */
+export function deleteUnchanged(kube: KubeClient, m: VirtualMachineInstanceMigration): Promise<unknown> {
   return kube.custom.deleteNamespacedCustomObject({
     ...VMIM_RESOURCE,
     namespace: m.metadata.namespace ?? 'default',

@@ -87,7 +87,7 @@ export interface MigrationFacts {
   valid: VirtualMachineInstanceMigration[];
   invalid: InvalidMigration[];
   targetPods: Map<string, Pod[]>;
-  /** The controller's latest "Queued" reason, by VMIM uid. */
+  /** The controller's latest reason for keeping a migration queued (its "Queued" Event), by VMIM uid. */
   queued: Map<string, string>;
 }
 
@@ -114,7 +114,7 @@ export async function readMigrationFacts(kube: KubeClient, vmimResource: Paramet
     const stamp = e.lastTimestamp ?? e.eventTime ?? e.metadata?.creationTimestamp;
     const at = stamp ? new Date(stamp).getTime() : 0;
     const prev = queued.get(uid);
-    if (!prev || at >= prev.at) queued.set(uid, { at, message: e.message.replace(/^Waiting to start: /, 'queued: ') });
+    if (!prev || at >= prev.at) queued.set(uid, { at, message: e.message.replace(/^Waiting to start: /, '') });
   }
   return { valid, invalid, targetPods: targetPodsByMigration(pods), queued: new Map([...queued].map(([k, v]) => [k, v.message])) };
 }

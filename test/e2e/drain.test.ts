@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { renderStatus } from '../../src/cli/commands/status.js';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
@@ -102,9 +103,15 @@ describe('draining two nodes at once by taint', () => {
     }
     let peakCluster = 0;
     let peakNode = 0;
+    let queuedShown = '';
     await waitFor('both nodes to be empty', async () => {
       const vmims = (await env.kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { annotations?: Record<string, string> }; status?: { phase?: string } }>;
       const running = vmims.filter((m) => active.includes(m.status?.phase ?? ''));
+      // `ferry status` says why the ones that wait are waiting.
+      if (!queuedShown && vmims.some((m) => !m.status?.phase || m.status.phase === 'Pending')) {
+        const text = await renderStatus(env.kube, { output: 'table' });
+        if (/kubevirt-evacuation-\S+\s+vm-\d+\s+Pending\s+queued: \S/.test(text)) queuedShown = text;
+      }
       peakCluster = Math.max(peakCluster, running.length);
       for (const n of ['node-1', 'node-2']) {
         peakNode = Math.max(peakNode, running.filter((m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === n).length);
@@ -114,6 +121,7 @@ describe('draining two nodes at once by taint', () => {
     }, { timeoutMs: 60_000, intervalMs: 20 });
     expect(peakCluster).toBeLessThanOrEqual(3);
     expect(peakNode).toBeLessThanOrEqual(2);
+    expect(queuedShown).toMatch(/Pending\s+queued: (cluster|outbound|inbound) limit/);
     expect(peakCluster).toBeGreaterThanOrEqual(2);
     const vmis = (await env.kube.listCustom(VMI_RESOURCE, 'default')).items as Array<{ metadata: { name: string }; status?: { nodeName?: string; evacuationNodeName?: string } }>;
     expect(vmis.filter((v) => ['node-3', 'node-4'].includes(v.status?.nodeName ?? '')).length).toBe(16);

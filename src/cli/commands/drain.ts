@@ -1,16 +1,16 @@
 import cliProgress from 'cli-progress';
 import { parseObject } from '../../api/meta.js';
-import { Node, Pod } from '../../api/core.js';
+import { Node } from '../../api/core.js';
 import { MigrationConfiguration } from '../../api/migrationConfig.js';
 import { formatBytes } from '../../api/quantity.js';
-import { Annotations, EvictionStrategy, Labels, VirtualMachineInstance } from '../../api/vmi.js';
+import { Annotations, EvictionStrategy, VirtualMachineInstance } from '../../api/vmi.js';
 import type { VirtualMachineInstanceMigration } from '../../api/vmim.js';
 import { evacuationAction, strategyOf, type EvacuationAction } from '../../controller/evacuationRules.js';
 import { guestMemoryBytes } from '../../controller/guest.js';
 import { describeApiError, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../../kube/client.js';
 import { formatDuration, formatRate, table } from '../format.js';
 import { kubeClientFor } from '../kubeconfig.js';
-import { currentTarget, splitMigrations, targetPodsByMigration, whyWaiting } from '../migrationFacts.js';
+import { currentTarget, readMigrationFacts, whyWaiting } from '../migrationFacts.js';
 
 interface PlannedVm {
   key: string;
@@ -196,12 +196,7 @@ function statusText(p: VmProgress): string {
 
 async function refresh(kube: KubeClient, nodeName: string, progress: Map<string, VmProgress>, maxAttempts: number): Promise<void> {
   const vmis = new Map((await listVmis(kube)).map((v) => [`${v.metadata.namespace}/${v.metadata.name}`, v]));
-  const { valid: all } = splitMigrations((await kube.listCustom(VMIM_RESOURCE)).items);
-  const podList = await kube.core.listPodForAllNamespaces({ labelSelector: Labels.migrationJobUID });
-  const targetPods = targetPodsByMigration(podList.items.flatMap((raw) => {
-    const r = parseObject(Pod, raw);
-    return r.ok ? [r.value] : [];
-  }));
+  const { valid: all, targetPods, queued } = await readMigrationFacts(kube, VMIM_RESOURCE);
   const podsOf = (m: VirtualMachineInstanceMigration) => targetPods.get(m.metadata.uid ?? '') ?? [];
   const unfinished = (m: VirtualMachineInstanceMigration) => !['Succeeded', 'Failed'].includes(m.status?.phase ?? '');
   for (const p of progress.values()) {
@@ -248,7 +243,7 @@ async function refresh(kube: KubeClient, nodeName: string, progress: Map<string,
         const why = whyWaiting(other, podsOf(other), undefined);
         p.waiting = `waiting for migration ${other.metadata.namespace}/${other.metadata.name} (${other.status?.phase || 'Pending'}) to end${why ? `; its ${why}` : ''}`;
       } else {
-        p.waiting = current ? whyWaiting(current, podsOf(current), undefined) : undefined;
+        p.waiting = current ? whyWaiting(current, podsOf(current), queued.get(current.metadata.uid ?? '')) : undefined;
       }
     }
   }

@@ -52,7 +52,7 @@ export async function renderStatus(kube: KubeClient, o: { namespace?: string; ou
       source: ms?.sourceNode,
       target: currentTarget(m, undefined, pods),
       progress: phase === 'Running' && p?.dataTotal ? `${formatBytes(p.dataRemaining ?? 0)} left @ ${formatRate(p.memoryBandwidth)}` : '',
-      reason: phase === 'Failed' ? ms?.failureReason ?? m.status?.conditions?.find((c) => c.type === 'Failed')?.message : whyWaiting(m, pods, facts.queued.get(m.metadata.uid ?? '')),
+      reason: phase === 'Failed' ? ms?.failureReason ?? m.status?.conditions?.find((c) => c.type === 'Failed')?.message : waitingText(phase, whyWaiting(m, pods, facts.queued.get(m.metadata.uid ?? ''))),
       created: m.metadata.creationTimestamp,
     };
   });
@@ -76,4 +76,8 @@ export async function renderStatus(kube: KubeClient, o: { namespace?: string; ou
   if (rows.length === 0) return 'No migrations.\n';
   const body = rows.map((r) => [r.namespace, r.name, r.vmi, r.phase, r.source ?? '', r.target ?? '', r.progress || r.reason || '', age(r.created)]);
   return `${table(['NAMESPACE', 'NAME', 'VMI', 'PHASE', 'SOURCE', 'TARGET', 'PROGRESS', 'AGE'], body, { maxWidths: [63, 63, 63] })}\n`;
+}
+
+function waitingText(phase: string, why: string | undefined): string | undefined {
+  return why && phase === 'Pending' ? `queued: ${why}` : why;
 }

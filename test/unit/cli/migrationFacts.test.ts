@@ -20,7 +20,7 @@ describe('what the CLI says about a migration', () => {
   });
 
   test('a pending migration shows the controller\'s queueing reason; a running or finished one waits for nothing', () => {
-    expect(whyWaiting(vmim('Pending'), [], 'queued: at most 2 outbound per node')).toBe('queued: at most 2 outbound per node');
+    expect(whyWaiting(vmim('Pending'), [], 'at most 2 outbound per node')).toBe('at most 2 outbound per node');
     expect(whyWaiting(vmim('Running'), [pod({ unschedulable: 'x' })], 'y')).toBeUndefined();
     expect(whyWaiting(vmim('Failed'), [pod({ unschedulable: 'x' })], 'y')).toBeUndefined();
   });

@@ -235,7 +235,9 @@ export class Evacuation {
     });
     switch (step.kind) {
       case 'busy':
-        // Its end (a VMIM update) requeues this node; the resync is the safety net.
+        // Ours, under way: nothing to say. Another one: its end (a VMIM update)
+        // requeues this node, and the resync is the safety net.
+        if (step.evacuating === node) return;
         this.tellOnce(vmi, `busy:${step.migration}@${node}`, 'Normal', 'EvacuationWaiting', `Waiting for migration ${step.migration} (${step.phase}) of this VM to end before evacuating it from ${node}`);
         return;
       case 'backoff':

@@ -82,8 +82,11 @@ export function evacuationBackoffMs(failuresSinceSuccess: number, baseMs: number
 
 /** What evacuation does next for one VM that should leave its node. */
 export type EvacuationStep =
-  /** Another migration of this VM has not ended: KubeVirt allows one at a time, so wait for it. */
-  | { kind: 'busy'; migration: string; phase: string }
+  /**
+   * A migration of this VM has not ended: KubeVirt allows one at a time, so wait for it.
+   * `evacuating` names the node it evacuates, when it is an evacuation (ours, if it is this node).
+   */
+  | { kind: 'busy'; migration: string; phase: string; evacuating: string | undefined }
   /** Recent evacuation failures: wait out the back-off before the next attempt. */
   | { kind: 'backoff'; failures: number; waitMs: number }
   | { kind: 'create'; attempt: number };
@@ -102,7 +105,14 @@ export function nextEvacuationStep(args: {
 }): EvacuationStep {
   const mine = [...args.migrations].sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
   const open = mine.find((m) => !FINAL_PHASES.has((m.status?.phase || 'Pending') as MigrationPhase) && !m.metadata.deletionTimestamp);
-  if (open) return { kind: 'busy', migration: `${open.metadata.namespace ?? 'default'}/${open.metadata.name}`, phase: open.status?.phase || 'Pending' };
+  if (open) {
+    return {
+      kind: 'busy',
+      migration: `${open.metadata.namespace ?? 'default'}/${open.metadata.name}`,
+      phase: open.status?.phase || 'Pending',
+      evacuating: open.metadata.annotations?.[Annotations.evacuationMigration],
+    };
+  }
   // KubeVirt's back-off: count evacuation failures since the last success.
   let failures = 0;
   let lastFailure = -Infinity;

@@ -291,6 +291,10 @@ describe('an evacuation that had to wait for a user migration of the same VM', (
     await waitForPhase(env.kube, evacuation.metadata.name, ['Succeeded'], 20_000);
     expect((await getVmi(env.kube, 'vm-1')).status?.nodeName).toBe('node-2');
 
+    // The wait was told once on the VMI, naming the migration it waited for; its own evacuation is not "waiting".
+    const waits = (await env.kube.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.reason === 'EvacuationWaiting' && e.involvedObject.name === 'vm-1');
+    expect(waits.map((e) => e.message)).toEqual([`Waiting for migration default/${user} (Scheduling) of this VM to end before evacuating it from node-1`]);
+
     const { stdout } = await drain;
     expect(stdout).toContain(`default/vm-1: queued (waiting for migration default/${user} (Scheduling) to end; its target pod unschedulable: 0/2 nodes are available`);
     expect(stdout).toMatch(/default\/vm-1\s+LiveMigrate\s+moved\s+node-2\s+1/);

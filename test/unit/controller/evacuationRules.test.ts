@@ -29,9 +29,9 @@ describe('what evacuation does next for a VM that must leave its node', () => {
 
   test('any unfinished migration of the VM, a user one too, makes it wait and says which', () => {
     const user = vmim('Scheduling', { evacuation: false });
-    expect(step([vmim('Succeeded'), user])).toEqual({ kind: 'busy', migration: `default/${user.metadata.name}`, phase: 'Scheduling' });
+    expect(step([vmim('Succeeded'), user])).toEqual({ kind: 'busy', migration: `default/${user.metadata.name}`, phase: 'Scheduling', evacuating: undefined });
     const fresh = vmim('');
-    expect(step([fresh])).toMatchObject({ kind: 'busy', phase: 'Pending' });
+    expect(step([fresh])).toMatchObject({ kind: 'busy', phase: 'Pending', evacuating: 'node-1' });
   });
 
   test('a migration being deleted does not block (its abort is under way)', () => {

@@ -3,7 +3,8 @@ import { runDev } from './commands/dev.js';
 import { runController } from './commands/controller.js';
 import { runHandler } from './commands/handler.js';
 import { runMigrate } from './commands/migrate.js';
-import { runStatus, runCancel } from './commands/status.js';
+import { runStatus } from './commands/status.js';
+import { runCancel } from './commands/cancel.js';
 import { runDrain, runUncordon } from './commands/drain.js';
 import { runApiDocs } from './commands/docs.js';
 import { runStatechartsExport } from './commands/statecharts.js';
@@ -90,7 +91,7 @@ export function buildProgram(): Command {
 
   program
     .command('cancel')
-    .description('Abort a migration (deletes the VMIM; the VM stays on its source node)')
+    .description('Abort a migration that has not finished (deletes the VMIM; the VM stays on its source node). A finished one is left alone: exit 1')
     .argument('<vmim>', 'NAMESPACE/NAME of the migration')
     .addOption(kubeconfigOption())
     .action((vmim, o) => runCancel(vmim, o));

@@ -4,7 +4,7 @@ import { parseObject, objectKey } from '../api/meta.js';
 import { Node, Pod, podIsReady, podUnschedulable } from '../api/core.js';
 import { defaultMigrationConfiguration, MigrationConfiguration, PENDING_POD_TIMEOUT_S, UNSCHEDULABLE_POD_TIMEOUT_S } from '../api/migrationConfig.js';
 import { parseQuantity } from '../api/quantity.js';
-import { effectiveConfiguration, matchPolicy, MIGRATION_POLICY_RESOURCE, MigrationPolicy } from '../api/migrationPolicy.js';
+import { effectiveConfiguration, MIGRATION_POLICY_RESOURCE, type MigrationPolicy } from '../api/migrationPolicy.js';
 import { downtimeForIteration } from '../limits/downtime.js';
 import { Annotations, EvictionStrategy, isLiveMigratable, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
@@ -22,6 +22,8 @@ import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
+import { PolicyReporter, selectPolicy } from './policies.js';
+import { unusableVmiReason } from './vmiFacts.js';
 import { Evacuation } from './evacuation.js';
 import { DisruptionBudgets } from './disruptionBudgets.js';
 import { createMigrationActor, type MigrationActorHandle } from './migrationActor.js';
@@ -189,10 +191,11 @@ export class MigrationController {
       return inf;
     };
     this.kubevirts = mk('/apis/kubevirt.io/v1/kubevirts', custom(KUBEVIRT_RESOURCE), () => this.reloadMigrationConfig());
-    this.policies = mk('/apis/migrations.kubevirt.io/v1alpha1/migrationpolicies', custom(MIGRATION_POLICY_RESOURCE), () => undefined);
+    const policyReporter = new PolicyReporter(this.log.child({ component: 'policies' }), this.events);
+    this.policies = mk('/apis/migrations.kubevirt.io/v1alpha1/migrationpolicies', custom(MIGRATION_POLICY_RESOURCE), (o, t) => policyReporter.observe(o, t));
     this.namespaces = mk('/api/v1/namespaces', () => this.kube.core.listNamespace() as Promise<KubernetesListObject<Obj>>, () => undefined);
     this.nodes = mk('/api/v1/nodes', () => this.kube.core.listNode() as Promise<KubernetesListObject<Obj>>, (o) => {
-      this.enqueue(`node:${o.metadata?.name ?? ''}`);
+      this.evacuation?.onNodeChange(o);
       this.scheduleAdmit();
     });
     this.vmis = mk('/apis/kubevirt.io/v1/virtualmachineinstances', custom(VMI_RESOURCE), (o) => this.onVmi(o));
@@ -208,8 +211,7 @@ export class MigrationController {
       : custom(VMIM_RESOURCE);
     this.vmims = mk('/apis/kubevirt.io/v1/virtualmachineinstancemigrations', vmimList, (o) => {
       this.enqueue(keyOf(o));
-      const evacuating = o.metadata?.annotations?.[Annotations.evacuationMigration];
-      if (evacuating) this.enqueue(`node:${evacuating}`);
+      this.evacuation?.onVmimChange(o);
     }, owner);
     this.evacuation = new Evacuation({
       kube: this.kube,
@@ -223,14 +225,14 @@ export class MigrationController {
       clusterEvictionStrategy: () => this.clusterEvictionStrategy,
       backoffBaseMs: this.config.evacuation.backoffBaseSeconds * 1000,
       ...(this.opts.ownerLabel ? { vmimLabels: { [this.opts.ownerLabel.key]: this.opts.ownerLabel.value } } : {}),
-      requeue: (node, afterMs) => this.later(() => this.enqueue(`node:${node}`), afterMs),
+      ...(this.opts.metrics ? { onReconcileError: () => this.opts.metrics?.reconcileError() } : {}),
     });
     // Beside KubeVirt, its disruption-budget controller owns the same budgets.
     if (!this.opts.ownerLabel) this.budgets = new DisruptionBudgets(this.kube, this.log.child({ component: 'disruption-budgets' }));
     for (const inf of this.informers) await inf.start();
     for (const v of this.vmis.list()) this.enqueue(`vmi:${keyOf(v)}`);
-    for (const n of this.nodes.list()) this.enqueue(`node:${n.metadata?.name ?? ''}`);
     this.reloadMigrationConfig();
+    this.evacuation.start();
     for (const o of this.vmims.list()) this.enqueue(keyOf(o));
 
     this.progressSub = subscribeProgress(this.opts.nc, (m) => this.onProgress(m), this.log);
@@ -265,6 +267,7 @@ export class MigrationController {
   async stop(): Promise<void> {
     this.stopped = true;
     this.clock.clearTimeout(this.tickTimer);
+    await this.evacuation?.stop();
     for (const h of this.timers) this.clock.clearTimeout(h);
     this.timers.clear();
     await this.queue.shutDown();
@@ -331,10 +334,8 @@ export class MigrationController {
   private onVmi(o: Obj): void {
     const name = o.metadata?.name;
     const ns = o.metadata?.namespace;
-    const status = (o as { status?: { nodeName?: string; evacuationNodeName?: string } }).status;
     this.enqueue(`vmi:${ns ?? 'default'}/${name ?? ''}`);
-    if (status?.nodeName) this.enqueue(`node:${status.nodeName}`);
-    if (status?.evacuationNodeName && status.evacuationNodeName !== status.nodeName) this.enqueue(`node:${status.evacuationNodeName}`);
+    this.evacuation?.onVmiChange(o);
     for (const t of this.tracked.values()) if (t.session.vmiName === name && t.session.namespace === ns) this.enqueue(`${ns}/${t.session.name}`);
   }
 
@@ -364,10 +365,6 @@ export class MigrationController {
 
   /** Converges one VMIM towards what its objects say. Safe to call any number of times. */
   async reconcile(key: string): Promise<void> {
-    if (key.startsWith('node:')) {
-      await this.evacuation?.reconcileNode(key.slice(5));
-      return;
-    }
     if (key.startsWith('vmi:')) {
       const [vns, vname] = key.slice(4).split('/') as [string, string];
       const vmi = this.getVmi(vns, vname);
@@ -581,13 +578,8 @@ export class MigrationController {
   }
 
   private policyFor(vmi: VirtualMachineInstance): MigrationPolicy | undefined {
-    const policies = this.policies.list().flatMap((raw) => {
-      const r = parseObject(MigrationPolicy, raw);
-      return r.ok ? [r.value] : [];
-    });
-    if (policies.length === 0) return undefined;
     const ns = this.namespaces.get(vmi.metadata.namespace ?? 'default') as { metadata?: { labels?: Record<string, string> } } | undefined;
-    return matchPolicy(policies, vmi.metadata.labels ?? {}, ns?.metadata?.labels ?? {});
+    return selectPolicy(this.policies.list(), vmi.metadata.labels ?? {}, ns?.metadata?.labels ?? {});
   }
 
   /** Translates what the objects say now into chart events; the chart ignores what doesn't apply. */
@@ -607,7 +599,7 @@ export class MigrationController {
     }
     const vmi = this.getVmi(s.namespace, s.vmiName);
     if (!vmi || vmi.metadata.deletionTimestamp || (vmi.status?.phase && vmi.status.phase !== 'Running')) {
-      const reason = !vmi ? `VMI ${s.vmiKey} does not exist` : `VMI ${s.vmiKey} is ${vmi.metadata.deletionTimestamp ? 'being deleted' : vmi.status?.phase}`;
+      const reason = !vmi ? unusableVmiReason(this.vmis.get(s.vmiName, s.namespace), s.vmiKey) : `VMI ${s.vmiKey} is ${vmi.metadata.deletionTimestamp ? 'being deleted' : vmi.status?.phase}`;
       if (s.phase === 'Pending') send({ type: 'REJECTED', reason });
       else send({ type: 'VMI_GONE', reason });
       return;

@@ -1,5 +1,5 @@
 import { parseObject } from '../api/meta.js';
-import { Node, Pod } from '../api/core.js';
+import { Node } from '../api/core.js';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { Annotations, EvictionStrategy, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
@@ -8,7 +8,7 @@ import type { Cache } from '../kube/informer.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import type { EventRecorder } from './eventRecorder.js';
-import { evacuationAction, evacuationBackoffMs, evictionVerdict, hasDrainTaint } from './evacuationRules.js';
+import { evacuationAction, evacuationBackoffMs, hasDrainTaint } from './evacuationRules.js';
 
 type Raw = { metadata?: { name?: string; namespace?: string; uid?: string } } & Record<string, unknown>;
 
@@ -190,27 +190,6 @@ export class Evacuation {
     this.warned.add(key);
     this.d.log.warn({ vmi: `${vmi.metadata.namespace}/${vmi.metadata.name}`, reason }, message);
     this.d.events.record(vmiRef(vmi), 'Warning', reason, message);
-  }
-
-  /**
-   * The eviction check for launcher pods (the embedded cluster's eviction hook,
-   * or an admission webhook on a real cluster). Returns null to let the
-   * eviction proceed, or the refusal to send back.
-   */
-  async checkEviction(podRaw: unknown): Promise<null | { code: number; message: string }> {
-    const p = parseObject(Pod, podRaw);
-    if (!p.ok) return null;
-    const pod = p.value;
-    const vmiUid = pod.metadata.labels?.[Labels.createdBy];
-    if (!vmiUid) return null;
-    const vmi = this.parsedVmis().find((v) => v.metadata.uid === vmiUid);
-    const verdict = evictionVerdict(pod, vmi, this.d.clusterEvictionStrategy());
-    if (verdict.allow) return null;
-    if (verdict.markEvacuation && vmi && pod.spec?.nodeName && vmi.status?.evacuationNodeName !== pod.spec.nodeName) {
-      await this.mark(vmi, pod.spec.nodeName);
-      this.d.log.info({ vmi: `${vmi.metadata.namespace}/${vmi.metadata.name}`, node: pod.spec.nodeName }, 'eviction of launcher pod turned into evacuation');
-    }
-    return { code: verdict.code, message: verdict.message };
   }
 }
 

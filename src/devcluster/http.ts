@@ -11,7 +11,7 @@ import { OPENAPI_V2_PROTOBUF, openApiV2Json, openApiV2Protobuf, openApiV3Documen
 import { applyPatch, PATCH_CONTENT_TYPES, type PatchType } from './patch.js';
 import type { ResourceType } from './registry.js';
 import { bindPod } from './scheduler.js';
-import type { DeleteOptions, ObjectStore, WatchEvent } from './store.js';
+import { randomSuffix, type DeleteOptions, type ObjectStore, type WatchEvent } from './store.js';
 import { toTable, wantsTable, type IncludeObject } from './table.js';
 
 /**
@@ -186,8 +186,8 @@ export class ApiServer {
     const dryRun = dryRunParam === 'All';
     // Server-side dry run covers what admission decides; the dev cluster does it for creates and evictions.
     if (dryRun && req.method !== 'POST') throw Errors.badRequest(`dryRun is supported by the Ferry dev cluster for create and eviction only, not ${req.method}`);
-    const admit = (operation: Operation, objName: string, object: KubeObject | null, oldObject: KubeObject | null, sub = subresource ?? '', options: Record<string, unknown> | null = null) =>
-      this.admit(this.attributes(type, operation, namespace, objName, sub, object, oldObject, user, dryRun, options));
+    const admit = (operation: Operation, objName: string, object: KubeObject | null, oldObject: KubeObject | null, sub = subresource ?? '', options: Record<string, unknown> | null = null, beforeValidation?: (o: KubeObject | null) => KubeObject | null) =>
+      this.admit(this.attributes(type, operation, namespace, objName, sub, object, oldObject, user, dryRun, options), beforeValidation);
 
     switch (req.method) {
       case 'GET': {
@@ -238,7 +238,15 @@ export class ApiServer {
         if (name) throw Errors.methodNotAllowed(`POST is not supported on a single ${type.kind}; create it on the collection`);
         const obj = requireObject(body?.value, type);
         if (type.namespaced && namespace && obj.metadata.namespace === undefined) obj.metadata.namespace = namespace;
-        const admitted = (await admit('CREATE', obj.metadata.name ?? '', obj, null, '')) ?? obj;
+        const admitted = (await admit('CREATE', obj.metadata.name ?? '', obj, null, '', null, (o) => {
+          // The registry names a generateName object before validation, so validating admission sees the name.
+          const meta = o?.metadata;
+          if (meta && !meta.name && meta.generateName) {
+            do meta.name = meta.generateName + randomSuffix();
+            while (store.tryGet(type, meta.name, namespace ?? meta.namespace));
+          }
+          return o;
+        })) ?? obj;
         // A dry run answers with the object as admission left it; nothing is stored, no name is generated.
         if (dryRun) return { code: 201, body: admitted };
         const created = store.create(type, admitted, { namespace });
@@ -313,10 +321,10 @@ export class ApiServer {
     };
   }
 
-  /** Runs admission if any webhook or policy concerns the request; resolves to the object to store (null: unchanged). */
-  private async admit(a: AdmissionAttributes): Promise<KubeObject | null> {
+  /** Runs admission if any webhook or policy concerns the request; resolves to the object to store. */
+  private async admit(a: AdmissionAttributes, beforeValidation?: (o: KubeObject | null) => KubeObject | null): Promise<KubeObject | null> {
     if (!this.opts.admission.concerns(a)) return a.object;
-    return this.opts.admission.admit(a);
+    return this.opts.admission.admit(a, beforeValidation);
   }
 
   /**

@@ -49,10 +49,16 @@ export class AdmissionChain {
     return anyWebhookRuleMatches(a, this.webhooks) || anyPolicyRuleMatches(a, this.policies);
   }
 
-  /** Runs the chain; resolves to the object as mutated, rejects with the ApiError the client gets. */
-  async admit(a: AdmissionAttributes): Promise<KubeObject | null> {
-    const object = await runMutatingWebhooks(a, this.webhooks);
-    const admitted = { ...a, object };
+  /**
+   * Runs the chain; resolves to the object as mutated, rejects with the
+   * ApiError the client gets. `beforeValidation` is the registry's own step
+   * between the two phases (a create's generated name is chosen there, so
+   * validating webhooks see it, as on the real server).
+   */
+  async admit(a: AdmissionAttributes, beforeValidation?: (o: KubeObject | null) => KubeObject | null): Promise<KubeObject | null> {
+    const mutated = await runMutatingWebhooks(a, this.webhooks);
+    const object = beforeValidation ? beforeValidation(mutated) : mutated;
+    const admitted = { ...a, object, name: object?.metadata.name ?? a.name };
     await runPolicies(admitted, this.policies);
     await runValidatingWebhooks(admitted, this.webhooks);
     return object;

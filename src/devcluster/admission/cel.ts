@@ -39,10 +39,25 @@ export function checkSyntax(expression: string): string | undefined {
   }
 }
 
+/**
+ * The library accepts plain objects of its own realm only; objects copied by
+ * structuredClone (the store's snapshots) may come from another. A JSON copy
+ * is what the real server's CEL sees anyway: the object as JSON.
+ */
+const plainCopies = new WeakMap<object, Record<string, unknown>>();
+function plain(vars: Record<string, unknown>): Record<string, unknown> {
+  let p = plainCopies.get(vars);
+  if (!p) {
+    p = JSON.parse(JSON.stringify(vars)) as Record<string, unknown>;
+    plainCopies.set(vars, p);
+  }
+  return p;
+}
+
 export function evaluate(expression: string, vars: Record<string, unknown>): unknown {
   const c = compile(expression);
   try {
-    return c(vars);
+    return c(plain(vars));
   } catch (err) {
     throw new CelError((err as Error).message.split('\n')[0] ?? String(err));
   }

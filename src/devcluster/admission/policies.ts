@@ -99,7 +99,7 @@ export async function runPolicies(a: AdmissionAttributes, src: PolicySource): Pr
       params = found.items;
     }
     for (const param of params) {
-      const vars: Record<string, unknown> = {
+      let vars: Record<string, unknown> = {
         object: a.object,
         oldObject: a.oldObject,
         request: admissionRequest(a),
@@ -114,14 +114,15 @@ export async function runPolicies(a: AdmissionAttributes, src: PolicySource): Pr
       }
       if (!mc.matches) continue;
       const variables: Record<string, unknown> = {};
-      vars['variables'] = variables;
       for (const v of spec.variables ?? []) {
         try {
-          variables[v.name] = evaluate(v.expression, vars);
+          // Each variable may use the ones before it; a fresh object per step keeps the CEL copy current.
+          variables[v.name] = evaluate(v.expression, { ...vars, variables: { ...variables } });
         } catch {
           // Kubernetes evaluates variables lazily: an error surfaces in the validation that uses it.
         }
       }
+      vars = { ...vars, variables };
       for (const val of spec.validations ?? []) {
         let ok: boolean;
         try {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { systemClock, type Clock } from '../util/clock.js';
 import { ClusterAuth } from './auth/clusterAuth.js';
 import { devClusterAuth, type DevClusterAuth } from './auth/kubeconfig.js';
-import { AdmissionChain, admissionResources, type ServiceTarget } from './admission/index.js';
+import { AdmissionChain, admissionResources, type ServiceTarget, type WebhookCall } from './admission/index.js';
 import { withDisruptionStatus } from './eviction.js';
 import { ApiServer } from './http.js';
 import { kubeConfigYaml } from './kubeconfig.js';
@@ -39,6 +39,8 @@ export interface DevClusterOptions {
    * kubectl is anonymous (discovery and health only).
    */
   rbac?: boolean;
+  /** Told of every admission webhook call (latency measurements, tests). */
+  onWebhookCall?: (call: WebhookCall) => void;
 }
 
 export interface DevCluster {
@@ -83,7 +85,7 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
   const token = randomBytes(16).toString('hex');
   const host = opts.host ?? '127.0.0.1';
   const auth = opts.rbac ? new ClusterAuth(store, token) : undefined;
-  const admission = new AdmissionChain(store, log);
+  const admission = new AdmissionChain(store, log, opts.onWebhookCall);
   const api = new ApiServer({ store, admission, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000 });
   const scheduler = new Scheduler(store, { intervalMs: opts.schedulerIntervalMs ?? 500, clock, log });
   const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log });

@@ -21,7 +21,7 @@ export { ResourceRegistry, type ResourceDefinition, type ResourceType, type Reso
 export { ApiError, isApiError, type Status } from './errors.js';
 export type { KubeObject, StoredObject, ObjectMetadata, OwnerReference } from './object.js';
 export { disruptionStatus, type DisruptionStatus } from './eviction.js';
-export type { ServiceTarget } from './admission/index.js';
+export type { ServiceTarget, WebhookCall } from './admission/index.js';
 export type { PatchType } from './patch.js';
 export { placePod, podMemoryRequest } from './scheduling.js';
 export { runningPodStatus } from './kubelet.js';

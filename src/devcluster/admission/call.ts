@@ -64,7 +64,9 @@ function describe(err: NodeJS.ErrnoException, ep: Endpoint): string {
 /** POSTs the review; resolves to the parsed JSON answer, rejects with a CallError worded for the API server's message. */
 export function postReview(ep: Endpoint, caBundle: string | undefined, review: unknown, timeoutSeconds: number): Promise<unknown> {
   const body = JSON.stringify(review);
-  const ca = caBundle ? Buffer.from(caBundle, 'base64').toString('utf8') : undefined;
+  // One entry per certificate: OpenSSL, given two CAs with the same subject in one PEM string
+  // (a CA and its successor during rotation), keeps only the first; as a list it keeps both.
+  const ca = caBundle ? splitPem(Buffer.from(caBundle, 'base64').toString('utf8')) : undefined;
   const path = ep.url.replace(/^https:\/\/[^/]+/, '') || '/';
   return new Promise((resolve, reject) => {
     let done = false;
@@ -116,4 +118,8 @@ export function postReview(ep: Endpoint, caBundle: string | undefined, review: u
 
 function tlsCheck(servername: string, cert: PeerCertificate): Error | undefined {
   return checkServerIdentity(servername, cert);
+}
+
+function splitPem(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [pem];
 }

@@ -3,7 +3,9 @@ import type { ObjectStore } from '../store.js';
 import type { AdmissionAttributes } from './attributes.js';
 import { anyPolicyRuleMatches, runPolicies, type PolicySource } from './policies.js';
 import { ServiceRouter } from './services.js';
-import { anyWebhookRuleMatches, runMutatingWebhooks, runValidatingWebhooks, type WebhookSource } from './webhooks.js';
+import { anyWebhookRuleMatches, runMutatingWebhooks, runValidatingWebhooks, type WebhookCall, type WebhookSource } from './webhooks.js';
+
+export type { WebhookCall } from './webhooks.js';
 
 export type { AdmissionAttributes, AdmissionUser, Operation } from './attributes.js';
 export { ServiceRouter, type ServiceTarget } from './services.js';
@@ -21,7 +23,7 @@ export class AdmissionChain {
   private readonly webhooks: WebhookSource;
   private readonly policies: PolicySource;
 
-  constructor(store: ObjectStore, log?: (msg: string) => void) {
+  constructor(store: ObjectStore, log?: (msg: string) => void, observe?: (call: WebhookCall) => void) {
     this.router = new ServiceRouter((ns, name) => store.tryGet('services', name, ns) !== undefined);
     const nsLabels = (ns: string) => store.tryGet('namespaces', ns)?.metadata.labels;
     this.webhooks = {
@@ -29,6 +31,7 @@ export class AdmissionChain {
       namespaceLabels: nsLabels,
       router: this.router,
       log,
+      observe,
     };
     this.policies = {
       policies: () => store.list('validatingadmissionpolicies.admissionregistration.k8s.io').items,

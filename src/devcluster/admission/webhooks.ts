@@ -37,7 +37,11 @@ export interface WebhookSource {
   namespaceLabels(ns: string): Record<string, string> | undefined;
   router: ServiceRouter;
   log?: ((msg: string) => void) | undefined;
+  /** Told of every call made: which webhook, how long the round trip took, how it ended. */
+  observe?: ((call: WebhookCall) => void) | undefined;
 }
+
+export interface WebhookCall { webhook: string; ms: number; outcome: 'allowed' | 'denied' | 'failed' }
 
 const REASONS: Record<number, string> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable' };
 
@@ -93,16 +97,19 @@ async function callOne(w: Webhook, a: AdmissionAttributes, src: WebhookSource): 
   const timeout = w.timeoutSeconds ?? 10;
   const review = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: admissionRequest(a) };
   let answer: unknown;
+  const started = performance.now();
   try {
     const ep = resolveEndpoint(w.clientConfig, timeout, src.router);
     answer = await postReview(ep, w.clientConfig.caBundle, review, timeout);
   } catch (err) {
+    src.observe?.({ webhook: w.name, ms: performance.now() - started, outcome: 'failed' });
     const msg = err instanceof CallError ? err.message : `failed to call webhook: ${(err as Error).message}`;
     src.log?.(`admission webhook ${w.name} failed (failurePolicy ${w.failurePolicy ?? 'Fail'}): ${msg}`);
     if (ignore) return undefined;
     throw failed(w, msg);
   }
   const response = isRecord(answer) && isRecord(answer['response']) ? answer['response'] : undefined;
+  src.observe?.({ webhook: w.name, ms: performance.now() - started, outcome: response?.['allowed'] === true ? 'allowed' : 'denied' });
   if (!response || response['uid'] !== a.uid) {
     const why = !response ? 'webhook response was absent' : `expected response.uid="${a.uid}", got "${String(response['uid'])}"`;
     if (ignore) return undefined;

@@ -114,19 +114,22 @@ describe('VMIM validation at create time', () => {
     const vm3 = await getVmi(h.env.kube, 'vm-3');
     const conditions = [...(vm3.status?.conditions ?? []).filter((c) => c.type !== 'LiveMigratable'), { type: 'LiveMigratable', status: 'False', reason: 'DisksNotLiveMigratable', message: 'local disk' }];
     await h.env.kube.patchCustomStatus(VMI_RESOURCE, 'default', 'vm-3', { status: { conditions } });
-    // An active migration of vm-4 that cannot find a target, so it stays in flight.
-    const first = await h.k(['create', '-f', '-'], vmimYaml('vm-4-first', 'vm-4', '  addedNodeSelector:\n    no-such-label: "true"\n'));
+    // An active migration of vm-4: its guest dirties memory faster than any link, so it keeps copying.
+    await h.env.kube.patchCustom(VMI_RESOURCE, 'default', 'vm-4', { metadata: { annotations: { 'ferry.dev/sim-dirty-rate': String(100e9), 'ferry.dev/sim-working-set': String(64 * 2 ** 30) } } });
+    const first = await h.k(['create', '-f', '-'], vmimYaml('vm-4-first', 'vm-4'));
     expect(first.code).toBe(0);
+    await waitFor('vm-4-first to be running', async () => (await h.env.kube.getCustom(VMIM_RESOURCE, 'default', 'vm-4-first') as { status?: { phase?: string } }).status?.phase === 'Running');
 
     const cases: Array<[string, string, string]> = [
+      // First, while vm-4-first is surely still in flight.
+      ['second', 'vm-4', 'in-flight migration detected: migration'],
       ['missing', 'no-such-vm', 'VMI default/no-such-vm does not exist'],
       ['not-running', 'vm-2', 'VMI default/vm-2 is not running (phase Scheduling)'],
       ['not-migratable', 'vm-3', 'Cannot migrate VMI, Reason: DisksNotLiveMigratable'],
-      ['second', 'vm-4', 'in-flight migration detected: migration default/vm-4-first'],
     ];
     for (const [name, vmi, reason] of cases) {
       const r = await h.k(['create', '-f', '-'], vmimYaml(name, vmi));
-      expect([name, r.code]).toEqual([name, 1]);
+      expect([name, r.code, r.stderr]).toEqual([name, 1, expect.stringContaining(reason)]);
       expect(r.stderr).toContain(`admission webhook "${WebhookNames.migration}" denied the request: ${reason}`);
     }
     expect(await names()).toEqual(['vm-4-first']);

@@ -9,6 +9,7 @@ import { runDrain, runUncordon } from './commands/drain.js';
 import { runApiDocs } from './commands/docs.js';
 import { runStatechartsExport } from './commands/statecharts.js';
 import { registerRunbookCommand } from './commands/runbook.js';
+import { runWebhook } from './commands/webhook.js';
 
 import { int, kubeconfigOption, positive } from './options.js';
 
@@ -55,6 +56,16 @@ export function buildProgram(): Command {
     .option('--nats-nkey <file>', 'NATS nkey seed file of the controller user (see deploy/README.md)')
     .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
     .action((o) => runController(o));
+
+  program
+    .command('webhook')
+    .description('Run the admission webhook server (launcher pod eviction, VMIM and resource validation) over HTTPS')
+    .addOption(kubeconfigOption())
+    .option('--port <port>', 'HTTPS port the API server calls (0 = any free port)', int('--port'), 8443)
+    .option('--namespace <ns>', 'namespace of the certificate Secrets (self-managed certificates)', process.env['POD_NAMESPACE'] ?? 'ferry-system')
+    .option('--cert-dir <dir>', 'serve tls.crt/tls.key from this directory (cert-manager) instead of self-managed certificates in Secrets')
+    .addOption(metricsPortOption(8082))
+    .action((o) => runWebhook(o));
 
   program
     .command('handler')

@@ -284,11 +284,6 @@ export class MigrationController {
     return this.informers.length > 0 && this.informers.every((i) => i.synced());
   }
 
-  /** The launcher-pod eviction check (see Evacuation.checkEviction); allows when not started. */
-  checkEviction(pod: unknown): Promise<null | { code: number; message: string }> {
-    return this.evacuation ? this.evacuation.checkEviction(pod) : Promise.resolve(null);
-  }
-
   /** Active (admitted, unfinished) migrations, for tests and metrics. */
   activeCount(): number {
     let n = 0;

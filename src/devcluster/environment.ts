@@ -13,6 +13,7 @@ import { KubeClient } from '../kube/client.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import type { ControllerMetrics, HandlerMetrics } from '../metrics/index.js';
 import { seedDemo, startDevCluster, type DevCluster, type DevClusterOptions } from './index.js';
+import { startDevWebhook, type DevWebhook, type DevWebhookOptions } from './webhook.js';
 import { bootGuests, connectLibvirtNode, libvirtNodeNames, libvirtStateDir, type LibvirtNodes } from './libvirtNodes.js';
 
 export interface DevEnvironmentOptions {
@@ -38,6 +39,8 @@ export interface DevEnvironmentOptions {
   driver?: 'sim' | LibvirtNodes;
   /** Wraps each node's driver (tests inject faults at an exact moment this way). */
   wrapDriver?: (node: string, driver: HypervisorDriver) => HypervisorDriver;
+  /** Ferry's admission webhook: on (default), off, or with these certificate settings. */
+  webhook?: boolean | DevWebhookOptions;
 }
 
 export interface NodeAgent {
@@ -52,6 +55,8 @@ export interface DevEnvironment {
   kube: KubeClient;
   natsUrl: string;
   agents: Map<string, NodeAgent>;
+  /** Ferry's admission webhook (absent with `webhook: false`). */
+  webhook: DevWebhook | undefined;
   controller: MigrationController | undefined;
   /** The maintenance-window runbooks, run beside the controller as `ferry controller` does. */
   runbooks: RunbookController | undefined;
@@ -89,11 +94,14 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     kc.loadFromString(cluster.kubeConfigYaml());
     const kube = new KubeClient(kc);
 
-    // The stand-in for KubeVirt's eviction webhook: launcher pod evictions ask the controller.
-    cleanups.push(async () => removeHook());
-    // The stand-in for KubeVirt's eviction webhook (failurePolicy Ignore): launcher pod
-    // evictions ask the controller; without one, the VMIs' disruption budgets protect them.
-    const removeHook = cluster.onEviction(async (pod) => (controller ? controller.checkEviction(pod) : null));
+    // Ferry's admission webhook, served over HTTPS and registered as deploy/ registers it:
+    // launcher pod evictions reach it through the API server, as on a real cluster.
+    let webhook: DevWebhook | undefined;
+    if (opts.webhook !== false) {
+      webhook = await startDevWebhook(cluster, kube, log.child({ component: 'webhook' }), opts.webhook === true || opts.webhook === undefined ? {} : opts.webhook);
+      const w = webhook;
+      cleanups.push(() => w.stop());
+    }
 
     const agents = new Map<string, NodeAgent>();
     for (let i = 1; i <= nodes; i++) {
@@ -133,6 +141,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       kube,
       natsUrl,
       agents,
+      webhook,
       get controller() {
         return controller;
       },

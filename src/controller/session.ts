@@ -14,6 +14,8 @@ import type { Logger } from '../util/log.js';
 import type { EventRecorder } from './eventRecorder.js';
 import { domainName, guestMemoryBytes, guestSpecFor } from './guest.js';
 import { buildTargetPod } from './targetPod.js';
+import { launcherRef } from './launcherRef.js';
+import { formatProxyAddress } from '../launcher/proxyAddress.js';
 
 /** What a session needs from the controller that owns it (caches and shared clients). */
 export interface SessionEnv {
@@ -100,7 +102,10 @@ export class MigrationSession {
       this.sourcePod = ms.sourcePod;
       this.targetNode = ms.targetNode;
       this.targetPod = ms.targetPod;
-      this.targetAddress = ms.targetNodeAddress;
+      // Proxied migrations publish the handler's address and ports, KubeVirt's way.
+      this.targetAddress = ms.targetNodeAddress && ms.targetDirectMigrationNodePorts
+        ? formatProxyAddress({ targetNodeAddress: ms.targetNodeAddress, targetDirectMigrationNodePorts: ms.targetDirectMigrationNodePorts })
+        : ms.targetNodeAddress;
       this.sourceStarted = ms.startTimestamp !== undefined;
     } else {
       this.sourceNode = vmi?.status?.nodeName;
@@ -119,6 +124,12 @@ export class MigrationSession {
 
   get ref() {
     return { migrationUid: this.uid, attempt: this.attempt, vmi: this.vmiKey };
+  }
+
+  /** The guest as handlers need it, with the VMI's launcher pods (per-VM launchers are found by pod UID). */
+  private guestOf(vmi: VirtualMachineInstance) {
+    const pods = vmi.metadata.uid ? this.env.podsOfVmi(this.namespace, vmi.metadata.uid) : [];
+    return { ...guestSpecFor(vmi), launcher: launcherRef(vmi, pods, this.effective.disableTLS) };
   }
 
   private currentVmi(): VirtualMachineInstance {
@@ -206,11 +217,11 @@ export class MigrationSession {
     const vmi = this.currentVmi();
     const reply = await this.command(this.targetNode, 'prepare-target', {
       ...this.ref,
-      guest: guestSpecFor(vmi),
+      guest: this.guestOf(vmi),
       sourceNode: this.sourceNode ?? '',
     });
     this.targetAddress = reply.address;
-    await this.patchMigrationState({ targetNodeAddress: reply.address, targetNodeDomainDetected: false });
+    await this.patchMigrationState({ ...(reply.published ?? { targetNodeAddress: reply.address }), targetNodeDomainDetected: false });
     return { address: reply.address };
   }
 
@@ -223,7 +234,7 @@ export class MigrationSession {
     const bandwidth = this.allottedBandwidth;
     const reply = await this.command(this.sourceNode, 'start-source', {
       ...this.ref,
-      guest: guestSpecFor(vmi),
+      guest: this.guestOf(vmi),
       targetNode: this.targetNode,
       targetAddress: this.targetAddress,
       controls: { bandwidth, maxDowntimeMs: this.appliedDowntimeMs, autoConverge: cfg.allowAutoConverge, postCopy: cfg.allowPostCopy },

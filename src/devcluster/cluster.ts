@@ -7,7 +7,7 @@ import { devClusterAuth, type DevClusterAuth } from './auth/kubeconfig.js';
 import { withDisruptionStatus, type EvictionHook } from './eviction.js';
 import { ApiServer } from './http.js';
 import { kubeConfigYaml } from './kubeconfig.js';
-import { Kubelet } from './kubelet.js';
+import { Kubelet, type PodRuntime } from './kubelet.js';
 import { ResourceRegistry, type ResourceDefinition, type ResourceType } from './registry.js';
 import { registerBuiltinResources } from './resources.js';
 import { Scheduler } from './scheduler.js';
@@ -38,6 +38,8 @@ export interface DevClusterOptions {
    * kubectl is anonymous (discovery and health only).
    */
   rbac?: boolean;
+  /** What runs behind pods (the libvirt dev mode's launcher daemons); default: nothing. */
+  podRuntime?: PodRuntime;
 }
 
 export interface DevCluster {
@@ -83,7 +85,7 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
   const auth = opts.rbac ? new ClusterAuth(store, token) : undefined;
   const api = new ApiServer({ store, evictionHooks: hooks, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000 });
   const scheduler = new Scheduler(store, { intervalMs: opts.schedulerIntervalMs ?? 500, clock, log });
-  const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log });
+  const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log, runtime: opts.podRuntime });
   const port = await api.listen(opts.port ?? 0, host);
   scheduler.start();
   kubelet.start();

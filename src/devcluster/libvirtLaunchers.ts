@@ -28,6 +28,11 @@ function lastLine(err: unknown): string {
   return ((e.stderr ?? '').trim().split('\n').pop() || e.message) ?? String(err);
 }
 
+/** The launcher script the libvirt dev mode runs (one daemon per node or per launcher pod). */
+export function launcherScript(): string {
+  return script('launcher.sh');
+}
+
 function script(name: string): string {
   const path = join(scripts, name);
   if (!existsSync(path)) throw new Error(`${path} is missing: the libvirt dev mode runs from a Ferry source checkout`);

@@ -28,6 +28,9 @@ export interface ProxyCounters {
 
 /** Joins two sockets both ways; either side ending or failing ends both. */
 function splice(a: net.Socket, b: net.Socket, done: (err: Error | undefined) => void): void {
+  // Two pipelines and the byte counters listen on each socket: more than the default warning level, not a leak.
+  a.setMaxListeners(20);
+  b.setMaxListeners(20);
   let finished = 0;
   let firstErr: Error | undefined;
   const end = (err: NodeJS.ErrnoException | null) => {

@@ -1,7 +1,10 @@
+import { devMigrationPki, tlsTransport } from '../../src/proxy/migrationTls.js';
 import type { Transport } from '../../src/proxy/transport.js';
+import { systemClock } from '../../src/util/clock.js';
 
-/** A transport for benchmarks (TLS material comes from the certs module once merged). */
+/** A transport for benchmarks: plain TCP, or mutual TLS with a fresh dev CA. */
 export async function migrationTransport(kind: 'tcp' | 'tls'): Promise<Transport> {
   if (kind === 'tcp') return { kind: 'tcp' };
-  throw new Error('TLS transport needs the certs module');
+  const pki = await devMigrationPki(systemClock);
+  return tlsTransport(pki.server, pki.client);
 }

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Annotations, Labels } from '../api/vmi.js';
@@ -64,6 +64,7 @@ export class LauncherPods implements PodRuntime {
   async start(pod: KubeObject): Promise<void> {
     const { node, uid, volumes, state } = this.dirs(pod);
     const name = `${pod.metadata.name}@${node}`;
+    await this.shareCapabilities(this.capsCache, join(state, 'cache', 'qemu', 'capabilities'));
     try {
       await run(this.o.launcherScript, ['start', name, state, volumes], { timeout: 60_000 });
     } catch (err) {
@@ -87,7 +88,30 @@ export class LauncherPods implements PodRuntime {
     } finally {
       await driver.close();
     }
+    await this.shareCapabilities(join(state, 'cache', 'qemu', 'capabilities'), this.capsCache);
     this.log.info({ pod: pod.metadata.name, node, podUID: uid, domain: guest.name }, 'launcher started its guest');
+  }
+
+  private get capsCache(): string {
+    return join(this.o.root, 'qemu-capabilities');
+  }
+
+  /**
+   * A fresh libvirtd probes QEMU's capabilities (seconds under TCG) the first
+   * time it runs a domain, which a migration target would do inside the
+   * migration. Every launcher on this machine runs the same QEMU, so the
+   * probe result one daemon cached is handed to the next, as a node's image
+   * cache would.
+   */
+  private async shareCapabilities(from: string, to: string): Promise<void> {
+    try {
+      const files = (await readdir(from)).filter((f) => f.endsWith('.xml'));
+      if (files.length === 0) return;
+      await mkdir(to, { recursive: true });
+      for (const f of files) await cp(join(from, f), join(to, f), { force: false });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ from, to, err: (err as Error).message }, 'could not share the QEMU capabilities cache');
+    }
   }
 
   async stop(pod: KubeObject): Promise<void> {

@@ -33,13 +33,16 @@ function splice(a: net.Socket, b: net.Socket, done: (err: Error | undefined) => 
   b.setMaxListeners(20);
   let finished = 0;
   let firstErr: Error | undefined;
+  // The first direction to end closes the connection both ways, as KubeVirt's
+  // proxy does: neither libvirt's RPC nor QEMU's stream half-closes on purpose,
+  // and a half-open pair would keep the launcher's socket open forever.
   const end = (err: NodeJS.ErrnoException | null) => {
-    if (err && !firstErr) {
-      firstErr = err;
+    if (err && !firstErr) firstErr = err;
+    if (finished++ === 0) {
       a.destroy();
       b.destroy();
     }
-    if (++finished === 2) done(firstErr);
+    if (finished === 2) done(firstErr);
   };
   pipeline(a, b, end);
   pipeline(b, a, end);

@@ -1,4 +1,4 @@
-import { createCa, issue, verifyPeer, TlsMaterial } from '../certs/index.js';
+import { createCa, issue, verifyPeer, TlsMaterial, type KeyPairPem } from '../certs/index.js';
 import type { Clock } from '../util/clock.js';
 import type { Transport } from './transport.js';
 
@@ -24,6 +24,7 @@ export function tlsTransport(server: TlsMaterial, client: TlsMaterial): Transpor
 }
 
 export interface MigrationPki {
+  ca: KeyPairPem;
   caPem: string;
   server: TlsMaterial;
   client: TlsMaterial;
@@ -34,10 +35,13 @@ export interface MigrationPki {
  * environment and tests (a real cluster mounts them from Secrets).
  */
 export async function devMigrationPki(clock: Clock, validityMs = 24 * 3600_000): Promise<MigrationPki> {
-  const ca = await createCa({ commonName: 'ferry-migration-ca', validity: validityMs * 7, clock });
+  // A distinct CA name per CA: during a rotation the bundle holds two CAs, and
+  // OpenSSL finds a certificate's issuer by name.
+  const ca = await createCa({ commonName: `ferry-migration-ca-${clock.now()}`, validity: validityMs * 7, clock });
   const server = await issue(ca, { commonName: 'ferry:node:handler', usage: 'server', role: HANDLER_SERVER_ROLE, validity: validityMs, clock, ipAddresses: ['127.0.0.1'] });
   const client = await issue(ca, { commonName: 'ferry:client:migration', usage: 'client', role: MIGRATION_CLIENT_ROLE, validity: validityMs, clock });
   return {
+    ca,
     caPem: ca.certPem,
     server: new TlsMaterial({ ...server, caPem: ca.certPem }),
     client: new TlsMaterial({ ...client, caPem: ca.certPem }),

@@ -36,7 +36,8 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(() => {
-  rmSync(root, { recursive: true, force: true });
+  // FERRY_KEEP=1 keeps the launchers' logs and pod dirs for a post-mortem.
+  if (process.env['FERRY_KEEP'] !== '1') rmSync(root, { recursive: true, force: true });
 });
 
 /** Every launcher process (libvirtd and its QEMUs) of the world, to check none outlives it. */

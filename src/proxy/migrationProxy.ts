@@ -132,6 +132,7 @@ export class TargetProxy {
       incoming.destroy();
     });
     out.once('connect', () => {
+      log.debug({ keyPort, peer: `${incoming.remoteAddress}:${incoming.remotePort}` }, 'migration connection delivered to the target launcher');
       this.conns.track(incoming, out);
       splice(incoming, out, (err) => {
         if (err && !this.closed) log.warn({ keyPort, err: err.message }, 'migration connection ended with an error');

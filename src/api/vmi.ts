@@ -12,6 +12,8 @@ export const MigrationState = z.looseObject({
   targetNode: z.string().optional(),
   targetPod: z.string().optional(),
   targetNodeAddress: z.string().optional(),
+  /** Target handler's proxy listener ports: TCP port → KubeVirt key port (0 libvirt, 49152 memory). */
+  targetDirectMigrationNodePorts: z.record(z.string(), z.number()).optional(),
   targetNodeDomainDetected: z.boolean().optional(),
   targetNodeDomainReadyTimestamp: z.string().optional(),
   startTimestamp: z.string().optional(),

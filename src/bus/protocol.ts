@@ -21,6 +21,14 @@ export const GuestSpecSchema = z.object({
   dirtyRate: z.number().min(0).optional(),
   workingSet: z.number().min(0).optional(),
   zeroFraction: z.number().min(0).max(1).optional(),
+  /** The VMI's active pods (pod UID → node) and the TLS choice: how a handler finds the launcher and carries the stream. */
+  launcher: z.object({ activePods: z.record(z.string(), z.string()), disableTLS: z.boolean().optional() }).optional(),
+});
+
+/** What a target publishes, as KubeVirt's migrationState.targetNodeAddress / targetDirectMigrationNodePorts. */
+export const PublishedTargetSchema = z.object({
+  targetNodeAddress: z.string().min(1),
+  targetDirectMigrationNodePorts: z.record(z.string(), z.number().int().min(0)),
 });
 
 export const ControlsSchema = z.object({
@@ -80,7 +88,7 @@ export type JobSummary = z.infer<typeof JobSummary>;
 const ok = <T extends z.ZodRawShape>(shape: T) => z.object({ ok: z.literal(true), ...shape });
 
 export const replies = {
-  'prepare-target': ok({ address: z.string() }),
+  'prepare-target': ok({ address: z.string(), published: PublishedTargetSchema.optional() }),
   'start-source': ok({ state: z.enum(['started', 'running', 'completed', 'failed', 'aborted', 'unknown']) }),
   'finish-target': ok({ domainState: z.string() }),
   abort: ok({ state: z.enum(['aborting', 'not-found', 'already-finished', 'cancelled']) }),

@@ -78,6 +78,10 @@ export function buildProgram(): Command {
     .option('--libvirt-uri <uri>', 'libvirt driver: libvirtd\'s URI instead, qemu+unix:///system?socket=PATH')
     .option('--state-dir <dir>', 'libvirt driver: where running migrations are recorded so a restarted handler takes them over (default /var/lib/ferry/handler-NODE)')
     .option('--nats-nkey <file>', 'NATS nkey seed file of this node\'s handler user (see deploy/README.md)')
+    .option('--pods-dir <dir>', 'libvirt driver, KubeVirt layout: the kubelet\'s pods dir (host /var/lib/kubelet/pods, mounted at /pods); each VM\'s launcher is found there by pod UID')
+    .option('--migration-address <ip>', 'with --pods-dir: address the migration proxy listens on and publishes (default $POD_IP)')
+    .option('--migration-server-certs <dir>', 'with --pods-dir: tls.crt/tls.key/ca.crt of this handler\'s proxy server identity (reloaded on change)')
+    .option('--migration-client-certs <dir>', 'with --pods-dir: tls.crt/tls.key/ca.crt of the migration client identity (reloaded on change)')
     .addOption(metricsPortOption(8081))
     .action((o) => runHandler(o));
 

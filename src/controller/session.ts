@@ -15,6 +15,8 @@ import type { EventRecorder } from './eventRecorder.js';
 import { domainName, guestMemoryBytes, guestSpecFor } from './guest.js';
 import { NodeSide, NotSentError } from './nodeSide.js';
 import { buildTargetPod, targetPodName } from './targetPod.js';
+import { launcherRef } from './launcherRef.js';
+import { formatProxyAddress } from '../launcher/proxyAddress.js';
 
 /** What a session needs from the controller that owns it (caches and shared clients). */
 export interface SessionEnv {
@@ -101,7 +103,12 @@ export class MigrationSession {
     this.restored = {};
     if (ms && ms.migrationUid === this.uid) {
       for (const k of ['sourceNode', 'sourcePod', 'targetNode', 'targetPod'] as const) if (ms[k]) this.restored[k] = ms[k];
-      if (ms.targetNodeAddress) this.restored.targetAddress = ms.targetNodeAddress;
+      // Proxied migrations publish the handler's address and ports, KubeVirt's way.
+      if (ms.targetNodeAddress) {
+        this.restored.targetAddress = ms.targetDirectMigrationNodePorts
+          ? formatProxyAddress({ targetNodeAddress: ms.targetNodeAddress, targetDirectMigrationNodePorts: ms.targetDirectMigrationNodePorts })
+          : ms.targetNodeAddress;
+      }
       this.sourceNode = ms.sourceNode;
       this.targetNode = ms.targetNode;
       this.sourceStarted = ms.startTimestamp !== undefined;
@@ -127,6 +134,12 @@ export class MigrationSession {
   /** The target's domain name for this VMI (what list-jobs reports). */
   get domain(): string {
     return `${this.namespace}_${this.vmiName}`;
+  }
+
+  /** The guest as handlers need it, with the VMI's launcher pods (per-VM launchers are found by pod UID). */
+  private guestOf(vmi: VirtualMachineInstance) {
+    const pods = vmi.metadata.uid ? this.env.podsOfVmi(this.namespace, vmi.metadata.uid) : [];
+    return { ...guestSpecFor(vmi), launcher: launcherRef(vmi, pods, this.effective.disableTLS) };
   }
 
   private currentVmi(): VirtualMachineInstance {
@@ -240,11 +253,11 @@ export class MigrationSession {
     const vmi = this.currentVmi();
     const reply = await this.command(facts.targetNode, 'prepare-target', {
       ...this.ref,
-      guest: guestSpecFor(vmi),
+      guest: this.guestOf(vmi),
       sourceNode: facts.sourceNode ?? vmi.status?.nodeName ?? '',
     });
     await this.env.fence();
-    await this.patchMigrationState({ targetNodeAddress: reply.address, targetNodeDomainDetected: false });
+    await this.patchMigrationState({ ...(reply.published ?? { targetNodeAddress: reply.address }), targetNodeDomainDetected: false });
     return { address: reply.address };
   }
 
@@ -273,7 +286,7 @@ export class MigrationSession {
     this.sourceStarted = true;
     const reply = await this.command(sourceNode, 'start-source', {
       ...this.ref,
-      guest: guestSpecFor(vmi),
+      guest: this.guestOf(vmi),
       targetNode,
       targetAddress,
       controls: { bandwidth, maxDowntimeMs: this.appliedDowntimeMs, autoConverge: cfg.allowAutoConverge, postCopy: cfg.allowPostCopy },

@@ -8,7 +8,7 @@ import { AdmissionChain, admissionResources, type ServiceTarget, type WebhookCal
 import { withDisruptionStatus } from './eviction.js';
 import { ApiServer } from './http.js';
 import { kubeConfigYaml } from './kubeconfig.js';
-import { Kubelet } from './kubelet.js';
+import { Kubelet, type PodRuntime } from './kubelet.js';
 import { ResourceRegistry, type ResourceDefinition, type ResourceType } from './registry.js';
 import { registerBuiltinResources } from './resources.js';
 import { Scheduler } from './scheduler.js';
@@ -41,6 +41,8 @@ export interface DevClusterOptions {
   rbac?: boolean;
   /** Told of every admission webhook call (latency measurements, tests). */
   onWebhookCall?: (call: WebhookCall) => void;
+  /** What runs behind pods (the libvirt dev mode's launcher daemons); default: nothing. */
+  podRuntime?: PodRuntime;
 }
 
 export interface DevCluster {
@@ -88,7 +90,7 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
   const admission = new AdmissionChain(store, log, opts.onWebhookCall);
   const api = new ApiServer({ store, admission, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000 });
   const scheduler = new Scheduler(store, { intervalMs: opts.schedulerIntervalMs ?? 500, clock, log });
-  const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log });
+  const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log, runtime: opts.podRuntime });
   const port = await api.listen(opts.port ?? 0, host);
   scheduler.start();
   kubelet.start();

@@ -1,4 +1,4 @@
-import type { HypervisorDriver } from '../hypervisor/driver.js';
+import type { HypervisorDriver, PublishedTarget } from '../hypervisor/driver.js';
 import type { CommandReply, CommandRequest, JobSummary, MigrationRef } from '../bus/protocol.js';
 import { HandlerError } from '../bus/rpc.js';
 import type { Logger } from '../util/log.js';
@@ -13,7 +13,7 @@ interface TargetJob {
   domain: string;
   state: TargetState;
   /** Shared by repeats of the same prepare, so the driver prepares once. */
-  address: Promise<string>;
+  address: Promise<{ address: string; published?: PublishedTarget }>;
   /** When it was finished or cancelled (clock ms): from then on it is a tombstone. */
   endedAt?: number;
 }
@@ -60,23 +60,23 @@ export class TargetRole {
   async prepare(req: CommandRequest<'prepare-target'>): Promise<CommandReply<'prepare-target'>> {
     const key = jobKey(req);
     const known = this.jobs.get(key);
-    if (known && known.state !== 'cancelled') return { ok: true, address: await known.address };
+    if (known && known.state !== 'cancelled') return { ok: true, ...(await known.address) };
 
-    const job: TargetJob = { ref: req, domain: req.guest.name, state: 'preparing', address: Promise.resolve('') };
+    const job: TargetJob = { ref: req, domain: req.guest.name, state: 'preparing', address: Promise.resolve({ address: '' }) };
     this.jobs.set(key, job);
     job.address = (async () => {
       try {
-        const { address } = await this.driver.prepareIncoming(req.guest, req.migrationUid);
+        const prepared = await this.driver.prepareIncoming(req.guest, req.migrationUid);
         job.state = 'prepared';
-        this.log.info({ node: this.node, ...refFields(req), domain: job.domain, address, sourceNode: req.sourceNode }, 'target prepared');
-        return address;
+        this.log.info({ node: this.node, ...refFields(req), domain: job.domain, address: prepared.address, sourceNode: req.sourceNode }, 'target prepared');
+        return prepared.published ? { address: prepared.address, published: prepared.published } : { address: prepared.address };
       } catch (err) {
         // Forget the failed attempt so the controller's retry prepares afresh.
         this.jobs.delete(key);
         throw new HandlerError('driver-error', `preparing ${job.domain} to arrive on ${this.node} failed: ${(err as Error).message}`);
       }
     })();
-    return { ok: true, address: await job.address };
+    return { ok: true, ...(await job.address) };
   }
 
   async finish(req: CommandRequest<'finish-target'>): Promise<CommandReply<'finish-target'>> {

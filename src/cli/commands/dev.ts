@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { VMIM_RESOURCE } from '../../kube/client.js';
 import { startDevEnvironment } from '../../devcluster/environment.js';
-import { startLibvirtLaunchers, type LibvirtLaunchers } from '../../devcluster/libvirtLaunchers.js';
+import { prepareLibvirtMachine } from '../../devcluster/libvirtLaunchers.js';
 import { createLogger } from '../../util/log.js';
 import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer } from '../../metrics/index.js';
 import { followMigration } from '../follow.js';
@@ -21,11 +21,10 @@ export async function runDev(o: {
   const log = createLogger({ name: 'ferry-dev', destination: o.logFile });
   out(`Starting Ferry dev environment: ${o.nodes} nodes, ${o.vms} VMIs, ${libvirt ? 'libvirt (real QEMU guests)' : 'simulated hypervisors'} (logs: ${o.logFile})`);
   const metrics = { controller: new ControllerMetrics(), handlers: new HandlerMetrics() };
-  let launchers: LibvirtLaunchers | undefined;
-  if (libvirt) {
-    const nodes = Array.from({ length: o.nodes }, (_, i) => `node-${i + 1}`);
-    launchers = await startLibvirtLaunchers({ dir: o.libvirtDir ?? '.ferry/libvirt', nodes, onProgress: (line) => out(`  ${line}`) });
-  }
+  const libvirtDir = path.resolve(o.libvirtDir ?? '.ferry/libvirt');
+  if (libvirt) await prepareLibvirtMachine({ dir: libvirtDir, onProgress: (line) => out(`  ${line}`) });
+  // KubeVirt's layout: the kubelet stand-in starts a libvirtd per launcher pod,
+  // handlers find them by pod UID, migrations go through the handlers' mTLS proxy.
   const env = await startDevEnvironment({
     nodes: o.nodes,
     vms: o.vms,
@@ -34,12 +33,9 @@ export async function runDev(o: {
     cluster: { port: o.port },
     log,
     metrics,
-    ...(launchers ? { driver: { kind: 'libvirt' as const, sockets: launchers.sockets } } : {}),
-  }).catch(async (err: unknown) => {
-    await launchers?.stop().catch((e: unknown) => out(`could not stop the libvirt launchers: ${(e as Error).message}`));
-    throw err;
+    ...(libvirt ? { driver: { kind: 'launchers' as const, root: libvirtDir, nodes: o.nodes } } : {}),
   });
-  if (launchers) out(`Guests: ${o.vms} QEMU guests of 64 MiB running in their nodes' libvirtd (sockets under ${path.resolve(o.libvirtDir ?? '.ferry/libvirt')})`);
+  if (libvirt) out(`Guests: ${o.vms} QEMU guests of 64 MiB, each in its launcher pod's own libvirtd (pods dirs ${libvirtDir}/node-N/pods/<podUID>)`);
   const health = await startHealthServer({
     port: o.metricsPort ?? 0,
     registries: [metrics.controller.registry, metrics.handlers.registry],
@@ -61,11 +57,8 @@ export async function runDev(o: {
   const stop = async () => {
     out('\nStopping Ferry dev environment…');
     await health.close();
+    if (libvirt) out('Stopping the launcher daemons and their guests…');
     await env.stop();
-    if (launchers) {
-      out('Stopping libvirtd launchers and their guests…');
-      await launchers.stop();
-    }
     out('Stopped.');
   };
   let stopping = false;

@@ -24,7 +24,8 @@ export async function runController(o: {
   const log = createLogger({ name: 'ferry-controller' });
   const config = loadFerryConfig(o.config);
   const kube = kubeClientFor(o.kubeconfig);
-  const nc = await connectBus({ servers: o.nats, name: 'ferry-controller', log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
+  // Several servers of one cluster may be given, comma-separated; the client fails over between them.
+  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: 'ferry-controller', log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
   const metrics = new ControllerMetrics();
   const controller = new MigrationController({ kube, nc, log, config, metrics, ...(owner ? { ownerLabel: owner } : {}) });
   const runbooks = new RunbookController({ kube, log: log.child({ component: 'runbooks' }), config });

@@ -5,6 +5,7 @@ import { JobRecordStore } from '../../handler/jobRecords.js';
 import type { HypervisorDriver } from '../../hypervisor/driver.js';
 import { LibvirtDriver } from '../../hypervisor/libvirt/driver.js';
 import { SimDriver } from '../../hypervisor/sim.js';
+import { SimJournal } from '../../hypervisor/simJournal.js';
 import { HandlerMetrics, handlerReadiness, liveness, natsConnectionCheck, startHealthServer } from '../../metrics/index.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { untilSignal } from '../shutdown.js';
@@ -19,6 +20,7 @@ export interface HandlerCommandOptions {
   libvirtUri?: string;
   libvirtSocket?: string;
   stateDir?: string;
+  simJournal?: string;
 }
 
 /** libvirtd's system socket, where a handler on a KubeVirt-style node finds it unless told otherwise. */
@@ -44,13 +46,15 @@ export async function runHandler(o: HandlerCommandOptions): Promise<void> {
   if (o.driver !== 'libvirt' && (o.libvirtUri || o.libvirtSocket || o.stateDir)) {
     throw new Error('--libvirt-uri, --libvirt-socket and --state-dir only apply with --driver libvirt');
   }
-  const driver: HypervisorDriver = o.driver === 'libvirt' ? await libvirtDriver(o, log) : new SimDriver({ node: o.node, timeScale: o.timeScale });
+  if (o.driver === 'libvirt' && o.simJournal) throw new Error('--sim-journal only applies with --driver sim');
+  const driver: HypervisorDriver = o.driver === 'libvirt' ? await libvirtDriver(o, log) : new SimDriver({ node: o.node, timeScale: o.timeScale, ...(o.simJournal ? { journal: new SimJournal(o.simJournal) } : {}) });
   // Only libvirt's migrations outlive this process; they are recorded so a restart can take them over.
   const records = o.driver === 'libvirt' ? await JobRecordStore.open(o.stateDir ?? join(DEFAULT_STATE_ROOT, `handler-${o.node}`)).catch(async (err: unknown) => {
     await driver.close();
     throw err;
   }) : undefined;
-  const nc = await connectBus({ servers: o.nats, name: `ferry-handler-${o.node}`, log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) }).catch(async (err: unknown) => {
+  // Several servers of one cluster may be given, comma-separated; the client fails over between them.
+  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: `ferry-handler-${o.node}`, log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) }).catch(async (err: unknown) => {
     await driver.close();
     throw err;
   });

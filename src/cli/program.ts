@@ -51,6 +51,9 @@ export function buildProgram(): Command {
     .option('--no-leader-elect', 'run without leader election (only ever run one replica then)')
     .option('--lease-namespace <ns>', 'namespace of the leader election Lease', process.env['POD_NAMESPACE'] ?? 'default')
     .option('--lease-name <name>', 'name of the leader election Lease', 'ferry-controller')
+    .option('--leader-elect-lease-duration <seconds>', 'how long a lease holds after its last renewal', positive('--leader-elect-lease-duration'), 15)
+    .option('--leader-elect-renew-deadline <seconds>', 'a leader that could not renew for this long steps down (shorter than the lease)', positive('--leader-elect-renew-deadline'), 10)
+    .option('--leader-elect-retry-period <seconds>', 'pause between attempts to acquire or renew', positive('--leader-elect-retry-period'), 2)
     .option('--nats-nkey <file>', 'NATS nkey seed file of the controller user (see deploy/README.md)')
     .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
     .action((o) => runController(o));

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { closeBus, connectBus } from '../../bus/connection.js';
 import { loadFerryConfig } from '../../config/ferryConfig.js';
@@ -17,6 +18,9 @@ export async function runController(o: {
   leaderElect: boolean;
   leaseNamespace: string;
   leaseName: string;
+  leaderElectLeaseDuration?: number;
+  leaderElectRenewDeadline?: number;
+  leaderElectRetryPeriod?: number;
   natsNkey?: string;
   ownerLabel?: string;
 }): Promise<void> {
@@ -52,7 +56,11 @@ export async function runController(o: {
       api: kube.kc.makeApiClient(CoordinationV1Api),
       namespace: o.leaseNamespace,
       name: o.leaseName,
-      identity: defaultIdentity(),
+      // The pod's name (downward API) tells operators, and ferry dev --processes, which replica leads.
+      identity: process.env['POD_NAME'] ? `${process.env['POD_NAME']}_${randomUUID().slice(0, 8)}` : defaultIdentity(),
+      ...(o.leaderElectLeaseDuration ? { leaseDurationMs: o.leaderElectLeaseDuration * 1000 } : {}),
+      ...(o.leaderElectRenewDeadline ? { renewDeadlineMs: o.leaderElectRenewDeadline * 1000 } : {}),
+      ...(o.leaderElectRetryPeriod ? { retryPeriodMs: o.leaderElectRetryPeriod * 1000 } : {}),
       log,
       onStartedLeading: () => {
         leading = true;

@@ -38,6 +38,8 @@ export function buildProgram(): Command {
     .option('--libvirt-dir <dir>', 'libvirt driver: where the per-node daemons keep sockets, state and logs', '.ferry/libvirt')
     .option('--log-file <path>', 'where the JSON logs go', '.ferry/dev.log')
     .option('--no-demo', 'skip the demonstration migration')
+    .option('--processes', 'real process boundaries: two leader-electing controller processes, one handler process per node, a 3-server NATS cluster; each restarted when it dies (sim driver)', false)
+    .option('--state-dir <dir>', 'with --processes: where journals, process logs and NATS stores go', '.ferry/processes')
     .addOption(metricsPortOption())
     .action((o) => runDev(o));
 

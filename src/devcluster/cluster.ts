@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { ApiFaults } from './faults.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -38,6 +39,8 @@ export interface DevClusterOptions {
    * kubectl is anonymous (discovery and health only).
    */
   rbac?: boolean;
+  /** Seeded API fault injection, off until enabled on it (the chaos campaign). */
+  faults?: ApiFaults;
 }
 
 export interface DevCluster {
@@ -81,7 +84,7 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
   const token = randomBytes(16).toString('hex');
   const host = opts.host ?? '127.0.0.1';
   const auth = opts.rbac ? new ClusterAuth(store, token) : undefined;
-  const api = new ApiServer({ store, evictionHooks: hooks, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000 });
+  const api = new ApiServer({ store, evictionHooks: hooks, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000, faults: opts.faults });
   const scheduler = new Scheduler(store, { intervalMs: opts.schedulerIntervalMs ?? 500, clock, log });
   const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log });
   const port = await api.listen(opts.port ?? 0, host);

@@ -34,7 +34,7 @@ import {
   type GuestModel,
   type PrecopyState,
 } from './precopy.js';
-import { replayJournal, type SimJournal } from './simJournal.js';
+import { openJobs, replayJournal, type SimJournal } from './simJournal.js';
 
 export interface SimDriverOptions {
   node: string;
@@ -99,7 +99,12 @@ export class SimDriver implements HypervisorDriver {
     };
     this.journal = options.journal;
     if (this.journal) {
-      for (const e of replayJournal(this.journal.read()).values()) {
+      const entries = this.journal.read();
+      // Jobs of the driver that died with its process: over, as far as anyone can tell.
+      for (const open of openJobs(entries)) {
+        this.journal.append({ ...open, at: this.clock.now(), job: 'end', outcome: 'lost' });
+      }
+      for (const e of replayJournal(entries).values()) {
         if (e.state === 'gone') continue;
         const guest = this.guestModel({ name: e.domain, memoryBytes: e.memoryBytes ?? 2 ** 30 });
         this.domains.set(e.domain, { name: e.domain, state: e.state, guest, ...(e.migrationId ? { migrationId: e.migrationId } : {}) });
@@ -190,9 +195,11 @@ export class SimDriver implements HypervisorDriver {
       timeScale: this.timeScale,
       resolveBandwidth: (bps) => this.resolveBandwidth(bps),
       onModel: (state) => this.onJobModel(name, state),
-      onEnd: (outcome) => this.onJobEnd(name, outcome),
+      onEnd: (outcome) => this.onJobEnd(name, outcome, migrationId),
+      onBandwidth: (bps) => this.recordJob(domain, migrationId, 'bandwidth', { bandwidth: bps }),
     });
     this.jobs.set(name, job);
+    this.recordJob(domain, migrationId, 'start', { targetNode: target.node, bandwidth: controls.bandwidth });
     return job;
   }
 
@@ -231,10 +238,11 @@ export class SimDriver implements HypervisorDriver {
     if (domain && state.stage === 'postcopy' && domain.state !== 'paused') this.setState(domain, 'paused');
   }
 
-  private onJobEnd(name: string, outcome: MigrationOutcome): void {
+  private onJobEnd(name: string, outcome: MigrationOutcome, migrationId: string): void {
     this.jobs.delete(name);
     const domain = this.domains.get(name);
     if (!domain) return;
+    this.recordJob(domain, migrationId, 'end', { outcome: outcome.status });
     if (outcome.status === 'completed') this.setState(domain, 'shutoff');
     else if (outcome.stats.mode === 'PreCopy') this.setState(domain, 'running');
   }
@@ -252,6 +260,10 @@ export class SimDriver implements HypervisorDriver {
   private remove(domain: SimDomain): void {
     this.domains.delete(domain.name);
     this.record(domain, 'gone');
+  }
+
+  private recordJob(domain: SimDomain, migrationId: string, job: 'start' | 'bandwidth' | 'end', extra: { targetNode?: string; bandwidth?: number; outcome?: string }): void {
+    this.journal?.append({ at: this.clock.now(), node: this.node, domain: domain.name, state: domain.state, migrationId, job, ...extra });
   }
 
   private record(domain: SimDomain, state: DomainState | 'gone'): void {
@@ -277,6 +289,7 @@ interface JobHost {
   resolveBandwidth(bytesPerSecond: number): number;
   onModel(state: PrecopyState): void;
   onEnd(outcome: MigrationOutcome): void;
+  onBandwidth(bytesPerSecond: number): void;
 }
 
 class SimMigrationJob implements MigrationJob {
@@ -310,6 +323,7 @@ class SimMigrationJob implements MigrationJob {
     }
     this.steer((s) => setBandwidth(s, this.host.resolveBandwidth(bytesPerSecond)));
     this.unlimited = bytesPerSecond === 0;
+    this.host.onBandwidth(bytesPerSecond);
   }
 
   async setMaxDowntime(ms: number): Promise<void> {

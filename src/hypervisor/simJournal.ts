@@ -20,6 +20,15 @@ export const SimJournalEntry = z.object({
   state: z.enum(['running', 'paused', 'shutoff', 'incoming', 'gone']),
   memoryBytes: z.number().optional(),
   migrationId: z.string().optional(),
+  /**
+   * Outgoing migration jobs: 'start' (with targetNode and bandwidth), 'bandwidth'
+   * when it is steered, 'end' when it finished, failed or was aborted.
+   */
+  job: z.enum(['start', 'bandwidth', 'end']).optional(),
+  targetNode: z.string().optional(),
+  /** Bytes/s the job may use; 0 = unlimited (the NIC's speed). */
+  bandwidth: z.number().optional(),
+  outcome: z.string().optional(),
 });
 export type SimJournalEntry = z.infer<typeof SimJournalEntry>;
 
@@ -46,10 +55,21 @@ export function readJournal(file: string): SimJournalEntry[] {
 export function replayJournal(entries: readonly SimJournalEntry[]): Map<string, SimJournalEntry> {
   const domains = new Map<string, SimJournalEntry>();
   for (const e of entries) {
+    if (e.job !== undefined) continue;
     if (e.state === 'gone') domains.delete(e.domain);
     else domains.set(e.domain, e);
   }
   return domains;
+}
+
+/** Outgoing jobs started and not ended in a journal: their 'start' entries. */
+export function openJobs(entries: readonly SimJournalEntry[]): SimJournalEntry[] {
+  const open = new Map<string, SimJournalEntry>();
+  for (const e of entries) {
+    if (e.job === 'start' && e.migrationId) open.set(`${e.domain}/${e.migrationId}`, e);
+    if (e.job === 'end' && e.migrationId) open.delete(`${e.domain}/${e.migrationId}`);
+  }
+  return [...open.values()];
 }
 
 export class SimJournal {

@@ -57,7 +57,9 @@ export async function startNatsCluster(opts: NatsClusterOptions = {}): Promise<N
     m.server = await startNatsServer({
       port: m.clientPort,
       storeDir: m.storeDir,
-      extraArgs: ['--server_name', m.name, '--cluster_name', clusterName, '--cluster', `nats://127.0.0.1:${m.routePort}`, '--routes', routes],
+      extraArgs: ['--server_name', m.name, '--cluster_name', clusterName, '--cluster', `nats://127.0.0.1:${m.routePort}`, '--routes', routes,
+        // Clients use the URLs they were given (maybe a fault proxy's), not the servers' own.
+        '--no_advertise'],
     });
   };
   const byName = (name: string) => {

@@ -226,6 +226,25 @@ export class InvariantChecker {
     }
   }
 
+  /** The VMIM was deleted at `at`: it ends there (a deletion mid-flight is a user's cancel). */
+  vmimDeleted(uid: string, at: number): void {
+    const t = this.vmims.get(uid);
+    if (t && t.finalAt === undefined) {
+      t.finalAt = at;
+      t.lastPhase = `${t.lastPhase || 'Pending'} (deleted)`;
+    }
+  }
+
+  /** Migrations not final yet. */
+  open(): string[] {
+    return [...this.vmims.values()].filter((t) => t.finalAt === undefined).map((t) => `${t.name} (${t.lastPhase || 'no phase'})`);
+  }
+
+  /** Migrations that reached a final phase or were deleted. */
+  finished(): number {
+    return [...this.vmims.values()].filter((t) => t.finalAt !== undefined).length;
+  }
+
   private checkFailedOnSource(m: VirtualMachineInstanceMigration, t: Tracked, at: number): void {
     const ms = m.status?.migrationState;
     const source = ms?.sourceNode;

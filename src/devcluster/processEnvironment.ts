@@ -12,6 +12,7 @@ import { RESULTS_STREAM, subjects } from '../bus/subjects.js';
 import { domainName, guestMemoryBytes } from '../controller/guest.js';
 import { SimJournal } from '../hypervisor/simJournal.js';
 import { KubeClient, VMI_RESOURCE } from '../kube/client.js';
+import { evacuationWebhook } from './evictionWebhook.js';
 import { seedDemo, startDevCluster, type DevCluster, type DevClusterOptions } from './index.js';
 import { SupervisedProcess, type SupervisorEvent } from './supervisor.js';
 
@@ -125,6 +126,9 @@ export async function startProcessEnvironment(opts: ProcessEnvironmentOptions = 
     const cluster = await startDevCluster(opts.cluster ?? {});
     cleanups.push(() => cluster.close());
     await seedDemo(cluster, { nodes, vms: opts.vms ?? 6 });
+    // The controller is in other processes: evictions ask the webhook stand-in, as KubeVirt's virt-api does.
+    cleanups.push(async () => removeHook());
+    const removeHook = cluster.onEviction(evacuationWebhook(cluster.store));
     const kubeconfigPath = path.join(dir, 'kubeconfig');
     await cluster.writeKubeconfig(kubeconfigPath);
     const kc = new KubeConfig();

@@ -126,7 +126,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     nodes: o.nodes ?? 4,
     vms: o.vms ?? 12,
     dir,
-    timeScale: o.timeScale ?? 4,
+    timeScale: o.timeScale ?? 1,
     lease: LEASE,
     cluster: { faults: apiFaults, podStartDelayMs: 200, podTerminationDelayMs: 100 },
     natsFront: async (cluster) => {
@@ -288,6 +288,8 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const faults: FaultSample[] = [];
   const count: Record<string, number> = {};
   let baselineEnd: { at: number; finished: number } | undefined;
+  /** Throughput is counted from the first finished migration: start-up is not the system's speed. */
+  let firstFinish: number | undefined;
   const leader = async (): Promise<SupervisedProcess | undefined> => env.leader();
   const waitForLeader = async (notPid?: number, timeoutMs = 60_000) => {
     const deadline = Date.now() + timeoutMs;
@@ -366,8 +368,10 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       }
       case 'api-faults': {
         const ms = faultRandom.int(4000, 8000);
-        apiFaults.enable({ conflict: 0.15, throttle: 0.05, internal: 0.05, slow: 0.1, watchClose: 0.3, gone: 0.3, delayEvents: 0.3 });
         const before = { ...apiFaults.counts };
+        apiFaults.enable({ conflict: 0.15, throttle: 0.05, internal: 0.05, slow: 0.1, watchClose: 0.3, gone: 0.3, delayEvents: 0.3 });
+        // Watches opened before the window are closed too (half of them): their clients resume, and may meet a 410.
+        apiFaults.closeOpenWatches(0.5);
         await sleep(ms);
         apiFaults.disable();
         const injected = Object.entries(apiFaults.counts).map(([k, v]) => `${k} ${v - before[k as keyof typeof before]}`).join(', ');
@@ -392,6 +396,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const faulting = (async () => {
     while (!stopWork && !firstViolation) {
       await sleep(500);
+      if (firstFinish === undefined && checker.finished() > 0) firstFinish = Date.now();
       if (!baselineEnd) {
         if (checker.finished() >= baseline) {
           baselineEnd = { at: Date.now(), finished: checker.finished() };
@@ -528,13 +533,13 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     violations,
     recovery,
     throughput: {
-      withoutFaults: baselineEnd ? perMinute(baselineEnd.finished, baselineEnd.at - t0) : 0,
+      withoutFaults: baselineEnd && firstFinish !== undefined ? perMinute(baselineEnd.finished - 1, baselineEnd.at - firstFinish) : 0,
       withFaults: baselineEnd ? perMinute(finishedAtFaultsEnd - baselineEnd.finished, faultsEnd - baselineEnd.at) : 0,
     },
     migrationSeconds: { p50: percentile(durations, 50), p99: percentile(durations, 99) },
     peaks: { ...checker.peaks },
     durationMs: Date.now() - t0,
-    observations: [...observations, ...processExits.filter((e) => e.signal === null).map((e) => `${e.name} exited on its own with code ${e.code} at +${((e.at - t0) / 1000).toFixed(1)} s`)],
+    observations: [...observations, ...new Set(checker.notes), ...processExits.filter((e) => e.signal === null).map((e) => `${e.name} exited on its own with code ${e.code} at +${((e.at - t0) / 1000).toFixed(1)} s`)],
     timeline: violations.length > 0 ? timeline.tail() : timeline.tail(40),
     ...(objects ? { objects } : {}),
     dir: env.dir,

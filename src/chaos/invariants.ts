@@ -68,6 +68,8 @@ export class InvariantChecker {
   /** [start, end) of periods when faults held things up; end undefined while it lasts. */
   private readonly holdUps: Array<{ from: number; to: number | undefined }> = [];
   readonly violations: Violation[] = [];
+  /** Oddities that break no invariant but an operator would want to know about. */
+  readonly notes: string[] = [];
   /** Highest job counts seen, for the report. */
   readonly peaks = { cluster: 0, outbound: 0, inbound: 0 };
 
@@ -249,6 +251,11 @@ export class InvariantChecker {
     const ms = m.status?.migrationState;
     const source = ms?.sourceNode;
     if (!source) return; // failed before anything started: "exactly one copy" covers it
+    if (ms?.migrationUid && ms.migrationUid !== m.metadata.uid) {
+      // The state is another migration's (copied from the VMI): this one never started, so it moved nothing.
+      this.notes.push(`${t.name} ended Failed carrying migrationState of another migration (${ms.migrationUid}, source ${source})`);
+      return;
+    }
     const where = this.domains.get(t.vmi);
     const state = where?.get(source);
     if (state === 'running') return;

@@ -65,6 +65,21 @@ export class ApiFaults {
     this.random = new SeededRandom(seed);
   }
 
+  private readonly watchClosers: Array<(pick: () => boolean) => number> = [];
+
+  /** The API server registers how to end its open watches. */
+  onCloseWatches(closer: (pick: () => boolean) => number): void {
+    this.watchClosers.push(closer);
+  }
+
+  /** Ends each open watch with probability `p` (counted as watch-close faults). */
+  closeOpenWatches(p: number): number {
+    let n = 0;
+    for (const close of this.watchClosers) n += close(() => this.random.chance(p));
+    this.counts['watch-close'] += n;
+    return n;
+  }
+
   /** Starts (or changes) the faults; rates are per request or per watch. */
   enable(rates: Partial<z.input<typeof ApiFaultRates>>): void {
     this.rates = ApiFaultRates.parse(rates);

@@ -52,6 +52,15 @@ export class ApiServer {
 
   constructor(private readonly opts: ApiServerOptions) {
     this.server = http.createServer((req, res) => void this.handle(req, res));
+    opts.faults?.onCloseWatches((pick) => {
+      let n = 0;
+      for (const end of [...this.watches]) {
+        if (!pick()) continue;
+        end();
+        n++;
+      }
+      return n;
+    });
   }
 
   async listen(port: number, host: string): Promise<number> {

@@ -86,3 +86,20 @@ describe('API fault injection', () => {
     expect((await call('/apis/coordination.k8s.io/v1/namespaces/default/leases')).status).toBe(200);
   });
 });
+
+describe('API fault injection: open watches', () => {
+  it('closes watches that were open before the faults started', async () => {
+    const faults = new ApiFaults(1);
+    const cluster = await startFastCluster({ faults });
+    try {
+      const r = await fetch(`${cluster.url}/api/v1/nodes?watch=true`, { headers: { Authorization: `Bearer ${cluster.token}` } });
+      const ended = r.text();
+      await new Promise((res) => setTimeout(res, 50));
+      expect(faults.closeOpenWatches(1)).toBe(1);
+      await expect(ended).resolves.toBe('');
+      expect(faults.counts['watch-close']).toBe(1);
+    } finally {
+      await cluster.close();
+    }
+  });
+});

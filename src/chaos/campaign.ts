@@ -47,6 +47,8 @@ export interface CampaignOptions {
   timeScale?: number;
   /** Pause between one fault's end and the next, ms. */
   faultGapMs?: readonly [number, number];
+  /** Record violations and carry on, instead of stopping at the first (to collect every defect of a long run). */
+  keepGoing?: boolean;
   dir?: string;
   log?: (line: string) => void;
 }
@@ -158,6 +160,9 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   });
   const tail = new JournalTail([...env.journals.values()]);
   let firstViolation: Violation | undefined;
+  /** Set on the first violation unless keepGoing: stops the workload and the faults. */
+  let halted = false;
+  let reportedViolations = 0;
   const feed = () => {
     for (const entry of tail.read()) buffer.push({ at: entry.at, kind: 'journal', entry });
     // Entries of different processes arrive out of order: only what is older than the watermark is settled.
@@ -181,7 +186,10 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     if (!firstViolation && checker.violations.length > 0) {
       firstViolation = checker.violations[0];
       timeline.add(firstViolation!.at, `VIOLATION ${firstViolation!.invariant}: ${firstViolation!.message}`, true);
+      if (!o.keepGoing) halted = true;
     }
+    for (const v of checker.violations.slice(reportedViolations)) if (v !== firstViolation) timeline.add(v.at, `VIOLATION ${v.invariant}: ${v.message}`, true);
+    reportedViolations = checker.violations.length;
   };
   const feeder = setInterval(feed, 250);
 
@@ -216,7 +224,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     let seq = 0;
     while (!stopWork) {
       await sleep(300);
-      if (firstViolation) break;
+      if (halted) break;
       const open = openVmims();
       const busy = new Set(open.map((m) => String((m as { spec?: { vmiName?: string } }).spec?.vmiName)));
       const userOpen = open.filter((m) => m.metadata.labels?.['chaos.ferry.dev/user'] === 'true').length;
@@ -394,7 +402,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   };
 
   const faulting = (async () => {
-    while (!stopWork && !firstViolation) {
+    while (!stopWork && !halted) {
       await sleep(500);
       if (firstFinish === undefined && checker.finished() > 0) firstFinish = Date.now();
       if (!baselineEnd) {
@@ -405,7 +413,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
         continue;
       }
       await sleep(faultRandom.int(o.faultGapMs?.[0] ?? 1000, o.faultGapMs?.[1] ?? 3000));
-      if (stopWork || firstViolation) break;
+      if (stopWork || halted) break;
       const kind = faultRandom.pick(kinds);
       const at = Date.now();
       const hold = checker.holdUp(at);
@@ -430,7 +438,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
 
   // Until enough migrations are done, or a violation.
   let lastReport = 0;
-  while (!firstViolation && checker.finished() < o.migrations) {
+  while (!halted && checker.finished() < o.migrations) {
     await sleep(500);
     if (Date.now() - lastReport > 10_000) {
       lastReport = Date.now();
@@ -449,7 +457,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
 
   // After the faults: the open drain finishes, every migration ends, then nothing may be left over.
   let objects: unknown;
-  if (!firstViolation) {
+  if (!halted) {
     const deadline = Date.now() + 120_000;
     while (Date.now() < deadline && (openVmims().length > 0 || (drain && !drain.done))) await sleep(500);
     if (drain && !drain.done) checker.violations.push({ invariant: 'quiescence', at: Date.now(), subject: drain.node, message: `kubectl drain ${drain.node} did not complete within 120 s after the faults stopped` });

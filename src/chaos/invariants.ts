@@ -75,7 +75,13 @@ export class InvariantChecker {
 
   constructor(private readonly o: CheckerOptions) {}
 
+  private readonly reported = new Set<string>();
+
+  /** One violation per invariant and subject: the first is the evidence, repeats add nothing. */
   private fail(v: Violation): void {
+    const key = `${v.invariant}|${v.subject}`;
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
     this.violations.push(v);
   }
 

@@ -27,22 +27,26 @@ const program = new Command()
   .option('--vms <n>', 'VMs', int('--vms'), 12)
   .option('--concurrency <n>', 'user migrations kept in flight', int('--concurrency'), 3)
   .option('--dir <dir>', 'keep journals, logs and state here (default: a temporary directory, kept on a violation)')
+  .option('--keep-going', 'record violations and carry on instead of stopping at the first', false)
+  .option('--time-scale <x>', 'sim time per real time', Number, 1)
   .option('--json <file>', 'also write the result as JSON here')
   .option('--report <file>', 'where the Markdown report goes', 'docs/reliability.md')
   .option('--no-report', 'do not write the Markdown report')
-  .action(async (o: { migrations: number; seed: number; faults?: FaultKind[]; baseline?: number; nodes: number; vms: number; concurrency: number; dir?: string; json?: string; report: string | false }) => {
+  .action(async (o: { migrations: number; seed: number; faults?: FaultKind[]; baseline?: number; nodes: number; vms: number; concurrency: number; dir?: string; json?: string; report: string | false; keepGoing: boolean; timeScale: number }) => {
     const result = await runCampaign({
       migrations: o.migrations,
       seed: o.seed,
       nodes: o.nodes,
       vms: o.vms,
       concurrency: o.concurrency,
+      keepGoing: o.keepGoing,
+      timeScale: o.timeScale,
       ...(o.faults ? { faults: o.faults } : {}),
       ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
       ...(o.dir ? { dir: o.dir } : {}),
       log: (line) => process.stdout.write(`${line}\n`),
     });
-    const command = `npm run chaos -- --migrations ${o.migrations} --seed ${o.seed}${o.faults ? ` --faults ${o.faults.join(',')}` : ''}`;
+    const command = `npm run chaos -- --migrations ${o.migrations} --seed ${o.seed}${o.faults ? ` --faults ${o.faults.join(',')}` : ''}${o.keepGoing ? ' --keep-going' : ''}${o.timeScale !== 1 ? ` --time-scale ${o.timeScale}` : ''}`;
     if (o.json) writeFileSync(o.json, JSON.stringify(result, null, 2));
     if (o.report) writeFileSync(o.report, reliabilityReport(result, command, new Date()));
     const total = Object.values(result.faults).reduce((a, b) => a + b, 0);

@@ -5,6 +5,7 @@ import { apiGroupDocument, apiGroupList, apiResourceList, apiVersions, SERVER_VE
 import { ApiError, Errors, isApiError, successStatus } from './errors.js';
 import { evictPod, type EvictionHook } from './eviction.js';
 import type { ApiFaults, WatchFault } from './faults.js';
+import { exceedsDepth } from './jsonDepth.js';
 import { isRecord, type KubeObject, type StoredObject } from './object.js';
 import { OPENAPI_V2_PROTOBUF, openApiV2Json, openApiV2Protobuf, openApiV3Document, openApiV3Root, parseOpenApiV3Path } from './openapi.js';
 import { PATCH_CONTENT_TYPES } from './patch.js';
@@ -32,6 +33,8 @@ export interface ApiServerOptions {
   /** Seeded fault injection (the chaos campaign); off unless enabled on it. */
   faults?: ApiFaults | undefined;
 }
+
+const MAX_JSON_PATCH_OPERATIONS = 10_000;
 
 /** The real API server's request body limit. */
 const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
@@ -152,6 +155,8 @@ export class ApiServer {
     const text = Buffer.concat(chunks).toString('utf8');
     const contentType = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
     if (text.trim() === '') return { contentType, value: undefined };
+    const deep = exceedsDepth(text);
+    if (deep !== undefined) throw Errors.badRequest(`the request body is not valid ${contentType.includes('yaml') ? 'YAML' : 'JSON'}: invalid character '${deep}' exceeded max depth`);
     try {
       const value = contentType.includes('yaml') ? parseYaml(text) : JSON.parse(text);
       return { contentType, value };
@@ -272,6 +277,10 @@ export class ApiServer {
           throw Errors.unsupportedMediaType(
             `the body of the request was in an unknown format - accepted media types include: ${Object.keys(PATCH_CONTENT_TYPES).join(', ')} (got ${body?.contentType ?? 'none'})`,
           );
+        }
+        // The real server's cap on JSON patches (apiserver's maxJSONPatchOperations).
+        if (patchType === 'json' && Array.isArray(body?.value) && body.value.length > MAX_JSON_PATCH_OPERATIONS) {
+          throw new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: The allowed maximum operations in a JSON patch is ${MAX_JSON_PATCH_OPERATIONS}, got ${body.value.length}`);
         }
         const patched = store.patch(type, name, body?.value, { namespace, patchType, subresource: statusOnly(type, subresource) });
         return { code: 200, body: patched };

@@ -5,7 +5,7 @@ import { connect, JSONCodec, nkeyAuthenticator, type NatsConnection } from 'nats
 import { ResultMessage } from '../../src/bus/protocol.js';
 import { consumeResults, publishResult } from '../../src/bus/results.js';
 import { requestCommand } from '../../src/bus/rpc.js';
-import { subjects } from '../../src/bus/subjects.js';
+import { inboxPrefix, subjects } from '../../src/bus/subjects.js';
 import { startHandler, type RunningHandler } from '../../src/handler/handler.js';
 import { SimDriver } from '../../src/hypervisor/sim.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -29,7 +29,9 @@ describe('security: one node\'s handler credentials against another node', () =>
   let plan: NatsAuthPlan;
   const conns: NatsConnection[] = [];
   const asUser = async (seed: string, name: string) => {
-    const nc = await connect({ servers: url, name, authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) });
+    // Each role replies under its own inbox prefix, as ferry controller and ferry handler connect.
+    const node = plan.handlers.find((h) => h.seed === seed)?.node;
+    const nc = await connect({ servers: url, name, inboxPrefix: node ? inboxPrefix.handler(node) : inboxPrefix.controller(), authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) });
     conns.push(nc);
     return nc;
   };
@@ -91,6 +93,16 @@ describe('security: one node\'s handler credentials against another node', () =>
       const denied = permissionError(h1);
       h1.publish(subject, enc({}));
       expect(await denied).toContain(`Permissions Violation for Publish to "${subject}"`);
+    }
+  });
+
+  test('node-1\'s handler cannot read the controller\'s or node-2\'s replies (results are delivered to the controller\'s inbox)', async () => {
+    const h1 = await asUser(handlerSeed('node-1'), 'handler-node-1-inbox');
+    for (const subject of ['_INBOX.>', `${inboxPrefix.controller()}.>`, `${inboxPrefix.handler('node-2')}.>`]) {
+      const denied = permissionError(h1);
+      const sub = h1.subscribe(subject);
+      expect(await denied).toBe(`Permissions Violation for Subscription to "${subject}"`);
+      sub.unsubscribe();
     }
   });
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { closeBus, connectBus } from '../../bus/connection.js';
+import { inboxPrefix } from '../../bus/subjects.js';
 import { loadFerryConfig } from '../../config/ferryConfig.js';
 import { MigrationController } from '../../controller/controller.js';
 import { RunbookController } from '../../runbook/controller.js';
@@ -29,7 +30,7 @@ export async function runController(o: {
   const config = loadFerryConfig(o.config);
   const kube = kubeClientFor(o.kubeconfig);
   // Several servers of one cluster may be given, comma-separated; the client fails over between them.
-  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: 'ferry-controller', log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
+  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: 'ferry-controller', log, inboxPrefix: inboxPrefix.controller(), ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
   const metrics = new ControllerMetrics();
   const controller = new MigrationController({ kube, nc, log, config, metrics, ...(owner ? { ownerLabel: owner } : {}) });
   const runbooks = new RunbookController({ kube, log: log.child({ component: 'runbooks' }), config });

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { closeBus, connectBus } from '../../bus/connection.js';
+import { inboxPrefix } from '../../bus/subjects.js';
 import { startHandler } from '../../handler/handler.js';
 import { JobRecordStore } from '../../handler/jobRecords.js';
 import type { HypervisorDriver } from '../../hypervisor/driver.js';
@@ -54,7 +55,7 @@ export async function runHandler(o: HandlerCommandOptions): Promise<void> {
     throw err;
   }) : undefined;
   // Several servers of one cluster may be given, comma-separated; the client fails over between them.
-  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: `ferry-handler-${o.node}`, log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) }).catch(async (err: unknown) => {
+  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: `ferry-handler-${o.node}`, log, inboxPrefix: inboxPrefix.handler(o.node), ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) }).catch(async (err: unknown) => {
     await driver.close();
     throw err;
   });

@@ -35,5 +35,15 @@ export const subjects = {
   allHeartbeats: () => `${PREFIX}.heartbeat.*`,
 };
 
+/**
+ * Reply subjects (request inboxes, JetStream deliveries) of each role. With a
+ * prefix of its own, a process's permissions can allow its own replies only:
+ * a handler cannot read the controller's (results are delivered there).
+ */
+export const inboxPrefix = {
+  controller: () => '_INBOX_controller',
+  handler: (node: string) => `_INBOX_node_${token(node)}`,
+};
+
 export const RESULTS_STREAM = 'FERRY_RESULTS';
 export const CONTROLLER_DURABLE = 'ferry-controller';

@@ -40,6 +40,8 @@ export function buildProgram(): Command {
     .option('--libvirt-dir <dir>', 'libvirt driver: where the per-node daemons keep sockets, state and logs', '.ferry/libvirt')
     .option('--log-file <path>', 'where the JSON logs go', '.ferry/dev.log')
     .option('--no-demo', 'skip the demonstration migration')
+    .option('--processes', 'real process boundaries: two leader-electing controller processes, one handler process per node, a 3-server NATS cluster; each restarted when it dies (sim driver)', false)
+    .option('--state-dir <dir>', 'with --processes: where journals, process logs and NATS stores go', '.ferry/processes')
     .addOption(metricsPortOption())
     .action((o) => runDev(o));
 
@@ -47,12 +49,15 @@ export function buildProgram(): Command {
     .command('controller')
     .description('Run the VMIM controller against a cluster')
     .addOption(kubeconfigOption())
-    .option('--nats <url>', 'NATS server URL', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
+    .option('--nats <url>', 'NATS server URL (several servers of one cluster: comma-separated)', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
     .option('--config <file>', 'Ferry configuration file (YAML)')
     .addOption(metricsPortOption(8080))
     .option('--no-leader-elect', 'run without leader election (only ever run one replica then)')
     .option('--lease-namespace <ns>', 'namespace of the leader election Lease', process.env['POD_NAMESPACE'] ?? 'default')
     .option('--lease-name <name>', 'name of the leader election Lease', 'ferry-controller')
+    .option('--leader-elect-lease-duration <seconds>', 'how long a lease holds after its last renewal', positive('--leader-elect-lease-duration'), 15)
+    .option('--leader-elect-renew-deadline <seconds>', 'a leader that could not renew for this long steps down (shorter than the lease)', positive('--leader-elect-renew-deadline'), 10)
+    .option('--leader-elect-retry-period <seconds>', 'pause between attempts to acquire or renew', positive('--leader-elect-retry-period'), 2)
     .option('--nats-nkey <file>', 'NATS nkey seed file of the controller user (see deploy/README.md)')
     .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
     .action((o) => runController(o));
@@ -71,7 +76,7 @@ export function buildProgram(): Command {
     .command('handler')
     .description('Run the node handler (source and target roles) for one node')
     .requiredOption('--node <name>', 'the node this handler serves')
-    .option('--nats <url>', 'NATS server URL', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
+    .option('--nats <url>', 'NATS server URL (several servers of one cluster: comma-separated)', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
     .addOption(new Option('--driver <driver>', 'hypervisor driver').choices(['sim', 'libvirt']).default('sim'))
     .option('--time-scale <x>', 'sim driver: simulated time per real time', positive('--time-scale'), 1)
     .addOption(new Option('--libvirt-socket <path>', 'libvirt driver: libvirtd\'s unix socket (default /run/libvirt/libvirt-sock)').conflicts('libvirtUri'))
@@ -82,6 +87,7 @@ export function buildProgram(): Command {
     .option('--migration-address <ip>', 'with --pods-dir: address the migration proxy listens on and publishes (default $POD_IP)')
     .option('--migration-server-certs <dir>', 'with --pods-dir: tls.crt/tls.key/ca.crt of this handler\'s proxy server identity (reloaded on change)')
     .option('--migration-client-certs <dir>', 'with --pods-dir: tls.crt/tls.key/ca.crt of the migration client identity (reloaded on change)')
+    .option('--sim-journal <file>', 'sim driver: keep this node\'s guests in this file, so a restarted handler finds them (ferry dev --processes)')
     .addOption(metricsPortOption(8081))
     .action((o) => runHandler(o));
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { ApiFaults } from './faults.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -43,6 +44,8 @@ export interface DevClusterOptions {
   onWebhookCall?: (call: WebhookCall) => void;
   /** What runs behind pods (the libvirt dev mode's launcher daemons); default: nothing. */
   podRuntime?: PodRuntime;
+  /** Seeded API fault injection, off until enabled on it (the chaos campaign). */
+  faults?: ApiFaults;
 }
 
 export interface DevCluster {
@@ -88,7 +91,7 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
   const host = opts.host ?? '127.0.0.1';
   const auth = opts.rbac ? new ClusterAuth(store, token) : undefined;
   const admission = new AdmissionChain(store, log, opts.onWebhookCall);
-  const api = new ApiServer({ store, admission, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000 });
+  const api = new ApiServer({ store, admission, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000, faults: opts.faults });
   const scheduler = new Scheduler(store, { intervalMs: opts.schedulerIntervalMs ?? 500, clock, log });
   const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log, runtime: opts.podRuntime });
   const port = await api.listen(opts.port ?? 0, host);

@@ -6,6 +6,8 @@ import { apiGroupDocument, apiGroupList, apiResourceList, apiVersions, SERVER_VE
 import { ApiError, Errors, isApiError, successStatus } from './errors.js';
 import { evictPod } from './eviction.js';
 import type { AdmissionAttributes, AdmissionChain, AdmissionUser, Operation } from './admission/index.js';
+import type { ApiFaults, WatchFault } from './faults.js';
+import { exceedsDepth } from './jsonDepth.js';
 import { clone, isRecord, type KubeObject, type StoredObject } from './object.js';
 import { OPENAPI_V2_PROTOBUF, openApiV2Json, openApiV2Protobuf, openApiV3Document, openApiV3Root, parseOpenApiV3Path } from './openapi.js';
 import { applyPatch, PATCH_CONTENT_TYPES, type PatchType } from './patch.js';
@@ -31,7 +33,11 @@ export interface ApiServerOptions {
   log?: ((msg: string) => void) | undefined;
   bodyLimitBytes?: number;
   bookmarkIntervalMs?: number;
+  /** Seeded fault injection (the chaos campaign); off unless enabled on it. */
+  faults?: ApiFaults | undefined;
 }
+
+const MAX_JSON_PATCH_OPERATIONS = 10_000;
 
 /** The real API server's request body limit. */
 const DEFAULT_BODY_LIMIT = 3 * 1024 * 1024;
@@ -52,6 +58,15 @@ export class ApiServer {
 
   constructor(private readonly opts: ApiServerOptions) {
     this.server = http.createServer((req, res) => void this.handle(req, res));
+    opts.faults?.onCloseWatches((pick) => {
+      let n = 0;
+      for (const end of [...this.watches]) {
+        if (!pick()) continue;
+        end();
+        n++;
+      }
+      return n;
+    });
   }
 
   async listen(port: number, host: string): Promise<number> {
@@ -88,6 +103,7 @@ export class ApiServer {
       const user: AdmissionUser = { username: who.name, groups: who.groups };
       // DELETE may carry DeleteOptions (kubectl delete --grace-period sends them in the body).
       const body = req.method === 'POST' || req.method === 'PUT' || req.method === 'PATCH' || req.method === 'DELETE' ? await this.readBody(req) : undefined;
+      if (this.opts.faults?.enabled) await this.injectFault(req, res, url);
       const reply = await this.route(req, res, url, body, user);
       if (reply) send(res, reply.code, reply.body);
     } catch (err) {
@@ -99,6 +115,28 @@ export class ApiServer {
         if (!req.complete) res.setHeader('Connection', 'close');
         send(res, e.code, e.toStatus());
       }
+    }
+  }
+
+  /** A fault decided for this request: a delay, then perhaps an error instead of the answer (watches get theirs in serveWatch). */
+  private async injectFault(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+    const q = url.searchParams;
+    if (q.get('watch') === 'true' || q.get('watch') === '1' || url.pathname.includes('/watch/')) return;
+    let target: { plural: string; group: string; name: string } | undefined;
+    try {
+      const segs = url.pathname.split('/').filter((x) => x !== '').map(decodeURIComponent);
+      const [group, rest] = segs[0] === 'api' ? ['', segs.slice(2)] : [segs[1] ?? '', segs.slice(3)];
+      const r = this.parseRoute(group, segs[0] === 'api' ? segs[1] ?? '' : segs[2] ?? '', rest);
+      if (r.name) target = { plural: r.type.plural, group: r.type.group, name: r.name };
+    } catch {
+      // Not a resource path: only the request-level faults apply.
+    }
+    const fault = this.opts.faults?.request(req.method ?? 'GET', url.pathname, target);
+    if (!fault) return;
+    if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+    if (fault.error) {
+      for (const [k, v] of Object.entries(fault.extraHeaders ?? {})) res.setHeader(k, v);
+      throw fault.error;
     }
   }
 
@@ -122,6 +160,8 @@ export class ApiServer {
     const text = Buffer.concat(chunks).toString('utf8');
     const contentType = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
     if (text.trim() === '') return { contentType, value: undefined };
+    const deep = exceedsDepth(text);
+    if (deep !== undefined) throw Errors.badRequest(`the request body is not valid ${contentType.includes('yaml') ? 'YAML' : 'JSON'}: invalid character '${deep}' exceeded max depth`);
     try {
       const value = contentType.includes('yaml') ? parseYaml(text) : JSON.parse(text);
       return { contentType, value };
@@ -274,6 +314,10 @@ export class ApiServer {
             `the body of the request was in an unknown format - accepted media types include: ${Object.keys(PATCH_CONTENT_TYPES).join(', ')} (got ${body?.contentType ?? 'none'})`,
           );
         }
+        // The real server's cap on JSON patches (apiserver's maxJSONPatchOperations).
+        if (patchType === 'json' && Array.isArray(body?.value) && body.value.length > MAX_JSON_PATCH_OPERATIONS) {
+          throw new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: The allowed maximum operations in a JSON patch is ${MAX_JSON_PATCH_OPERATIONS}, got ${body.value.length}`);
+        }
         const only = statusOnly(type, subresource);
         const patched = await this.guaranteedUpdate(type, name, namespace, undefined, async (existing) => {
           if (!existing) throw Errors.notFound(type.plural, type.group, name);
@@ -409,9 +453,18 @@ export class ApiServer {
     const type = route.type;
     // Selector errors are answered as plain errors before the stream starts, like the real server.
     store.list(type, { namespace: o.namespace, labelSelector: o.labelSelector, fieldSelector: o.fieldSelector });
+    const fault: WatchFault | undefined = this.opts.faults?.enabled ? this.opts.faults.watch(req.url ?? '', o.resourceVersion) : undefined;
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();
-    const write = (e: { type: string; object: unknown }) => res.write(`${JSON.stringify(e)}\n`);
+    const writeNow = (e: { type: string; object: unknown }) => res.write(`${JSON.stringify(e)}\n`);
+    // Delayed events keep their order: each waits its delay after the one before it went out.
+    let queue = Promise.resolve();
+    const write = fault?.eventDelayMs === undefined ? writeNow : (e: { type: string; object: unknown }) => {
+      queue = queue.then(() => new Promise<void>((resolve) => setTimeout(() => {
+        if (!ended) writeNow(e);
+        resolve();
+      }, fault.eventDelayMs)));
+    };
     const render = (e: WatchEvent) => ({
       type: e.type,
       object: o.table ? toTable(type, [e.object], { ...(o.includeObject ? { includeObject: o.includeObject } : {}), now: this.opts.now() }) : e.object,
@@ -430,13 +483,19 @@ export class ApiServer {
     this.watches.add(end);
     req.on('close', end);
     res.on('close', end);
+    if (fault?.gone) {
+      writeNow({ type: 'ERROR', object: fault.gone.toStatus() });
+      end();
+      return;
+    }
+    if (fault?.closeAfterMs !== undefined) timers.push(setTimeout(end, fault.closeAfterMs));
     try {
       watcher = store.watchRaw(type, { namespace: o.namespace, labelSelector: o.labelSelector, fieldSelector: o.fieldSelector, resourceVersion: o.resourceVersion }, (e) => {
         if (!ended) write(render(e));
       });
     } catch (err) {
       const e: ApiError = isApiError(err) ? err : Errors.internal(String(err));
-      write({ type: 'ERROR', object: e.toStatus() });
+      writeNow({ type: 'ERROR', object: e.toStatus() });
       end();
       return;
     }

@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { closeBus, connectBus } from '../../bus/connection.js';
+import { inboxPrefix } from '../../bus/subjects.js';
 import { loadFerryConfig } from '../../config/ferryConfig.js';
 import { MigrationController } from '../../controller/controller.js';
 import { RunbookController } from '../../runbook/controller.js';
@@ -17,6 +19,9 @@ export async function runController(o: {
   leaderElect: boolean;
   leaseNamespace: string;
   leaseName: string;
+  leaderElectLeaseDuration?: number;
+  leaderElectRenewDeadline?: number;
+  leaderElectRetryPeriod?: number;
   natsNkey?: string;
   ownerLabel?: string;
 }): Promise<void> {
@@ -24,7 +29,8 @@ export async function runController(o: {
   const log = createLogger({ name: 'ferry-controller' });
   const config = loadFerryConfig(o.config);
   const kube = kubeClientFor(o.kubeconfig);
-  const nc = await connectBus({ servers: o.nats, name: 'ferry-controller', log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
+  // Several servers of one cluster may be given, comma-separated; the client fails over between them.
+  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: 'ferry-controller', log, inboxPrefix: inboxPrefix.controller(), ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
   const metrics = new ControllerMetrics();
   // Filled in below when leader election is on; the controller reads it on every command and write.
   let elector: LeaderElector | undefined;
@@ -53,7 +59,11 @@ export async function runController(o: {
       api: kube.kc.makeApiClient(CoordinationV1Api),
       namespace: o.leaseNamespace,
       name: o.leaseName,
-      identity: defaultIdentity(),
+      // The pod's name (downward API) tells operators, and ferry dev --processes, which replica leads.
+      identity: process.env['POD_NAME'] ? `${process.env['POD_NAME']}_${randomUUID().slice(0, 8)}` : defaultIdentity(),
+      ...(o.leaderElectLeaseDuration ? { leaseDurationMs: o.leaderElectLeaseDuration * 1000 } : {}),
+      ...(o.leaderElectRenewDeadline ? { renewDeadlineMs: o.leaderElectRenewDeadline * 1000 } : {}),
+      ...(o.leaderElectRetryPeriod ? { retryPeriodMs: o.leaderElectRetryPeriod * 1000 } : {}),
       log,
       onStartedLeading: () => {
         leading = true;

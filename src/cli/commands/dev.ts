@@ -7,11 +7,13 @@ import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer } from '
 import { followMigration } from '../follow.js';
 import { formatDuration } from '../format.js';
 import { untilSignal } from '../shutdown.js';
+import { runDevProcesses } from './devProcesses.js';
 
 export async function runDev(o: {
   nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number;
-  driver?: 'sim' | 'libvirt'; libvirtDir?: string;
+  driver?: 'sim' | 'libvirt'; libvirtDir?: string; processes?: boolean; stateDir?: string;
 }): Promise<void> {
+  if (o.processes) return runDevProcesses(o);
   if (o.nodes < 2) throw new Error('--nodes must be at least 2 (a migration needs somewhere to go)');
   const libvirt = o.driver === 'libvirt';
   // Every node is a libvirtd with TCG guests: more than 3 swamps a small machine.

@@ -7,9 +7,9 @@ import { loadScenario, ScenarioError } from './scenario.js';
 
 const program = new Command()
   .name('bench')
-  .description('Drain a simulated cluster in virtual time with Ferry and with KubeVirt defaults, and compare.')
+  .description('Drain a simulated cluster in virtual time with Ferry, KubeVirt given the same config (kubevirt-tuned) and KubeVirt as shipped (kubevirt-default), and compare.')
   .requiredOption('--scenario <file>', 'scenario file (YAML or JSON), see test/bench/README.md')
-  .addOption(new Option('--policy <name>', 'run one policy only (default: both)').choices([...POLICIES]))
+  .addOption(new Option('--policy <name>', 'run one policy only (default: all three)').choices([...POLICIES]))
   .option('--json <out>', 'also write the full report as JSON to this file')
   .option('--max-hours <h>', 'give up on VMs not moved after this much virtual time', '48')
   .action((opts: { scenario: string; policy?: PolicyName; json?: string; maxHours: string }) => {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { parseQuantity } from '../../src/api/quantity.js';
 import { Random } from './random.js';
 import type { SimVm } from '../../src/runbook/simulation/policy.js';
+import { pinnedIn, type PinnedLimits } from '../../src/limits/adaptive.js';
 
 /**
  * Drain scenarios: a cluster, its VMs and the nodes to empty, from YAML or JSON.
@@ -60,9 +61,12 @@ const DrainPick = z.union([
   z.strictObject({ every: z.number().int().min(1) }),
 ]);
 
+const NodeGroup = z.strictObject({ count: z.number().int().min(1), prefix: z.string().min(1).default('node-'), nic: positive, memory: positive });
+
 const Generate = z.strictObject({
   seed: z.number().int().default(1),
-  nodes: z.strictObject({ count: z.number().int().min(2), prefix: z.string().min(1).default('node-'), nic: positive, memory: positive }),
+  /** One group of identical nodes, or several (numbered on across groups). */
+  nodes: z.union([NodeGroup, z.array(NodeGroup).min(1)]),
   /** VMs are dealt round-robin over all nodes, group after group. */
   vms: z.array(VmGroup).default([]),
   drain: DrainPick.optional(),
@@ -123,6 +127,8 @@ export interface Scenario {
   description: string;
   bandwidthBudget: number;
   config: ScenarioConfig;
+  /** The parallel limits the file sets: Ferry holds to those and adapts the rest. */
+  pinned: PinnedLimits;
   nodes: ScenarioNode[];
   vms: ScenarioVm[];
   drain: string[];
@@ -185,10 +191,13 @@ export function parseScenario(raw: unknown, fallbackName: string, where = fallba
     const g = f.generate;
     const rng = new Random(g.seed);
     const first = nodes.length;
-    const width = String(g.nodes.count).length;
-    for (let i = 0; i < g.nodes.count; i++) {
-      nodes.push({ name: `${g.nodes.prefix}${String(i + 1).padStart(width, '0')}`, nic: g.nodes.nic, memory: g.nodes.memory });
+    const groups = Array.isArray(g.nodes) ? g.nodes : [g.nodes];
+    const width = String(groups.reduce((sum, grp) => sum + grp.count, 0)).length;
+    let nth = 0;
+    for (const grp of groups) {
+      for (let i = 0; i < grp.count; i++) nodes.push({ name: `${grp.prefix}${String(++nth).padStart(width, '0')}`, nic: grp.nic, memory: grp.memory });
     }
+    if (nth < 2) problems.push('generate.nodes: at least 2 nodes');
     const generated = nodes.slice(first);
     const total = g.vms.reduce((s, grp) => s + grp.count, 0);
     const vmWidth = String(total).length;
@@ -219,6 +228,7 @@ export function parseScenario(raw: unknown, fallbackName: string, where = fallba
     description: f.description ?? '',
     bandwidthBudget: f.cluster.bandwidthBudget ?? 0,
     config,
+    pinned: pinnedIn(f.config),
     nodes,
     vms,
     drain: [...new Set(drain)],

@@ -165,3 +165,34 @@ describe('kubevirt-tuned is KubeVirt given the scenario\'s config', () => {
     expect(dflt.unfinished).toEqual(['hot']);
   });
 });
+
+describe('every shipped scenario (but scale-10k)', () => {
+  for (const name of ['small-rack', 'rolling-50', 'write-heavy', 'rolling-30', 'hetero-nics', 'nearly-full']) {
+    test(`${name}: ferry moves everything and is never slower than kubevirt-tuned`, () => {
+      const s = loadScenario(scenarioFile(name));
+      const ferry = simulate(s, 'ferry').result;
+      const tuned = simulate(s, 'kubevirt-tuned').result;
+      expect(ferry.unfinished).toEqual([]);
+      expect(ferry.failed).toBe(0);
+      expect(tuned.unfinished).toEqual([]);
+      expect(ferry.makespanMs!).toBeLessThanOrEqual(tuned.makespanMs! * (1 + 1e-9));
+    });
+  }
+
+  test('with no config, Ferry adapts: rolling-30 within 10 % of the lower bound, ≥ 2× KubeVirt as shipped', () => {
+    const s = loadScenario(scenarioFile('rolling-30'));
+    expect(s.pinned).toEqual({});
+    const ferry = simulate(s, 'ferry').result;
+    expect(ferry.makespanMs! / bounds(s).lower.ms).toBeLessThanOrEqual(1.1);
+    expect(ferry.peakClusterConcurrency).toBeGreaterThan(5);
+    expect(simulate(s, 'kubevirt-default').result.makespanMs! / ferry.makespanMs!).toBeGreaterThanOrEqual(2);
+  });
+
+  test('with no config, busy guests get what they need to send little more than alone (≤ 1.05 × the pre-copy bound)', () => {
+    for (const name of ['hetero-nics', 'nearly-full']) {
+      const s = loadScenario(scenarioFile(name));
+      const ferry = simulate(s, 'ferry').result;
+      expect({ name, ratio: ferry.makespanMs! / bounds(s).precopy!.ms <= 1.05 }).toEqual({ name, ratio: true });
+    }
+  });
+});

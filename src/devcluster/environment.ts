@@ -13,6 +13,8 @@ import { KubeClient } from '../kube/client.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import type { ControllerMetrics, HandlerMetrics } from '../metrics/index.js';
 import { seedDemo, startDevCluster, type DevCluster, type DevClusterOptions } from './index.js';
+import { seedScenario } from './scenarioSeed.js';
+import type { Scenario } from './scenarioFile.js';
 import { bootGuests, connectLibvirtNode, libvirtNodeNames, libvirtStateDir, type LibvirtNodes } from './libvirtNodes.js';
 
 export interface DevEnvironmentOptions {
@@ -36,6 +38,13 @@ export interface DevEnvironmentOptions {
    * their guests are booted in their nodes' daemons).
    */
   driver?: 'sim' | LibvirtNodes;
+  /**
+   * Build the cluster from a bench scenario instead of the demo: its nodes (NIC
+   * capacity as annotation, memory), its VMs on the sim driver with their
+   * memory, dirty rate and working set, its config in the KubeVirt CR. `nodes`
+   * and `vms` are then ignored; pass `config` from scenarioFerryConfig.
+   */
+  scenario?: Scenario;
 }
 
 export interface NodeAgent {
@@ -68,7 +77,10 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
   const log = opts.log ?? silentLogger;
   const config = opts.config ?? defaultFerryConfig;
   const libvirt = opts.driver && opts.driver !== 'sim' ? opts.driver : undefined;
-  const nodes = libvirt ? libvirtNodeNames(libvirt).length : opts.nodes ?? 3;
+  const scenario = libvirt ? undefined : opts.scenario;
+  const nodes = libvirt ? libvirtNodeNames(libvirt).length : scenario ? scenario.nodes.length : opts.nodes ?? 3;
+  const nodeNames = scenario ? scenario.nodes.map((n) => n.name) : Array.from({ length: nodes }, (_, i) => `node-${i + 1}`);
+  const nicOf = new Map(scenario?.nodes.map((n) => [n.name, n.nic]));
   let nats: NatsServerHandle | undefined;
   const cleanups: Array<() => Promise<void>> = [];
   try {
@@ -81,7 +93,8 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     }
     const cluster = await startDevCluster(opts.cluster ?? {});
     cleanups.push(() => cluster.close());
-    await seedDemo(cluster, { nodes, vms: opts.vms ?? 6, ...(libvirt ? { memory: libvirt.guestMemory ?? '64Mi', simAnnotations: false } : {}) });
+    if (scenario) seedScenario(cluster, scenario, { nicAnnotation: config.limits.nicCapacityAnnotation });
+    else await seedDemo(cluster, { nodes, vms: opts.vms ?? 6, ...(libvirt ? { memory: libvirt.guestMemory ?? '64Mi', simAnnotations: false } : {}) });
     if (opts.kubeconfigPath) await cluster.writeKubeconfig(opts.kubeconfigPath);
     const kc = new KubeConfig();
     kc.loadFromString(cluster.kubeConfigYaml());
@@ -94,13 +107,12 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     const removeHook = cluster.onEviction(async (pod) => (controller ? controller.checkEviction(pod) : null));
 
     const agents = new Map<string, NodeAgent>();
-    for (let i = 1; i <= nodes; i++) {
-      const node = `node-${i}`;
+    for (const node of nodeNames) {
       const records = libvirt ? await JobRecordStore.open(libvirtStateDir(libvirt, node)) : undefined;
       const nc = await connectBus({ servers: natsUrl, name: `ferry-handler-${node}`, log });
       const driver = libvirt
         ? await connectLibvirtNode(libvirt, node, log).catch(async (err: unknown) => { await closeBus(nc); throw err; })
-        : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: config.limits.defaultNicCapacity });
+        : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: nicOf.get(node) ?? config.limits.defaultNicCapacity });
       const handler = startHandler({
         nc,
         node,

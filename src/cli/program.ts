@@ -38,6 +38,7 @@ export function buildProgram(): Command {
     .option('--libvirt-dir <dir>', 'libvirt driver: where the per-node daemons keep sockets, state and logs', '.ferry/libvirt')
     .option('--log-file <path>', 'where the JSON logs go', '.ferry/dev.log')
     .option('--no-demo', 'skip the demonstration migration')
+    .addOption(new Option('--scenario <file>', 'build the cluster from a bench scenario (test/bench/README.md): its nodes, NICs, memory, VMs and config; --nodes/--vms are ignored').conflicts(['driver']))
     .addOption(metricsPortOption())
     .action((o) => runDev(o));
 

@@ -5,13 +5,20 @@ import { startLibvirtLaunchers, type LibvirtLaunchers } from '../../devcluster/l
 import { createLogger } from '../../util/log.js';
 import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer } from '../../metrics/index.js';
 import { followMigration } from '../follow.js';
+import { loadScenario } from '../../devcluster/scenarioFile.js';
+import { scenarioFerryConfig } from '../../devcluster/scenarioSeed.js';
 import { formatDuration } from '../format.js';
 import { untilSignal } from '../shutdown.js';
 
 export async function runDev(o: {
   nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number;
-  driver?: 'sim' | 'libvirt'; libvirtDir?: string;
+  driver?: 'sim' | 'libvirt'; libvirtDir?: string; scenario?: string;
 }): Promise<void> {
+  const scenario = o.scenario ? loadScenario(o.scenario) : undefined;
+  if (scenario) {
+    o = { ...o, nodes: scenario.nodes.length, vms: scenario.vms.length };
+    if (o.driver === 'libvirt') throw new Error('--scenario runs on the sim driver only');
+  }
   if (o.nodes < 2) throw new Error('--nodes must be at least 2 (a migration needs somewhere to go)');
   const libvirt = o.driver === 'libvirt';
   // Every node is a libvirtd with TCG guests: more than 3 swamps a small machine.
@@ -19,7 +26,7 @@ export async function runDev(o: {
   const t0 = Date.now();
   const out = (s: string) => process.stdout.write(`${s}\n`);
   const log = createLogger({ name: 'ferry-dev', destination: o.logFile });
-  out(`Starting Ferry dev environment: ${o.nodes} nodes, ${o.vms} VMIs, ${libvirt ? 'libvirt (real QEMU guests)' : 'simulated hypervisors'} (logs: ${o.logFile})`);
+  out(`Starting Ferry dev environment${scenario ? ` from scenario ${scenario.name}` : ''}: ${o.nodes} nodes, ${o.vms} VMIs, ${libvirt ? 'libvirt (real QEMU guests)' : 'simulated hypervisors'} (logs: ${o.logFile})`);
   const metrics = { controller: new ControllerMetrics(), handlers: new HandlerMetrics() };
   let launchers: LibvirtLaunchers | undefined;
   if (libvirt) {
@@ -34,6 +41,7 @@ export async function runDev(o: {
     cluster: { port: o.port },
     log,
     metrics,
+    ...(scenario ? { scenario, config: scenarioFerryConfig(scenario, { evacuation: { backoffBaseSeconds: 20 / o.timeScale } }) } : {}),
     ...(launchers ? { driver: { kind: 'libvirt' as const, sockets: launchers.sockets } } : {}),
   }).catch(async (err: unknown) => {
     await launchers?.stop().catch((e: unknown) => out(`could not stop the libvirt launchers: ${(e as Error).message}`));
@@ -53,8 +61,9 @@ export async function runDev(o: {
   out(`  export KUBECONFIG=${kubeconfig}`);
   out('  kubectl get nodes,pods,vmi,vmim');
   out('  kubectl get vmim -w');
-  out('  npx ferry migrate default/vm-2      # or: kubectl create -f examples/migration.yaml');
+  out(`  npx ferry migrate default/${scenario ? scenario.vms[0]?.name ?? 'vm-1' : 'vm-2'}      # or: kubectl create -f examples/migration.yaml`);
   out('  npx ferry status');
+  if (scenario) out(`  npx ferry drain ${scenario.drain[0]}      # the scenario drains: ${scenario.drain.slice(0, 5).join(', ')}${scenario.drain.length > 5 ? ', …' : ''}`);
   out('');
   out('Press Ctrl-C to stop (everything started here stops with it).');
 
@@ -74,7 +83,7 @@ export async function runDev(o: {
     await stop();
   });
 
-  if (o.demo && o.vms > 0) {
+  if (o.demo && o.vms > 0 && !scenario) {
     out('');
     out('Demo: migrating default/vm-1');
     const created = (await env.kube.createCustom(VMIM_RESOURCE, 'default', {

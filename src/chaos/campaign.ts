@@ -108,13 +108,14 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   let proxy: NatsProxy | undefined;
   const observations: string[] = [];
 
-  const kubevirtLimits = { cluster: 5, outbound: 2 };
+  // Pinned in the KubeVirt CR below: unpinned limits are adaptive, and the checker needs fixed caps to hold Ferry to.
+  const kubevirtLimits = { cluster: 5, outbound: 2, inbound: 2 };
   const config = defaultFerryConfig;
   const checker = new InvariantChecker({
     limits: {
       cluster: kubevirtLimits.cluster,
       outboundPerNode: kubevirtLimits.outbound,
-      inboundPerNode: config.limits.parallelInboundMigrationsPerNode,
+      inboundPerNode: kubevirtLimits.inbound,
       nicCapacity: () => config.limits.defaultNicCapacity,
       bandwidthBudget: config.limits.bandwidthBudget,
     },
@@ -143,6 +144,11 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   });
   const processExits: Array<{ name: string; at: number; signal: string | null; code: number | null }> = [];
   const store = env.cluster.store;
+  store.patch('kubevirts', 'kubevirt', { spec: { configuration: { migrations: {
+    parallelMigrationsPerCluster: kubevirtLimits.cluster,
+    parallelOutboundMigrationsPerNode: kubevirtLimits.outbound,
+    parallelInboundMigrationsPerNode: kubevirtLimits.inbound,
+  } } } }, { namespace: 'kubevirt' });
 
   // Observers: the stored VMIMs (in-process, not through the faulty HTTP layer) and the journals.
   const buffer: Event[] = [];

@@ -42,6 +42,7 @@ export function buildProgram(): Command {
     .option('--no-demo', 'skip the demonstration migration')
     .option('--processes', 'real process boundaries: two leader-electing controller processes, one handler process per node, a 3-server NATS cluster; each restarted when it dies (sim driver)', false)
     .option('--state-dir <dir>', 'with --processes: where journals, process logs and NATS stores go', '.ferry/processes')
+    .addOption(new Option('--scenario <file>', 'build the cluster from a bench scenario (test/bench/README.md): its nodes, NICs, memory, VMs and config; --nodes/--vms are ignored').conflicts(['driver']))
     .addOption(metricsPortOption())
     .action((o) => runDev(o));
 

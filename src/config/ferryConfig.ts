@@ -12,7 +12,14 @@ import { Quantity } from '../api/quantity.js';
 export const FerryConfig = z.object({
   limits: z
     .object({
-      parallelInboundMigrationsPerNode: z.number().int().min(1).default(2),
+      /**
+       * Parallel limits pinned on Ferry's side (beside KubeVirt's own, which the
+       * KubeVirt CR pins); the smaller wins. A limit nobody pins is adaptive
+       * (docs/operations.md, "Adaptive concurrency").
+       */
+      parallelMigrationsPerCluster: z.number().int().min(1).optional(),
+      parallelOutboundMigrationsPerNode: z.number().int().min(1).optional(),
+      parallelInboundMigrationsPerNode: z.number().int().min(1).optional(),
       /** Cluster-wide migration bandwidth; 0 = no budget beyond the NICs. */
       bandwidthBudget: Quantity.pipe(z.number().min(0)).default(0),
       /** Each way, per node, unless the node's annotation overrides it. */

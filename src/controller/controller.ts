@@ -15,6 +15,7 @@ import type { ProgressMessage, ResultMessage } from '../bus/protocol.js';
 import { consumeResults, type ResultsConsumer, type ResultVerdict } from '../bus/results.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
 import { decide } from '../limits/decide.js';
+import { pinnedIn, resolveLimits, type PinnedLimits } from '../limits/adaptive.js';
 import type { Decision, LimitsConfig, NodeState, QueuedMigration, RunningMigration } from '../limits/types.js';
 import { describeApiError, isConflict, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { Workqueue } from '../kube/workqueue.js';
@@ -95,6 +96,8 @@ export class MigrationController {
   private admitScheduled = false;
   private stopped = false;
   private migrationConfig: MigrationConfiguration = defaultMigrationConfiguration;
+  /** The parallel limits the KubeVirt CR sets itself (the parsed config fills in defaults). */
+  private kubevirtPins: PinnedLimits = {};
   private informers: KeepAliveInformer<Obj>[] = [];
   private vmims!: KeepAliveInformer<Obj>;
   private vmis!: KeepAliveInformer<Obj>;
@@ -319,8 +322,10 @@ export class MigrationController {
       this.log.error({ issues: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) }, 'invalid KubeVirt migrations configuration; keeping the last good one');
       return;
     }
-    if (JSON.stringify(r.data) !== JSON.stringify(this.migrationConfig)) {
+    const pins = pinnedIn(raw);
+    if (JSON.stringify(r.data) !== JSON.stringify(this.migrationConfig) || JSON.stringify(pins) !== JSON.stringify(this.kubevirtPins)) {
       this.migrationConfig = r.data;
+      this.kubevirtPins = pins;
       this.log.info({ migrations: r.data }, 'migration configuration loaded');
       this.scheduleAdmit();
     }
@@ -651,14 +656,13 @@ export class MigrationController {
 
   private limitsConfig(): LimitsConfig {
     const m = this.migrationConfig;
-    return {
-      parallelMigrationsPerCluster: m.parallelMigrationsPerCluster,
-      parallelOutboundMigrationsPerNode: m.parallelOutboundMigrationsPerNode,
-      parallelInboundMigrationsPerNode: this.config.limits.parallelInboundMigrationsPerNode,
+    return resolveLimits({
+      pins: [this.kubevirtPins, pinnedIn(this.config.limits)],
       bandwidthBudget: this.config.limits.bandwidthBudget,
       defaultNicCapacity: this.config.limits.defaultNicCapacity,
       bandwidthPerMigration: m.bandwidthPerMigration,
-    };
+      completionTimeoutPerGiB: m.completionTimeoutPerGiB,
+    });
   }
 
   private nodeStates(): NodeState[] {

@@ -44,6 +44,8 @@ export interface LauncherNodes {
   /** The migration CA and identities; default: a fresh dev CA. */
   pki?: MigrationPki;
 }
+import { seedScenario } from './scenarioSeed.js';
+import type { Scenario } from './scenarioFile.js';
 
 export interface DevEnvironmentOptions {
   nodes?: number;
@@ -70,6 +72,13 @@ export interface DevEnvironmentOptions {
   wrapDriver?: (node: string, driver: HypervisorDriver) => HypervisorDriver;
   /** Ferry's admission webhook: on (default), off, or with these certificate settings. */
   webhook?: boolean | DevWebhookOptions;
+  /**
+   * Build the cluster from a bench scenario instead of the demo: its nodes (NIC
+   * capacity as annotation, memory), its VMs on the sim driver with their
+   * memory, dirty rate and working set, its config in the KubeVirt CR. `nodes`
+   * and `vms` are then ignored; pass `config` from scenarioFerryConfig.
+   */
+  scenario?: Scenario;
 }
 
 export interface NodeAgent {
@@ -126,6 +135,10 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     })
     : undefined;
   const pki = launcherMode ? launcherMode.pki ?? await devMigrationPki(systemClock) : undefined;
+  const scenario = libvirt || launcherMode ? undefined : opts.scenario;
+  const nodeCount = scenario ? scenario.nodes.length : nodes;
+  const nodeNames = scenario ? scenario.nodes.map((n) => n.name) : Array.from({ length: nodeCount }, (_, i) => `node-${i + 1}`);
+  const nicOf = new Map(scenario?.nodes.map((n) => [n.name, n.nic]));
   let nats: NatsServerHandle | undefined;
   const cleanups: Array<() => Promise<void>> = [];
   try {
@@ -140,7 +153,8 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     cleanups.push(() => cluster.close());
     storeRef = cluster.store;
     const real = libvirt ?? launcherMode;
-    await seedDemo(cluster, { nodes, vms: opts.vms ?? 6, ...(real ? { memory: real.guestMemory ?? '64Mi', simAnnotations: false } : {}) });
+    if (scenario) seedScenario(cluster, scenario, { nicAnnotation: config.limits.nicCapacityAnnotation });
+    else await seedDemo(cluster, { nodes, vms: opts.vms ?? 6, ...(real ? { memory: real.guestMemory ?? '64Mi', simAnnotations: false } : {}) });
     if (pods) {
       cleanups.push(() => pods.stopAll());
       // Seeded launcher pods are Running already: start what they stand for.
@@ -161,8 +175,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     }
 
     const agents = new Map<string, NodeAgent>();
-    for (let i = 1; i <= nodes; i++) {
-      const node = `node-${i}`;
+    for (const node of nodeNames) {
       const records = libvirt ? await JobRecordStore.open(libvirtStateDir(libvirt, node))
         : launcherMode ? await JobRecordStore.open(join(launcherMode.root, node, 'handler')) : undefined;
       const nc = await connectBus({ servers: natsUrl, name: `ferry-handler-${node}`, log });
@@ -174,7 +187,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
             node, podsDir, migrationAddress: '127.0.0.1', tls: tlsTransport(pki.server, pki.client), log: log.child({ node }),
             ...(launcherMode.pollIntervalMs ? { pollIntervalMs: launcherMode.pollIntervalMs } : {}),
           })
-          : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: config.limits.defaultNicCapacity });
+          : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: nicOf.get(node) ?? config.limits.defaultNicCapacity });
       const driver = opts.wrapDriver ? opts.wrapDriver(node, baseDriver) : baseDriver;
       const handler = startHandler({
         nc,

@@ -36,7 +36,9 @@ export const FIELD_NOTES: Record<string, Record<string, string>> = {
     allowPostCopy: 'Switch to post-copy when the completion timeout fires instead of aborting.',
   },
   'Ferry configuration file': {
-    'limits.parallelInboundMigrationsPerNode': 'Migrations that may arrive at one node at once (KubeVirt has no such limit).',
+    'limits.parallelMigrationsPerCluster': 'Pins the cluster limit on Ferry\'s side (the smaller of this and the KubeVirt CR\'s wins). Unset in both: adaptive (see operations.md).',
+    'limits.parallelOutboundMigrationsPerNode': 'Pins the per-node outbound limit on Ferry\'s side (the smaller of this and the KubeVirt CR\'s wins). Unset in both: adaptive.',
+    'limits.parallelInboundMigrationsPerNode': 'Migrations that may arrive at one node at once (KubeVirt has no such limit). Unset: adaptive.',
     'limits.bandwidthBudget': 'Cluster-wide migration bandwidth, bytes/s or a quantity; 0 = no budget beyond the NICs.',
     'limits.defaultNicCapacity': 'Bandwidth each node can give migrations, each way, unless the node carries the NIC capacity annotation.',
     'limits.nicCapacityAnnotation': 'Node annotation holding that node\'s NIC capacity (a quantity, bytes/s).',

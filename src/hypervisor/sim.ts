@@ -31,6 +31,7 @@ import {
   setMaxDowntime,
   startPostCopy,
   startPrecopy,
+  timeToFinishMs,
   type GuestModel,
   type PrecopyState,
 } from './precopy.js';
@@ -369,6 +370,11 @@ class SimMigrationJob implements MigrationJob {
       throw new Error(`${this.describe()}: ${(err as Error).message}`, { cause: err });
     }
     this.afterChange();
+    // A faster rate may finish it before the next tick.
+    if (!this.outcome && this.timer !== undefined) {
+      this.host.clock.clearTimeout(this.timer);
+      this.schedule();
+    }
   }
 
   private sync(): void {
@@ -400,12 +406,15 @@ class SimMigrationJob implements MigrationJob {
     this.resolveDone(outcome);
   }
 
+  /** Wakes at the next tick, or sooner when the model says it completes sooner, so outcomes are not a tick late. */
   private schedule(): void {
+    const left = timeToFinishMs(this.model) / this.host.timeScale;
+    const ms = Number.isFinite(left) ? Math.min(this.host.tickMs, Math.max(1, Math.ceil(left))) : this.host.tickMs;
     this.timer = this.host.clock.setTimeout(() => {
       this.timer = undefined;
       this.sync();
       if (!this.outcome) this.schedule();
-    }, this.host.tickMs);
+    }, ms);
   }
 
   private currentStats(): JobStats {

@@ -5,15 +5,25 @@ import { prepareLibvirtMachine } from '../../devcluster/libvirtLaunchers.js';
 import { createLogger } from '../../util/log.js';
 import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer } from '../../metrics/index.js';
 import { followMigration } from '../follow.js';
+import { loadScenario } from '../../devcluster/scenarioFile.js';
+import { scenarioFerryConfig } from '../../devcluster/scenarioSeed.js';
 import { formatDuration } from '../format.js';
 import { untilSignal } from '../shutdown.js';
 import { runDevProcesses } from './devProcesses.js';
 
 export async function runDev(o: {
   nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number;
-  driver?: 'sim' | 'libvirt'; libvirtDir?: string; processes?: boolean; stateDir?: string;
+  driver?: 'sim' | 'libvirt'; libvirtDir?: string; processes?: boolean; stateDir?: string; scenario?: string;
 }): Promise<void> {
-  if (o.processes) return runDevProcesses(o);
+  if (o.processes) {
+    if (o.scenario) throw new Error('--scenario and --processes cannot be combined yet');
+    return runDevProcesses(o);
+  }
+  const scenario = o.scenario ? loadScenario(o.scenario) : undefined;
+  if (scenario) {
+    o = { ...o, nodes: scenario.nodes.length, vms: scenario.vms.length };
+    if (o.driver === 'libvirt') throw new Error('--scenario runs on the sim driver only');
+  }
   if (o.nodes < 2) throw new Error('--nodes must be at least 2 (a migration needs somewhere to go)');
   const libvirt = o.driver === 'libvirt';
   // Every node is a libvirtd with TCG guests: more than 3 swamps a small machine.
@@ -21,7 +31,7 @@ export async function runDev(o: {
   const t0 = Date.now();
   const out = (s: string) => process.stdout.write(`${s}\n`);
   const log = createLogger({ name: 'ferry-dev', destination: o.logFile });
-  out(`Starting Ferry dev environment: ${o.nodes} nodes, ${o.vms} VMIs, ${libvirt ? 'libvirt (real QEMU guests)' : 'simulated hypervisors'} (logs: ${o.logFile})`);
+  out(`Starting Ferry dev environment${scenario ? ` from scenario ${scenario.name}` : ''}: ${o.nodes} nodes, ${o.vms} VMIs, ${libvirt ? 'libvirt (real QEMU guests)' : 'simulated hypervisors'} (logs: ${o.logFile})`);
   const metrics = { controller: new ControllerMetrics(), handlers: new HandlerMetrics() };
   const libvirtDir = path.resolve(o.libvirtDir ?? '.ferry/libvirt');
   if (libvirt) await prepareLibvirtMachine({ dir: libvirtDir, onProgress: (line) => out(`  ${line}`) });
@@ -36,6 +46,7 @@ export async function runDev(o: {
     log,
     metrics,
     ...(libvirt ? { driver: { kind: 'launchers' as const, root: libvirtDir, nodes: o.nodes } } : {}),
+    ...(scenario ? { scenario, config: scenarioFerryConfig(scenario, { evacuation: { backoffBaseSeconds: 20 / o.timeScale } }) } : {}),
   });
   if (libvirt) out(`Guests: ${o.vms} QEMU guests of 64 MiB, each in its launcher pod's own libvirtd (pods dirs ${libvirtDir}/node-N/pods/<podUID>)`);
   const health = await startHealthServer({
@@ -51,8 +62,9 @@ export async function runDev(o: {
   out(`  export KUBECONFIG=${kubeconfig}`);
   out('  kubectl get nodes,pods,vmi,vmim');
   out('  kubectl get vmim -w');
-  out('  npx ferry migrate default/vm-2      # or: kubectl create -f examples/migration.yaml');
+  out(`  npx ferry migrate default/${scenario ? scenario.vms[0]?.name ?? 'vm-1' : 'vm-2'}      # or: kubectl create -f examples/migration.yaml`);
   out('  npx ferry status');
+  if (scenario) out(`  npx ferry drain ${scenario.drain[0]}      # the scenario drains: ${scenario.drain.slice(0, 5).join(', ')}${scenario.drain.length > 5 ? ', …' : ''}`);
   out('');
   out('Press Ctrl-C to stop (everything started here stops with it).');
 
@@ -69,7 +81,7 @@ export async function runDev(o: {
     await stop();
   });
 
-  if (o.demo && o.vms > 0) {
+  if (o.demo && o.vms > 0 && !scenario) {
     out('');
     out('Demo: migrating default/vm-1');
     const created = (await env.kube.createCustom(VMIM_RESOURCE, 'default', {

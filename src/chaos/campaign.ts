@@ -108,7 +108,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   let proxy: NatsProxy | undefined;
   const observations: string[] = [];
 
-  // Pinned in the KubeVirt CR below: unpinned limits are adaptive, and the checker needs fixed caps to hold Ferry to.
+  // Pinned in the controllers' config file below: unpinned limits are adaptive, and the checker needs fixed caps to hold Ferry to.
   const kubevirtLimits = { cluster: 5, outbound: 2, inbound: 2 };
   const config = defaultFerryConfig;
   const checker = new InvariantChecker({
@@ -125,7 +125,11 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
 
   log(`chaos campaign: ${o.migrations} migrations, seed ${o.seed}, faults ${kinds.join(',')}`);
   const dir = path.resolve(o.dir ?? mkdtempSync(path.join(os.tmpdir(), `ferry-chaos-${o.seed}-`)));
+  mkdirSync(dir, { recursive: true });
+  const configFile = path.join(dir, 'ferry-config.yaml');
+  writeFileSync(configFile, `limits:\n  parallelMigrationsPerCluster: ${kubevirtLimits.cluster}\n  parallelOutboundMigrationsPerNode: ${kubevirtLimits.outbound}\n  parallelInboundMigrationsPerNode: ${kubevirtLimits.inbound}\n`);
   const env: ProcessEnvironment = await startProcessEnvironment({
+    configFile,
     nodes: o.nodes ?? 4,
     vms: o.vms ?? 12,
     dir,
@@ -144,11 +148,6 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   });
   const processExits: Array<{ name: string; at: number; signal: string | null; code: number | null }> = [];
   const store = env.cluster.store;
-  store.patch('kubevirts', 'kubevirt', { spec: { configuration: { migrations: {
-    parallelMigrationsPerCluster: kubevirtLimits.cluster,
-    parallelOutboundMigrationsPerNode: kubevirtLimits.outbound,
-    parallelInboundMigrationsPerNode: kubevirtLimits.inbound,
-  } } } }, { namespace: 'kubevirt' });
 
   // Observers: the stored VMIMs (in-process, not through the faulty HTTP layer) and the journals.
   const buffer: Event[] = [];

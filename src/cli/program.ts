@@ -1,15 +1,9 @@
-import { Command, Option } from 'commander';
-import { runDev } from './commands/dev.js';
-import { runController } from './commands/controller.js';
-import { runHandler } from './commands/handler.js';
-import { runMigrate } from './commands/migrate.js';
-import { runStatus, runCancel } from './commands/status.js';
-import { runDrain, runUncordon } from './commands/drain.js';
-import { runApiDocs } from './commands/docs.js';
-import { runStatechartsExport } from './commands/statecharts.js';
-import { registerRunbookCommand } from './commands/runbook.js';
-
+import { Argument, Command, Option } from 'commander';
+import { registerRunbookCommand } from './commands/runbookCommand.js';
 import { int, kubeconfigOption, positive } from './options.js';
+
+// Each command's code is imported when that command runs, not before: `ferry
+// status` must not pay for loading the dev cluster, the controller or libvirt.
 
 const metricsPortOption = (dflt?: number) =>
   new Option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0 = any free port)')
@@ -20,9 +14,9 @@ const metricsPortOption = (dflt?: number) =>
  * The whole `ferry` command line, built without running anything, so tests
  * (and the docs checks) can inspect every command and option.
  */
-export function buildProgram(): Command {
+export function buildProgram(o: { name?: string } = {}): Command {
   const program = new Command()
-    .name('ferry')
+    .name(o.name ?? 'ferry')
     .description('Live migration of KubeVirt-style virtual machines on Kubernetes')
     .showHelpAfterError('(run with --help for usage)');
 
@@ -39,7 +33,7 @@ export function buildProgram(): Command {
     .option('--log-file <path>', 'where the JSON logs go', '.ferry/dev.log')
     .option('--no-demo', 'skip the demonstration migration')
     .addOption(metricsPortOption())
-    .action((o) => runDev(o));
+    .action(async (o) => (await import('./commands/dev.js')).runDev(o));
 
   program
     .command('controller')
@@ -53,7 +47,7 @@ export function buildProgram(): Command {
     .option('--lease-name <name>', 'name of the leader election Lease', 'ferry-controller')
     .option('--nats-nkey <file>', 'NATS nkey seed file of the controller user (see deploy/README.md)')
     .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
-    .action((o) => runController(o));
+    .action(async (o) => (await import('./commands/controller.js')).runController(o));
 
   program
     .command('handler')
@@ -67,7 +61,7 @@ export function buildProgram(): Command {
     .option('--state-dir <dir>', 'libvirt driver: where running migrations are recorded so a restarted handler takes them over (default /var/lib/ferry/handler-NODE)')
     .option('--nats-nkey <file>', 'NATS nkey seed file of this node\'s handler user (see deploy/README.md)')
     .addOption(metricsPortOption(8081))
-    .action((o) => runHandler(o));
+    .action(async (o) => (await import('./commands/handler.js')).runHandler(o));
 
   program
     .command('migrate')
@@ -77,7 +71,7 @@ export function buildProgram(): Command {
     .option('--node <name>', 'restrict the target to this node (addedNodeSelector)')
     .option('--no-wait', 'create the migration and return')
     .option('--timeout <seconds>', 'stop following after this long', positive('--timeout'))
-    .action((vmi, o) => runMigrate(vmi, o));
+    .action(async (vmi, o) => (await import('./commands/migrate.js')).runMigrate(vmi, o));
 
   program
     .command('status')
@@ -86,14 +80,14 @@ export function buildProgram(): Command {
     .option('-n, --namespace <ns>', 'only this namespace (default: all)')
     .option('-o, --output <format>', 'table or json', 'table')
     .option('-w, --watch', 'keep the table updated until Ctrl-C', false)
-    .action((o) => runStatus(o));
+    .action(async (o) => (await import('./commands/status.js')).runStatus(o));
 
   program
     .command('cancel')
     .description('Abort a migration (deletes the VMIM; the VM stays on its source node)')
     .argument('<vmim>', 'NAMESPACE/NAME of the migration')
     .addOption(kubeconfigOption())
-    .action((vmim, o) => runCancel(vmim, o));
+    .action(async (vmim, o) => (await import('./commands/status.js')).runCancel(vmim, o));
 
   program
     .command('drain')
@@ -104,14 +98,14 @@ export function buildProgram(): Command {
     .option('-o, --output <format>', 'table or json', 'table')
     .option('--timeout <seconds>', 'give up following after this long', positive('--timeout'))
     .option('--max-attempts <n>', 'report a VM as failed after this many failed migrations', int('--max-attempts'), 3)
-    .action((node, o) => runDrain(node, o));
+    .action(async (node, o) => (await import('./commands/drain.js')).runDrain(node, o));
 
   program
     .command('uncordon')
     .description('Return NODE to service: remove the drain taint and uncordon it (queued evacuations are withdrawn)')
     .argument('<node>', 'the node')
     .addOption(kubeconfigOption())
-    .action((node, o) => runUncordon(node, o));
+    .action(async (node, o) => (await import('./commands/drain.js')).runUncordon(node, o));
 
   registerRunbookCommand(program);
 
@@ -121,14 +115,23 @@ export function buildProgram(): Command {
     .description('Render every chart in statecharts/index.ts as a Mermaid diagram page (or JSON)')
     .addOption(new Option('--format <format>', 'mermaid (a markdown page per chart) or json').choices(['mermaid', 'json']).default('mermaid'))
     .option('--out <dir>', 'write one file per chart into this directory instead of printing')
-    .action((o) => runStatechartsExport(o));
+    .action(async (o) => (await import('./commands/statecharts.js')).runStatechartsExport(o));
 
   const docs = program.command('docs').description('Generated reference documentation');
   docs
     .command('api')
     .description('Render the API reference (resources, configuration, bus messages) from the zod schemas')
     .option('--out <file>', 'write to this file instead of printing')
-    .action((o) => runApiDocs(o));
+    .action(async (o) => (await import('./commands/docs.js')).runApiDocs(o));
+
+  program
+    .command('completion')
+    .description('Print a shell completion script: source <(ferry completion bash), or zsh')
+    .addArgument(new Argument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
+    .action(async (shell: 'bash' | 'zsh') => {
+      const { bashCompletion, zshCompletion } = await import('./completion.js');
+      process.stdout.write(shell === 'bash' ? bashCompletion(program) : zshCompletion(program));
+    });
 
   return program;
 }

@@ -32,6 +32,7 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .option('--libvirt-dir <dir>', 'libvirt driver: where the per-node daemons keep sockets, state and logs', '.ferry/libvirt')
     .option('--log-file <path>', 'where the JSON logs go', '.ferry/dev.log')
     .option('--no-demo', 'skip the demonstration migration')
+    .option('--console-port <port>', 'serve the web console on this port (0 = any free port)', int('--console-port'), 0)
     .addOption(metricsPortOption())
     .action(async (o) => (await import('./commands/dev.js')).runDev(o));
 
@@ -106,6 +107,14 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .argument('<node>', 'the node')
     .addOption(kubeconfigOption())
     .action(async (node, o) => (await import('./commands/drain.js')).runUncordon(node, o));
+
+  program
+    .command('console')
+    .description('Serve the web console (live nodes, migrations, queue, drains, runbooks) for a cluster, acting with your kubeconfig')
+    .addOption(kubeconfigOption())
+    .option('--port <port>', 'port to listen on (0 = any free port)', int('--port'), 8090)
+    .option('--address <ip>', 'address to listen on; keep it on loopback and reach it through ssh -L or kubectl port-forward', '127.0.0.1')
+    .action(async (o) => (await import('./commands/console.js')).runConsole(o));
 
   registerRunbookCommand(program);
 

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { VMIM_RESOURCE } from '../../kube/client.js';
+import { startConsole } from '../../console/server.js';
 import { startDevEnvironment } from '../../devcluster/environment.js';
 import { startLibvirtLaunchers, type LibvirtLaunchers } from '../../devcluster/libvirtLaunchers.js';
 import { createLogger } from '../../util/log.js';
@@ -9,7 +10,7 @@ import { formatDuration } from '../format.js';
 import { untilSignal } from '../shutdown.js';
 
 export async function runDev(o: {
-  nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number;
+  nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number; consolePort?: number;
   driver?: 'sim' | 'libvirt'; libvirtDir?: string;
 }): Promise<void> {
   if (o.nodes < 2) throw new Error('--nodes must be at least 2 (a migration needs somewhere to go)');
@@ -46,9 +47,11 @@ export async function runDev(o: {
     checks: { healthz: liveness(), readyz: { controller: () => env.controller?.ready() ?? false } },
     log,
   });
+  const webConsole = await startConsole({ kube: env.kube, port: o.consolePort ?? 0, log });
   const kubeconfig = path.resolve(o.kubeconfig);
   out(`Ferry dev cluster ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: API ${env.cluster.url}, NATS ${env.natsUrl}`);
   out(`Metrics: http://127.0.0.1:${health.port}/metrics  (health: /healthz, /readyz)`);
+  out(`Console: ${webConsole.url}`);
   out('');
   out(`  export KUBECONFIG=${kubeconfig}`);
   out('  kubectl get nodes,pods,vmi,vmim');
@@ -60,6 +63,7 @@ export async function runDev(o: {
 
   const stop = async () => {
     out('\nStopping Ferry dev environment…');
+    await webConsole.close();
     await health.close();
     await env.stop();
     if (launchers) {

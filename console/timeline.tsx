@@ -17,8 +17,8 @@ export function Timeline(p: { m: ConsoleMigration; now: number }) {
         const last = i === stamps.length - 1;
         return (
           <li key={`${s.phase}-${i}`} class={`seg phase-${s.phase}`} style={{ '--off': `${(100 * (s.at - start)) / total}%`, '--w': `${Math.max(0.5, (100 * (until - s.at)) / total)}%` }}>
-            <span class="bar" aria-hidden="true" />
             <span class="label">{s.phase} <small>{clock(new Date(s.at).toISOString())}{last && final ? '' : ` · ${duration(secs)}`}</small></span>
+            <span class="track" aria-hidden="true"><span class="bar" /></span>
           </li>
         );
       })}

@@ -68,13 +68,16 @@ describe('the packed tarball installed with npm i -g', () => {
     expect((await installed('ferry', ['docs', 'api'])).stdout).toContain('VirtualMachineInstanceMigration');
   }, 60_000);
 
-  test('ferry dev runs from the install, migrates its demo VM and stops on Ctrl-C', async () => {
+  test('ferry dev runs from the install, serves the console, migrates its demo VM and stops on Ctrl-C', async () => {
     const child = spawn(path.join(prefix, 'bin', 'ferry'), ['dev', '--vms', '2', '--time-scale', '8', '--log-file', path.join(dir, 'dev.log')], { cwd: dir, env: { ...process.env, PATH } });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     try {
+      const consoleUrl = await waitFor('the console URL', () => /Console: (http:\S+)/.exec(out)?.[1], { timeoutMs: 30_000 });
+      const page = await fetch(consoleUrl);
+      expect(await page.text()).toContain('<title>Ferry console</title>');
       await waitFor('the demo migration to succeed', () => /Demo: default\/vm-1 Succeeded/.test(out), { timeoutMs: 30_000 });
       child.kill('SIGINT');
       expect(await exited).toBe(0);

@@ -10,6 +10,8 @@ type Notice = { id: number; kind: 'ok' | 'refused'; text: string };
 
 const FINAL = new Set(['Succeeded', 'Failed']);
 const TOKEN_KEY = 'ferry-console-token';
+// A wall of hundreds of queued rows helps no one; the count is in the header.
+const QUEUE_ROWS = 40;
 
 /** The one live feed: the server pushes a snapshot whenever a watch reports a change (EventSource reconnects by itself). */
 function useSnapshot(): { snap: ConsoleSnapshot | undefined; conn: Conn; unavailable: string[] } {
@@ -127,7 +129,7 @@ function App() {
             <table>
               <thead><tr><th scope="col">VM</th><th scope="col">Why it waits</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
               <tbody>
-                {queued.map((m) => (
+                {queued.slice(0, QUEUE_ROWS).map((m) => (
                   <tr key={m.uid} data-testid={`queued-${m.vmi}`}>
                     <td><button type="button" class="link" onClick={() => setSelected(m.uid)}>{m.vmi}</button>{m.evacuationOf ? <small> (drain {m.evacuationOf})</small> : null}</td>
                     <td>{m.queueReason ?? 'waiting for the controller'}</td>
@@ -137,6 +139,7 @@ function App() {
               </tbody>
             </table>
           )}
+          {queued.length > QUEUE_ROWS && <p class="empty">and {queued.length - QUEUE_ROWS} more waiting</p>}
         </section>
         <section class="panel" aria-labelledby="h-drains">
           <h2 id="h-drains">Drains</h2>

@@ -4,6 +4,7 @@ import { COMMANDS, subjects, type Command } from './subjects.js';
 import { ErrorReply, replies, requests, type CommandReply, type CommandRequest } from './protocol.js';
 import type { Logger } from '../util/log.js';
 import { zodReason } from './zodReason.js';
+import { tracedRequest, tracedServe } from '../tracing/nats.js';
 
 const json = JSONCodec<unknown>();
 
@@ -69,7 +70,8 @@ async function send<C extends Command>(
 ): Promise<CommandReply<C>> {
   let msg: Msg;
   try {
-    msg = await nc.request(subjects.command(node, command), json.encode(payload), { timeout: timeoutMs });
+    // The trace context (src/tracing) rides in the message headers.
+    msg = await tracedRequest(node, command, (headers) => nc.request(subjects.command(node, command), json.encode(payload), { timeout: timeoutMs, ...(headers ? { headers } : {}) }));
   } catch (err) {
     throw transportError(err, node, command, timeoutMs);
   }
@@ -146,7 +148,7 @@ async function answer(m: Msg, node: string, handlers: CommandHandlers, log: Logg
   const ref = refFields(req.data);
   let result: unknown;
   try {
-    result = await (handlers[command] as (r: unknown) => Promise<unknown>)(req.data);
+    result = await tracedServe(m.headers, node, command, ref as Record<string, string | number>, () => (handlers[command] as (r: unknown) => Promise<unknown>)(req.data));
   } catch (err) {
     const code = err instanceof HandlerError ? err.code : 'internal';
     return refuse(code, err instanceof Error ? err.message : String(err), ref, code === 'internal' ? 'error' : 'warn');

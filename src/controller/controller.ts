@@ -18,6 +18,7 @@ import { decide } from '../limits/decide.js';
 import type { Decision, LimitsConfig, NodeState, QueuedMigration, RunningMigration } from '../limits/types.js';
 import { describeApiError, isConflict, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
+import { MigrationTrace } from '../tracing/migration.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
@@ -413,6 +414,8 @@ export class MigrationController {
     const policy = vmi ? this.policyFor(vmi) : undefined;
     const session = new MigrationSession(this.env, vmim, vmi, { name: policy?.metadata.name, effective: effectiveConfiguration(this.migrationConfig, policy) });
     const writer = new StatusWriter(this.kube, vmim, session.log, () => this.getVmi(session.namespace, session.vmiName));
+    const migrationTrace = new MigrationTrace({ uid: session.uid, namespace: session.namespace, name: session.name, vmi: session.vmiName, createdMs: session.enqueuedAt }, this.clock.now());
+    session.trace = migrationTrace;
     const cfg = session.effective;
     const ann = vmim.metadata.annotations ?? {};
     const secs = (k: string, d: number) => {
@@ -450,6 +453,8 @@ export class MigrationController {
         // The phase a restarted controller resumes in was counted by its predecessor.
         if (p !== phase) this.opts.metrics?.phaseTransition(session.namespace, session.vmiName, p, (this.clock.now() - session.enqueuedAt) / 1000);
         session.setPhase(p);
+        if (p === 'Succeeded' || p === 'Failed') migrationTrace.end(p, this.clock.now(), snapshotInfo.failureReason);
+        else migrationTrace.phase(p, this.clock.now());
         // The outcome must reach the VMIM: keep trying until the write goes through.
         const persist = (): void => {
           writer.phase(p, snapshotInfo).then(

@@ -5,6 +5,7 @@ import { Labels, type MigrationState, type VirtualMachineInstance } from '../api
 import type { MigrationPhase, VirtualMachineInstanceMigration } from '../api/vmim.js';
 import type { Pod } from '../api/core.js';
 import { requestCommand } from '../bus/rpc.js';
+import type { MigrationTrace } from '../tracing/migration.js';
 import type { Command } from '../bus/subjects.js';
 import type { CommandReply, CommandRequest } from '../bus/protocol.js';
 import type { FerryConfig } from '../config/ferryConfig.js';
@@ -74,6 +75,8 @@ export class MigrationSession {
   effective: MigrationConfiguration;
   policyName: string | undefined;
   appliedDowntimeMs: number;
+  /** This migration's trace (src/tracing): commands are sent inside its current phase's span. */
+  trace: MigrationTrace | undefined;
 
   constructor(
     private readonly env: SessionEnv,
@@ -131,7 +134,8 @@ export class MigrationSession {
     const opts = this.env.onRoundTrip
       ? { timeoutMs: this.env.config.commandTimeoutMs, onRoundTrip: this.env.onRoundTrip }
       : { timeoutMs: this.env.config.commandTimeoutMs };
-    return requestCommand(this.env.nc, node, command, payload, opts);
+    const send = () => requestCommand(this.env.nc, node, command, payload, opts);
+    return this.trace ? this.trace.run(send) : send();
   }
 
   private involved() {

@@ -3,6 +3,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import type { ActionResult, ConsoleAction, ConsoleMigration, ConsoleNode, ConsoleSnapshot } from '../src/console/model.js';
 import { bytes, clock, drift, duration, percent, rate } from './format.js';
 import { StatechartView, type Chart } from './statechart.js';
+import { SpansView } from './spans.js';
 import { Timeline } from './timeline.js';
 
 type Conn = 'connecting' | 'live' | 'reconnecting';
@@ -120,6 +121,8 @@ function App() {
             </p>
             <h3>Phase timeline</h3>
             <Timeline m={sel} now={Date.parse(snap.at)} />
+            <h3>Trace</h3>
+            <SpansView m={sel} now={Date.parse(snap.at)} />
             {charts[0] && <><h3>Statechart</h3><StatechartView chart={charts.find((c) => c.name === 'migration') ?? charts[0]} m={sel} /></>}
           </section>
         )}

@@ -33,6 +33,8 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .option('--log-file <path>', 'where the JSON logs go', '.ferry/dev.log')
     .option('--no-demo', 'skip the demonstration migration')
     .option('--console-port <port>', 'serve the web console on this port (0 = any free port)', int('--console-port'), 0)
+    .option('--trace-file <path>', 'also write a trace per migration to this file (OTLP/JSON, one export per line)')
+    .option('--otlp-endpoint <url>', 'also send the traces to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT)')
     .addOption(metricsPortOption())
     .action(async (o) => (await import('./commands/dev.js')).runDev(o));
 
@@ -48,6 +50,7 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .option('--lease-name <name>', 'name of the leader election Lease', 'ferry-controller')
     .option('--nats-nkey <file>', 'NATS nkey seed file of the controller user (see deploy/README.md)')
     .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
+    .option('--otlp-endpoint <url>', 'send a trace per migration to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing)')
     .action(async (o) => (await import('./commands/controller.js')).runController(o));
 
   program
@@ -61,6 +64,7 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .option('--libvirt-uri <uri>', 'libvirt driver: libvirtd\'s URI instead, qemu+unix:///system?socket=PATH')
     .option('--state-dir <dir>', 'libvirt driver: where running migrations are recorded so a restarted handler takes them over (default /var/lib/ferry/handler-NODE)')
     .option('--nats-nkey <file>', 'NATS nkey seed file of this node\'s handler user (see deploy/README.md)')
+    .option('--otlp-endpoint <url>', 'send a trace per migration to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing)')
     .addOption(metricsPortOption(8081))
     .action(async (o) => (await import('./commands/handler.js')).runHandler(o));
 

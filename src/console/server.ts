@@ -13,6 +13,8 @@ import type { ConsoleSnapshot } from './model.js';
 import { nodeDrainOps } from './nodeOps.js';
 import { buildSnapshot, type DrainMemory } from './snapshot.js';
 import { startClusterWatch, type ClusterWatch } from './watch.js';
+import { migrationTraceIds } from '../tracing/ids.js';
+import type { TraceStore } from '../tracing/store.js';
 
 /**
  * The web console's server: the page and its assets, one Server-Sent Events
@@ -33,6 +35,8 @@ export interface ConsoleOptions {
   /** Coalesce watch events into at most one snapshot per this many ms. */
   throttleMs?: number;
   nodeOps?: NodeDrainOps;
+  /** Spans of this process's migrations (`ferry dev`), for a migration's span timeline. */
+  traces?: TraceStore;
 }
 
 export interface ConsoleServer {
@@ -145,6 +149,12 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
     if (req.method === 'GET' && url.pathname === '/api/statecharts') {
       json(res, 200, charts.map((c) => ({ name: c.name, title: c.title, chart: c.describe() })));
       return;
+    }
+    const traceOf = /^\/api\/traces\/([A-Za-z0-9-]{1,64})$/.exec(url.pathname);
+    if (req.method === 'GET' && traceOf) {
+      // Only `ferry dev` keeps spans in-process; elsewhere they are in the OTLP backend.
+      if (!opts.traces) return json(res, 404, { ok: false, status: 404, message: 'this console keeps no traces (spans go to the OTLP collector)' });
+      return json(res, 200, opts.traces.spans(migrationTraceIds(traceOf[1]!).traceId));
     }
     if (url.pathname.startsWith('/api/actions')) {
       if (req.method !== 'POST') return json(res, 405, { ok: false, status: 405, message: 'POST only' });

@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -68,8 +68,9 @@ describe('the packed tarball installed with npm i -g', () => {
     expect((await installed('ferry', ['docs', 'api'])).stdout).toContain('VirtualMachineInstanceMigration');
   }, 60_000);
 
-  test('ferry dev runs from the install, serves the console, migrates its demo VM and stops on Ctrl-C', async () => {
-    const child = spawn(path.join(prefix, 'bin', 'ferry'), ['dev', '--vms', '2', '--time-scale', '8', '--log-file', path.join(dir, 'dev.log')], { cwd: dir, env: { ...process.env, PATH } });
+  test('ferry dev runs from the install, serves the console, migrates its demo VM, writes its trace and stops on Ctrl-C', async () => {
+    const traceFile = path.join(dir, 'traces.jsonl');
+    const child = spawn(path.join(prefix, 'bin', 'ferry'), ['dev', '--vms', '2', '--time-scale', '8', '--log-file', path.join(dir, 'dev.log'), '--trace-file', traceFile], { cwd: dir, env: { ...process.env, PATH } });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -81,6 +82,10 @@ describe('the packed tarball installed with npm i -g', () => {
       await waitFor('the demo migration to succeed', () => /Demo: default\/vm-1 Succeeded/.test(out), { timeoutMs: 30_000 });
       child.kill('SIGINT');
       expect(await exited).toBe(0);
+      // The demo migration's trace was written as OTLP/JSON (flushed on the way out).
+      const spans = readFileSync(traceFile, 'utf8').trim().split('\n').flatMap((l) => (JSON.parse(l) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<{ name: string }> }> }> }).resourceSpans)
+        .flatMap((r) => r.scopeSpans.flatMap((x) => x.spans.map((sp) => sp.name)));
+      expect(spans).toEqual(expect.arrayContaining(['migration default/vm-1', 'phase Running', 'command start-source', 'handler start-source', 'hypervisor job']));
     } finally {
       child.kill('SIGKILL');
     }

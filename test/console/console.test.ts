@@ -6,6 +6,8 @@ import { startConsole, type ConsoleServer } from '../../src/console/server.js';
 import { kubeConfigYaml } from '../../src/devcluster/kubeconfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { KubeClient, VMIM_RESOURCE } from '../../src/kube/client.js';
+import { startTracing, type Tracing } from '../../src/tracing/setup.js';
+import { TraceStore } from '../../src/tracing/store.js';
 import { silentLogger } from '../../src/util/log.js';
 import { getVmi, getVmim } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
@@ -21,18 +23,23 @@ describe('the web console in Chromium', () => {
   let web: ConsoleServer;
   let browser: Browser;
   let dir: string;
+  let tracing: Tracing | undefined;
+  const traces = new TraceStore();
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-console-'));
+    // As `ferry dev` does: the migrations' spans are kept for the console.
+    tracing = startTracing({ service: 'ferry-dev', store: traces });
     // A slow sim (0.3× real time) so a 1–2 GiB guest takes seconds to move: long enough to watch.
     env = await startDevEnvironment({ nodes: 3, vms: 6, natsUrl: process.env['NATS_URL']!, kubeconfigPath: path.join(dir, 'kubeconfig'), timeScale: 0.3, cluster: { rbac: true } });
-    web = await startConsole({ kube: env.kube, port: 0, log: silentLogger });
+    web = await startConsole({ kube: env.kube, port: 0, log: silentLogger, traces });
     browser = await launchChromium();
   }, 60_000);
   afterAll(async () => {
     await browser?.close();
     await web?.close();
     await env?.stop();
+    await tracing?.shutdown();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -67,6 +74,13 @@ describe('the web console in Chromium', () => {
     expect(p2).toBeGreaterThan(p1);
     expect(await first.getByTestId('rate').textContent()).toMatch(/\d .*iB\/s/);
     await expect(page.getByTestId('drain-node-2').textContent()).resolves.toContain('node-2');
+    // Its details: the phase timeline, the statechart with Running lit, and its trace's spans, live.
+    await page.getByRole('button', { name: `Details of the migration of ${vm}` }).click();
+    const spans = page.getByRole('list', { name: 'Spans of this migration\'s trace' });
+    await spans.getByText('hypervisor job').waitFor({ timeout: 10_000 });
+    const names = await spans.getByRole('listitem').locator('.label').allTextContents();
+    for (const n of [`migration default/${vm}`, 'phase Pending', 'phase Running', 'command start-source @node-2', 'handler start-source @node-2', 'hypervisor job @node-2']) expect(names).toContain(n);
+    expect(await page.locator('.chart [aria-current="step"]').first().textContent()).toContain('Running');
     await page.screenshot({ path: artifactPath('console-drain.png'), fullPage: true });
 
     // Both finish; the drain shows its actual end; the page was never reloaded.
@@ -77,8 +91,12 @@ describe('the web console in Chromium', () => {
     await waitFor('the drain to show its end', async () => /0\/2/.test((await page.getByTestId('drain-node-2').textContent()) ?? ''), { timeoutMs: 10_000 });
     await page.screenshot({ path: artifactPath('console-drain-done.png'), fullPage: true });
     expect(navigations()).toBe(1);
-    // One event stream and the statecharts, fetched once; the only other calls are the action's POST.
-    expect(apiRequests().sort()).toEqual(['GET /api/events', 'GET /api/statecharts', 'POST /api/actions'].sort());
+    // One event stream and the statecharts, fetched once; besides, the action's POST and the picked migration's
+    // spans, fetched when a pushed snapshot changed it — no request loop of the page's own.
+    const calls = apiRequests();
+    expect(calls.filter((c) => c === 'GET /api/events')).toHaveLength(1);
+    expect(calls.filter((c) => c === 'GET /api/statecharts')).toHaveLength(1);
+    expect(calls.filter((c) => !/^(GET \/api\/events|GET \/api\/statecharts|POST \/api\/actions|GET \/api\/traces\/[\w-]+)$/.test(c))).toEqual([]);
 
     await page.getByRole('button', { name: 'Uncordon node-2' }).click();
     await page.getByRole('button', { name: 'Drain node-2' }).waitFor();
@@ -96,7 +114,8 @@ describe('the web console in Chromium', () => {
       .find((o) => o.spec.vmiName === 'vm-5' && o.status?.phase !== 'Succeeded')!;
     // Cancel once it is really copying memory, the moment an operator would.
     await waitFor('vm-5 to be copying', async () => (await progressOf(page, 'vm-5').catch(() => 0)) > 0, { timeoutMs: 20_000 });
-    await page.getByRole('button', { name: 'Cancel migration of vm-5' }).click();
+    await page.screenshot({ path: artifactPath('console-cancel.png'), fullPage: true });
+    await page.getByTestId('flight-vm-5').getByRole('button', { name: 'Cancel migration of vm-5' }).click();
     await page.getByText(`migration default/${vmim.metadata.name} cancelled`).waitFor();
     await page.getByTestId('flight-vm-5').waitFor({ state: 'detached', timeout: 20_000 });
     await waitFor('the VMIM to be gone', async () => (await getVmim(env.kube, vmim.metadata.name)) === undefined, { timeoutMs: 20_000 });

@@ -2,6 +2,8 @@ import path from 'node:path';
 import { VMIM_RESOURCE } from '../../kube/client.js';
 import { startConsole } from '../../console/server.js';
 import { startDevEnvironment } from '../../devcluster/environment.js';
+import { startTracing } from '../../tracing/setup.js';
+import { TraceStore } from '../../tracing/store.js';
 import { startLibvirtLaunchers, type LibvirtLaunchers } from '../../devcluster/libvirtLaunchers.js';
 import { createLogger } from '../../util/log.js';
 import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer } from '../../metrics/index.js';
@@ -10,7 +12,7 @@ import { formatDuration } from '../format.js';
 import { untilSignal } from '../shutdown.js';
 
 export async function runDev(o: {
-  nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number; consolePort?: number;
+  nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number; consolePort?: number; traceFile?: string; otlpEndpoint?: string;
   driver?: 'sim' | 'libvirt'; libvirtDir?: string;
 }): Promise<void> {
   if (o.nodes < 2) throw new Error('--nodes must be at least 2 (a migration needs somewhere to go)');
@@ -22,6 +24,9 @@ export async function runDev(o: {
   const log = createLogger({ name: 'ferry-dev', destination: o.logFile });
   out(`Starting Ferry dev environment: ${o.nodes} nodes, ${o.vms} VMIs, ${libvirt ? 'libvirt (real QEMU guests)' : 'simulated hypervisors'} (logs: ${o.logFile})`);
   const metrics = { controller: new ControllerMetrics(), handlers: new HandlerMetrics() };
+  // Spans are always kept in memory for the console; a file and OTLP when asked for.
+  const traces = new TraceStore();
+  const tracing = startTracing({ service: 'ferry-dev', store: traces, file: o.traceFile, otlpEndpoint: o.otlpEndpoint })!;
   let launchers: LibvirtLaunchers | undefined;
   if (libvirt) {
     const nodes = Array.from({ length: o.nodes }, (_, i) => `node-${i + 1}`);
@@ -47,11 +52,12 @@ export async function runDev(o: {
     checks: { healthz: liveness(), readyz: { controller: () => env.controller?.ready() ?? false } },
     log,
   });
-  const webConsole = await startConsole({ kube: env.kube, port: o.consolePort ?? 0, log });
+  const webConsole = await startConsole({ kube: env.kube, port: o.consolePort ?? 0, log, traces });
   const kubeconfig = path.resolve(o.kubeconfig);
   out(`Ferry dev cluster ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: API ${env.cluster.url}, NATS ${env.natsUrl}`);
   out(`Metrics: http://127.0.0.1:${health.port}/metrics  (health: /healthz, /readyz)`);
   out(`Console: ${webConsole.url}`);
+  out(`Traces: one per migration, kept for the console${tracing.describe === 'memory' ? '' : `; also to ${tracing.describe}`}`);
   out('');
   out(`  export KUBECONFIG=${kubeconfig}`);
   out('  kubectl get nodes,pods,vmi,vmim');
@@ -70,6 +76,7 @@ export async function runDev(o: {
       out('Stopping libvirtd launchers and their guests…');
       await launchers.stop();
     }
+    await tracing.shutdown();
     out('Stopped.');
   };
   let stopping = false;

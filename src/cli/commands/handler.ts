@@ -6,6 +6,7 @@ import type { HypervisorDriver } from '../../hypervisor/driver.js';
 import { LibvirtDriver } from '../../hypervisor/libvirt/driver.js';
 import { SimDriver } from '../../hypervisor/sim.js';
 import { HandlerMetrics, handlerReadiness, liveness, natsConnectionCheck, startHealthServer } from '../../metrics/index.js';
+import { startTracing } from '../../tracing/setup.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { untilSignal } from '../shutdown.js';
 
@@ -19,6 +20,7 @@ export interface HandlerCommandOptions {
   libvirtUri?: string;
   libvirtSocket?: string;
   stateDir?: string;
+  otlpEndpoint?: string;
 }
 
 /** libvirtd's system socket, where a handler on a KubeVirt-style node finds it unless told otherwise. */
@@ -41,6 +43,8 @@ async function libvirtDriver(o: HandlerCommandOptions, log: Logger): Promise<Lib
 
 export async function runHandler(o: HandlerCommandOptions): Promise<void> {
   const log = createLogger({ name: 'ferry-handler' }).child({ node: o.node });
+  const tracing = startTracing({ service: 'ferry-handler', otlpEndpoint: o.otlpEndpoint, attributes: { 'k8s.node.name': o.node } });
+  if (tracing) log.info({ traces: tracing.describe }, 'exporting spans of handler commands and hypervisor jobs');
   if (o.driver !== 'libvirt' && (o.libvirtUri || o.libvirtSocket || o.stateDir)) {
     throw new Error('--libvirt-uri, --libvirt-socket and --state-dir only apply with --driver libvirt');
   }
@@ -74,5 +78,6 @@ export async function runHandler(o: HandlerCommandOptions): Promise<void> {
     await driver.close();
     await health.close();
     await closeBus(nc);
+    await tracing?.shutdown();
   });
 }

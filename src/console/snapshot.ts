@@ -62,7 +62,8 @@ export function migrationOf(m: VirtualMachineInstanceMigration, queueReasons: Re
   set('created', m.metadata.creationTimestamp);
   set('finished', finished);
   set('mode', ms?.mode);
-  set('failureReason', ms?.failureReason);
+  // Only a failed migration has a reason to show (a VMI's migrationState can still carry an earlier attempt's).
+  if (phase === 'Failed') set('failureReason', ms?.failureReason);
   set('evacuationOf', m.metadata.annotations?.[Annotations.evacuationMigration]);
   if (p && !FINAL.has(phase)) {
     set('dataTotal', p.dataTotal);

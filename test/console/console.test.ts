@@ -9,6 +9,7 @@ import { KubeClient, VMIM_RESOURCE } from '../../src/kube/client.js';
 import { startTracing, type Tracing } from '../../src/tracing/setup.js';
 import { TraceStore } from '../../src/tracing/store.js';
 import { silentLogger } from '../../src/util/log.js';
+import { createMaintenanceWindow, getMaintenanceWindow } from '../../src/runbook/api.js';
 import { getVmi, getVmim } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
 import { artifactPath, launchChromium } from './browser.js';
@@ -159,6 +160,29 @@ describe('the web console in Chromium', () => {
     await page.getByRole('button', { name: 'Use' }).click();
     await page.getByRole('button', { name: 'Drain node-1' }).click();
     await page.getByRole('alert').getByText(/User "viewer" cannot patch resource "nodes"/).waitFor();
+    await page.close();
+  }, 60_000);
+
+  test('a runbook: resumed from the page, its node emptied, returned to service, with its planned and actual end', async () => {
+    const now = Date.now();
+    await createMaintenanceWindow(env.kube, {
+      apiVersion: 'ferry.dev/v1alpha1',
+      kind: 'MaintenanceWindow',
+      metadata: { name: 'rack-c' },
+      spec: { nodes: ['node-3'], maxNodesInMaintenance: 1, paused: true, done: { uncordoned: true }, window: { start: new Date(now).toISOString(), end: new Date(now + 3_600_000).toISOString() } },
+    });
+    const { page } = await open(web.url);
+    const card = page.getByTestId('runbook-rack-c');
+    await page.getByRole('button', { name: 'Resume runbook rack-c' }).click();
+    await page.getByText('runbook rack-c resumed').waitFor();
+    expect((await getMaintenanceWindow(env.kube, 'rack-c')).spec.paused).toBe(false);
+    await card.getByText('ReadyForMaintenance').waitFor({ timeout: 30_000 });
+    expect(await card.textContent()).toMatch(/predicted end \d/);
+    // The maintenance is done: the operator returns the node to service from the page.
+    await page.getByRole('button', { name: 'Uncordon node-3' }).click();
+    await card.getByText('Completed').waitFor({ timeout: 20_000 });
+    expect(await card.textContent()).toMatch(/actual end \d/);
+    await page.screenshot({ path: artifactPath('console-runbook.png'), fullPage: true });
     await page.close();
   }, 60_000);
 });

@@ -6,6 +6,7 @@ import type { Logger } from '../util/log.js';
 import { zodReason } from './zodReason.js';
 import { EPOCH_HEADER, parseEpoch, type EpochFence } from './epoch.js';
 import { KeyedLimiter } from '../util/keyedLimiter.js';
+import { tracedRequest, tracedServe } from '../tracing/nats.js';
 
 const json = JSONCodec<unknown>();
 
@@ -92,9 +93,12 @@ async function send<C extends Command>(
 ): Promise<CommandReply<C>> {
   let msg: Msg;
   try {
-    const h = headers();
-    if (epoch !== undefined) h.set(EPOCH_HEADER, String(epoch));
-    msg = await nc.request(subjects.command(node, command), json.encode(payload), { timeout: timeoutMs, headers: h });
+    // The trace context (src/tracing) and the leader's epoch ride in the message headers.
+    msg = await tracedRequest(node, command, (traceHeaders) => {
+      const h = traceHeaders ?? headers();
+      if (epoch !== undefined) h.set(EPOCH_HEADER, String(epoch));
+      return nc.request(subjects.command(node, command), json.encode(payload), { timeout: timeoutMs, headers: h });
+    });
   } catch (err) {
     throw transportError(err, node, command, timeoutMs);
   }
@@ -206,7 +210,7 @@ async function answer(m: Msg, node: string, handlers: CommandHandlers, log: Logg
   }
   let result: unknown;
   try {
-    result = await (handlers[command] as (r: unknown) => Promise<unknown>)(req.data);
+    result = await tracedServe(m.headers, node, command, ref as Record<string, string | number>, () => (handlers[command] as (r: unknown) => Promise<unknown>)(req.data));
   } catch (err) {
     const code = err instanceof HandlerError ? err.code : 'internal';
     return refuse(code, err instanceof Error ? err.message : String(err), ref, code === 'internal' ? 'error' : 'warn');

@@ -20,6 +20,7 @@ import type { Decision, LimitsConfig, NodeState, QueuedMigration, RunningMigrati
 import { describeApiError, isConflict, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { Workqueue } from '../kube/workqueue.js';
 import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
+import { MigrationTrace } from '../tracing/migration.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
@@ -463,6 +464,8 @@ export class MigrationController {
     const policy = vmi ? this.policyFor(vmi) : undefined;
     const session = new MigrationSession(this.env, vmim, vmi, { name: policy?.metadata.name, effective: effectiveConfiguration(this.migrationConfig, policy) });
     const writer = new StatusWriter(this.kube, vmim, session.log, () => this.getVmi(session.namespace, session.vmiName), { clock: this.clock, fence: this.env.fence });
+    const migrationTrace = new MigrationTrace({ uid: session.uid, namespace: session.namespace, name: session.name, vmi: session.vmiName, createdMs: session.enqueuedAt }, this.clock.now());
+    session.trace = migrationTrace;
     const cfg = session.effective;
     const ann = vmim.metadata.annotations ?? {};
     const secs = (k: string, d: number) => {
@@ -503,6 +506,8 @@ export class MigrationController {
         // The phase a restarted controller resumes in was counted by its predecessor.
         if (p !== phase) this.opts.metrics?.phaseTransition(session.namespace, session.vmiName, p, (this.clock.now() - session.enqueuedAt) / 1000);
         session.setPhase(p);
+        if (p === 'Succeeded' || p === 'Failed') migrationTrace.end(p, this.clock.now(), snapshotInfo.failureReason);
+        else migrationTrace.phase(p, this.clock.now());
         // The outcome must reach the VMIM: keep trying until the write goes through.
         // A failure is cleaned up first (best effort; the reconciler retries it from
         // Failed), so the VMIM's final copy of the VMI's migration state is the closed one.

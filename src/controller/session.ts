@@ -3,6 +3,7 @@ import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { Labels, type MigrationState, type VirtualMachineInstance } from '../api/vmi.js';
 import type { MigrationPhase, VirtualMachineInstanceMigration } from '../api/vmim.js';
 import type { Pod } from '../api/core.js';
+import type { MigrationTrace } from '../tracing/migration.js';
 import type { Command } from '../bus/subjects.js';
 import type { CommandReply, CommandRequest } from '../bus/protocol.js';
 import type { FerryConfig } from '../config/ferryConfig.js';
@@ -77,6 +78,8 @@ export class MigrationSession {
   appliedDowntimeMs: number;
   /** Restored from the VMI's migrationState on restart (the chart's input). */
   readonly restored: { sourceNode?: string; sourcePod?: string; targetNode?: string; targetPod?: string; targetAddress?: string };
+  /** This migration's trace (src/tracing): commands are sent inside its current phase's span. */
+  trace: MigrationTrace | undefined;
 
   constructor(
     private readonly env: SessionEnv,
@@ -149,7 +152,8 @@ export class MigrationSession {
   }
 
   private command<C extends Command>(node: string, command: C, payload: CommandRequest<C>): Promise<CommandReply<C>> {
-    return this.env.nodes.command(node, command, payload);
+    const send = () => this.env.nodes.command(node, command, payload);
+    return this.trace ? this.trace.run(send) : send();
   }
 
   involved() {

@@ -6,6 +6,8 @@ import { HandlerError } from '../bus/rpc.js';
 import { publishProgress } from '../bus/progress.js';
 import { publishResult } from '../bus/results.js';
 import type { Logger } from '../util/log.js';
+import type { Span } from '@opentelemetry/api';
+import { endJobSpan, startJobSpan } from '../tracing/migration.js';
 import { jobKey, refFields } from './jobKey.js';
 import type { JobRecordStore, SourceJobRecord } from './jobRecords.js';
 import { isRecoverable, type RecoverableDriver, type RecoveringSource } from './recovery.js';
@@ -21,6 +23,8 @@ interface SourceJob {
   /** Settles when the driver has (or has not) started the migration; repeats wait on it. */
   started: Promise<void>;
   job?: MigrationJob;
+  /** The hypervisor job's span (src/tracing), open while the job runs. */
+  span?: Span | undefined;
   stats?: JobStats;
   progressTimer?: unknown;
   /** When the outcome became known (clock ms): a finished entry is a tombstone. */
@@ -145,6 +149,7 @@ export class SourceRole implements RecoveringSource {
   /** From now on `job` is this entry's: progress is reported and its end settled. */
   private track(entry: SourceJob, job: MigrationJob): void {
     entry.job = job;
+    entry.span ??= startJobSpan(entry.ref.migrationUid, { 'k8s.node.name': this.d.node, 'ferry.domain': entry.domain, 'ferry.target_node': entry.targetNode }, this.d.clock.now());
     entry.state = 'running';
     this.reportProgress(entry, job);
     void job.done.then((outcome) => this.whileSettling(this.settle(entry, outcome, job)));
@@ -238,6 +243,16 @@ export class SourceRole implements RecoveringSource {
     entry.state = outcome.status;
     entry.stats = outcome.stats;
     if (entry.progressTimer !== undefined) clock.clearTimeout(entry.progressTimer);
+    if (entry.span) {
+      const st = outcome.stats;
+      const done = outcome.status === 'completed';
+      endJobSpan(entry.span, {
+        status: outcome.status,
+        reason: done ? undefined : outcome.reason,
+        attrs: { 'ferry.job.mode': done ? outcome.mode : st.mode, 'ferry.job.downtime_ms': done ? outcome.downtimeMs : undefined, 'ferry.job.data_total': st.dataTotal, 'ferry.job.iterations': st.iteration },
+      }, clock.now());
+      entry.span = undefined;
+    }
     const result = this.resultOf(entry, outcome);
     log.info({ node, ...refFields(entry.ref), domain: entry.domain, outcome: outcome.status, reason: result.reason, mode: outcome.stats.mode, downtimeMs: outcome.stats.downtimeMs }, `migration ${outcome.status}`);
     await this.conclude(entry, result);

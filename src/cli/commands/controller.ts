@@ -7,6 +7,7 @@ import { MigrationController } from '../../controller/controller.js';
 import { RunbookController } from '../../runbook/controller.js';
 import { defaultIdentity, LeaderElector } from '../../kube/leaderElection.js';
 import { ControllerMetrics, controllerReadiness, liveness, natsConnectionCheck, startHealthServer } from '../../metrics/index.js';
+import { startTracing } from '../../tracing/setup.js';
 import { createLogger } from '../../util/log.js';
 import { kubeClientFor } from '../kubeconfig.js';
 import { untilSignal } from '../shutdown.js';
@@ -24,9 +25,12 @@ export async function runController(o: {
   leaderElectRetryPeriod?: number;
   natsNkey?: string;
   ownerLabel?: string;
+  otlpEndpoint?: string;
 }): Promise<void> {
   const owner = o.ownerLabel === undefined ? undefined : parseOwnerLabel(o.ownerLabel);
   const log = createLogger({ name: 'ferry-controller' });
+  const tracing = startTracing({ service: 'ferry-controller', otlpEndpoint: o.otlpEndpoint });
+  if (tracing) log.info({ traces: tracing.describe }, 'exporting a trace per migration');
   const config = loadFerryConfig(o.config);
   const kube = kubeClientFor(o.kubeconfig);
   // Several servers of one cluster may be given, comma-separated; the client fails over between them.
@@ -99,6 +103,7 @@ export async function runController(o: {
     await elector?.release();
     await health.close();
     await closeBus(nc);
+    await tracing?.shutdown();
   });
 }
 

@@ -1,7 +1,10 @@
 import path from 'node:path';
 import { VMIM_RESOURCE } from '../../kube/client.js';
+import { startConsole } from '../../console/server.js';
 import { startDevEnvironment } from '../../devcluster/environment.js';
 import { prepareLibvirtMachine } from '../../devcluster/libvirtLaunchers.js';
+import { startTracing } from '../../tracing/setup.js';
+import { TraceStore } from '../../tracing/store.js';
 import { createLogger } from '../../util/log.js';
 import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer } from '../../metrics/index.js';
 import { followMigration } from '../follow.js';
@@ -12,7 +15,7 @@ import { untilSignal } from '../shutdown.js';
 import { runDevProcesses } from './devProcesses.js';
 
 export async function runDev(o: {
-  nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number;
+  nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number; consolePort?: number; traceFile?: string; otlpEndpoint?: string;
   driver?: 'sim' | 'libvirt'; libvirtDir?: string; processes?: boolean; stateDir?: string; scenario?: string;
 }): Promise<void> {
   if (o.processes) {
@@ -37,6 +40,9 @@ export async function runDev(o: {
   if (libvirt) await prepareLibvirtMachine({ dir: libvirtDir, onProgress: (line) => out(`  ${line}`) });
   // KubeVirt's layout: the kubelet stand-in starts a libvirtd per launcher pod,
   // handlers find them by pod UID, migrations go through the handlers' mTLS proxy.
+  // Spans are always kept in memory for the console; a file and OTLP when asked for.
+  const traces = new TraceStore();
+  const tracing = startTracing({ service: 'ferry-dev', store: traces, file: o.traceFile, otlpEndpoint: o.otlpEndpoint })!;
   const env = await startDevEnvironment({
     nodes: o.nodes,
     vms: o.vms,
@@ -55,9 +61,12 @@ export async function runDev(o: {
     checks: { healthz: liveness(), readyz: { controller: () => env.controller?.ready() ?? false } },
     log,
   });
+  const webConsole = await startConsole({ kube: env.kube, port: o.consolePort ?? 0, log, traces });
   const kubeconfig = path.resolve(o.kubeconfig);
   out(`Ferry dev cluster ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: API ${env.cluster.url}, NATS ${env.natsUrl}`);
   out(`Metrics: http://127.0.0.1:${health.port}/metrics  (health: /healthz, /readyz)`);
+  out(`Console: ${webConsole.url}`);
+  out(`Traces: one per migration, kept for the console${tracing.describe === 'memory' ? '' : `; also to ${tracing.describe}`}`);
   out('');
   out(`  export KUBECONFIG=${kubeconfig}`);
   out('  kubectl get nodes,pods,vmi,vmim');
@@ -70,9 +79,11 @@ export async function runDev(o: {
 
   const stop = async () => {
     out('\nStopping Ferry dev environment…');
+    await webConsole.close();
     await health.close();
     if (libvirt) out('Stopping the launcher daemons and their guests…');
     await env.stop();
+    await tracing.shutdown();
     out('Stopped.');
   };
   let stopping = false;

@@ -12,6 +12,7 @@ import type { Transport } from '../../proxy/transport.js';
 import { SimDriver } from '../../hypervisor/sim.js';
 import { SimJournal } from '../../hypervisor/simJournal.js';
 import { HandlerMetrics, handlerReadiness, liveness, natsConnectionCheck, startHealthServer } from '../../metrics/index.js';
+import { startTracing } from '../../tracing/setup.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { untilSignal } from '../shutdown.js';
 
@@ -30,6 +31,7 @@ export interface HandlerCommandOptions {
   migrationServerCerts?: string;
   migrationClientCerts?: string;
   simJournal?: string;
+  otlpEndpoint?: string;
 }
 
 /** libvirtd's system socket, where a handler on a KubeVirt-style node finds it unless told otherwise. */
@@ -73,6 +75,8 @@ async function launcherDriver(o: HandlerCommandOptions & { podsDir: string }, lo
 
 export async function runHandler(o: HandlerCommandOptions): Promise<void> {
   const log = createLogger({ name: 'ferry-handler' }).child({ node: o.node });
+  const tracing = startTracing({ service: 'ferry-handler', otlpEndpoint: o.otlpEndpoint, attributes: { 'k8s.node.name': o.node } });
+  if (tracing) log.info({ traces: tracing.describe }, 'exporting spans of handler commands and hypervisor jobs');
   if (o.driver !== 'libvirt' && (o.libvirtUri || o.libvirtSocket || o.stateDir || o.podsDir)) {
     throw new Error('--libvirt-uri, --libvirt-socket, --pods-dir and --state-dir only apply with --driver libvirt');
   }
@@ -115,5 +119,6 @@ export async function runHandler(o: HandlerCommandOptions): Promise<void> {
     await driver.close();
     await health.close();
     await closeBus(nc);
+    await tracing?.shutdown();
   });
 }

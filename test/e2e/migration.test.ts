@@ -51,17 +51,30 @@ describe('a VMIM on the embedded cluster', () => {
     expect((await domainsOn(env, sourceNode)).filter((d) => d.name === 'default_vm-1')).toEqual([]);
   });
 
-  test('a second migration of a VMI that is already migrating fails with a clear reason', async () => {
+  /** A VMIM written straight into the store: what slips past admission in a race (two creates at once). */
+  function createPastAdmission(vmiName: string): string {
+    const o = env.cluster.store.create('virtualmachineinstancemigrations', {
+      apiVersion: 'kubevirt.io/v1',
+      kind: 'VirtualMachineInstanceMigration',
+      metadata: { generateName: `${vmiName}-mig-`, namespace: 'default' },
+      spec: { vmiName },
+    }, { namespace: 'default' });
+    return o.metadata.name;
+  }
+
+  test('a second migration of a VMI that is already migrating is refused at create, and one that races past admission fails with a clear reason', async () => {
     const first = await createVmim(env.kube, 'vm-2');
-    const second = await createVmim(env.kube, 'vm-2');
+    await expect(createVmim(env.kube, 'vm-2')).rejects.toMatchObject({ code: 403, body: expect.stringMatching(/denied the request: in-flight migration detected/) });
+    const second = createPastAdmission('vm-2');
     const failed = await waitForPhase(env.kube, second, ['Failed', 'Succeeded']);
     expect(failed.status?.phase).toBe('Failed');
     expect(failed.status?.conditions?.find((c) => c.type === 'Failed')?.message).toMatch(/another migration job .* is in progress/);
     expect((await waitForPhase(env.kube, first, ['Succeeded', 'Failed'])).status?.phase).toBe('Succeeded');
   });
 
-  test('a VMIM naming a VMI that does not exist fails and says so', async () => {
-    const name = await createVmim(env.kube, 'no-such-vm');
+  test('a VMIM naming a VMI that does not exist is refused at create; one that races past admission fails and says so', async () => {
+    await expect(createVmim(env.kube, 'no-such-vm')).rejects.toMatchObject({ code: 403, body: expect.stringMatching(/no-such-vm does not exist/) });
+    const name = createPastAdmission('no-such-vm');
     const failed = await waitForPhase(env.kube, name, ['Failed']);
     expect(failed.status?.conditions?.find((c) => c.type === 'Failed')?.message).toMatch(/no-such-vm does not exist/);
   });

@@ -42,6 +42,21 @@ interface Route {
 
 type Reply = { code: number; body: unknown };
 
+/** kube-apiserver's JSON decoder stops at 10000 levels of nesting too. */
+export const MAX_BODY_DEPTH = 10_000;
+
+/** Whether `value` nests objects or arrays more than `limit` deep; iterative, so any depth is safe to ask about. */
+export function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 export class ApiServer {
   readonly server: http.Server;
   private readonly watches = new Set<() => void>();
@@ -117,12 +132,15 @@ export class ApiServer {
     const text = Buffer.concat(chunks).toString('utf8');
     const contentType = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
     if (text.trim() === '') return { contentType, value: undefined };
+    let value: unknown;
     try {
-      const value = contentType.includes('yaml') ? parseYaml(text) : JSON.parse(text);
-      return { contentType, value };
+      value = contentType.includes('yaml') ? parseYaml(text) : JSON.parse(text);
     } catch (err) {
       throw Errors.badRequest(`the request body is not valid ${contentType.includes('yaml') ? 'YAML' : 'JSON'}: ${(err as Error).message}`);
     }
+    // Everything after parsing (merge, validation, copies) recurses over the object.
+    if (nestedDeeperThan(value, MAX_BODY_DEPTH)) throw Errors.badRequest(`the request body is nested deeper than ${MAX_BODY_DEPTH} levels`);
+    return { contentType, value };
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, body: { contentType: string; value: unknown } | undefined): Promise<Reply | undefined> {

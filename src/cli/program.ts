@@ -39,6 +39,7 @@ export function buildProgram(): Command {
     .option('--log-file <path>', 'where the JSON logs go', '.ferry/dev.log')
     .option('--no-demo', 'skip the demonstration migration')
     .addOption(metricsPortOption())
+    .option('--metrics-address <ip>', 'address the metrics/health port listens on (0.0.0.0 exposes it to the network)', '127.0.0.1')
     .action((o) => runDev(o));
 
   program

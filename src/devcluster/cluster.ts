@@ -7,6 +7,7 @@ import { devClusterAuth, type DevClusterAuth } from './auth/kubeconfig.js';
 import { withDisruptionStatus, type EvictionHook } from './eviction.js';
 import { ApiServer } from './http.js';
 import { kubeConfigYaml } from './kubeconfig.js';
+import { servingCert } from './tls.js';
 import { Kubelet } from './kubelet.js';
 import { ResourceRegistry, type ResourceDefinition, type ResourceType } from './registry.js';
 import { registerBuiltinResources } from './resources.js';
@@ -38,6 +39,13 @@ export interface DevClusterOptions {
    * kubectl is anonymous (discovery and health only).
    */
   rbac?: boolean;
+  /**
+   * Serve HTTPS with a fresh self-signed certificate and refuse every request
+   * without the kubeconfig's bearer token (401, as kube-apiserver words it).
+   * `ferry dev` runs this way; the test suites' clusters default to plain HTTP
+   * open to any local request without a token.
+   */
+  secure?: boolean;
 }
 
 export interface DevCluster {
@@ -46,6 +54,8 @@ export interface DevCluster {
   store: ObjectStore;
   /** Bearer token of the kubeconfig user. */
   token: string;
+  /** With `secure`: the serving certificate (PEM), which clients trust as the CA. */
+  caCert?: string;
   /** With `rbac: true`: tokens and kubeconfigs for ServiceAccounts and other users. */
   auth: DevClusterAuth | undefined;
   /** Writes a kubeconfig for this cluster (context "ferry-dev"). */
@@ -81,13 +91,18 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
   const token = randomBytes(16).toString('hex');
   const host = opts.host ?? '127.0.0.1';
   const auth = opts.rbac ? new ClusterAuth(store, token) : undefined;
-  const api = new ApiServer({ store, evictionHooks: hooks, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000 });
+  const tls = opts.secure ? await servingCert(host) : undefined;
+  const api = new ApiServer({
+    store, evictionHooks: hooks, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000,
+    ...(tls ? { tls, requireToken: true } : {}),
+  });
   const scheduler = new Scheduler(store, { intervalMs: opts.schedulerIntervalMs ?? 500, clock, log });
   const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log });
   const port = await api.listen(opts.port ?? 0, host);
   scheduler.start();
   kubelet.start();
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const kubeconfig = () => kubeConfigYaml(url, token, 'default', tls?.cert);
   let closed: Promise<void> | undefined;
   return {
     url,
@@ -95,10 +110,11 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
     store,
     token,
     auth: auth && devClusterAuth(auth, url),
-    kubeConfigYaml: () => kubeConfigYaml(url, token),
+    ...(tls ? { caCert: tls.cert } : {}),
+    kubeConfigYaml: kubeconfig,
     async writeKubeconfig(file: string) {
       await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, kubeConfigYaml(url, token), { mode: 0o600 });
+      await writeFile(file, kubeconfig(), { mode: 0o600 });
     },
     registerResource: (def) => registry.register(def),
     onEviction(hook) {

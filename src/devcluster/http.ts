@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { apiGroupDocument, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION } from './discovery.js';
@@ -24,6 +25,10 @@ export interface ApiServerOptions {
   token: string;
   /** When set (RBAC mode), authenticates and authorizes every request instead of the single-token check. */
   auth?: { check(method: string, url: URL, authorization: string | undefined): unknown } | undefined;
+  /** Serve HTTPS with this key and certificate. */
+  tls?: { key: string; cert: string } | undefined;
+  /** A request without a token gets 401 too (the default lets it through; kubectl sends no token over plain HTTP). */
+  requireToken?: boolean;
   now: () => number;
   log?: ((msg: string) => void) | undefined;
   bodyLimitBytes?: number;
@@ -58,12 +63,13 @@ export function nestedDeeperThan(value: unknown, limit: number): boolean {
 }
 
 export class ApiServer {
-  readonly server: http.Server;
+  readonly server: http.Server | https.Server;
   private readonly watches = new Set<() => void>();
   private address = '127.0.0.1:0';
 
   constructor(private readonly opts: ApiServerOptions) {
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+    const handle = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res);
+    this.server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, handle) : http.createServer(handle);
   }
 
   async listen(port: number, host: string): Promise<number> {
@@ -116,7 +122,7 @@ export class ApiServer {
 
   private authenticate(req: http.IncomingMessage): void {
     const auth = req.headers.authorization;
-    if (auth === undefined) return;
+    if (auth === undefined && !this.opts.requireToken) return;
     if (auth !== `Bearer ${this.opts.token}`) throw Errors.unauthorized();
   }
 

@@ -1,15 +1,25 @@
 import path from 'node:path';
 import { VMIM_RESOURCE } from '../../kube/client.js';
-import { startDevEnvironment } from '../../devcluster/environment.js';
+import { startDevEnvironment, type DevEnvironment } from '../../devcluster/environment.js';
 import { startLibvirtLaunchers, type LibvirtLaunchers } from '../../devcluster/libvirtLaunchers.js';
 import { createLogger } from '../../util/log.js';
-import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer } from '../../metrics/index.js';
+import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer, type Checks } from '../../metrics/index.js';
 import { followMigration } from '../follow.js';
 import { formatDuration } from '../format.js';
 import { untilSignal } from '../shutdown.js';
 
+/** What `ferry dev`'s /readyz checks: the bus (nats-server up, controller connected) and the controller. */
+export function devReadiness(env: Pick<DevEnvironment, 'natsCheck' | 'controller'>): Checks {
+  return {
+    nats: () => env.natsCheck(),
+    controller: () => env.controller?.ready() ?? false,
+  };
+}
+
 export async function runDev(o: {
   nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number;
+  /** Where the metrics/health port listens; default loopback (it names VMIs, nodes and namespaces). */
+  metricsAddress?: string;
   driver?: 'sim' | 'libvirt'; libvirtDir?: string;
 }): Promise<void> {
   if (o.nodes < 2) throw new Error('--nodes must be at least 2 (a migration needs somewhere to go)');
@@ -31,7 +41,8 @@ export async function runDev(o: {
     vms: o.vms,
     kubeconfigPath: o.kubeconfig,
     timeScale: o.timeScale,
-    cluster: { port: o.port },
+    // HTTPS with a token required: any local user could otherwise move or abort VMs.
+    cluster: { port: o.port, secure: true },
     log,
     metrics,
     ...(launchers ? { driver: { kind: 'libvirt' as const, sockets: launchers.sockets } } : {}),
@@ -40,15 +51,17 @@ export async function runDev(o: {
     throw err;
   });
   if (launchers) out(`Guests: ${o.vms} QEMU guests of 64 MiB running in their nodes' libvirtd (sockets under ${path.resolve(o.libvirtDir ?? '.ferry/libvirt')})`);
+  const metricsHost = o.metricsAddress ?? '127.0.0.1';
   const health = await startHealthServer({
     port: o.metricsPort ?? 0,
+    host: metricsHost,
     registries: [metrics.controller.registry, metrics.handlers.registry],
-    checks: { healthz: liveness(), readyz: { controller: () => env.controller?.ready() ?? false } },
+    checks: { healthz: liveness(), readyz: devReadiness(env) },
     log,
   });
   const kubeconfig = path.resolve(o.kubeconfig);
   out(`Ferry dev cluster ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: API ${env.cluster.url}, NATS ${env.natsUrl}`);
-  out(`Metrics: http://127.0.0.1:${health.port}/metrics  (health: /healthz, /readyz)`);
+  out(`Metrics: http://${metricsHost.includes(':') ? `[${metricsHost}]` : metricsHost}:${health.port}/metrics  (health: /healthz, /readyz)`);
   out('');
   out(`  export KUBECONFIG=${kubeconfig}`);
   out('  kubectl get nodes,pods,vmi,vmim');

@@ -398,9 +398,9 @@ export class SourceRole implements RecoveringSource {
     return out;
   }
 
-  async summaries(): Promise<JobSummary[]> {
+  async summaries(only?: ReadonlySet<string>): Promise<JobSummary[]> {
     return Promise.all(
-      [...this.jobs.values()].map(async (j) => {
+      [...this.jobs.values()].filter((j) => !only || only.has(j.ref.migrationUid)).map(async (j) => {
         let stats = j.stats;
         if (j.state === 'running' && j.job) stats = await j.job.stats().catch(() => stats);
         const summary: JobSummary = {
@@ -412,6 +412,7 @@ export class SourceRole implements RecoveringSource {
           state: j.state === 'starting' ? 'running' : j.state,
         };
         if (stats) summary.stats = statsMessage(stats);
+        if (j.finishedAt !== undefined) summary.finishedAt = new Date(j.finishedAt).toISOString();
         return summary;
       }),
     );

@@ -116,14 +116,15 @@ export class TargetRole {
     return n;
   }
 
-  summaries(): JobSummary[] {
-    return [...this.jobs.values()].map((j) => ({
+  summaries(only?: ReadonlySet<string>): JobSummary[] {
+    return [...this.jobs.values()].filter((j) => !only || only.has(j.ref.migrationUid)).map((j) => ({
       migrationUid: j.ref.migrationUid,
       attempt: j.ref.attempt,
       vmi: j.ref.vmi,
       role: 'target',
       domain: j.domain,
       state: j.state,
+      ...(j.endedAt !== undefined ? { finishedAt: new Date(j.endedAt).toISOString() } : {}),
     }));
   }
 }

@@ -133,7 +133,11 @@ describe('tombstones of finished migrations', () => {
 
     expect(await requestCommand(nc, src.node, 'abort', { ...refFor(uid, vm), reason: 'late' })).toEqual({ ok: true, state: 'already-finished' });
     expect(await requestCommand(nc, src.node, 'start-source', startReq(uid, vm, 'node-dst', 'tcp://node-dst:49152'))).toEqual({ ok: true, state: 'completed' });
-    expect((await requestCommand(nc, src.node, 'list-jobs', {})).jobs).toEqual([expect.objectContaining({ migrationUid: uid, role: 'source', state: 'completed' })]);
+    expect((await requestCommand(nc, src.node, 'list-jobs', {})).jobs).toEqual([expect.objectContaining({ migrationUid: uid, role: 'source', state: 'completed', finishedAt: expect.any(String) })]);
+    // Asking about other migrations only leaves it out; the domains are listed either way.
+    const other = await requestCommand(nc, src.node, 'list-jobs', { migrationUids: ['someone-else'] });
+    expect(other.jobs).toEqual([]);
+    expect((await requestCommand(nc, src.node, 'list-jobs', { migrationUids: [uid] })).jobs).toHaveLength(1);
 
     expect(await requestCommand(nc, src.node, 'forget-job', refFor(uid, vm))).toEqual({ ok: true, forgotten: true });
     expect((await requestCommand(nc, src.node, 'list-jobs', {})).jobs).toEqual([]);

@@ -66,6 +66,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--libvirt-socket <path>', 'libvirt driver: libvirtd\'s unix socket (default /run/libvirt/libvirt-sock)').conflicts('libvirtUri'))
     .option('--libvirt-uri <uri>', 'libvirt driver: libvirtd\'s URI instead, qemu+unix:///system?socket=PATH')
     .option('--state-dir <dir>', 'libvirt driver: where running migrations are recorded so a restarted handler takes them over (default /var/lib/ferry/handler-NODE)')
+    .option('--libvirt-max-outbound <n>', 'libvirt driver: outgoing migrations run at once on this node; more are refused (default: libvirtd\'s max_client_requests 5 minus 2)', int('--libvirt-max-outbound'))
     .option('--nats-nkey <file>', 'NATS nkey seed file of this node\'s handler user (see deploy/README.md)')
     .addOption(metricsPortOption(8081))
     .action((o) => runHandler(o));

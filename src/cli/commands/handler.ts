@@ -19,6 +19,8 @@ export interface HandlerCommandOptions {
   libvirtUri?: string;
   libvirtSocket?: string;
   stateDir?: string;
+  /** libvirt: outgoing migrations at once on this node (default max_client_requests − 2). */
+  libvirtMaxOutbound?: number;
 }
 
 /** libvirtd's system socket, where a handler on a KubeVirt-style node finds it unless told otherwise. */
@@ -29,7 +31,7 @@ export const DEFAULT_STATE_ROOT = '/var/lib/ferry';
 async function libvirtDriver(o: HandlerCommandOptions, log: Logger): Promise<LibvirtDriver> {
   if (o.libvirtUri && o.libvirtSocket) throw new Error('give --libvirt-uri or --libvirt-socket, not both');
   const where = o.libvirtUri ? { uri: o.libvirtUri } : { socketPath: o.libvirtSocket ?? DEFAULT_LIBVIRT_SOCKET };
-  const driver = new LibvirtDriver({ ...where, node: o.node, log });
+  const driver = new LibvirtDriver({ ...where, node: o.node, log, ...(o.libvirtMaxOutbound !== undefined ? { maxOutboundMigrations: o.libvirtMaxOutbound } : {}) });
   try {
     await driver.listDomains();
   } catch (err) {
@@ -41,8 +43,8 @@ async function libvirtDriver(o: HandlerCommandOptions, log: Logger): Promise<Lib
 
 export async function runHandler(o: HandlerCommandOptions): Promise<void> {
   const log = createLogger({ name: 'ferry-handler' }).child({ node: o.node });
-  if (o.driver !== 'libvirt' && (o.libvirtUri || o.libvirtSocket || o.stateDir)) {
-    throw new Error('--libvirt-uri, --libvirt-socket and --state-dir only apply with --driver libvirt');
+  if (o.driver !== 'libvirt' && (o.libvirtUri || o.libvirtSocket || o.stateDir || o.libvirtMaxOutbound !== undefined)) {
+    throw new Error('--libvirt-uri, --libvirt-socket, --state-dir and --libvirt-max-outbound only apply with --driver libvirt');
   }
   const driver: HypervisorDriver = o.driver === 'libvirt' ? await libvirtDriver(o, log) : new SimDriver({ node: o.node, timeScale: o.timeScale });
   // Only libvirt's migrations outlive this process; they are recorded so a restart can take them over.

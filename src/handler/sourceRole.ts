@@ -399,6 +399,8 @@ export class SourceRole implements RecoveringSource {
   }
 
   async summaries(only?: ReadonlySet<string>): Promise<JobSummary[]> {
+    // A quiet node concludes nothing new: its day-old tombstones go when it is asked.
+    this.prune();
     return Promise.all(
       [...this.jobs.values()].filter((j) => !only || only.has(j.ref.migrationUid)).map(async (j) => {
         let stats = j.stats;

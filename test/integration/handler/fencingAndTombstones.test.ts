@@ -209,6 +209,10 @@ describe('tombstones of finished migrations', () => {
     await waitFor(async () => (await uids()).length === 1, 'day-old tombstones to go');
     expect(await uids()).toEqual([d.uid]);
     await waitFor(() => readdirSync(dir).filter((f) => f.endsWith('.json')).length === 1, 'their records to go');
+
+    // A node that finishes nothing more still lets go of a day-old tombstone when asked.
+    clock.advance(24 * 3600_000 + 1);
+    expect(await uids()).toEqual([]);
   });
 
   test('a job whose end the driver could not see is published as unknown, the guest is not forgotten, and abort says it is over', async () => {

@@ -1,6 +1,8 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
@@ -139,7 +141,26 @@ describe('ferry dev', () => {
     try {
       await waitFor('ferry dev to say ready', () => /ready/.test(out), { timeoutMs: 30_000 });
       expect(existsSync(kubeconfig)).toBe(true);
-      expect(readFileSync(kubeconfig, 'utf8')).toContain('server: http://127.0.0.1:');
+      const kc = readFileSync(kubeconfig, 'utf8');
+      expect(kc).toContain('server: https://127.0.0.1:');
+      expect(kc).toContain('certificate-authority-data:');
+      // D7: the API wants the token (401 without it); metrics listen on loopback only.
+      const api = /API (https:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+      const code = await new Promise<number>((resolve, reject) => {
+        https.get(`${api}/api/v1/nodes`, { rejectUnauthorized: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0); }).on('error', reject);
+      });
+      expect(code).toBe(401);
+      const metricsPort = Number(/Metrics: http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(out)![1]);
+      expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBeLessThan(600);
+      const lan = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+      if (lan) {
+        const reached = await new Promise<boolean>((resolve) => {
+          const sock = net.connect(metricsPort, lan);
+          sock.once('connect', () => { sock.destroy(); resolve(true); });
+          sock.once('error', () => resolve(false));
+        });
+        expect(reached).toBe(false);
+      }
       const natsPids = spawnSync('pgrep', ['-P', String(child.pid), 'nats-server'], { encoding: 'utf8' }).stdout.trim();
       expect(natsPids).not.toBe('');
       child.kill('SIGINT');

@@ -32,6 +32,9 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .option('--libvirt-dir <dir>', 'libvirt driver: where the per-node daemons keep sockets, state and logs', '.ferry/libvirt')
     .option('--log-file <path>', 'where the JSON logs go', '.ferry/dev.log')
     .option('--no-demo', 'skip the demonstration migration')
+    .option('--processes', 'real process boundaries: two leader-electing controller processes, one handler process per node, a 3-server NATS cluster; each restarted when it dies (sim driver)', false)
+    .option('--state-dir <dir>', 'with --processes: where journals, process logs and NATS stores go', '.ferry/processes')
+    .addOption(new Option('--scenario <file>', 'build the cluster from a bench scenario (test/bench/README.md): its nodes, NICs, memory, VMs and config; --nodes/--vms are ignored').conflicts(['driver']))
     .option('--console-port <port>', 'serve the web console on this port (0 = any free port)', int('--console-port'), 0)
     .option('--trace-file <path>', 'also write a trace per migration to this file (OTLP/JSON, one export per line)')
     .option('--otlp-endpoint <url>', 'also send the traces to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT)')
@@ -42,28 +45,46 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .command('controller')
     .description('Run the VMIM controller against a cluster')
     .addOption(kubeconfigOption())
-    .option('--nats <url>', 'NATS server URL', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
+    .option('--nats <url>', 'NATS server URL (several servers of one cluster: comma-separated)', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
     .option('--config <file>', 'Ferry configuration file (YAML)')
     .addOption(metricsPortOption(8080))
     .option('--no-leader-elect', 'run without leader election (only ever run one replica then)')
     .option('--lease-namespace <ns>', 'namespace of the leader election Lease', process.env['POD_NAMESPACE'] ?? 'default')
     .option('--lease-name <name>', 'name of the leader election Lease', 'ferry-controller')
+    .option('--leader-elect-lease-duration <seconds>', 'how long a lease holds after its last renewal', positive('--leader-elect-lease-duration'), 15)
+    .option('--leader-elect-renew-deadline <seconds>', 'a leader that could not renew for this long steps down (shorter than the lease)', positive('--leader-elect-renew-deadline'), 10)
+    .option('--leader-elect-retry-period <seconds>', 'pause between attempts to acquire or renew', positive('--leader-elect-retry-period'), 2)
     .option('--nats-nkey <file>', 'NATS nkey seed file of the controller user (see deploy/README.md)')
     .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
     .option('--otlp-endpoint <url>', 'send a trace per migration to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing)')
     .action(async (o) => (await import('./commands/controller.js')).runController(o));
 
   program
+    .command('webhook')
+    .description('Run the admission webhook server (launcher pod eviction, VMIM and resource validation) over HTTPS')
+    .addOption(kubeconfigOption())
+    .option('--port <port>', 'HTTPS port the API server calls (0 = any free port)', int('--port'), 8443)
+    .option('--namespace <ns>', 'namespace of the certificate Secrets (self-managed certificates)', process.env['POD_NAMESPACE'] ?? 'ferry-system')
+    .option('--cert-dir <dir>', 'serve tls.crt/tls.key from this directory (cert-manager) instead of self-managed certificates in Secrets')
+    .addOption(metricsPortOption(8082))
+    .action(async (o) => (await import('./commands/webhook.js')).runWebhook(o));
+
+  program
     .command('handler')
     .description('Run the node handler (source and target roles) for one node')
     .requiredOption('--node <name>', 'the node this handler serves')
-    .option('--nats <url>', 'NATS server URL', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
+    .option('--nats <url>', 'NATS server URL (several servers of one cluster: comma-separated)', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
     .addOption(new Option('--driver <driver>', 'hypervisor driver').choices(['sim', 'libvirt']).default('sim'))
     .option('--time-scale <x>', 'sim driver: simulated time per real time', positive('--time-scale'), 1)
     .addOption(new Option('--libvirt-socket <path>', 'libvirt driver: libvirtd\'s unix socket (default /run/libvirt/libvirt-sock)').conflicts('libvirtUri'))
     .option('--libvirt-uri <uri>', 'libvirt driver: libvirtd\'s URI instead, qemu+unix:///system?socket=PATH')
     .option('--state-dir <dir>', 'libvirt driver: where running migrations are recorded so a restarted handler takes them over (default /var/lib/ferry/handler-NODE)')
     .option('--nats-nkey <file>', 'NATS nkey seed file of this node\'s handler user (see deploy/README.md)')
+    .option('--pods-dir <dir>', 'libvirt driver, KubeVirt layout: the kubelet\'s pods dir (host /var/lib/kubelet/pods, mounted at /pods); each VM\'s launcher is found there by pod UID')
+    .option('--migration-address <ip>', 'with --pods-dir: address the migration proxy listens on and publishes (default $POD_IP)')
+    .option('--migration-server-certs <dir>', 'with --pods-dir: tls.crt/tls.key/ca.crt of this handler\'s proxy server identity (reloaded on change)')
+    .option('--migration-client-certs <dir>', 'with --pods-dir: tls.crt/tls.key/ca.crt of the migration client identity (reloaded on change)')
+    .option('--sim-journal <file>', 'sim driver: keep this node\'s guests in this file, so a restarted handler finds them (ferry dev --processes)')
     .option('--otlp-endpoint <url>', 'send a trace per migration to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing)')
     .addOption(metricsPortOption(8081))
     .action(async (o) => (await import('./commands/handler.js')).runHandler(o));
@@ -89,10 +110,10 @@ export function buildProgram(o: { name?: string } = {}): Command {
 
   program
     .command('cancel')
-    .description('Abort a migration (deletes the VMIM; the VM stays on its source node)')
+    .description('Abort a migration that has not finished (deletes the VMIM; the VM stays on its source node). A finished one is left alone: exit 1')
     .argument('<vmim>', 'NAMESPACE/NAME of the migration')
     .addOption(kubeconfigOption())
-    .action(async (vmim, o) => (await import('./commands/status.js')).runCancel(vmim, o));
+    .action(async (vmim, o) => (await import('./commands/cancel.js')).runCancel(vmim, o));
 
   program
     .command('drain')

@@ -42,19 +42,22 @@ export async function runDev(o: {
   if (launchers) out(`Guests: ${o.vms} QEMU guests of 64 MiB running in their nodes' libvirtd (sockets under ${path.resolve(o.libvirtDir ?? '.ferry/libvirt')})`);
   const health = await startHealthServer({
     port: o.metricsPort ?? 0,
-    registries: [metrics.controller.registry, metrics.handlers.registry],
+    registries: [metrics.controller.registry, metrics.handlers.registry, ...(env.webhook ? [env.webhook.metrics.registry] : [])],
     checks: { healthz: liveness(), readyz: { controller: () => env.controller?.ready() ?? false } },
     log,
   });
   const kubeconfig = path.resolve(o.kubeconfig);
   out(`Ferry dev cluster ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: API ${env.cluster.url}, NATS ${env.natsUrl}`);
   out(`Metrics: http://127.0.0.1:${health.port}/metrics  (health: /healthz, /readyz)`);
+  const hook = env.webhook?.server();
+  if (hook) out(`Admission webhook: HTTPS on 127.0.0.1:${hook.port}, registered as deploy/ does (Service ferry-system/ferry-webhook, ValidatingWebhookConfiguration ferry-admission)`);
   out('');
   out(`  export KUBECONFIG=${kubeconfig}`);
   out('  kubectl get nodes,pods,vmi,vmim');
   out('  kubectl get vmim -w');
   out('  npx ferry migrate default/vm-2      # or: kubectl create -f examples/migration.yaml');
   out('  npx ferry status');
+  out('  kubectl drain node-2 --ignore-daemonsets   # evictions go through the webhook; the VMs move');
   out('');
   out('Press Ctrl-C to stop (everything started here stops with it).');
 

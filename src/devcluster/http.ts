@@ -311,7 +311,7 @@ export class ApiServer {
           }
           return o;
         })) ?? obj;
-        // A dry run answers with the object as admission left it; nothing is stored, no name is generated.
+        // A dry run answers with the object as admission left it (name chosen); nothing is stored.
         if (dryRun) return { code: 201, body: admitted };
         const created = store.create(type, admitted, { namespace });
         return { code: 201, body: table ? asTable([created]) : created };

@@ -70,7 +70,7 @@ export async function runDev(o: {
   const health = await startHealthServer({
     port: o.metricsPort ?? 0,
     host: metricsHost,
-    registries: [metrics.controller.registry, metrics.handlers.registry],
+    registries: [metrics.controller.registry, metrics.handlers.registry, ...(env.webhook ? [env.webhook.metrics.registry] : [])],
     checks: { healthz: liveness(), readyz: devReadiness(env) },
     log,
   });
@@ -80,6 +80,8 @@ export async function runDev(o: {
   out(`Metrics: http://${metricsHost.includes(':') ? `[${metricsHost}]` : metricsHost}:${health.port}/metrics  (health: /healthz, /readyz)`);
   out(`Console: ${webConsole.url}`);
   out(`Traces: one per migration, kept for the console${tracing.describe === 'memory' ? '' : `; also to ${tracing.describe}`}`);
+  const hook = env.webhook?.server();
+  if (hook) out(`Admission webhook: HTTPS on 127.0.0.1:${hook.port}, registered as deploy/ does (Service ferry-system/ferry-webhook, ValidatingWebhookConfiguration ferry-admission)`);
   out('');
   out(`  export KUBECONFIG=${kubeconfig}`);
   out('  kubectl get nodes,pods,vmi,vmim');
@@ -87,6 +89,7 @@ export async function runDev(o: {
   out(`  npx ferry migrate default/${scenario ? scenario.vms[0]?.name ?? 'vm-1' : 'vm-2'}      # or: kubectl create -f examples/migration.yaml`);
   out('  npx ferry status');
   if (scenario) out(`  npx ferry drain ${scenario.drain[0]}      # the scenario drains: ${scenario.drain.slice(0, 5).join(', ')}${scenario.drain.length > 5 ? ', …' : ''}`);
+  out('  kubectl drain node-2 --ignore-daemonsets   # evictions go through the webhook; the VMs move');
   out('');
   out('Press Ctrl-C to stop (everything started here stops with it).');
 

@@ -713,6 +713,9 @@ export class MigrationController {
         const q: QueuedMigration = { id: s.uid, sourceNode: s.sourceNode, priority: s.priority, enqueuedAt: s.enqueuedAt, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
         if (workingSet) q.workingSet = workingSet;
         if (s.effective.bandwidthPerMigration > 0) q.bandwidthCap = s.effective.bandwidthPerMigration;
+        // `ferry migrate --node` / spec.addedNodeSelector's hostname pins the placement.
+        const userTarget = s.addedNodeSelector?.['kubernetes.io/hostname'];
+        if (userTarget) q.targetNode = userTarget;
         queued.push(q);
       } else {
         const r: RunningMigration = { id: s.uid, sourceNode: s.sourceNode ?? '', priority: s.priority, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
@@ -778,7 +781,10 @@ export class MigrationController {
     for (const s of pending) if (started.has(s.uid) && s.sourceNode) count(s.sourceNode);
     for (const s of pending) {
       const src = s.sourceNode;
-      if (!src || started.has(s.uid) || nodes.some((n) => n.schedulable && n.name !== src)) continue;
+      // A user-named node that does not exist or takes nothing is the scheduler's to report, as in KubeVirt.
+      const userTarget = s.addedNodeSelector?.['kubernetes.io/hostname'];
+      const candidates = userTarget ? nodes.filter((n) => n.name === userTarget) : nodes;
+      if (!src || started.has(s.uid) || candidates.some((n) => n.schedulable && n.name !== src)) continue;
       if (cluster >= config.parallelMigrationsPerCluster || (outbound.get(src) ?? 0) >= config.parallelOutboundMigrationsPerNode) continue;
       cluster++;
       count(src);

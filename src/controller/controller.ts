@@ -1,21 +1,16 @@
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { NatsConnection, Subscription } from 'nats';
 import { parseObject, objectKey } from '../api/meta.js';
-import { Node, Pod, podIsReady, podUnschedulable } from '../api/core.js';
+import { Pod, podIsReady, podUnschedulable } from '../api/core.js';
 import { defaultMigrationConfiguration, MigrationConfiguration, PENDING_POD_TIMEOUT_S, UNSCHEDULABLE_POD_TIMEOUT_S } from '../api/migrationConfig.js';
-import { parseQuantity } from '../api/quantity.js';
 import { effectiveConfiguration, matchPolicy, MIGRATION_POLICY_RESOURCE, MigrationPolicy } from '../api/migrationPolicy.js';
-import { downtimeForIteration } from '../limits/downtime.js';
 import { Annotations, EvictionStrategy, isLiveMigratable, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
 import { subscribeProgress } from '../bus/progress.js';
 import { watchHeartbeats } from '../bus/heartbeat.js';
-import { ADMITTED, migrationView, rejectionReasonClass, waitingReasonClass, type ControllerMetrics, type ControllerSnapshot } from '../metrics/index.js';
-import type { ProgressMessage, ResultMessage } from '../bus/protocol.js';
-import { consumeResults, type ResultsConsumer, type ResultVerdict } from '../bus/results.js';
+import { migrationView, rejectionReasonClass, type ControllerMetrics, type ControllerSnapshot } from '../metrics/index.js';
+import { consumeResults, type ResultsConsumer } from '../bus/results.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
-import { decide } from '../limits/decide.js';
-import type { Decision, LimitsConfig, NodeState, QueuedMigration, RunningMigration } from '../limits/types.js';
 import { describeApiError, isConflict, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { Workqueue } from '../kube/workqueue.js';
 import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
@@ -24,13 +19,15 @@ import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
 import { Evacuation } from './evacuation.js';
 import { DisruptionBudgets } from './disruptionBudgets.js';
-import { createMigrationActor, type MigrationActorHandle } from './migrationActor.js';
+import { createMigrationActor } from './migrationActor.js';
 import { MigrationSession, type SessionEnv } from './session.js';
-import { guestSpecFor } from './guest.js';
 import { StatusWriter, type PhaseInfo } from './statusWriter.js';
 import { FailureCleanup } from './cleanup.js';
 import { NodeSide } from './nodeSide.js';
-import { isUncertainFailure } from './arbiter.js';
+import { Admission } from './admission.js';
+import { BusBridge } from './busBridge.js';
+import type { Tracked } from './tracked.js';
+import { NodeLiveness } from './nodeLiveness.js';
 
 export interface ControllerOptions {
   kube: KubeClient;
@@ -56,19 +53,6 @@ export interface ControllerOptions {
   workers?: number;
 }
 
-interface Tracked {
-  session: MigrationSession;
-  actor: MigrationActorHandle;
-  writer: StatusWriter;
-  /** Resolves when the actor reached a final state and that phase is persisted. */
-  settled: Promise<void>;
-  /** Dedupes level-triggered facts so the chart only hears about changes (controller bookkeeping, not a migration fact). */
-  lastFact: string;
-  targetPodSeen: boolean;
-  /** forget-job was sent (once per migration). */
-  forgotten?: boolean;
-}
-
 type Obj = KubernetesObject & Record<string, unknown>;
 
 /**
@@ -87,10 +71,9 @@ export class MigrationController {
   private readonly queue: Workqueue;
   private readonly nodeSide: NodeSide;
   private readonly cleanup: FailureCleanup;
-  /** Last heartbeat per node, on the injected clock (node loss needs a silence). */
-  private readonly lastBeat = new Map<string, number>();
-  private startedAt = 0;
-  private admitScheduled = false;
+  private readonly admission: Admission;
+  private readonly bus: BusBridge;
+  private readonly liveness: NodeLiveness;
   private stopped = false;
   private migrationConfig: MigrationConfiguration = defaultMigrationConfiguration;
   private informers: KeepAliveInformer<Obj>[] = [];
@@ -147,7 +130,34 @@ export class MigrationController {
       vmi: (ns, name) => this.getVmi(ns, name),
       podsOfVmi: (ns, vmiUid) => this.podsOfVmi(ns, vmiUid),
       fence,
-      nodeLost: (node) => this.silentFor(node) !== undefined,
+      nodeLost: (node) => this.liveness.silentFor(node) !== undefined,
+    });
+    this.liveness = new NodeLiveness({
+      clock: this.clock,
+      silenceMs: this.config.timeouts.nodeLostSeconds * 1000,
+      node: (name) => this.nodes?.get(name),
+    });
+    this.admission = new Admission({
+      config: this.config,
+      clock: this.clock,
+      log: this.log,
+      metrics: opts.metrics,
+      migrations: () => this.migrationConfig,
+      tracked: () => this.tracked.values(),
+      find: (uid) => this.tracked.get(uid),
+      vmi: (ns, name) => this.getVmi(ns, name),
+      nodes: () => this.nodes?.list() ?? [],
+      synced: () => this.vmims?.synced() ?? false,
+      stopped: () => this.stopped,
+    });
+    this.bus = new BusBridge({
+      config: this.config,
+      clock: this.clock,
+      log: this.log,
+      find: (uid) => this.tracked.get(uid),
+      vmims: () => this.vmims?.list() ?? [],
+      progressWriteIntervalMs: opts.progressWriteIntervalMs,
+      rebalance: () => this.admission.schedule(),
     });
     this.queue = new Workqueue((key) => this.reconcile(key), {
       workers: opts.workers ?? 4,
@@ -158,7 +168,7 @@ export class MigrationController {
         this.log.error({ key, err: describeApiError(err), retries, retryInMs }, 'reconcile failed; retrying');
         this.opts.metrics?.reconcileError();
       },
-      onIdle: () => this.scheduleAdmit(),
+      onIdle: () => this.admission.schedule(),
     });
     opts.metrics?.setSnapshotProvider(() => this.metricsSnapshot());
   }
@@ -166,7 +176,7 @@ export class MigrationController {
   /** What the metrics show at scrape time; undefined until the caches are synced. */
   metricsSnapshot(): ControllerSnapshot | undefined {
     if (!this.vmims?.synced()) return undefined;
-    const cfg = this.limitsConfig();
+    const cfg = this.admission.limitsConfig();
     return {
       migrations: this.vmims.list().flatMap((raw) => {
         const r = parseObject(VirtualMachineInstanceMigration, raw);
@@ -175,7 +185,7 @@ export class MigrationController {
         return [migrationView(r.value, s && { phase: s.phase, priority: s.priority, sourceNode: s.sourceNode, targetNode: s.targetNode ?? s.pinnedTarget, bandwidth: s.allottedBandwidth })];
       }),
       limits: cfg,
-      nodes: this.nodeStates().map((n) => ({ name: n.name, nicCapacity: n.nicCapacity ?? cfg.defaultNicCapacity })),
+      nodes: this.admission.nodeStates().map((n) => ({ name: n.name, nicCapacity: n.nicCapacity ?? cfg.defaultNicCapacity })),
     };
   }
 
@@ -193,7 +203,7 @@ export class MigrationController {
     this.namespaces = mk('/api/v1/namespaces', () => this.kube.core.listNamespace() as Promise<KubernetesListObject<Obj>>, () => undefined);
     this.nodes = mk('/api/v1/nodes', () => this.kube.core.listNode() as Promise<KubernetesListObject<Obj>>, (o) => {
       this.enqueue(`node:${o.metadata?.name ?? ''}`);
-      this.scheduleAdmit();
+      this.admission.schedule();
     });
     this.vmis = mk('/apis/kubevirt.io/v1/virtualmachineinstances', custom(VMI_RESOURCE), (o) => this.onVmi(o));
     this.pods = mk(
@@ -233,18 +243,18 @@ export class MigrationController {
     this.reloadMigrationConfig();
     for (const o of this.vmims.list()) this.enqueue(keyOf(o));
 
-    this.progressSub = subscribeProgress(this.opts.nc, (m) => this.onProgress(m), this.log);
+    this.progressSub = subscribeProgress(this.opts.nc, (m) => this.bus.onProgress(m), this.log);
     const metrics = this.opts.metrics;
-    this.startedAt = this.clock.now();
+    this.liveness.start();
     this.heartbeatSub = watchHeartbeats(this.opts.nc, (b) => {
-      this.lastBeat.set(b.node, this.clock.now());
+      this.liveness.beat(b.node);
       metrics?.heartbeat(b.node);
     }, this.log);
-    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.onResult(m), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
+    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.bus.onResult(m), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
     // Admission is re-run periodically too: limits depend on time (back-off) and on objects we don't watch.
     const tick = () => {
       if (this.stopped) return;
-      this.scheduleAdmit();
+      this.admission.schedule();
       this.detectLostNodes();
       this.tickTimer = this.clock.setTimeout(tick, 1000);
     };
@@ -324,7 +334,7 @@ export class MigrationController {
     if (JSON.stringify(r.data) !== JSON.stringify(this.migrationConfig)) {
       this.migrationConfig = r.data;
       this.log.info({ migrations: r.data }, 'migration configuration loaded');
-      this.scheduleAdmit();
+      this.admission.schedule();
     }
   }
 
@@ -342,7 +352,7 @@ export class MigrationController {
     const uid = o.metadata?.labels?.[Labels.migrationJobUID];
     const t = uid ? this.tracked.get(uid) : undefined;
     if (t) this.enqueue(`${t.session.namespace}/${t.session.name}`);
-    else this.scheduleAdmit();
+    else this.admission.schedule();
   }
 
   // ---------- work queue ----------
@@ -411,6 +421,7 @@ export class MigrationController {
       if (t) {
         t.actor.stop();
         this.tracked.delete(uid);
+        this.bus.forget(uid);
       }
       return;
     }
@@ -529,7 +540,7 @@ export class MigrationController {
           );
         };
         void cleaned.then(persist);
-        this.scheduleAdmit();
+        this.admission.schedule();
       },
       onUnresolved: (why) => {
         const msg = `Ferry cannot tell where the guest runs after ${this.config.timeouts.resolveSeconds}s of asking (${why}); it keeps asking and removes nothing until it knows`;
@@ -558,26 +569,12 @@ export class MigrationController {
       const ctx = t.actor.context();
       const node = ctx.sourceNode;
       if (!node || ctx.sourceLost) continue;
-      const silentMs = this.silentFor(node);
+      const silentMs = this.liveness.silentFor(node);
       if (silentMs === undefined) continue;
       const reason = `source node ${node} is lost: NotReady, and no heartbeat from its handler for ${Math.round(silentMs / 1000)}s`;
       s.log.warn({ node }, reason);
       t.actor.send({ type: 'NODE_LOST', node, reason });
     }
-  }
-
-  /** How long a lost node's handler has been silent; undefined while the node is not lost. */
-  private silentFor(node: string): number | undefined {
-    const silentMs = this.clock.now() - (this.lastBeat.get(node) ?? this.startedAt);
-    if (silentMs < this.config.timeouts.nodeLostSeconds * 1000 || this.nodeReady(node)) return undefined;
-    return silentMs;
-  }
-
-  private nodeReady(name: string): boolean {
-    const raw = this.nodes.get(name);
-    if (!raw) return false;
-    const r = parseObject(Node, raw);
-    return r.ok && (r.value.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
   }
 
   private policyFor(vmi: VirtualMachineInstance): MigrationPolicy | undefined {
@@ -651,205 +648,6 @@ export class MigrationController {
     return undefined;
   }
 
-  // ---------- admission and bandwidth ----------
-
-  private scheduleAdmit(): void {
-    if (this.admitScheduled || this.stopped) return;
-    this.admitScheduled = true;
-    queueMicrotask(() => {
-      this.admitScheduled = false;
-      if (!this.stopped && this.vmims?.synced()) this.admit();
-    });
-  }
-
-  private limitsConfig(): LimitsConfig {
-    const m = this.migrationConfig;
-    return {
-      parallelMigrationsPerCluster: m.parallelMigrationsPerCluster,
-      parallelOutboundMigrationsPerNode: m.parallelOutboundMigrationsPerNode,
-      parallelInboundMigrationsPerNode: this.config.limits.parallelInboundMigrationsPerNode,
-      bandwidthBudget: this.config.limits.bandwidthBudget,
-      defaultNicCapacity: this.config.limits.defaultNicCapacity,
-      bandwidthPerMigration: m.bandwidthPerMigration,
-    };
-  }
-
-  private nodeStates(): NodeState[] {
-    const out: NodeState[] = [];
-    for (const raw of this.nodes.list()) {
-      const r = parseObject(Node, raw);
-      if (!r.ok) continue;
-      const n = r.value;
-      const ready = (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
-      const st: NodeState = { name: n.metadata.name, schedulable: ready && !n.spec?.unschedulable };
-      const nic = n.metadata.annotations?.[this.config.limits.nicCapacityAnnotation];
-      if (nic) {
-        try { st.nicCapacity = parseQuantity(nic); } catch { this.log.warn({ node: n.metadata.name, nic }, 'ignoring unparsable NIC capacity annotation'); }
-      }
-      out.push(st);
-    }
-    return out;
-  }
-
-  /**
-   * Asks the limits core which pending migrations may start and what bandwidth
-   * every running one gets, then acts on it. Admission happens here only, in
-   * one synchronous pass, so two migrations can never both take the last slot.
-   */
-  private admit(): void {
-    const running: RunningMigration[] = [];
-    const queued: QueuedMigration[] = [];
-    const pending: MigrationSession[] = [];
-    for (const { session: s } of this.tracked.values()) {
-      if (FINAL_PHASES.has(s.phase)) continue;
-      const vmi = this.getVmi(s.namespace, s.vmiName);
-      const guest = vmi ? guestSpecFor(vmi) : undefined;
-      const dirtyRate = s.lastDirtyRate || guest?.dirtyRate || 0;
-      const workingSet = guest?.workingSet;
-      if (s.phase === 'Pending') {
-        if (!vmi?.status?.nodeName) continue;
-        s.sourceNode = vmi.status.nodeName;
-        pending.push(s);
-        const q: QueuedMigration = { id: s.uid, sourceNode: s.sourceNode, priority: s.priority, enqueuedAt: s.enqueuedAt, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
-        if (workingSet) q.workingSet = workingSet;
-        if (s.effective.bandwidthPerMigration > 0) q.bandwidthCap = s.effective.bandwidthPerMigration;
-        // `ferry migrate --node` / spec.addedNodeSelector's hostname pins the placement.
-        const userTarget = s.addedNodeSelector?.['kubernetes.io/hostname'];
-        if (userTarget) q.targetNode = userTarget;
-        queued.push(q);
-      } else {
-        const r: RunningMigration = { id: s.uid, sourceNode: s.sourceNode ?? '', priority: s.priority, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
-        if (workingSet) r.workingSet = workingSet;
-        if (s.effective.bandwidthPerMigration > 0) r.bandwidthCap = s.effective.bandwidthPerMigration;
-        const target = s.targetNode ?? s.pinnedTarget;
-        if (target) r.targetNode = target;
-        if (s.lastRemaining !== undefined) r.dataRemaining = s.lastRemaining;
-        running.push(r);
-      }
-    }
-    if (running.length === 0 && queued.length === 0) return;
-    const nodes = this.nodeStates();
-    const config = this.limitsConfig();
-    const decision = decide({ config, nodes, running, queued, now: this.clock.now() });
-    this.admitUnplaceable(decision, pending, running, nodes, config);
-    for (const st of decision.start) {
-      const t = this.tracked.get(st.id);
-      if (!t) continue;
-      t.session.pinnedTarget = st.targetNode;
-      t.session.allottedBandwidth = decision.bandwidth[st.id] ?? 0;
-      t.session.waitingReason = undefined;
-      t.session.phase = 'Scheduling'; // counted as running from now on, before the snapshot arrives
-      t.actor.send({ type: 'ADMITTED' });
-      this.opts.metrics?.admission('started', ADMITTED);
-    }
-    for (const s of pending) {
-      const why = decision.waiting[s.uid];
-      if (why && why !== s.waitingReason) {
-        s.waitingReason = why;
-        this.opts.metrics?.admission('queued', waitingReasonClass(why));
-        s.event('Normal', 'Queued', `Waiting to start: ${why}`);
-        s.log.info({ reason: why }, 'migration queued');
-      }
-    }
-    for (const r of running) {
-      const t = this.tracked.get(r.id);
-      const bw = decision.bandwidth[r.id];
-      if (!t || bw === undefined) continue;
-      t.session.allottedBandwidth = bw;
-      const applied = t.session.appliedBandwidth;
-      if (t.session.sourceStarted && t.session.phase === 'Running' && (applied === undefined || Math.abs(applied - bw) > Math.max(1, applied * 0.01))) {
-        t.session.setBandwidth(bw).then(
-          () => t.writer.bandwidth(bw),
-          (err: unknown) => t.session.log.warn({ err: String(err), bandwidth: bw }, 'could not change bandwidth'),
-        );
-      }
-    }
-  }
-
-  /**
-   * A migration with no schedulable node to go to at all would wait forever in
-   * the queue. KubeVirt's answer is to create the target pod anyway and fail
-   * once it has been unschedulable for the timeout; users expect that (and the
-   * scheduler's reason), so those start when the parallel limits allow.
-   */
-  private admitUnplaceable(decision: Decision, pending: MigrationSession[], running: RunningMigration[], nodes: NodeState[], config: LimitsConfig): void {
-    const started = new Set(decision.start.map((s) => s.id));
-    let cluster = running.length + started.size;
-    const outbound = new Map<string, number>();
-    const count = (node: string) => outbound.set(node, (outbound.get(node) ?? 0) + 1);
-    for (const r of running) count(r.sourceNode);
-    for (const s of pending) if (started.has(s.uid) && s.sourceNode) count(s.sourceNode);
-    for (const s of pending) {
-      const src = s.sourceNode;
-      // A user-named node that does not exist or takes nothing is the scheduler's to report, as in KubeVirt.
-      const userTarget = s.addedNodeSelector?.['kubernetes.io/hostname'];
-      const candidates = userTarget ? nodes.filter((n) => n.name === userTarget) : nodes;
-      if (!src || started.has(s.uid) || candidates.some((n) => n.schedulable && n.name !== src)) continue;
-      if (cluster >= config.parallelMigrationsPerCluster || (outbound.get(src) ?? 0) >= config.parallelOutboundMigrationsPerNode) continue;
-      cluster++;
-      count(src);
-      decision.start.push({ id: s.uid });
-      delete decision.waiting[s.uid];
-      s.log.info('no schedulable node besides the source; starting anyway so the scheduler can report why');
-    }
-  }
-
-  // ---------- bus ----------
-
-  private lastProgressWrite = new Map<string, number>();
-
-  private onProgress(m: ProgressMessage): void {
-    const t = this.tracked.get(m.migrationUid);
-    if (!t) return;
-    const s = t.session;
-    const dirtyChanged = Math.abs(m.stats.dirtyRate - s.lastDirtyRate) > Math.max(1, s.lastDirtyRate * 0.1);
-    s.lastDirtyRate = m.stats.dirtyRate;
-    s.lastRemaining = m.stats.dataRemaining;
-    t.actor.send({ type: 'PROGRESS', stats: m.stats });
-    const downtime = downtimeForIteration(m.stats.iteration, { baseMs: this.config.maxDowntimeMs, ...this.config.downtimeSteps });
-    if (m.stats.phase === 'running' && m.stats.mode === 'PreCopy' && downtime > s.appliedDowntimeMs) {
-      s.setDowntime(downtime).catch((err: unknown) => s.log.warn({ err: String(err), downtime }, 'could not raise max downtime'));
-    }
-    const now = this.clock.now();
-    const last = this.lastProgressWrite.get(m.migrationUid) ?? 0;
-    if (now - last >= (this.opts.progressWriteIntervalMs ?? 1000)) {
-      this.lastProgressWrite.set(m.migrationUid, now);
-      t.writer.progress(m.stats);
-    }
-    // The limits re-balance when a dirty rate moves.
-    if (dirtyChanged) this.scheduleAdmit();
-  }
-
-  private async onResult(m: ResultMessage): Promise<ResultVerdict | void> {
-    const t = this.tracked.get(m.migrationUid);
-    if (!t) {
-      const known = this.vmims.list().find((o) => o.metadata?.uid === m.migrationUid);
-      const phase = (known as { status?: { phase?: string } } | undefined)?.status?.phase;
-      if (known && !(phase && FINAL_PHASES.has(phase as MigrationPhase))) {
-        // Not tracked yet (we are starting up): let the server redeliver it.
-        throw new Error(`result for ${m.vmi} arrived before its migration was tracked`);
-      }
-      this.log.info({ uid: m.migrationUid, outcome: m.outcome }, 'result for a finished or unknown migration; terminated');
-      return 'term';
-    }
-    t.writer.progress(m.stats);
-    if (m.outcome === 'completed') t.actor.send({ type: 'MIGRATION_COMPLETED', mode: m.mode, downtimeMs: m.downtimeMs ?? 0 });
-    else if (m.outcome === 'aborted') t.actor.send({ type: 'MIGRATION_ABORTED', reason: m.reason ?? 'aborted' });
-    // 'unknown': the source lost sight of the job; never a failure, always a question.
-    else if (m.outcome === 'unknown') t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'the source cannot tell how the migration ended', uncertain: true });
-    else t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'failed', ...(isUncertainFailure(m.reason ?? '') ? { uncertain: true } : {}) });
-    // Acknowledge only once the outcome is persisted, so a crash in between redelivers it;
-    // but don't hold the consumer hostage to a slow finalization: let it come back later.
-    let timer: unknown;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = this.clock.setTimeout(() => reject(new Error(`outcome of ${m.vmi} not persisted yet`)), 10_000);
-    });
-    try {
-      await Promise.race([t.settled, timeout]);
-    } finally {
-      this.clock.clearTimeout(timer);
-    }
-  }
 }
 
 function keyOf(o: KubernetesObject): string {

@@ -90,8 +90,11 @@ export class Admission {
     const running: RunningMigration[] = [];
     const queued: QueuedMigration[] = [];
     const pending: MigrationSession[] = [];
-    for (const { session: s } of this.d.tracked()) {
-      if (FINAL_PHASES.has(s.phase)) continue;
+    for (const t of this.d.tracked()) {
+      const s = t.session;
+      // A finished migration holds its slot until its final phase is stored: the API must
+      // never show more migrations under way than the limits allow.
+      if (FINAL_PHASES.has(s.phase) && t.finalWritten) continue;
       const vmi = this.d.vmi(s.namespace, s.vmiName);
       const guest = vmi ? guestSpecFor(vmi) : undefined;
       const dirtyRate = s.lastDirtyRate || guest?.dirtyRate || 0;

@@ -476,7 +476,7 @@ export class MigrationController {
     const vmi = this.getVmi(vmim.metadata.namespace ?? 'default', vmim.spec.vmiName);
     const policy = vmi ? this.policyFor(vmi) : undefined;
     const session = new MigrationSession(this.env, vmim, vmi, { name: policy?.metadata.name, effective: effectiveConfiguration(this.migrationConfig, policy) });
-    const writer = new StatusWriter(this.kube, vmim, session.log, () => this.getVmi(session.namespace, session.vmiName), { clock: this.clock, fence: this.env.fence });
+    const writer = new StatusWriter(this.kube, vmim, session.logBase, () => this.getVmi(session.namespace, session.vmiName), { clock: this.clock, fence: this.env.fence });
     const cfg = session.effective;
     const ann = vmim.metadata.annotations ?? {};
     const secs = (k: string, d: number) => {
@@ -529,7 +529,9 @@ export class MigrationController {
           writer.phase(p, snapshotInfo).then(
             () => {
               if (!FINAL_PHASES.has(p)) return;
+              t.finalWritten = true;
               resolveSettled();
+              this.admission.schedule();
               this.enqueue(`${session.namespace}/${session.name}`);
             },
             (err: unknown) => {
@@ -550,7 +552,7 @@ export class MigrationController {
       },
       log: session.log,
     });
-    const t: Tracked = { session, actor, writer, settled, lastFact: '', targetPodSeen: false };
+    const t: Tracked = { session, actor, writer, settled, lastFact: '', targetPodSeen: false, finalWritten: false };
     this.tracked.set(session.uid, t);
     session.log.info({ phase: phase ?? '(new)' }, phase ? 'resumed migration' : 'tracking new migration');
     return t;

@@ -12,6 +12,8 @@ export interface Tracked {
   /** Dedupes level-triggered facts so the chart only hears about changes (controller bookkeeping, not a migration fact). */
   lastFact: string;
   targetPodSeen: boolean;
+  /** The final phase is stored in the VMIM status (until then it holds its admission slot). */
+  finalWritten: boolean;
   /** forget-job was sent (once per migration). */
   forgotten?: boolean;
 }

@@ -105,9 +105,14 @@ export class KubeClient {
     const key = `${r.group}/${r.version}/${r.plural}`;
     let known = this.statusSubresource.get(key);
     if (!known) {
+      // A failed discovery is not a fact: this call guesses (the subresource, as most
+      // servers have it) and the next one asks again.
       known = this.custom.getAPIResources({ group: r.group, version: r.version }).then(
         (list) => list.resources.some((x) => x.name === `${r.plural}/status`),
-        () => true,
+        () => {
+          this.statusSubresource.delete(key);
+          return true;
+        },
       );
       this.statusSubresource.set(key, known);
     }

@@ -1,10 +1,10 @@
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { NatsConnection, Subscription } from 'nats';
 import { parseObject, objectKey } from '../api/meta.js';
-import { Pod, podIsReady, podUnschedulable } from '../api/core.js';
+import { Pod } from '../api/core.js';
 import { defaultMigrationConfiguration, MigrationConfiguration, PENDING_POD_TIMEOUT_S, UNSCHEDULABLE_POD_TIMEOUT_S } from '../api/migrationConfig.js';
 import { effectiveConfiguration, matchPolicy, MIGRATION_POLICY_RESOURCE, MigrationPolicy } from '../api/migrationPolicy.js';
-import { Annotations, EvictionStrategy, isLiveMigratable, Labels, VirtualMachineInstance } from '../api/vmi.js';
+import { Annotations, EvictionStrategy, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
 import { subscribeProgress } from '../bus/progress.js';
 import { watchHeartbeats } from '../bus/heartbeat.js';
@@ -28,6 +28,7 @@ import { Admission } from './admission.js';
 import { BusBridge } from './busBridge.js';
 import type { Tracked } from './tracked.js';
 import { NodeLiveness } from './nodeLiveness.js';
+import { factOf } from './facts.js';
 
 export interface ControllerOptions {
   kube: KubeClient;
@@ -592,50 +593,26 @@ export class MigrationController {
   /** Translates what the objects say now into chart events; the chart ignores what doesn't apply. */
   private feedFacts(t: Tracked, vmim: VirtualMachineInstanceMigration): void {
     const s = t.session;
-    const send = (ev: { type: string } & Record<string, unknown>) => {
-      const fact = JSON.stringify(ev);
-      if (fact === t.lastFact) return;
-      t.lastFact = fact;
-      if (ev.type === 'REJECTED') this.opts.metrics?.admission('rejected', rejectionReasonClass(String(ev['reason'])));
-      t.actor.send(ev as never);
-    };
-    if (vmim.metadata.deletionTimestamp) {
-      t.writer.abortRequested();
-      send({ type: 'ABORT', reason: 'VMIM was deleted' });
-      return;
-    }
     const vmi = this.getVmi(s.namespace, s.vmiName);
-    if (!vmi || vmi.metadata.deletionTimestamp || (vmi.status?.phase && vmi.status.phase !== 'Running')) {
-      const reason = !vmi ? `VMI ${s.vmiKey} does not exist` : `VMI ${s.vmiKey} is ${vmi.metadata.deletionTimestamp ? 'being deleted' : vmi.status?.phase}`;
-      if (s.phase === 'Pending') send({ type: 'REJECTED', reason });
-      else send({ type: 'VMI_GONE', reason });
-      return;
-    }
-    if (s.phase === 'Pending') {
-      const migratable = isLiveMigratable(vmi);
-      if (!migratable.ok) return send({ type: 'REJECTED', reason: `Cannot migrate VMI, Reason: ${migratable.reason}` });
-      const other = this.otherActiveMigration(s, vmi);
-      if (other) return send({ type: 'REJECTED', reason: `another migration job (${other}) is in progress for VMI ${s.vmiKey}` });
-      return;
-    }
-    if (['Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running'].includes(s.phase)) {
-      const pods = s.targetLauncherPods();
-      const pod = pods.find((p) => !p.metadata.deletionTimestamp);
-      if (!pod) {
-        if (t.targetPodSeen) send({ type: 'TARGET_POD_GONE', reason: 'target pod was deleted' });
-        return;
-      }
-      t.targetPodSeen = true;
-      if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') return send({ type: 'TARGET_POD_GONE', reason: `target pod ${pod.metadata.name} is ${pod.status.phase}` });
-      if (podIsReady(pod) && pod.spec?.nodeName) {
-        return send({ type: 'TARGET_POD_READY', node: pod.spec.nodeName, pod: pod.metadata.name });
-      }
-      const u = podUnschedulable(pod);
-      if (u.unschedulable) return send({ type: 'TARGET_POD_UNSCHEDULABLE', message: u.message ?? 'no node fits' });
-      if (pod.spec?.nodeName) {
-        return send({ type: 'TARGET_POD_SCHEDULED', node: pod.spec.nodeName, pod: pod.metadata.name });
-      }
-    }
+    const deleted = vmim.metadata.deletionTimestamp !== undefined;
+    const { event, targetPodSeen } = factOf({
+      phase: s.phase,
+      vmiKey: s.vmiKey,
+      deleted,
+      vmi,
+      targetPods: s.targetLauncherPods(),
+      targetPodSeen: t.targetPodSeen,
+      otherActive: s.phase === 'Pending' && vmi ? this.otherActiveMigration(s, vmi) : undefined,
+    });
+    t.targetPodSeen = targetPodSeen;
+    if (deleted) t.writer.abortRequested();
+    if (!event) return;
+    // Only changes reach the chart: a level seen again is not news.
+    const fact = JSON.stringify(event);
+    if (fact === t.lastFact) return;
+    t.lastFact = fact;
+    if (event.type === 'REJECTED') this.opts.metrics?.admission('rejected', rejectionReasonClass(event.reason));
+    t.actor.send(event);
   }
 
   /** KubeVirt allows one active migration per VMI; the older VMIM wins. */

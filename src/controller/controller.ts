@@ -390,13 +390,23 @@ export class MigrationController {
     if (!raw) {
       // Gone without our finalizer (created before we ran, or force-removed): abort what runs.
       const t = this.findTrackedByKey(key);
-      t?.actor.send({ type: 'ABORT', reason: 'VMIM was deleted' });
+      if (!t) return;
+      if (FINAL_PHASES.has(t.session.phase)) {
+        // Over, and nothing left to write it on: let it go (the final phase requeues this key).
+        t.actor.stop();
+        this.tracked.delete(t.session.uid);
+        this.bus.forget(t.session.uid);
+        return;
+      }
+      t.actor.send({ type: 'ABORT', reason: 'VMIM was deleted' });
       return;
     }
     const parsed = parseObject(VirtualMachineInstanceMigration, raw);
     if (!parsed.ok) {
       const seen = `${raw.metadata?.uid}@${raw.metadata?.resourceVersion}`;
       if (!this.invalidSeen.has(seen)) {
+        // Only dedupes warnings: a bound keeps it from growing with every edit of every bad object.
+        if (this.invalidSeen.size >= 10_000) this.invalidSeen.clear();
         this.invalidSeen.add(seen);
         this.log.warn({ vmim: key, reason: parsed.reason }, 'ignoring invalid VirtualMachineInstanceMigration');
         this.events.record({ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', namespace: ns, name, uid: raw.metadata?.uid }, 'Warning', 'InvalidMigration', `Ignored: ${parsed.reason}`);
@@ -531,6 +541,8 @@ export class MigrationController {
             () => {
               if (!FINAL_PHASES.has(p)) return;
               t.finalWritten = true;
+              // Its source node may have VMIs waiting for this one to end (evacuation).
+              if (session.sourceNode) this.enqueue(`node:${session.sourceNode}`);
               resolveSettled();
               this.admission.schedule();
               this.enqueue(`${session.namespace}/${session.name}`);

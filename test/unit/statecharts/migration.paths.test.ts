@@ -335,11 +335,27 @@ describe('uncertainty is a state, not a failure', () => {
   it('fails with the original reason only when the guest is known to be on the source', async () => {
     const m = startMigration();
     m.actors.startSource.mockRejectedValue(ambiguous());
-    m.actors.inspect.mockResolvedValueOnce({ kind: 'failed', why: 'the guest runs on the source and no migration of it runs there' });
+    m.actors.inspect.mockResolvedValue({ kind: 'failed', why: 'the guest runs on the source and no migration of it runs there' });
     await m.toRunning();
     await settle();
+    // "No job at the source" might be a start still on its way: it must hold a full abort interval later.
+    expect(m.value()).toEqual({ Running: { resolving: 'confirming' } });
+    await m.advance(5_000);
+    expect(m.actors.inspect).toHaveBeenCalledTimes(2);
     expect(m.value()).toBe('Failed');
     expect(m.context().failureReason).toBe('source failed to start: handler node-a did not answer start-source within 5000 ms');
+  });
+
+  it('does not fail when a start that was still on its way shows up on the second look', async () => {
+    const m = startMigration();
+    m.actors.startSource.mockRejectedValue(ambiguous());
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'failed', why: 'the guest runs on the source and no migration of it runs there' });
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'migrating', why: 'the source handler reports the migration as running', sourceJob: 'running' });
+    await m.toRunning();
+    await settle();
+    await m.advance(5_000);
+    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.actions.recordFailure).not.toHaveBeenCalled();
   });
 
   it('keeps asking with back-off while nobody answers, reports once at the bound, and never fails on a silence', async () => {
@@ -366,7 +382,8 @@ describe('uncertainty is a state, not a failure', () => {
     expect(m.phase()).toBe('Running');
     expect(m.actions.recordFailure).not.toHaveBeenCalled();
     // A late answer still settles it.
-    m.actors.inspect.mockResolvedValueOnce({ kind: 'failed', why: 'the guest runs on the source' });
+    m.actors.inspect.mockResolvedValue({ kind: 'failed', why: 'the guest runs on the source' });
+    await m.advance(5_000);
     await m.advance(5_000);
     expect(m.value()).toBe('Failed');
   });
@@ -407,11 +424,12 @@ describe('uncertainty is a state, not a failure', () => {
     if (sub === 'postCopy') await m.advance(150_000);
     await settle();
     expect(m.matches({ Running: sub })).toBe(true);
-    m.actors.inspect.mockResolvedValueOnce({ kind: 'failed', why: "the source node is lost and the target's domain is only incoming" });
+    m.actors.inspect.mockResolvedValue({ kind: 'failed', why: "the source node is lost and the target's domain is only incoming" });
     m.send({ type: 'NODE_LOST', node: 'node-a', reason: 'source node node-a is lost' });
     expect(m.context().sourceLost).toBe(true);
     expect(m.actors.inspect.mock.calls.at(-1)?.[0]).toMatchObject({ sourceLost: true });
     await settle();
+    await m.advance(5_000);
     expect(m.value()).toBe('Failed');
   });
 });

@@ -103,6 +103,8 @@ export interface MigrationContext {
   unresolved: boolean;
   /** The source node is confirmed lost (NotReady, no heartbeat). */
   sourceLost: boolean;
+  /** The arbiter said "failed, and the source has no job" once already (it must hold a second time). */
+  failureSeen: boolean;
 }
 
 export type MigrationEvent =
@@ -245,10 +247,12 @@ export const migrationMachine = setup({
       pendingFailure: context.pendingFailure ?? params.reason,
       inspections: 0,
       unresolved: false,
+      failureSeen: false,
     })),
     recordUnknown: assign(({ context }, params: { why: string }) => ({ unknownWhy: params.why, inspections: context.inspections + 1 })),
     markUnresolved: assign({ unresolved: true }),
     markSourceLost: assign({ sourceLost: true }),
+    markFailureSeen: assign({ failureSeen: true }),
     refusePendingAbort: assign(({ context }) =>
       context.abortReason !== undefined && context.abortRefused === undefined
         ? { abortRefused: `abort (${context.abortReason}) not honoured: post-copy had started and the guest already runs on the target node` }
@@ -285,6 +289,7 @@ export const migrationMachine = setup({
     },
     abortPending: ({ context }) => context.abortReason !== undefined && context.abortRefused === undefined,
     inPostCopyMode: ({ context }) => context.mode === 'PostCopy',
+    failureSeen: ({ context }) => context.failureSeen,
     uncertainFailure: ({ event }) => event.type === 'MIGRATION_FAILED' && event.uncertain === true,
   },
   delays: {
@@ -326,6 +331,7 @@ export const migrationMachine = setup({
       inspections: 0,
       unresolved: false,
       sourceLost: false,
+      failureSeen: false,
     };
   },
   states: {
@@ -837,6 +843,13 @@ export const migrationMachine = setup({
                     target: '#migration.Running.postCopy.switched',
                   },
                   { guard: { type: 'verdict', params: { kind: 'migrating' } }, target: '#migration.Running.migrating' },
+                  // "The source has no job" may only mean a start request still on its way in the
+                  // handler: believe it once it holds after a full abort interval, never at first sight.
+                  {
+                    guard: and([{ type: 'verdictWithoutSourceJob' as const, params: { kind: 'failed' as const } }, not('failureSeen')]),
+                    target: 'confirming',
+                    actions: 'markFailureSeen',
+                  },
                   {
                     guard: { type: 'verdict', params: { kind: 'failed' } },
                     target: '#migration.Failed',
@@ -851,6 +864,7 @@ export const migrationMachine = setup({
               },
             },
             waiting: { after: { resolveRetry: 'asking' } },
+            confirming: { after: { abortRetry: 'asking' } },
           },
           after: {
             // The bound: say so loudly, and keep asking. Nothing here deletes anything.

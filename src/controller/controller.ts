@@ -1,22 +1,17 @@
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { NatsConnection, Subscription } from 'nats';
 import { parseObject, objectKey } from '../api/meta.js';
-import { Node, Pod, podIsReady, podUnschedulable } from '../api/core.js';
+import { Pod } from '../api/core.js';
 import { defaultMigrationConfiguration, MigrationConfiguration, PENDING_POD_TIMEOUT_S, UNSCHEDULABLE_POD_TIMEOUT_S } from '../api/migrationConfig.js';
-import { parseQuantity } from '../api/quantity.js';
 import { effectiveConfiguration, MIGRATION_POLICY_RESOURCE, type MigrationPolicy } from '../api/migrationPolicy.js';
-import { downtimeForIteration } from '../limits/downtime.js';
-import { Annotations, EvictionStrategy, isLiveMigratable, Labels, VirtualMachineInstance } from '../api/vmi.js';
+import { Annotations, EvictionStrategy, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
 import { subscribeProgress } from '../bus/progress.js';
 import { watchHeartbeats } from '../bus/heartbeat.js';
-import { ADMITTED, migrationView, rejectionReasonClass, waitingReasonClass, type ControllerMetrics, type ControllerSnapshot } from '../metrics/index.js';
-import type { ProgressMessage, ResultMessage } from '../bus/protocol.js';
-import { consumeResults, type ResultsConsumer, type ResultVerdict } from '../bus/results.js';
+import { migrationView, rejectionReasonClass, type ControllerMetrics, type ControllerSnapshot } from '../metrics/index.js';
+import { consumeResults, type ResultsConsumer } from '../bus/results.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
-import { decide } from '../limits/decide.js';
-import { pinnedIn, resolveLimits, type PinnedLimits } from '../limits/adaptive.js';
-import type { Decision, LimitsConfig, NodeState, QueuedMigration, RunningMigration } from '../limits/types.js';
+import { pinnedIn, type PinnedLimits } from '../limits/adaptive.js';
 import { describeApiError, isConflict, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { Workqueue } from '../kube/workqueue.js';
 import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
@@ -28,13 +23,16 @@ import { PolicyReporter, selectPolicy } from './policies.js';
 import { unusableVmiReason } from './vmiFacts.js';
 import { Evacuation } from './evacuation.js';
 import { DisruptionBudgets } from './disruptionBudgets.js';
-import { createMigrationActor, type MigrationActorHandle } from './migrationActor.js';
+import { createMigrationActor } from './migrationActor.js';
 import { MigrationSession, type SessionEnv } from './session.js';
-import { guestSpecFor } from './guest.js';
 import { StatusWriter, type PhaseInfo } from './statusWriter.js';
 import { FailureCleanup } from './cleanup.js';
 import { NodeSide } from './nodeSide.js';
-import { isUncertainFailure } from './arbiter.js';
+import { Admission } from './admission.js';
+import { BusBridge } from './busBridge.js';
+import type { Tracked } from './tracked.js';
+import { NodeLiveness } from './nodeLiveness.js';
+import { factOf } from './facts.js';
 
 export interface ControllerOptions {
   kube: KubeClient;
@@ -60,19 +58,6 @@ export interface ControllerOptions {
   workers?: number;
 }
 
-interface Tracked {
-  session: MigrationSession;
-  actor: MigrationActorHandle;
-  writer: StatusWriter;
-  /** Resolves when the actor reached a final state and that phase is persisted. */
-  settled: Promise<void>;
-  /** Dedupes level-triggered facts so the chart only hears about changes (controller bookkeeping, not a migration fact). */
-  lastFact: string;
-  targetPodSeen: boolean;
-  /** forget-job was sent (once per migration). */
-  forgotten?: boolean;
-}
-
 type Obj = KubernetesObject & Record<string, unknown>;
 
 /**
@@ -91,10 +76,9 @@ export class MigrationController {
   private readonly queue: Workqueue;
   private readonly nodeSide: NodeSide;
   private readonly cleanup: FailureCleanup;
-  /** Last heartbeat per node, on the injected clock (node loss needs a silence). */
-  private readonly lastBeat = new Map<string, number>();
-  private startedAt = 0;
-  private admitScheduled = false;
+  private readonly admission: Admission;
+  private readonly bus: BusBridge;
+  private readonly liveness: NodeLiveness;
   private stopped = false;
   private migrationConfig: MigrationConfiguration = defaultMigrationConfiguration;
   /** The parallel limits the KubeVirt CR sets itself (the parsed config fills in defaults). */
@@ -153,7 +137,35 @@ export class MigrationController {
       vmi: (ns, name) => this.getVmi(ns, name),
       podsOfVmi: (ns, vmiUid) => this.podsOfVmi(ns, vmiUid),
       fence,
-      nodeLost: (node) => this.silentFor(node) !== undefined,
+      nodeLost: (node) => this.liveness.silentFor(node) !== undefined,
+    });
+    this.liveness = new NodeLiveness({
+      clock: this.clock,
+      silenceMs: this.config.timeouts.nodeLostSeconds * 1000,
+      node: (name) => this.nodes?.get(name),
+    });
+    this.admission = new Admission({
+      config: this.config,
+      clock: this.clock,
+      log: this.log,
+      metrics: opts.metrics,
+      migrations: () => this.migrationConfig,
+      kubevirtPins: () => this.kubevirtPins,
+      tracked: () => this.tracked.values(),
+      find: (uid) => this.tracked.get(uid),
+      vmi: (ns, name) => this.getVmi(ns, name),
+      nodes: () => this.nodes?.list() ?? [],
+      synced: () => this.vmims?.synced() ?? false,
+      stopped: () => this.stopped,
+    });
+    this.bus = new BusBridge({
+      config: this.config,
+      clock: this.clock,
+      log: this.log,
+      find: (uid) => this.tracked.get(uid),
+      vmims: () => this.vmims?.list() ?? [],
+      progressWriteIntervalMs: opts.progressWriteIntervalMs,
+      rebalance: () => this.admission.schedule(),
     });
     this.queue = new Workqueue((key) => this.reconcile(key), {
       workers: opts.workers ?? 4,
@@ -164,7 +176,7 @@ export class MigrationController {
         this.log.error({ key, err: describeApiError(err), retries, retryInMs }, 'reconcile failed; retrying');
         this.opts.metrics?.reconcileError();
       },
-      onIdle: () => this.scheduleAdmit(),
+      onIdle: () => this.admission.schedule(),
     });
     opts.metrics?.setSnapshotProvider(() => this.metricsSnapshot());
   }
@@ -172,7 +184,7 @@ export class MigrationController {
   /** What the metrics show at scrape time; undefined until the caches are synced. */
   metricsSnapshot(): ControllerSnapshot | undefined {
     if (!this.vmims?.synced()) return undefined;
-    const cfg = this.limitsConfig();
+    const cfg = this.admission.limitsConfig();
     return {
       migrations: this.vmims.list().flatMap((raw) => {
         const r = parseObject(VirtualMachineInstanceMigration, raw);
@@ -181,7 +193,7 @@ export class MigrationController {
         return [migrationView(r.value, s && { phase: s.phase, priority: s.priority, sourceNode: s.sourceNode, targetNode: s.targetNode ?? s.pinnedTarget, bandwidth: s.allottedBandwidth })];
       }),
       limits: cfg,
-      nodes: this.nodeStates().map((n) => ({ name: n.name, nicCapacity: n.nicCapacity ?? cfg.defaultNicCapacity })),
+      nodes: this.admission.nodeStates().map((n) => ({ name: n.name, nicCapacity: n.nicCapacity ?? cfg.defaultNicCapacity })),
     };
   }
 
@@ -200,7 +212,7 @@ export class MigrationController {
     this.namespaces = mk('/api/v1/namespaces', () => this.kube.core.listNamespace() as Promise<KubernetesListObject<Obj>>, () => undefined);
     this.nodes = mk('/api/v1/nodes', () => this.kube.core.listNode() as Promise<KubernetesListObject<Obj>>, (o) => {
       this.evacuation?.onNodeChange(o);
-      this.scheduleAdmit();
+      this.admission.schedule();
     });
     this.vmis = mk('/apis/kubevirt.io/v1/virtualmachineinstances', custom(VMI_RESOURCE), (o) => this.onVmi(o));
     this.pods = mk(
@@ -239,18 +251,18 @@ export class MigrationController {
     this.evacuation.start();
     for (const o of this.vmims.list()) this.enqueue(keyOf(o));
 
-    this.progressSub = subscribeProgress(this.opts.nc, (m) => this.onProgress(m), this.log);
+    this.progressSub = subscribeProgress(this.opts.nc, (m) => this.bus.onProgress(m), this.log);
     const metrics = this.opts.metrics;
-    this.startedAt = this.clock.now();
+    this.liveness.start();
     this.heartbeatSub = watchHeartbeats(this.opts.nc, (b) => {
-      this.lastBeat.set(b.node, this.clock.now());
+      this.liveness.beat(b.node);
       metrics?.heartbeat(b.node);
     }, this.log);
-    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.onResult(m), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
+    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.bus.onResult(m), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
     // Admission is re-run periodically too: limits depend on time (back-off) and on objects we don't watch.
     const tick = () => {
       if (this.stopped) return;
-      this.scheduleAdmit();
+      this.admission.schedule();
       this.detectLostNodes();
       this.tickTimer = this.clock.setTimeout(tick, 1000);
     };
@@ -328,7 +340,7 @@ export class MigrationController {
       this.migrationConfig = r.data;
       this.kubevirtPins = pins;
       this.log.info({ migrations: r.data }, 'migration configuration loaded');
-      this.scheduleAdmit();
+      this.admission.schedule();
     }
   }
 
@@ -344,7 +356,7 @@ export class MigrationController {
     const uid = o.metadata?.labels?.[Labels.migrationJobUID];
     const t = uid ? this.tracked.get(uid) : undefined;
     if (t) this.enqueue(`${t.session.namespace}/${t.session.name}`);
-    else this.scheduleAdmit();
+    else this.admission.schedule();
   }
 
   // ---------- work queue ----------
@@ -377,13 +389,23 @@ export class MigrationController {
     if (!raw) {
       // Gone without our finalizer (created before we ran, or force-removed): abort what runs.
       const t = this.findTrackedByKey(key);
-      t?.actor.send({ type: 'ABORT', reason: 'VMIM was deleted' });
+      if (!t) return;
+      if (FINAL_PHASES.has(t.session.phase)) {
+        // Over, and nothing left to write it on: let it go (the final phase requeues this key).
+        t.actor.stop();
+        this.tracked.delete(t.session.uid);
+        this.bus.forget(t.session.uid);
+        return;
+      }
+      t.actor.send({ type: 'ABORT', reason: 'VMIM was deleted' });
       return;
     }
     const parsed = parseObject(VirtualMachineInstanceMigration, raw);
     if (!parsed.ok) {
       const seen = `${raw.metadata?.uid}@${raw.metadata?.resourceVersion}`;
       if (!this.invalidSeen.has(seen)) {
+        // Only dedupes warnings: a bound keeps it from growing with every edit of every bad object.
+        if (this.invalidSeen.size >= 10_000) this.invalidSeen.clear();
         this.invalidSeen.add(seen);
         this.log.warn({ vmim: key, reason: parsed.reason }, 'ignoring invalid VirtualMachineInstanceMigration');
         this.events.record({ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', namespace: ns, name, uid: raw.metadata?.uid }, 'Warning', 'InvalidMigration', `Ignored: ${parsed.reason}`);
@@ -409,6 +431,7 @@ export class MigrationController {
       if (t) {
         t.actor.stop();
         this.tracked.delete(uid);
+        this.bus.forget(uid);
       }
       return;
     }
@@ -463,7 +486,7 @@ export class MigrationController {
     const vmi = this.getVmi(vmim.metadata.namespace ?? 'default', vmim.spec.vmiName);
     const policy = vmi ? this.policyFor(vmi) : undefined;
     const session = new MigrationSession(this.env, vmim, vmi, { name: policy?.metadata.name, effective: effectiveConfiguration(this.migrationConfig, policy) });
-    const writer = new StatusWriter(this.kube, vmim, session.log, () => this.getVmi(session.namespace, session.vmiName), { clock: this.clock, fence: this.env.fence });
+    const writer = new StatusWriter(this.kube, vmim, session.logBase, () => this.getVmi(session.namespace, session.vmiName), { clock: this.clock, fence: this.env.fence });
     const migrationTrace = new MigrationTrace({ uid: session.uid, namespace: session.namespace, name: session.name, vmi: session.vmiName, createdMs: session.enqueuedAt }, this.clock.now());
     session.trace = migrationTrace;
     const cfg = session.effective;
@@ -520,7 +543,11 @@ export class MigrationController {
           writer.phase(p, snapshotInfo).then(
             () => {
               if (!FINAL_PHASES.has(p)) return;
+              t.finalWritten = true;
+              // Its source node may have VMIs waiting for this one to end (evacuation).
+              this.evacuation?.enqueue(session.sourceNode);
               resolveSettled();
+              this.admission.schedule();
               this.enqueue(`${session.namespace}/${session.name}`);
             },
             (err: unknown) => {
@@ -531,7 +558,7 @@ export class MigrationController {
           );
         };
         void cleaned.then(persist);
-        this.scheduleAdmit();
+        this.admission.schedule();
       },
       onUnresolved: (why) => {
         const msg = `Ferry cannot tell where the guest runs after ${this.config.timeouts.resolveSeconds}s of asking (${why}); it keeps asking and removes nothing until it knows`;
@@ -541,7 +568,7 @@ export class MigrationController {
       },
       log: session.log,
     });
-    const t: Tracked = { session, actor, writer, settled, lastFact: '', targetPodSeen: false };
+    const t: Tracked = { session, actor, writer, settled, lastFact: '', targetPodSeen: false, finalWritten: false };
     this.tracked.set(session.uid, t);
     session.log.info({ phase: phase ?? '(new)' }, phase ? 'resumed migration' : 'tracking new migration');
     return t;
@@ -560,26 +587,12 @@ export class MigrationController {
       const ctx = t.actor.context();
       const node = ctx.sourceNode;
       if (!node || ctx.sourceLost) continue;
-      const silentMs = this.silentFor(node);
+      const silentMs = this.liveness.silentFor(node);
       if (silentMs === undefined) continue;
       const reason = `source node ${node} is lost: NotReady, and no heartbeat from its handler for ${Math.round(silentMs / 1000)}s`;
       s.log.warn({ node }, reason);
       t.actor.send({ type: 'NODE_LOST', node, reason });
     }
-  }
-
-  /** How long a lost node's handler has been silent; undefined while the node is not lost. */
-  private silentFor(node: string): number | undefined {
-    const silentMs = this.clock.now() - (this.lastBeat.get(node) ?? this.startedAt);
-    if (silentMs < this.config.timeouts.nodeLostSeconds * 1000 || this.nodeReady(node)) return undefined;
-    return silentMs;
-  }
-
-  private nodeReady(name: string): boolean {
-    const raw = this.nodes.get(name);
-    if (!raw) return false;
-    const r = parseObject(Node, raw);
-    return r.ok && (r.value.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
   }
 
   private policyFor(vmi: VirtualMachineInstance): MigrationPolicy | undefined {
@@ -590,50 +603,27 @@ export class MigrationController {
   /** Translates what the objects say now into chart events; the chart ignores what doesn't apply. */
   private feedFacts(t: Tracked, vmim: VirtualMachineInstanceMigration): void {
     const s = t.session;
-    const send = (ev: { type: string } & Record<string, unknown>) => {
-      const fact = JSON.stringify(ev);
-      if (fact === t.lastFact) return;
-      t.lastFact = fact;
-      if (ev.type === 'REJECTED') this.opts.metrics?.admission('rejected', rejectionReasonClass(String(ev['reason'])));
-      t.actor.send(ev as never);
-    };
-    if (vmim.metadata.deletionTimestamp) {
-      t.writer.abortRequested();
-      send({ type: 'ABORT', reason: 'VMIM was deleted' });
-      return;
-    }
     const vmi = this.getVmi(s.namespace, s.vmiName);
-    if (!vmi || vmi.metadata.deletionTimestamp || (vmi.status?.phase && vmi.status.phase !== 'Running')) {
-      const reason = !vmi ? unusableVmiReason(this.vmis.get(s.vmiName, s.namespace), s.vmiKey) : `VMI ${s.vmiKey} is ${vmi.metadata.deletionTimestamp ? 'being deleted' : vmi.status?.phase}`;
-      if (s.phase === 'Pending') send({ type: 'REJECTED', reason });
-      else send({ type: 'VMI_GONE', reason });
-      return;
-    }
-    if (s.phase === 'Pending') {
-      const migratable = isLiveMigratable(vmi);
-      if (!migratable.ok) return send({ type: 'REJECTED', reason: `Cannot migrate VMI, Reason: ${migratable.reason}` });
-      const other = this.otherActiveMigration(s, vmi);
-      if (other) return send({ type: 'REJECTED', reason: `another migration job (${other}) is in progress for VMI ${s.vmiKey}` });
-      return;
-    }
-    if (['Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running'].includes(s.phase)) {
-      const pods = s.targetLauncherPods();
-      const pod = pods.find((p) => !p.metadata.deletionTimestamp);
-      if (!pod) {
-        if (t.targetPodSeen) send({ type: 'TARGET_POD_GONE', reason: 'target pod was deleted' });
-        return;
-      }
-      t.targetPodSeen = true;
-      if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') return send({ type: 'TARGET_POD_GONE', reason: `target pod ${pod.metadata.name} is ${pod.status.phase}` });
-      if (podIsReady(pod) && pod.spec?.nodeName) {
-        return send({ type: 'TARGET_POD_READY', node: pod.spec.nodeName, pod: pod.metadata.name });
-      }
-      const u = podUnschedulable(pod);
-      if (u.unschedulable) return send({ type: 'TARGET_POD_UNSCHEDULABLE', message: u.message ?? 'no node fits' });
-      if (pod.spec?.nodeName) {
-        return send({ type: 'TARGET_POD_SCHEDULED', node: pod.spec.nodeName, pod: pod.metadata.name });
-      }
-    }
+    const deleted = vmim.metadata.deletionTimestamp !== undefined;
+    const { event, targetPodSeen } = factOf({
+      phase: s.phase,
+      vmiKey: s.vmiKey,
+      deleted,
+      vmi,
+      targetPods: s.targetLauncherPods(),
+      targetPodSeen: t.targetPodSeen,
+      missingVmiReason: vmi ? undefined : unusableVmiReason(this.vmis.get(s.vmiName, s.namespace), s.vmiKey),
+      otherActive: s.phase === 'Pending' && vmi ? this.otherActiveMigration(s, vmi) : undefined,
+    });
+    t.targetPodSeen = targetPodSeen;
+    if (deleted) t.writer.abortRequested();
+    if (!event) return;
+    // Only changes reach the chart: a level seen again is not news.
+    const fact = JSON.stringify(event);
+    if (fact === t.lastFact) return;
+    t.lastFact = fact;
+    if (event.type === 'REJECTED') this.opts.metrics?.admission('rejected', rejectionReasonClass(event.reason));
+    t.actor.send(event);
   }
 
   /** KubeVirt allows one active migration per VMI; the older VMIM wins. */
@@ -648,198 +638,6 @@ export class MigrationController {
     return undefined;
   }
 
-  // ---------- admission and bandwidth ----------
-
-  private scheduleAdmit(): void {
-    if (this.admitScheduled || this.stopped) return;
-    this.admitScheduled = true;
-    queueMicrotask(() => {
-      this.admitScheduled = false;
-      if (!this.stopped && this.vmims?.synced()) this.admit();
-    });
-  }
-
-  private limitsConfig(): LimitsConfig {
-    const m = this.migrationConfig;
-    return resolveLimits({
-      pins: [this.kubevirtPins, pinnedIn(this.config.limits)],
-      bandwidthBudget: this.config.limits.bandwidthBudget,
-      defaultNicCapacity: this.config.limits.defaultNicCapacity,
-      bandwidthPerMigration: m.bandwidthPerMigration,
-      completionTimeoutPerGiB: m.completionTimeoutPerGiB,
-    });
-  }
-
-  private nodeStates(): NodeState[] {
-    const out: NodeState[] = [];
-    for (const raw of this.nodes.list()) {
-      const r = parseObject(Node, raw);
-      if (!r.ok) continue;
-      const n = r.value;
-      const ready = (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
-      const st: NodeState = { name: n.metadata.name, schedulable: ready && !n.spec?.unschedulable };
-      const nic = n.metadata.annotations?.[this.config.limits.nicCapacityAnnotation];
-      if (nic) {
-        try { st.nicCapacity = parseQuantity(nic); } catch { this.log.warn({ node: n.metadata.name, nic }, 'ignoring unparsable NIC capacity annotation'); }
-      }
-      out.push(st);
-    }
-    return out;
-  }
-
-  /**
-   * Asks the limits core which pending migrations may start and what bandwidth
-   * every running one gets, then acts on it. Admission happens here only, in
-   * one synchronous pass, so two migrations can never both take the last slot.
-   */
-  private admit(): void {
-    const running: RunningMigration[] = [];
-    const queued: QueuedMigration[] = [];
-    const pending: MigrationSession[] = [];
-    for (const { session: s } of this.tracked.values()) {
-      if (FINAL_PHASES.has(s.phase)) continue;
-      const vmi = this.getVmi(s.namespace, s.vmiName);
-      const guest = vmi ? guestSpecFor(vmi) : undefined;
-      const dirtyRate = s.lastDirtyRate || guest?.dirtyRate || 0;
-      const workingSet = guest?.workingSet;
-      if (s.phase === 'Pending') {
-        if (!vmi?.status?.nodeName) continue;
-        s.sourceNode = vmi.status.nodeName;
-        pending.push(s);
-        const q: QueuedMigration = { id: s.uid, sourceNode: s.sourceNode, priority: s.priority, enqueuedAt: s.enqueuedAt, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
-        if (workingSet) q.workingSet = workingSet;
-        if (s.effective.bandwidthPerMigration > 0) q.bandwidthCap = s.effective.bandwidthPerMigration;
-        queued.push(q);
-      } else {
-        const r: RunningMigration = { id: s.uid, sourceNode: s.sourceNode ?? '', priority: s.priority, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
-        if (workingSet) r.workingSet = workingSet;
-        if (s.effective.bandwidthPerMigration > 0) r.bandwidthCap = s.effective.bandwidthPerMigration;
-        const target = s.targetNode ?? s.pinnedTarget;
-        if (target) r.targetNode = target;
-        if (s.lastRemaining !== undefined) r.dataRemaining = s.lastRemaining;
-        running.push(r);
-      }
-    }
-    if (running.length === 0 && queued.length === 0) return;
-    const nodes = this.nodeStates();
-    const config = this.limitsConfig();
-    const decision = decide({ config, nodes, running, queued, now: this.clock.now() });
-    this.admitUnplaceable(decision, pending, running, nodes, config);
-    for (const st of decision.start) {
-      const t = this.tracked.get(st.id);
-      if (!t) continue;
-      t.session.pinnedTarget = st.targetNode;
-      t.session.allottedBandwidth = decision.bandwidth[st.id] ?? 0;
-      t.session.waitingReason = undefined;
-      t.session.phase = 'Scheduling'; // counted as running from now on, before the snapshot arrives
-      t.actor.send({ type: 'ADMITTED' });
-      this.opts.metrics?.admission('started', ADMITTED);
-    }
-    for (const s of pending) {
-      const why = decision.waiting[s.uid];
-      if (why && why !== s.waitingReason) {
-        s.waitingReason = why;
-        this.opts.metrics?.admission('queued', waitingReasonClass(why));
-        s.event('Normal', 'Queued', `Waiting to start: ${why}`);
-        s.log.info({ reason: why }, 'migration queued');
-      }
-    }
-    for (const r of running) {
-      const t = this.tracked.get(r.id);
-      const bw = decision.bandwidth[r.id];
-      if (!t || bw === undefined) continue;
-      t.session.allottedBandwidth = bw;
-      const applied = t.session.appliedBandwidth;
-      if (t.session.sourceStarted && t.session.phase === 'Running' && (applied === undefined || Math.abs(applied - bw) > Math.max(1, applied * 0.01))) {
-        t.session.setBandwidth(bw).then(
-          () => t.writer.bandwidth(bw),
-          (err: unknown) => t.session.log.warn({ err: String(err), bandwidth: bw }, 'could not change bandwidth'),
-        );
-      }
-    }
-  }
-
-  /**
-   * A migration with no schedulable node to go to at all would wait forever in
-   * the queue. KubeVirt's answer is to create the target pod anyway and fail
-   * once it has been unschedulable for the timeout; users expect that (and the
-   * scheduler's reason), so those start when the parallel limits allow.
-   */
-  private admitUnplaceable(decision: Decision, pending: MigrationSession[], running: RunningMigration[], nodes: NodeState[], config: LimitsConfig): void {
-    const started = new Set(decision.start.map((s) => s.id));
-    let cluster = running.length + started.size;
-    const outbound = new Map<string, number>();
-    const count = (node: string) => outbound.set(node, (outbound.get(node) ?? 0) + 1);
-    for (const r of running) count(r.sourceNode);
-    for (const s of pending) if (started.has(s.uid) && s.sourceNode) count(s.sourceNode);
-    for (const s of pending) {
-      const src = s.sourceNode;
-      if (!src || started.has(s.uid) || nodes.some((n) => n.schedulable && n.name !== src)) continue;
-      if (cluster >= config.parallelMigrationsPerCluster || (outbound.get(src) ?? 0) >= config.parallelOutboundMigrationsPerNode) continue;
-      cluster++;
-      count(src);
-      decision.start.push({ id: s.uid });
-      delete decision.waiting[s.uid];
-      s.log.info('no schedulable node besides the source; starting anyway so the scheduler can report why');
-    }
-  }
-
-  // ---------- bus ----------
-
-  private lastProgressWrite = new Map<string, number>();
-
-  private onProgress(m: ProgressMessage): void {
-    const t = this.tracked.get(m.migrationUid);
-    if (!t) return;
-    const s = t.session;
-    const dirtyChanged = Math.abs(m.stats.dirtyRate - s.lastDirtyRate) > Math.max(1, s.lastDirtyRate * 0.1);
-    s.lastDirtyRate = m.stats.dirtyRate;
-    s.lastRemaining = m.stats.dataRemaining;
-    t.actor.send({ type: 'PROGRESS', stats: m.stats });
-    const downtime = downtimeForIteration(m.stats.iteration, { baseMs: this.config.maxDowntimeMs, ...this.config.downtimeSteps });
-    if (m.stats.phase === 'running' && m.stats.mode === 'PreCopy' && downtime > s.appliedDowntimeMs) {
-      s.setDowntime(downtime).catch((err: unknown) => s.log.warn({ err: String(err), downtime }, 'could not raise max downtime'));
-    }
-    const now = this.clock.now();
-    const last = this.lastProgressWrite.get(m.migrationUid) ?? 0;
-    if (now - last >= (this.opts.progressWriteIntervalMs ?? 1000)) {
-      this.lastProgressWrite.set(m.migrationUid, now);
-      t.writer.progress(m.stats);
-    }
-    // The limits re-balance when a dirty rate moves.
-    if (dirtyChanged) this.scheduleAdmit();
-  }
-
-  private async onResult(m: ResultMessage): Promise<ResultVerdict | void> {
-    const t = this.tracked.get(m.migrationUid);
-    if (!t) {
-      const known = this.vmims.list().find((o) => o.metadata?.uid === m.migrationUid);
-      const phase = (known as { status?: { phase?: string } } | undefined)?.status?.phase;
-      if (known && !(phase && FINAL_PHASES.has(phase as MigrationPhase))) {
-        // Not tracked yet (we are starting up): let the server redeliver it.
-        throw new Error(`result for ${m.vmi} arrived before its migration was tracked`);
-      }
-      this.log.info({ uid: m.migrationUid, outcome: m.outcome }, 'result for a finished or unknown migration; terminated');
-      return 'term';
-    }
-    t.writer.progress(m.stats);
-    if (m.outcome === 'completed') t.actor.send({ type: 'MIGRATION_COMPLETED', mode: m.mode, downtimeMs: m.downtimeMs ?? 0 });
-    else if (m.outcome === 'aborted') t.actor.send({ type: 'MIGRATION_ABORTED', reason: m.reason ?? 'aborted' });
-    // 'unknown': the source lost sight of the job; never a failure, always a question.
-    else if (m.outcome === 'unknown') t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'the source cannot tell how the migration ended', uncertain: true });
-    else t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'failed', ...(isUncertainFailure(m.reason ?? '') ? { uncertain: true } : {}) });
-    // Acknowledge only once the outcome is persisted, so a crash in between redelivers it;
-    // but don't hold the consumer hostage to a slow finalization: let it come back later.
-    let timer: unknown;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = this.clock.setTimeout(() => reject(new Error(`outcome of ${m.vmi} not persisted yet`)), 10_000);
-    });
-    try {
-      await Promise.race([t.settled, timeout]);
-    } finally {
-      this.clock.clearTimeout(timer);
-    }
-  }
 }
 
 function keyOf(o: KubernetesObject): string {

@@ -120,6 +120,11 @@ export class MigrationSession {
     }
   }
 
+  /** This migration's logger without the phase (for lines that name a phase themselves). */
+  get logBase(): Logger {
+    return this.baseLog;
+  }
+
   /** Every log line about this migration carries its current phase. */
   setPhase(phase: MigrationPhase): void {
     this.phase = phase;

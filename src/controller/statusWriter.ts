@@ -18,6 +18,8 @@ export interface StatusWriterOptions {
   attempts?: number;
 }
 
+type Known = { metadata?: { resourceVersion?: string }; status?: Status };
+
 type Status = Record<string, unknown> & {
   phase?: string;
   phaseTransitionTimestamps?: Array<{ phase: string; phaseTransitionTimestamp: string }>;
@@ -44,6 +46,8 @@ export class StatusWriter {
   private readonly attempts: number;
   /** The VMIM is confirmed gone (a 404 that a GET agreed with). */
   private gone = false;
+  /** The object as our last write left it (resourceVersion and status), if nobody is known to have written since. */
+  private known: Known | undefined;
 
   constructor(
     private readonly kube: KubeClient,
@@ -157,24 +161,30 @@ export class StatusWriter {
       if (this.gone) return false;
       try {
         await this.fence();
-        let obj: { metadata?: { resourceVersion?: string }; status?: Status };
-        try {
-          obj = (await this.kube.getCustom(VMIM_RESOURCE, this.namespace, this.name)) as typeof obj;
-        } catch (err) {
-          if (isNotFound(err)) {
-            this.gone = true;
-            return false;
+        // The object as our last write left it saves a read; a stale copy fails the test and is read again.
+        let obj = this.known;
+        if (!obj) {
+          try {
+            obj = (await this.kube.getCustom(VMIM_RESOURCE, this.namespace, this.name)) as Known;
+          } catch (err) {
+            if (isNotFound(err)) {
+              this.gone = true;
+              return false;
+            }
+            throw err;
           }
-          throw err;
         }
         const next = change({ ...(obj.status ?? {}) });
         if (!next) return false;
-        await this.kube.patchCustomStatusJson(VMIM_RESOURCE, this.namespace, this.name, [
+        this.known = undefined;
+        const written = await this.kube.patchCustomStatusJson(VMIM_RESOURCE, this.namespace, this.name, [
           { op: 'test', path: '/metadata/resourceVersion', value: obj.metadata?.resourceVersion },
           { op: 'add', path: '/status', value: next },
         ]);
+        this.remember(written);
         return true;
       } catch (err) {
+        this.known = undefined;
         if (isNotFound(err) && (await this.confirmGone())) {
           this.gone = true;
           return false;
@@ -184,9 +194,16 @@ export class StatusWriter {
           this.log.error({ err: describeApiError(err) }, 'giving up writing VMIM status');
           throw err;
         }
-        await this.sleep(raced ? 20 : Math.min(2000, 100 * 2 ** attempt));
+        // A race is re-read at once; anything else backs off on the injected clock.
+        if (!raced) await this.sleep(Math.min(2000, 100 * 2 ** attempt));
       }
     }
+  }
+
+  /** Keeps what the API server answered to our write, as the base of the next one. */
+  private remember(written: unknown): void {
+    const o = written as Known | undefined;
+    this.known = o && typeof o === 'object' && o.metadata?.resourceVersion ? { metadata: { resourceVersion: o.metadata.resourceVersion }, status: o.status ?? {} } : undefined;
   }
 
   /** Progress: a merge patch, dropped when it cannot be written (the next one carries the news). */
@@ -194,8 +211,9 @@ export class StatusWriter {
     if (this.gone) return;
     await this.fence();
     try {
-      await this.kube.patchCustomStatus(VMIM_RESOURCE, this.namespace, this.name, { status });
+      this.remember(await this.kube.patchCustomStatus(VMIM_RESOURCE, this.namespace, this.name, { status }));
     } catch (err) {
+      this.known = undefined;
       if (isNotFound(err) && (await this.confirmGone())) this.gone = true;
       else this.log.debug({ err: describeApiError(err) }, 'progress not written');
     }

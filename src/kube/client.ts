@@ -108,6 +108,7 @@ export class KubeClient {
     const key = `${r.group}/${r.version}/${r.plural}`;
     let known = this.statusSubresource.get(key);
     if (!known) {
+      // A failed discovery is not a fact: this call fails with why, and the next one asks again.
       known = this.custom.getAPIResources({ group: r.group, version: r.version }).then(
         (list) => list.resources.some((x) => x.name === `${r.plural}/status`),
         (err: unknown) => {

@@ -8,6 +8,7 @@ import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { NatsConnection } from 'nats';
 import { closeBus, connectBus } from '../../src/bus/connection.js';
 import { RESULTS_STREAM, subjects } from '../../src/bus/subjects.js';
+import { requestCommand } from '../../src/bus/rpc.js';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { startHandler } from '../../src/handler/handler.js';
@@ -131,6 +132,13 @@ describe('when a command times out or a record is gone', () => {
       return p.length === 1 ? p : undefined;
     });
     expect(pods[0]!.spec?.nodeName).toBe(after.status?.nodeName);
+    // Final and written: both handlers were told to forget the job (no tombstone left behind).
+    for (const node of [source, after.status!.nodeName!]) {
+      await waitFor(`${node} to forget the job`, async () => {
+        const jobs = (await requestCommand(nc, node, 'list-jobs', {})).jobs;
+        return !jobs.some((j) => j.migrationUid === done.metadata.uid);
+      });
+    }
   }, 40_000);
 
   test('a handler restart after completion, then an abort: no pod that holds the guest is deleted', async () => {

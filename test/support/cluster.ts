@@ -22,12 +22,12 @@ export async function getVmim(kube: KubeClient, name: string, ns = 'default'): P
   }
 }
 
-export async function createVmim(kube: KubeClient, vmiName: string, opts: { name?: string; ns?: string; annotations?: Record<string, string> } = {}): Promise<string> {
+export async function createVmim(kube: KubeClient, vmiName: string, opts: { name?: string; ns?: string; annotations?: Record<string, string>; addedNodeSelector?: Record<string, string> } = {}): Promise<string> {
   const created = (await kube.createCustom(VMIM_RESOURCE, opts.ns ?? 'default', {
     apiVersion: 'kubevirt.io/v1',
     kind: 'VirtualMachineInstanceMigration',
     metadata: { ...(opts.name ? { name: opts.name } : { generateName: `${vmiName}-mig-` }), namespace: opts.ns ?? 'default', ...(opts.annotations ? { annotations: opts.annotations } : {}) },
-    spec: { vmiName },
+    spec: { vmiName, ...(opts.addedNodeSelector ? { addedNodeSelector: opts.addedNodeSelector } : {}) },
   })) as { metadata: { name: string } };
   return created.metadata.name;
 }

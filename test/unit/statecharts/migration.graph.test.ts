@@ -45,6 +45,7 @@ const actorEvents = [
   { type: 'xstate.error.actor.startPostCopy', error: new Error('not running') },
   { type: 'xstate.done.actor.inspect', output: { kind: 'unknown', why: 'silence' } },
   { type: 'xstate.done.actor.inspect', output: { kind: 'completed', why: 'target runs it' } },
+  { type: 'xstate.done.actor.inspect', output: { kind: 'failed', why: 'guest on the source' } },
   { type: 'xstate.error.actor.inspect', error: new Error('boom') },
 ] as unknown as MigrationEvent[];
 

@@ -248,6 +248,25 @@ describe('completion timeout', () => {
     expect(m.context().abortReason).toBe('migration not completed after 150s');
   });
 
+  it.each([
+    ['completing', (m: ReturnType<typeof startMigration>) => m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 5 })],
+    ['aborting', (m: ReturnType<typeof startMigration>) => m.send({ type: 'ABORT', reason: 'ferry cancel' })],
+    ['resolving', (m: ReturnType<typeof startMigration>) => m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell whether it completed', uncertain: true })],
+  ] as const)('is cancelled once the migration leaves pre-copy for %s: no post-copy switch or abort behind its back', async (state, leave) => {
+    const m = startMigration(migrationInput({ memoryBytes: 2 * GiB, allowPostCopy: true }, { progressMs: 0 }));
+    m.actors.finalizeSuccess.mockImplementation(never);
+    await m.toRunning();
+    await m.advance(100_000);
+    leave(m);
+    await settle();
+    expect(m.matches({ Running: state })).toBe(true);
+    // Far past the 300 s budget: the timer armed in `migrating` must not fire.
+    for (let i = 0; i < 80; i++) await m.advance(5_000);
+    expect(m.matches({ Running: state })).toBe(true);
+    expect(m.actors.startPostCopy).not.toHaveBeenCalled();
+    expect(m.context().abortReason ?? '').not.toMatch(/not completed after/);
+  });
+
   it('gives a guest under 1 GiB a full GiB of budget', async () => {
     const m = startMigration(migrationInput({ memoryBytes: 256 * 1024 ** 2 }, { progressMs: 0 }));
     await m.toRunning();

@@ -1,0 +1,191 @@
+import { Node } from '../api/core.js';
+import { parseObject } from '../api/meta.js';
+import type { MigrationConfiguration } from '../api/migrationConfig.js';
+import { parseQuantity } from '../api/quantity.js';
+import type { VirtualMachineInstance } from '../api/vmi.js';
+import { FINAL_PHASES } from '../api/vmim.js';
+import type { FerryConfig } from '../config/ferryConfig.js';
+import { decide } from '../limits/decide.js';
+import { pinnedIn, resolveLimits, type PinnedLimits } from '../limits/adaptive.js';
+import type { Decision, LimitsConfig, NodeState, QueuedMigration, RunningMigration } from '../limits/types.js';
+import { ADMITTED, waitingReasonClass, type ControllerMetrics } from '../metrics/index.js';
+import type { Clock } from '../util/clock.js';
+import type { Logger } from '../util/log.js';
+import { guestSpecFor } from './guest.js';
+import type { MigrationSession } from './session.js';
+import type { Tracked } from './tracked.js';
+
+export interface AdmissionDeps {
+  config: FerryConfig;
+  clock: Clock;
+  log: Logger;
+  metrics?: ControllerMetrics | undefined;
+  /** The cluster's migrations configuration (KubeVirt CR), as last loaded. */
+  migrations: () => MigrationConfiguration;
+  /** The parallel limits the KubeVirt CR sets itself (unpinned limits are adaptive). */
+  kubevirtPins: () => PinnedLimits;
+  tracked: () => Iterable<Tracked>;
+  find: (uid: string) => Tracked | undefined;
+  vmi: (namespace: string, name: string) => VirtualMachineInstance | undefined;
+  /** The Node cache's objects. */
+  nodes: () => readonly unknown[];
+  synced: () => boolean;
+  stopped: () => boolean;
+}
+
+/**
+ * Admission and bandwidth: which pending migrations start, where, and what
+ * bandwidth each running one gets, decided by the limits core for all of them
+ * at once. Admission happens here only, in one synchronous pass, so two
+ * migrations can never both take the last slot.
+ */
+export class Admission {
+  private admitScheduled = false;
+
+  constructor(private readonly d: AdmissionDeps) {}
+
+
+  /** Runs admission once on the next microtask, however often it is asked for before then. */
+  schedule(): void {
+    if (this.admitScheduled || this.d.stopped()) return;
+    this.admitScheduled = true;
+    queueMicrotask(() => {
+      this.admitScheduled = false;
+      if (!this.d.stopped() && this.d.synced()) this.admit();
+    });
+  }
+
+  limitsConfig(): LimitsConfig {
+    const m = this.d.migrations();
+    return resolveLimits({
+      pins: [this.d.kubevirtPins(), pinnedIn(this.d.config.limits)],
+      bandwidthBudget: this.d.config.limits.bandwidthBudget,
+      defaultNicCapacity: this.d.config.limits.defaultNicCapacity,
+      bandwidthPerMigration: m.bandwidthPerMigration,
+      completionTimeoutPerGiB: m.completionTimeoutPerGiB,
+    });
+  }
+
+  nodeStates(): NodeState[] {
+    const out: NodeState[] = [];
+    for (const raw of this.d.nodes()) {
+      const r = parseObject(Node, raw);
+      if (!r.ok) continue;
+      const n = r.value;
+      const ready = (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+      const st: NodeState = { name: n.metadata.name, schedulable: ready && !n.spec?.unschedulable };
+      const nic = n.metadata.annotations?.[this.d.config.limits.nicCapacityAnnotation];
+      if (nic) {
+        try { st.nicCapacity = parseQuantity(nic); } catch { this.d.log.warn({ node: n.metadata.name, nic }, 'ignoring unparsable NIC capacity annotation'); }
+      }
+      out.push(st);
+    }
+    return out;
+  }
+
+  /**
+   * Asks the limits core which pending migrations may start and what bandwidth
+   * every running one gets, then acts on it. Admission happens here only, in
+   * one synchronous pass, so two migrations can never both take the last slot.
+   */
+  private admit(): void {
+    const running: RunningMigration[] = [];
+    const queued: QueuedMigration[] = [];
+    const pending: MigrationSession[] = [];
+    for (const t of this.d.tracked()) {
+      const s = t.session;
+      // A finished migration holds its slot until its final phase is stored: the API must
+      // never show more migrations under way than the limits allow.
+      if (FINAL_PHASES.has(s.phase) && t.finalWritten) continue;
+      const vmi = this.d.vmi(s.namespace, s.vmiName);
+      const guest = vmi ? guestSpecFor(vmi) : undefined;
+      const dirtyRate = s.lastDirtyRate || guest?.dirtyRate || 0;
+      const workingSet = guest?.workingSet;
+      if (s.phase === 'Pending') {
+        if (!vmi?.status?.nodeName) continue;
+        s.sourceNode = vmi.status.nodeName;
+        pending.push(s);
+        const q: QueuedMigration = { id: s.uid, sourceNode: s.sourceNode, priority: s.priority, enqueuedAt: s.enqueuedAt, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
+        if (workingSet) q.workingSet = workingSet;
+        if (s.effective.bandwidthPerMigration > 0) q.bandwidthCap = s.effective.bandwidthPerMigration;
+        // `ferry migrate --node` / spec.addedNodeSelector's hostname pins the placement.
+        const userTarget = s.addedNodeSelector?.['kubernetes.io/hostname'];
+        if (userTarget) q.targetNode = userTarget;
+        queued.push(q);
+      } else {
+        const r: RunningMigration = { id: s.uid, sourceNode: s.sourceNode ?? '', priority: s.priority, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
+        if (workingSet) r.workingSet = workingSet;
+        if (s.effective.bandwidthPerMigration > 0) r.bandwidthCap = s.effective.bandwidthPerMigration;
+        const target = s.targetNode ?? s.pinnedTarget;
+        if (target) r.targetNode = target;
+        if (s.lastRemaining !== undefined) r.dataRemaining = s.lastRemaining;
+        running.push(r);
+      }
+    }
+    if (running.length === 0 && queued.length === 0) return;
+    const nodes = this.nodeStates();
+    const config = this.limitsConfig();
+    const decision = decide({ config, nodes, running, queued, now: this.d.clock.now() });
+    this.admitUnplaceable(decision, pending, running, nodes, config);
+    for (const st of decision.start) {
+      const t = this.d.find(st.id);
+      if (!t) continue;
+      t.session.pinnedTarget = st.targetNode;
+      t.session.allottedBandwidth = decision.bandwidth[st.id] ?? 0;
+      t.session.waitingReason = undefined;
+      t.session.phase = 'Scheduling'; // counted as running from now on, before the snapshot arrives
+      t.actor.send({ type: 'ADMITTED' });
+      this.d.metrics?.admission('started', ADMITTED);
+    }
+    for (const s of pending) {
+      const why = decision.waiting[s.uid];
+      if (why && why !== s.waitingReason) {
+        s.waitingReason = why;
+        this.d.metrics?.admission('queued', waitingReasonClass(why));
+        s.event('Normal', 'Queued', `Waiting to start: ${why}`);
+        s.log.info({ reason: why }, 'migration queued');
+      }
+    }
+    for (const r of running) {
+      const t = this.d.find(r.id);
+      const bw = decision.bandwidth[r.id];
+      if (!t || bw === undefined) continue;
+      t.session.allottedBandwidth = bw;
+      const applied = t.session.appliedBandwidth;
+      if (t.session.sourceStarted && t.session.phase === 'Running' && (applied === undefined || Math.abs(applied - bw) > Math.max(1, applied * 0.01))) {
+        t.session.setBandwidth(bw).then(
+          () => t.writer.bandwidth(bw),
+          (err: unknown) => t.session.log.warn({ err: String(err), bandwidth: bw }, 'could not change bandwidth'),
+        );
+      }
+    }
+  }
+
+  /**
+   * A migration with no schedulable node to go to at all would wait forever in
+   * the queue. KubeVirt's answer is to create the target pod anyway and fail
+   * once it has been unschedulable for the timeout; users expect that (and the
+   * scheduler's reason), so those start when the parallel limits allow.
+   */
+  private admitUnplaceable(decision: Decision, pending: MigrationSession[], running: RunningMigration[], nodes: NodeState[], config: LimitsConfig): void {
+    const started = new Set(decision.start.map((s) => s.id));
+    let cluster = running.length + started.size;
+    const outbound = new Map<string, number>();
+    const count = (node: string) => outbound.set(node, (outbound.get(node) ?? 0) + 1);
+    for (const r of running) count(r.sourceNode);
+    for (const s of pending) if (started.has(s.uid) && s.sourceNode) count(s.sourceNode);
+    for (const s of pending) {
+      const src = s.sourceNode;
+      // A user-named node that does not exist or takes nothing is the scheduler's to report, as in KubeVirt.
+      const userTarget = s.addedNodeSelector?.['kubernetes.io/hostname'];
+      const candidates = userTarget ? nodes.filter((n) => n.name === userTarget) : nodes;
+      if (!src || started.has(s.uid) || candidates.some((n) => n.schedulable && n.name !== src)) continue;
+      if (cluster >= config.parallelMigrationsPerCluster || (outbound.get(src) ?? 0) >= config.parallelOutboundMigrationsPerNode) continue;
+      cluster++;
+      count(src);
+      decision.start.push({ id: s.uid });
+      delete decision.waiting[s.uid];
+      s.log.info('no schedulable node besides the source; starting anyway so the scheduler can report why');
+    }
+  }
+}

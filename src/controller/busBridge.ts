@@ -1,0 +1,93 @@
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { FINAL_PHASES, type MigrationPhase } from '../api/vmim.js';
+import type { ProgressMessage, ResultMessage } from '../bus/protocol.js';
+import type { ResultVerdict } from '../bus/results.js';
+import type { FerryConfig } from '../config/ferryConfig.js';
+import { downtimeForIteration } from '../limits/downtime.js';
+import type { Clock } from '../util/clock.js';
+import type { Logger } from '../util/log.js';
+import { isUncertainFailure } from './arbiter.js';
+import type { Tracked } from './tracked.js';
+
+export interface BusBridgeDeps {
+  config: FerryConfig;
+  clock: Clock;
+  log: Logger;
+  find: (uid: string) => Tracked | undefined;
+  /** The VMIM cache's objects (a result may arrive before its migration is tracked). */
+  vmims: () => readonly KubernetesObject[];
+  /** How often progress is written to VMIM status (the bus carries it more often). */
+  progressWriteIntervalMs?: number | undefined;
+  /** Asks admission to re-balance bandwidth (a dirty rate moved). */
+  rebalance: () => void;
+}
+
+/**
+ * From the bus to the charts: progress (lossy, throttled into VMIM status, live
+ * downtime stepping) and results (JetStream; acknowledged only once the outcome
+ * is persisted, so a crash in between redelivers it).
+ */
+export class BusBridge {
+  constructor(private readonly d: BusBridgeDeps) {}
+
+  /** Drops what was kept for a migration no longer followed. */
+  forget(uid: string): void {
+    this.lastProgressWrite.delete(uid);
+  }
+
+
+  private readonly lastProgressWrite = new Map<string, number>();
+
+  onProgress(m: ProgressMessage): void {
+    const t = this.d.find(m.migrationUid);
+    if (!t) return;
+    const s = t.session;
+    const dirtyChanged = Math.abs(m.stats.dirtyRate - s.lastDirtyRate) > Math.max(1, s.lastDirtyRate * 0.1);
+    s.lastDirtyRate = m.stats.dirtyRate;
+    s.lastRemaining = m.stats.dataRemaining;
+    t.actor.send({ type: 'PROGRESS', stats: m.stats });
+    const downtime = downtimeForIteration(m.stats.iteration, { baseMs: this.d.config.maxDowntimeMs, ...this.d.config.downtimeSteps });
+    if (m.stats.phase === 'running' && m.stats.mode === 'PreCopy' && downtime > s.appliedDowntimeMs) {
+      s.setDowntime(downtime).catch((err: unknown) => s.log.warn({ err: String(err), downtime }, 'could not raise max downtime'));
+    }
+    const now = this.d.clock.now();
+    const last = this.lastProgressWrite.get(m.migrationUid) ?? 0;
+    if (now - last >= (this.d.progressWriteIntervalMs ?? 1000)) {
+      this.lastProgressWrite.set(m.migrationUid, now);
+      t.writer.progress(m.stats);
+    }
+    // The limits re-balance when a dirty rate moves.
+    if (dirtyChanged) this.d.rebalance();
+  }
+
+  async onResult(m: ResultMessage): Promise<ResultVerdict | void> {
+    const t = this.d.find(m.migrationUid);
+    if (!t) {
+      const known = this.d.vmims().find((o) => o.metadata?.uid === m.migrationUid);
+      const phase = (known as { status?: { phase?: string } } | undefined)?.status?.phase;
+      if (known && !(phase && FINAL_PHASES.has(phase as MigrationPhase))) {
+        // Not tracked yet (we are starting up): let the server redeliver it.
+        throw new Error(`result for ${m.vmi} arrived before its migration was tracked`);
+      }
+      this.d.log.info({ uid: m.migrationUid, outcome: m.outcome }, 'result for a finished or unknown migration; terminated');
+      return 'term';
+    }
+    t.writer.progress(m.stats);
+    if (m.outcome === 'completed') t.actor.send({ type: 'MIGRATION_COMPLETED', mode: m.mode, downtimeMs: m.downtimeMs ?? 0 });
+    else if (m.outcome === 'aborted') t.actor.send({ type: 'MIGRATION_ABORTED', reason: m.reason ?? 'aborted' });
+    // 'unknown': the source lost sight of the job; never a failure, always a question.
+    else if (m.outcome === 'unknown') t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'the source cannot tell how the migration ended', uncertain: true });
+    else t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'failed', ...(isUncertainFailure(m.reason ?? '') ? { uncertain: true } : {}) });
+    // Acknowledge only once the outcome is persisted, so a crash in between redelivers it;
+    // but don't hold the consumer hostage to a slow finalization: let it come back later.
+    let timer: unknown;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = this.d.clock.setTimeout(() => reject(new Error(`outcome of ${m.vmi} not persisted yet`)), 10_000);
+    });
+    try {
+      await Promise.race([t.settled, timeout]);
+    } finally {
+      this.d.clock.clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,56 @@
+import { describe, expect, it } from '@jest/globals';
+import type { Pod } from '../../../src/api/core.js';
+import type { VirtualMachineInstance } from '../../../src/api/vmi.js';
+import { factOf, type Observed } from '../../../src/controller/facts.js';
+
+const vmi = (over: Partial<VirtualMachineInstance['status']> = {}, meta: Partial<VirtualMachineInstance['metadata']> = {}): VirtualMachineInstance => ({
+  metadata: { name: 'vm-a', namespace: 'default', uid: 'vmi-uid', ...meta },
+  spec: { evictionStrategy: 'LiveMigrate' },
+  status: { phase: 'Running', nodeName: 'node-a', conditions: [{ type: 'LiveMigratable', status: 'True' }], ...over },
+});
+const pod = (over: { node?: string; phase?: string; ready?: boolean; unschedulable?: string; deleting?: boolean } = {}): Pod => ({
+  metadata: { name: 'virt-launcher-vm-a-mig-1', namespace: 'default', ...(over.deleting ? { deletionTimestamp: '2026-12-03T12:00:00Z' } : {}) },
+  spec: over.node ? { nodeName: over.node } : {},
+  status: {
+    phase: over.phase ?? (over.ready ? 'Running' : 'Pending'),
+    conditions: [
+      ...(over.ready ? [{ type: 'Ready', status: 'True' }] : []),
+      ...(over.unschedulable ? [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: over.unschedulable }] : []),
+    ],
+  },
+} as Pod);
+const observed = (over: Partial<Observed> = {}): Observed => ({
+  phase: 'Running', vmiKey: 'default/vm-a', deleted: false, vmi: vmi(), targetPods: [], targetPodSeen: false, otherActive: undefined, ...over,
+});
+
+describe('facts: what the objects tell the chart', () => {
+  it('a deleted VMIM is an abort, whatever else is true', () => {
+    expect(factOf(observed({ deleted: true, vmi: undefined })).event).toEqual({ type: 'ABORT', reason: 'VMIM was deleted' });
+  });
+
+  it('a missing or stopped VMI rejects a pending migration and ends a started one', () => {
+    expect(factOf(observed({ phase: 'Pending', vmi: undefined })).event).toEqual({ type: 'REJECTED', reason: 'VMI default/vm-a does not exist' });
+    expect(factOf(observed({ vmi: vmi({ phase: 'Succeeded' }) })).event).toEqual({ type: 'VMI_GONE', reason: 'VMI default/vm-a is Succeeded' });
+  });
+
+  it('one active migration per VMI: a pending one behind another is rejected, naming it', () => {
+    expect(factOf(observed({ phase: 'Pending', otherActive: 'default/first' })).event).toMatchObject({ type: 'REJECTED', reason: expect.stringMatching(/another migration job \(default\/first\)/) });
+    expect(factOf(observed({ phase: 'Pending' })).event).toBeUndefined();
+  });
+
+  it('follows the target pod: scheduled, unschedulable, ready, then gone', () => {
+    expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod({ unschedulable: '0/3 nodes are available' })] })).event).toEqual({ type: 'TARGET_POD_UNSCHEDULABLE', message: '0/3 nodes are available' });
+    expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod({ node: 'node-b' })] })).event).toMatchObject({ type: 'TARGET_POD_SCHEDULED', node: 'node-b' });
+    const ready = factOf(observed({ phase: 'Scheduling', targetPods: [pod({ node: 'node-b', ready: true })] }));
+    expect(ready).toMatchObject({ event: { type: 'TARGET_POD_READY', node: 'node-b' }, targetPodSeen: true });
+    // Absent before it was ever seen: not created yet. Absent after: deleted.
+    expect(factOf(observed({ targetPods: [] })).event).toBeUndefined();
+    expect(factOf(observed({ targetPods: [], targetPodSeen: true })).event).toEqual({ type: 'TARGET_POD_GONE', reason: 'target pod was deleted' });
+    expect(factOf(observed({ targetPods: [pod({ node: 'node-b', deleting: true })], targetPodSeen: true })).event).toMatchObject({ type: 'TARGET_POD_GONE' });
+    expect(factOf(observed({ targetPods: [pod({ node: 'node-b', phase: 'Failed' })] })).event).toMatchObject({ type: 'TARGET_POD_GONE', reason: expect.stringMatching(/is Failed/) });
+  });
+
+  it('says nothing about pods once the migration is final', () => {
+    expect(factOf(observed({ phase: 'Succeeded', targetPods: [], targetPodSeen: true })).event).toBeUndefined();
+  });
+});

@@ -158,12 +158,16 @@ export function serveCommands(nc: NatsConnection, node: string, handlers: Comman
   const sub = nc.subscribe(subjects.nodeCommands(node), { queue: handlerQueue(node) });
   const limiter = new KeyedLimiter(opts.maxConcurrent ?? DEFAULT_MAX_CONCURRENT_COMMANDS);
   let seq = 0;
+  // Commands received but not yet handed to their role (still being validated or
+  // fenced). A list-jobs waits for those received before it, so a start-source
+  // that reached this node is never missing from the answer the arbiter reads.
+  const handedOver = new Set<Promise<void>>();
   void (async () => {
     for await (const m of sub) {
       if (limiter.size >= limiter.limit) log.warn({ node, inFlight: limiter.size }, 'command limit reached; the next commands wait');
       await limiter.accept();
       // Each command its own key: no ordering between them, only the bound.
-      void limiter.run(String(++seq), () => answer(m, node, handlers, log, opts.fence)).catch((err: unknown) => {
+      void limiter.run(String(++seq), () => answer(m, node, handlers, log, opts.fence, handedOver)).catch((err: unknown) => {
         // Only replying itself can fail here (the connection closed under us); the controller will time out.
         log.error({ node, subject: m.subject, err: (err as Error).message }, 'could not reply to command');
       });
@@ -175,8 +179,23 @@ export function serveCommands(nc: NatsConnection, node: string, handlers: Comman
   return sub;
 }
 
-async function answer(m: Msg, node: string, handlers: CommandHandlers, log: Logger, fence: EpochFence | undefined): Promise<void> {
+async function answer(m: Msg, node: string, handlers: CommandHandlers, log: Logger, fence: EpochFence | undefined, handedOver: Set<Promise<void>>): Promise<void> {
   const command = m.subject.slice(m.subject.lastIndexOf('.') + 1) as Command;
+  if (command === 'list-jobs') {
+    await Promise.all([...handedOver]);
+    return serve(m, node, command, handlers, log, fence);
+  }
+  let done!: () => void;
+  const gate = new Promise<void>((r) => (done = r));
+  handedOver.add(gate);
+  const release = () => {
+    handedOver.delete(gate);
+    done();
+  };
+  return serve(m, node, command, handlers, log, fence, release).finally(release);
+}
+
+async function serve(m: Msg, node: string, command: Command, handlers: CommandHandlers, log: Logger, fence: EpochFence | undefined, handedOver?: () => void): Promise<void> {
   const started = performance.now();
   const respond = (body: unknown, fields: object, msg: string, level: 'info' | 'warn' | 'error' = 'info') => {
     log[level]({ node, command, ...fields, ms: Math.round(performance.now() - started) }, msg);
@@ -210,7 +229,12 @@ async function answer(m: Msg, node: string, handlers: CommandHandlers, log: Logg
   }
   let result: unknown;
   try {
-    result = await tracedServe(m.headers, node, command, ref as Record<string, string | number>, () => (handlers[command] as (r: unknown) => Promise<unknown>)(req.data));
+    result = await tracedServe(m.headers, node, command, ref as Record<string, string | number>, () => {
+      // The role records what it was asked synchronously, before its first await.
+      const running = (handlers[command] as (r: unknown) => Promise<unknown>)(req.data);
+      handedOver?.();
+      return running;
+    });
   } catch (err) {
     const code = err instanceof HandlerError ? err.code : 'internal';
     return refuse(code, err instanceof Error ? err.message : String(err), ref, code === 'internal' ? 'error' : 'warn');

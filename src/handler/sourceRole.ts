@@ -71,20 +71,22 @@ export class SourceRole implements RecoveringSource {
   async start(req: CommandRequest<'start-source'>): Promise<CommandReply<'start-source'>> {
     const key = jobKey(req);
     const repeat = async (known: SourceJob): Promise<CommandReply<'start-source'>> => {
-      await known.started;
+      // The entry's promise moves from the check to the launch: wait out both (a refusal rethrows here).
+      let p: Promise<void>;
+      do {
+        p = known.started;
+        await p;
+      } while (p !== known.started);
       return { ok: true, state: known.state === 'starting' ? 'running' : known.state };
     };
     const known = this.jobs.get(key);
     if (known) return repeat(known);
-    await this.refuseSecondCopy(req);
-    // A repeat of this request may have got in while we looked.
-    const raced = this.jobs.get(key);
-    if (raced) return repeat(raced);
     for (const other of this.jobs.values()) {
       if (other.domain === req.guest.name && (other.state === 'starting' || other.state === 'running')) {
         throw new HandlerError('conflict', `${other.domain} on ${this.d.node} is already migrating (migration ${other.ref.migrationUid} attempt ${other.ref.attempt})`);
       }
     }
+    // Recorded before the first await: list-jobs must see a start that reached this node.
     const entry: SourceJob = {
       ref: { migrationUid: req.migrationUid, attempt: req.attempt, vmi: req.vmi },
       domain: req.guest.name,
@@ -94,6 +96,21 @@ export class SourceRole implements RecoveringSource {
       started: Promise.resolve(),
     };
     this.jobs.set(key, entry);
+    let checked!: () => void;
+    let refused!: (err: unknown) => void;
+    entry.started = new Promise<void>((resolve, reject) => {
+      checked = resolve;
+      refused = reject;
+    });
+    entry.started.catch(() => undefined); // a repeat, if any, gets the refusal; none is fine too
+    try {
+      await this.refuseSecondCopy(req);
+    } catch (err) {
+      this.jobs.delete(key);
+      refused(err);
+      throw err;
+    }
+    checked();
     entry.started = this.launch(entry, req);
     await entry.started;
     return { ok: true, state: 'started' };

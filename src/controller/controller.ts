@@ -155,9 +155,9 @@ export class MigrationController {
     const vmimList = owner
       ? () => this.kube.listCustom(VMIM_RESOURCE, undefined, owner) as Promise<KubernetesListObject<Obj>>
       : custom(VMIM_RESOURCE);
-    this.vmims = mk('/apis/kubevirt.io/v1/virtualmachineinstancemigrations', vmimList, (o, change) => {
+    this.vmims = mk('/apis/kubevirt.io/v1/virtualmachineinstancemigrations', vmimList, (o) => {
       this.enqueue(keyOf(o));
-      this.evacuation?.onVmimChange(o, change);
+      this.evacuation?.onVmimChange(o);
     }, owner);
     this.evacuation = new Evacuation({
       kube: this.kube,

@@ -2,7 +2,7 @@ import { parseObject } from '../api/meta.js';
 import { Node, Pod } from '../api/core.js';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { Annotations, EvictionStrategy, Labels, VirtualMachineInstance } from '../api/vmi.js';
-import { FINAL_PHASES, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
+import { VirtualMachineInstanceMigration } from '../api/vmim.js';
 import { describeApiError, isConflict, isNotFound, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import type { Cache } from '../kube/informer.js';
 import { Workqueue } from '../kube/workqueue.js';
@@ -116,17 +116,12 @@ export class Evacuation {
   }
 
   /**
-   * A migration ended, is being deleted, or went away: the node its VMI runs on
-   * may have an evacuation that waited for it (a user migration that fails
-   * before the hand-off never touches the VMI, so the VMI's own events do not
-   * cover this). Other changes (progress, every second) unblock nothing and are
-   * left to the resync.
+   * A migration changed (or went away): the node its VMI runs on may have an
+   * evacuation that waited for it. A user migration that fails before the
+   * hand-off never touches the VMI, so the VMI's own events do not cover this.
    */
-  onVmimChange(raw: Raw, change: 'add' | 'update' | 'delete' = 'update'): void {
-    const m = raw as { metadata?: { namespace?: string; annotations?: Record<string, string>; deletionTimestamp?: unknown }; spec?: { vmiName?: unknown }; status?: { phase?: unknown } };
-    const phase = m.status?.phase;
-    const ended = change === 'delete' || Boolean(m.metadata?.deletionTimestamp) || (typeof phase === 'string' && FINAL_PHASES.has(phase as MigrationPhase));
-    if (!ended) return;
+  onVmimChange(raw: Raw): void {
+    const m = raw as { metadata?: { namespace?: string; annotations?: Record<string, string> }; spec?: { vmiName?: unknown } };
     const evacuating = m.metadata?.annotations?.[Annotations.evacuationMigration];
     if (evacuating) this.enqueue(evacuating);
     if (typeof m.spec?.vmiName !== 'string') return;

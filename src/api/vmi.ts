@@ -12,6 +12,8 @@ export const MigrationState = z.looseObject({
   targetNode: z.string().optional(),
   targetPod: z.string().optional(),
   targetNodeAddress: z.string().optional(),
+  /** Target handler's proxy listener ports: TCP port → KubeVirt key port (0 libvirt, 49152 memory). */
+  targetDirectMigrationNodePorts: z.record(z.string(), z.number()).optional(),
   targetNodeDomainDetected: z.boolean().optional(),
   targetNodeDomainReadyTimestamp: z.string().optional(),
   startTimestamp: z.string().optional(),
@@ -79,9 +81,10 @@ export const Annotations = {
   evacuationMigration: 'kubevirt.io/evacuationMigration',
   unschedulablePodTimeout: 'kubevirt.io/migrationUnschedulablePodTimeoutSeconds',
   pendingPodTimeout: 'kubevirt.io/migrationPendingPodTimeoutSeconds',
-  // Ferry's sim hypervisor reads the guest's behaviour from these (bytes/s, bytes).
+  // Ferry's sim hypervisor reads the guest's behaviour from these (bytes/s, bytes, 0..1).
   simDirtyRate: 'ferry.dev/sim-dirty-rate',
   simWorkingSet: 'ferry.dev/sim-working-set',
+  simZeroFraction: 'ferry.dev/sim-zero-fraction',
 } as const;
 
 export function isLiveMigratable(vmi: VirtualMachineInstance): { ok: boolean; reason?: string } {

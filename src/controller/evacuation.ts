@@ -1,5 +1,5 @@
 import { parseObject } from '../api/meta.js';
-import { Node, Pod } from '../api/core.js';
+import { Node } from '../api/core.js';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { Annotations, EvictionStrategy, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { VirtualMachineInstanceMigration } from '../api/vmim.js';
@@ -9,7 +9,7 @@ import { Workqueue } from '../kube/workqueue.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import type { EventRecorder } from './eventRecorder.js';
-import { evacuationAction, evictionVerdict, hasDrainTaint, nextEvacuationStep } from './evacuationRules.js';
+import { evacuationAction, hasDrainTaint, nextEvacuationStep } from './evacuationRules.js';
 
 type Raw = { metadata?: { name?: string; namespace?: string; uid?: string } } & Record<string, unknown>;
 
@@ -316,27 +316,6 @@ export class Evacuation {
     if (type === 'Warning') this.d.log.warn(fields, message);
     else this.d.log.info(fields, message);
     this.d.events.record(vmiRef(vmi), type, reason, message);
-  }
-
-  /**
-   * The eviction check for launcher pods (the embedded cluster's eviction hook,
-   * or an admission webhook on a real cluster). Returns null to let the
-   * eviction proceed, or the refusal to send back.
-   */
-  async checkEviction(podRaw: unknown): Promise<null | { code: number; message: string }> {
-    const p = parseObject(Pod, podRaw);
-    if (!p.ok) return null;
-    const pod = p.value;
-    const vmiUid = pod.metadata.labels?.[Labels.createdBy];
-    if (!vmiUid) return null;
-    const vmi = this.parsedVmis().find((v) => v.metadata.uid === vmiUid);
-    const verdict = evictionVerdict(pod, vmi, this.d.clusterEvictionStrategy());
-    if (verdict.allow) return null;
-    if (verdict.markEvacuation && vmi && pod.spec?.nodeName && vmi.status?.evacuationNodeName !== pod.spec.nodeName) {
-      await this.mark(vmi, pod.spec.nodeName);
-      this.d.log.info({ vmi: `${vmi.metadata.namespace}/${vmi.metadata.name}`, node: pod.spec.nodeName }, 'eviction of launcher pod turned into evacuation');
-    }
-    return { code: verdict.code, message: verdict.message };
   }
 }
 

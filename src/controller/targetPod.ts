@@ -1,7 +1,8 @@
-import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { Annotations, Labels, type VirtualMachineInstance } from '../api/vmi.js';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { VirtualMachineInstance } from '../api/vmi.js';
 import type { VirtualMachineInstanceMigration } from '../api/vmim.js';
 import type { Pod } from '../api/core.js';
+import { targetPodParts } from './launcherPodSpec.js';
 
 /**
  * Renders the target launcher pod for a migration from the source launcher pod,
@@ -10,17 +11,28 @@ import type { Pod } from '../api/core.js';
  * addedNodeSelector added, and labels tying it to the migration so it is found
  * by label after a restart rather than by a remembered name.
  */
+/**
+ * The target pod's name, fixed by the migration: `virt-launcher-<vmi>-<uid prefix>-<attempt>`.
+ * A create whose answer was lost and is retried then meets its own pod
+ * (AlreadyExists) instead of making a second one. Kept within 63 characters.
+ */
+export function targetPodName(vmiName: string, migrationUid: string, attempt: number): string {
+  const suffix = `-${migrationUid.replace(/[^a-z0-9]/g, '').slice(0, 8)}-${attempt}`;
+  const head = `virt-launcher-${vmiName}`.slice(0, 63 - suffix.length).replace(/[-.]+$/, '');
+  return `${head}${suffix}`;
+}
+
 export function buildTargetPod(opts: {
   vmim: VirtualMachineInstanceMigration;
   vmi: VirtualMachineInstance;
   sourcePod: Pod | undefined;
-  /** Set when the limits core chose the target node (inbound limits need it). */
+  /** Set when the limits core chose the target node (inbound limits need it), or the user named one. */
   targetNode?: string | undefined;
+  /** A fixed name (see targetPodName); without it the API server generates one. */
+  name?: string | undefined;
 }): V1Pod {
   const { vmim, vmi, sourcePod } = opts;
   const vmiUid = vmi.metadata.uid ?? '';
-  const migrationUid = vmim.metadata.uid ?? '';
-  const srcSpec = (sourcePod?.spec ?? {}) as Record<string, unknown>;
   const memory = vmi.spec.domain?.resources?.requests?.['memory'] ?? vmi.spec.domain?.memory?.guest ?? '1Gi';
 
   const nodeSelector: Record<string, string> = {
@@ -30,45 +42,28 @@ export function buildTargetPod(opts: {
     ...(opts.targetNode ? { 'kubernetes.io/hostname': opts.targetNode } : {}),
   };
 
-  const containers: V1Container[] = Array.isArray(srcSpec['containers']) && (srcSpec['containers'] as unknown[]).length > 0
-    ? (srcSpec['containers'] as V1Container[])
-    : [{ name: 'compute', image: 'ferry.dev/virt-launcher:sim', resources: { requests: { memory: String(memory) } } }];
-
-  const labels: Record<string, string> = {
-    ...(sourcePod?.metadata.labels ?? {}),
-    [Labels.app]: 'virt-launcher',
-    [Labels.createdBy]: vmiUid,
-    [Labels.migrationJobUID]: migrationUid,
-    'vm.kubevirt.io/name': vmi.metadata.name,
-  };
+  const { labels, annotations, spec } = targetPodParts({
+    source: sourcePod ? { labels: sourcePod.metadata.labels, annotations: sourcePod.metadata.annotations, spec: sourcePod.spec } : undefined,
+    vmiName: vmi.metadata.name,
+    vmiUid,
+    migrationUid: vmim.metadata.uid ?? '',
+    migrationName: vmim.metadata.name,
+    nodeSelector,
+    fallbackContainers: [{ name: 'compute', image: 'ferry.dev/virt-launcher:sim', resources: { requests: { memory: String(memory) } } }],
+  });
 
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      generateName: `virt-launcher-${vmi.metadata.name}-`,
+      ...(opts.name ? { name: opts.name } : { generateName: `virt-launcher-${vmi.metadata.name}-` }),
       namespace: vmi.metadata.namespace,
       labels,
-      annotations: {
-        [Annotations.domain]: vmi.metadata.name,
-        [Annotations.migrationJobName]: vmim.metadata.name,
-      },
+      annotations,
       ownerReferences: [
         { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance', name: vmi.metadata.name, uid: vmiUid, controller: true, blockOwnerDeletion: true },
       ],
     },
-    spec: {
-      containers,
-      nodeSelector: Object.keys(nodeSelector).length ? nodeSelector : undefined,
-      affinity: {
-        podAntiAffinity: {
-          requiredDuringSchedulingIgnoredDuringExecution: [
-            { labelSelector: { matchLabels: { [Labels.createdBy]: vmiUid } }, topologyKey: 'kubernetes.io/hostname' },
-          ],
-        },
-      },
-      restartPolicy: 'Never',
-      terminationGracePeriodSeconds: 30,
-    },
+    spec,
   };
 }

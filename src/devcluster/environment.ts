@@ -13,7 +13,39 @@ import { KubeClient } from '../kube/client.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import type { ControllerMetrics, HandlerMetrics } from '../metrics/index.js';
 import { seedDemo, startDevCluster, type DevCluster, type DevClusterOptions } from './index.js';
-import { bootGuests, connectLibvirtNode, libvirtNodeNames, libvirtStateDir, type LibvirtNodes } from './libvirtNodes.js';
+import { startDevWebhook, type DevWebhook, type DevWebhookOptions } from './webhook.js';
+import { bootGuests, connectLibvirtNode, idleGuestXml, libvirtNodeNames, libvirtStateDir, type LibvirtNodes } from './libvirtNodes.js';
+import { join } from 'node:path';
+import { parseObject } from '../api/meta.js';
+import { Annotations, VirtualMachineInstance } from '../api/vmi.js';
+import { guestSpecFor } from '../controller/guest.js';
+import type { GuestSpec } from '../hypervisor/driver.js';
+import { LauncherDriver } from '../launcher/launcherDriver.js';
+import { devMigrationPki, tlsTransport, type MigrationPki } from '../proxy/migrationTls.js';
+import { systemClock } from '../util/clock.js';
+import { LauncherPods, podsDirOf } from './launcherPods.js';
+import { launcherScript } from './libvirtLaunchers.js';
+import type { KubeObject } from './object.js';
+
+/**
+ * Real launcher pods: the kubelet stand-in starts a libvirtd per virt-launcher
+ * pod (KubeVirt's layout under `<root>/<node>/pods/<podUID>`), each handler
+ * finds a VM's launcher by pod UID, and migrations go through the handlers'
+ * proxy over mutual TLS.
+ */
+export interface LauncherNodes {
+  kind: 'launchers';
+  /** Pods dirs (`<root>/<node>/pods`), launcher state and handler records. */
+  root: string;
+  nodes: number;
+  domainTemplate?: (guest: GuestSpec) => string;
+  guestMemory?: string;
+  pollIntervalMs?: number;
+  /** The migration CA and identities; default: a fresh dev CA. */
+  pki?: MigrationPki;
+}
+import { seedScenario } from './scenarioSeed.js';
+import type { Scenario } from './scenarioFile.js';
 
 export interface DevEnvironmentOptions {
   nodes?: number;
@@ -35,10 +67,23 @@ export interface DevEnvironmentOptions {
    * (then `nodes` is the number of sockets, VMIs get the guests' memory and
    * their guests are booted in their nodes' daemons).
    */
-  driver?: 'sim' | LibvirtNodes;
+  driver?: 'sim' | LibvirtNodes | LauncherNodes;
+  /** Wraps each node's driver (tests inject faults at an exact moment this way). */
+  wrapDriver?: (node: string, driver: HypervisorDriver) => HypervisorDriver;
+  /** Ferry's admission webhook: on (default), off, or with these certificate settings. */
+  webhook?: boolean | DevWebhookOptions;
+  /**
+   * Build the cluster from a bench scenario instead of the demo: its nodes (NIC
+   * capacity as annotation, memory), its VMs on the sim driver with their
+   * memory, dirty rate and working set, its config in the KubeVirt CR. `nodes`
+   * and `vms` are then ignored; pass `config` from scenarioFerryConfig.
+   */
+  scenario?: Scenario;
 }
 
 export interface NodeAgent {
+  /** Launcher mode: the kubelet's pods dir of this node. */
+  podsDir?: string;
   node: string;
   driver: HypervisorDriver;
   nc: NatsConnection;
@@ -50,9 +95,13 @@ export interface DevEnvironment {
   kube: KubeClient;
   natsUrl: string;
   agents: Map<string, NodeAgent>;
+  /** Ferry's admission webhook (absent with `webhook: false`). */
+  webhook: DevWebhook | undefined;
   controller: MigrationController | undefined;
   /** The maintenance-window runbooks, run beside the controller as `ferry controller` does. */
   runbooks: RunbookController | undefined;
+  /** Launcher mode: the launcher daemons behind the pods, and the migration PKI. */
+  launchers?: { pods: LauncherPods; pki: MigrationPki };
   /** Starts (or restarts) the controller with its own NATS connection. */
   startController(): Promise<MigrationController>;
   stopController(): Promise<void>;
@@ -67,8 +116,29 @@ export interface DevEnvironment {
 export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Promise<DevEnvironment> {
   const log = opts.log ?? silentLogger;
   const config = opts.config ?? defaultFerryConfig;
-  const libvirt = opts.driver && opts.driver !== 'sim' ? opts.driver : undefined;
-  const nodes = libvirt ? libvirtNodeNames(libvirt).length : opts.nodes ?? 3;
+  const libvirt = opts.driver && opts.driver !== 'sim' && opts.driver.kind === 'libvirt' ? opts.driver : undefined;
+  const launcherMode = opts.driver && opts.driver !== 'sim' && opts.driver.kind === 'launchers' ? opts.driver : undefined;
+  const nodes = libvirt ? libvirtNodeNames(libvirt).length : launcherMode ? launcherMode.nodes : opts.nodes ?? 3;
+  let storeRef: DevCluster['store'] | undefined;
+  const pods = launcherMode
+    ? new LauncherPods({
+      root: launcherMode.root,
+      launcherScript: launcherScript(),
+      domainTemplate: launcherMode.domainTemplate ?? idleGuestXml,
+      log,
+      guestOf: (pod: KubeObject) => {
+        const name = pod.metadata.annotations?.[Annotations.domain];
+        const raw = name ? storeRef?.tryGet('virtualmachineinstances', name, pod.metadata.namespace) : undefined;
+        const r = raw ? parseObject(VirtualMachineInstance, raw) : undefined;
+        return r?.ok ? guestSpecFor(r.value) : undefined;
+      },
+    })
+    : undefined;
+  const pki = launcherMode ? launcherMode.pki ?? await devMigrationPki(systemClock) : undefined;
+  const scenario = libvirt || launcherMode ? undefined : opts.scenario;
+  const nodeCount = scenario ? scenario.nodes.length : nodes;
+  const nodeNames = scenario ? scenario.nodes.map((n) => n.name) : Array.from({ length: nodeCount }, (_, i) => `node-${i + 1}`);
+  const nicOf = new Map(scenario?.nodes.map((n) => [n.name, n.nic]));
   let nats: NatsServerHandle | undefined;
   const cleanups: Array<() => Promise<void>> = [];
   try {
@@ -79,28 +149,46 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       const n = nats;
       cleanups.push(() => n.stop());
     }
-    const cluster = await startDevCluster(opts.cluster ?? {});
+    const cluster = await startDevCluster({ ...(opts.cluster ?? {}), ...(pods ? { podRuntime: pods } : {}) });
     cleanups.push(() => cluster.close());
-    await seedDemo(cluster, { nodes, vms: opts.vms ?? 6, ...(libvirt ? { memory: libvirt.guestMemory ?? '64Mi', simAnnotations: false } : {}) });
+    storeRef = cluster.store;
+    const real = libvirt ?? launcherMode;
+    if (scenario) seedScenario(cluster, scenario, { nicAnnotation: config.limits.nicCapacityAnnotation });
+    else await seedDemo(cluster, { nodes, vms: opts.vms ?? 6, ...(real ? { memory: real.guestMemory ?? '64Mi', simAnnotations: false } : {}) });
+    if (pods) {
+      cleanups.push(() => pods.stopAll());
+      // Seeded launcher pods are Running already: start what they stand for.
+      for (const pod of cluster.store.list('pods').items) if (pods.handles(pod)) await pods.start(pod);
+    }
     if (opts.kubeconfigPath) await cluster.writeKubeconfig(opts.kubeconfigPath);
     const kc = new KubeConfig();
     kc.loadFromString(cluster.kubeConfigYaml());
     const kube = new KubeClient(kc);
 
-    // The stand-in for KubeVirt's eviction webhook: launcher pod evictions ask the controller.
-    cleanups.push(async () => removeHook());
-    // The stand-in for KubeVirt's eviction webhook (failurePolicy Ignore): launcher pod
-    // evictions ask the controller; without one, the VMIs' disruption budgets protect them.
-    const removeHook = cluster.onEviction(async (pod) => (controller ? controller.checkEviction(pod) : null));
+    // Ferry's admission webhook, served over HTTPS and registered as deploy/ registers it:
+    // launcher pod evictions reach it through the API server, as on a real cluster.
+    let webhook: DevWebhook | undefined;
+    if (opts.webhook !== false) {
+      webhook = await startDevWebhook(cluster, kube, log.child({ component: 'webhook' }), opts.webhook === true || opts.webhook === undefined ? {} : opts.webhook);
+      const w = webhook;
+      cleanups.push(() => w.stop());
+    }
 
     const agents = new Map<string, NodeAgent>();
-    for (let i = 1; i <= nodes; i++) {
-      const node = `node-${i}`;
-      const records = libvirt ? await JobRecordStore.open(libvirtStateDir(libvirt, node)) : undefined;
+    for (const node of nodeNames) {
+      const records = libvirt ? await JobRecordStore.open(libvirtStateDir(libvirt, node))
+        : launcherMode ? await JobRecordStore.open(join(launcherMode.root, node, 'handler')) : undefined;
       const nc = await connectBus({ servers: natsUrl, name: `ferry-handler-${node}`, log });
-      const driver = libvirt
+      const podsDir = launcherMode ? podsDirOf(launcherMode.root, node) : undefined;
+      const baseDriver = libvirt
         ? await connectLibvirtNode(libvirt, node, log).catch(async (err: unknown) => { await closeBus(nc); throw err; })
-        : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: config.limits.defaultNicCapacity });
+        : launcherMode && podsDir && pki
+          ? new LauncherDriver({
+            node, podsDir, migrationAddress: '127.0.0.1', tls: tlsTransport(pki.server, pki.client), log: log.child({ node }),
+            ...(launcherMode.pollIntervalMs ? { pollIntervalMs: launcherMode.pollIntervalMs } : {}),
+          })
+          : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: nicOf.get(node) ?? config.limits.defaultNicCapacity });
+      const driver = opts.wrapDriver ? opts.wrapDriver(node, baseDriver) : baseDriver;
       const handler = startHandler({
         nc,
         node,
@@ -110,7 +198,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
         progressIntervalMs: opts.progressIntervalMs ?? 250,
         ...(opts.metrics ? { metrics: opts.metrics.handlers } : {}),
       });
-      agents.set(node, { node, driver, nc, handler });
+      agents.set(node, { node, driver, nc, handler, ...(podsDir ? { podsDir } : {}) });
       cleanups.push(async () => {
         await handler.stop();
         await driver.close();
@@ -118,7 +206,9 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       });
     }
 
-    if (libvirt) await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
+    // What the launchers do: every running VMI's guest runs in its node's hypervisor, so
+    // what a handler reports (list-jobs domains) is the truth the controller's arbiter reads.
+    await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
 
     let controller: MigrationController | undefined;
     let runbooks: RunbookController | undefined;
@@ -128,6 +218,8 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       kube,
       natsUrl,
       agents,
+      webhook,
+      ...(pods && pki ? { launchers: { pods, pki } } : {}),
       get controller() {
         return controller;
       },

@@ -10,7 +10,25 @@ import { timestamp, type ObjectStore, type Watcher } from './store.js';
  * Ready) after a delay; a pod being deleted is removed after a shorter one.
  * Every status change is a write through the store, so watches see it.
  */
-export interface KubeletOptions { startDelayMs: number; terminationDelayMs: number; clock: Clock; log?: ((msg: string) => void) | undefined }
+export interface KubeletOptions {
+  startDelayMs: number;
+  terminationDelayMs: number;
+  clock: Clock;
+  log?: ((msg: string) => void) | undefined;
+  /** Runs what some pods stand for (the libvirt dev mode: a launcher's daemon); without it pods run nothing. */
+  runtime?: PodRuntime | undefined;
+}
+
+/**
+ * Real processes behind pods. start() resolves once the pod's containers
+ * would be Ready (the pod is then marked Running); a rejection fails the pod.
+ * stop() resolves once everything the pod ran is gone (then it is removed).
+ */
+export interface PodRuntime {
+  handles(pod: KubeObject): boolean;
+  start(pod: KubeObject): Promise<void>;
+  stop(pod: KubeObject): Promise<void>;
+}
 
 /** The status a started pod reports: Running, every container ready. */
 export function runningPodStatus(pod: KubeObject, hostIP: string, podIP: string, now: number): Record<string, unknown> {
@@ -90,6 +108,8 @@ export class PodIPAllocator {
 export class Kubelet {
   private readonly timers = new Map<string, TimerHandle>();
   private readonly watchers: Watcher[] = [];
+  private readonly starting = new Set<string>();
+  private readonly stopping = new Set<string>();
   readonly ips: PodIPAllocator;
 
   constructor(private readonly store: ObjectStore, private readonly opts: KubeletOptions) {
@@ -99,8 +119,14 @@ export class Kubelet {
   start(): void {
     this.watchers.push(
       this.store.watchRaw('pods', {}, (e) => {
-        if (e.type === 'DELETED') this.cancel(e.object.metadata.uid);
-        else this.sync(e.object);
+        if (e.type === 'DELETED') {
+          this.cancel(e.object.metadata.uid);
+          // Removed at once (grace period 0, or by a finalizer-free force delete): its processes go too.
+          const runtime = this.opts.runtime;
+          if (runtime?.handles(e.object) && !this.stopping.has(e.object.metadata.uid)) {
+            void runtime.stop(e.object).catch((err: unknown) => this.opts.log?.(`kubelet: stopping deleted pod ${e.object.metadata.name}: ${(err as Error).message}`));
+          }
+        } else this.sync(e.object);
       }),
       // A pod bound to a node that did not exist yet starts once the node appears.
       this.store.watchRaw('nodes', {}, (e) => {
@@ -157,6 +183,31 @@ export class Kubelet {
     if (!pod || pod.metadata.uid !== uid) return;
     if (pod.metadata.deletionTimestamp) return this.sync(pod);
     if (!this.shouldStart(pod)) return;
+    const runtime = this.opts.runtime;
+    if (runtime?.handles(pod)) {
+      if (this.starting.has(uid)) return;
+      this.starting.add(uid);
+      void runtime.start(pod).then(
+        () => {
+          this.starting.delete(uid);
+          this.markRunning(name, namespace, uid);
+        },
+        (err: unknown) => {
+          this.starting.delete(uid);
+          this.opts.log?.(`kubelet: pod ${namespace}/${name} failed to start: ${(err as Error).message}`);
+          const now = this.store.tryGet('pods', name, namespace);
+          if (!now || now.metadata.uid !== uid || now.metadata.deletionTimestamp) return;
+          this.store.update('pods', { ...now, status: { ...(now['status'] as object), phase: 'Failed', reason: 'StartError', message: (err as Error).message } }, { subresource: 'status' });
+        },
+      );
+      return;
+    }
+    this.markRunning(name, namespace, uid);
+  }
+
+  private markRunning(name: string, namespace: string | undefined, uid: string): void {
+    const pod = this.store.tryGet('pods', name, namespace);
+    if (!pod || pod.metadata.uid !== uid || pod.metadata.deletionTimestamp || !this.shouldStart(pod)) return;
     const nodeName = String(getPath(pod, 'spec.nodeName'));
     const status = runningPodStatus(pod, nodeInternalIP(this.store.tryGet('nodes', nodeName)), this.ips.allocate(nodeName), this.opts.clock.now());
     this.store.update('pods', { ...pod, status }, { subresource: 'status' });
@@ -166,6 +217,21 @@ export class Kubelet {
   private terminate(name: string, namespace: string | undefined, uid: string): void {
     const pod = this.store.tryGet('pods', name, namespace);
     if (!pod || pod.metadata.uid !== uid) return;
+    const runtime = this.opts.runtime;
+    if (runtime?.handles(pod)) {
+      if (this.stopping.has(uid)) return;
+      this.stopping.add(uid);
+      // The pod object goes only once its processes are gone, as with a real kubelet.
+      void runtime.stop(pod).catch((err: unknown) => this.opts.log?.(`kubelet: stopping pod ${namespace}/${name}: ${(err as Error).message}`)).finally(() => {
+        this.stopping.delete(uid);
+        try {
+          this.store.delete('pods', name, { namespace, gracePeriodSeconds: 0, preconditions: { uid } });
+        } catch (err) {
+          if (!isApiError(err) || err.code !== 404) this.opts.log?.(`kubelet: ${(err as Error).message}`);
+        }
+      });
+      return;
+    }
     this.store.delete('pods', name, { namespace, gracePeriodSeconds: 0, preconditions: { uid } });
     // Still there (finalizers): it goes when they are removed.
   }

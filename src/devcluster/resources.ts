@@ -126,6 +126,26 @@ export const builtinResources: ResourceDefinition[] = [
     ),
   },
   {
+    // Certificates live here (self-managed webhook serving certs, the proxy's CA).
+    group: '', version: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true, strategicMergePatch: true,
+    printerColumns: [
+      { name: 'Type', type: 'string', jsonPath: '.type' },
+      { name: 'Data', type: 'integer', value: (s) => Object.keys(isRecord(s['data']) ? s['data'] : {}).length },
+      age,
+    ],
+    selectableFields: { type: (o) => str(getPath(o, 'type')) },
+    prepareForCreate: (secret) => {
+      secret['type'] ??= 'Opaque';
+      // As the real server does: stringData is write-only, folded into data as base64.
+      const stringData = secret['stringData'];
+      if (isRecord(stringData)) {
+        const data = isRecord(secret['data']) ? secret['data'] : (secret['data'] = {});
+        for (const [k, v] of Object.entries(stringData)) data[k] = Buffer.from(String(v), 'utf8').toString('base64');
+        delete secret['stringData'];
+      }
+    },
+  },
+  {
     group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true, strategicMergePatch: true, allowCreateOnUpdate: true,
     printerColumns: [{ name: 'Holder', type: 'string', jsonPath: '.spec.holderIdentity' }, age],
   },

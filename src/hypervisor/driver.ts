@@ -13,6 +13,24 @@ export interface GuestSpec {
   dirtyRate?: number;
   workingSet?: number;
   zeroFraction?: number;
+  /**
+   * Per-VM launchers (KubeVirt's layout): the VMI's active pods (pod UID →
+   * node), by which a handler finds the guest's launcher on its node, and
+   * whether migration connections between handlers go without TLS
+   * (KubeVirt's migrations.disableTLS). Ignored by node-wide drivers.
+   */
+  launcher?: LauncherRef;
+}
+
+export interface LauncherRef {
+  activePods: Record<string, string>;
+  disableTLS?: boolean;
+}
+
+/** What a target publishes for the source, as KubeVirt's targetNodeAddress / targetDirectMigrationNodePorts. */
+export interface PublishedTarget {
+  targetNodeAddress: string;
+  targetDirectMigrationNodePorts: Record<string, number>;
 }
 
 export interface MigrationControls {
@@ -51,7 +69,9 @@ export interface JobStats {
 export type MigrationOutcome =
   | { status: 'completed'; mode: MigrationMode; downtimeMs: number; stats: JobStats }
   | { status: 'failed'; reason: string; stats: JobStats }
-  | { status: 'aborted'; reason: string; stats: JobStats };
+  | { status: 'aborted'; reason: string; stats: JobStats }
+  /** The driver lost sight of the job and could not find out how it ended: the guest may be on either node. */
+  | { status: 'unknown'; reason: string; stats: JobStats };
 
 export interface MigrationJob {
   readonly migrationId: string;
@@ -79,7 +99,7 @@ export interface HypervisorDriver {
   /** Source side: make sure the launcher's guest exists and runs here (sim: boot it). */
   ensureRunning(guest: GuestSpec): Promise<void>;
   /** Target side: get ready to receive `guest`; returns the address the source migrates to. */
-  prepareIncoming(guest: GuestSpec, migrationId: string): Promise<{ address: string }>;
+  prepareIncoming(guest: GuestSpec, migrationId: string): Promise<{ address: string; published?: PublishedTarget }>;
   /** Target side, after the source reported completion: the guest must now run here. */
   finishIncoming(name: string, migrationId: string): Promise<DomainState | 'missing'>;
   /** Target side, after failure or abort: drop whatever was prepared. Idempotent. */

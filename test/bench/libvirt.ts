@@ -1,13 +1,15 @@
 /**
- * What Ferry's orchestration costs on top of libvirt: the same QEMU guest is
- * live-migrated between two libvirtd launchers (a) with plain
- * `virsh migrate --live --p2p --persistent` and (b) through Ferry (VMIM create →
- * controller → handlers over NATS → libvirt driver → VMIM Succeeded),
- * alternating, N times each. Both do the same libvirt operation (live,
- * peer-to-peer, persistent on the target); Ferry adds the target pod, the
- * commands, the status writes and letting go of the source definition.
+ * What Ferry costs on top of libvirt, in KubeVirt's layout: the guest runs in
+ * its launcher pod's own libvirtd and is live-migrated (a) with plain
+ * `virsh migrate --live --p2p --persistent` over direct TCP to a spare daemon
+ * (and back, unmeasured), and (b) through Ferry: VMIM create → controller →
+ * target launcher pod (its own daemon) → handlers over NATS → the handlers'
+ * migration proxy over mutual TLS → VMIM Succeeded. Alternating, N times each.
+ * Prints a per-stage breakdown (created → Running, the libvirt job, job end →
+ * Succeeded), libvirt's transfer rate and downtime for both, and the proxy's
+ * own throughput for a 1 GiB loopback stream.
  *
- *   npm run bench:libvirt [-- --runs N --json OUT]
+ *   npm run bench:libvirt [-- --runs N --guest idle|dirty --json OUT]
  *
  * Needs root and the libvirt lane's packages (test/libvirt/setup.sh installs them).
  */
@@ -16,7 +18,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { JSONCodec } from 'nats';
 import { parseObject } from '../../src/api/meta.js';
 import { VirtualMachineInstance } from '../../src/api/vmi.js';
@@ -30,11 +32,15 @@ import { unixSocketUri } from '../../src/hypervisor/libvirt/address.js';
 import { LibvirtDriver } from '../../src/hypervisor/libvirt/driver.js';
 import { isNotFound, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
 import { silentLogger } from '../../src/util/log.js';
+import { guestXml } from '../../src/devcluster/libvirtNodes.js';
+import { LauncherLocator } from '../../src/launcher/locator.js';
 import { launcherProcesses, prepareMachine, removeDomain, startLauncher, stillRunning, stopLauncher, type Launcher } from '../libvirt/lab.js';
+import { proxyThroughput } from './proxyThroughput.js';
 
 const run = promisify(execFile);
 const DOMAIN = 'default_vm-1';
 const NODES = ['node-1', 'node-2'] as const;
+const MiB = 1024 * 1024;
 
 interface Sample {
   run: number;
@@ -47,13 +53,19 @@ interface Sample {
   libvirtElapsedMs: number | undefined;
   /** Guest downtime, from libvirt's record of the completed job. */
   downtimeMs: number | undefined;
-  /** Ferry only: request to the Running phase (target pod, prepare, start), from the VMIM's phase timestamps. */
+  /** libvirt's average memory transfer rate of the job (bytes/s), and what it sent. */
+  bytesPerSecond: number | undefined;
+  dataTotal: number | undefined;
+  /** Ferry only: request to the Running phase (target pod, its daemon, prepare, proxy, start), from the VMIM's phase timestamps. */
   toRunningMs?: number;
+  /** Ferry only: the job's end to Succeeded as the client saw it. */
+  afterJobMs?: number;
   /** Ferry only: each phase's transition, in ms after the request. */
   phases?: Record<string, number>;
 }
 
 function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
@@ -67,22 +79,29 @@ const positiveInt = (v: string) => {
 
 class Bench {
   readonly root = mkdtempSync(join(tmpdir(), 'ferry-bench-libvirt-'));
-  readonly launchers = new Map<string, Launcher>();
-  readonly observers = new Map<string, LibvirtDriver>();
+  /** The raw runs' target: a daemon outside any pod, reached over direct TCP. */
+  spare: Launcher | undefined;
   env: DevEnvironment | undefined;
   /** Results the source handlers publish, by migration uid. */
   readonly results = new Map<string, ResultMessage>();
   private stopResults: (() => Promise<void>) | undefined;
 
+  constructor(private readonly guest: 'idle' | 'dirty') {}
+
   async start(): Promise<void> {
-    await prepareMachine(join(this.root, 'build'));
-    for (const node of NODES) {
-      const l = await startLauncher(node, join(this.root, node));
-      this.launchers.set(node, l);
-      this.observers.set(node, new LibvirtDriver({ socketPath: l.socketPath, node: `bench-${node}` }));
+    if (this.guest === 'dirty') {
+      // proxylab's busy guest: 48 MiB rewritten as fast as TCG goes.
+      process.env['FERRY_GUEST_DIRTY_KIB'] ??= String(48 * 1024);
+      process.env['FERRY_GUEST_DELAY'] ??= '0';
     }
-    const sockets = Object.fromEntries([...this.launchers].map(([n, l]) => [n, l.socketPath]));
-    this.env = await startDevEnvironment({ vms: 1, driver: { kind: 'libvirt', sockets }, log: silentLogger });
+    const image = await prepareMachine(join(this.root, 'build'));
+    this.spare = await startLauncher('bench-spare', join(this.root, 'spare'));
+    this.env = await startDevEnvironment({
+      vms: 1,
+      driver: { kind: 'launchers', root: join(this.root, 'cluster'), nodes: 2, guestMemory: '128Mi', domainTemplate: (g) => guestXml(g, this.guest === 'dirty' ? image : undefined) },
+      cluster: { podStartDelayMs: 0 },
+      log: silentLogger,
+    });
     const nc = await connectBus({ servers: this.env.natsUrl, name: 'bench-results', log: silentLogger });
     const sub = nc.subscribe(subjects.allResults());
     const codec = JSONCodec<ResultMessage>();
@@ -98,47 +117,63 @@ class Bench {
     };
   }
 
-  private uri(node: string): string {
-    return unixSocketUri(this.launchers.get(node)!.socketPath);
-  }
-
-  async whereIsTheGuest(): Promise<{ from: string; to: string }> {
+  private async vmi(): Promise<VirtualMachineInstance> {
     const r = parseObject(VirtualMachineInstance, await this.env!.kube.getCustom(VMI_RESOURCE, 'default', 'vm-1'));
     if (!r.ok) throw new Error(r.reason);
-    const from = r.value.status?.nodeName;
-    const to = NODES.find((n) => n !== from);
-    if (!from || !to) throw new Error(`vm-1 runs on ${from ?? 'no node'}`);
-    return { from, to };
+    return r.value;
   }
 
-  /** libvirt's record of the last migration job of the guest on `node` (the source). */
-  private async lastJob(node: string): Promise<{ elapsedMs?: number; downtimeMs?: number }> {
-    const seen = await this.observers.get(node)!.inspectMigration(DOMAIN);
-    if (seen.stats?.phase !== 'completed') throw new Error(`no completed migration job of ${DOMAIN} on ${node}: ${JSON.stringify(seen)}`);
-    return { elapsedMs: seen.stats.elapsedMs, ...(seen.stats.downtimeMs !== undefined ? { downtimeMs: seen.stats.downtimeMs } : {}) };
+  /** The guest's launcher: node and libvirt socket (through the daemon's root). */
+  async launcher(): Promise<{ node: string; socket: string }> {
+    const vmi = await this.vmi();
+    const node = vmi.status?.nodeName;
+    if (!node) throw new Error('vm-1 runs on no node');
+    const l = new LauncherLocator(this.env!.agents.get(node)!.podsDir!, node).locate('default/vm-1', vmi.status?.activePods);
+    return { node, socket: l.libvirtSocket };
   }
 
-  private async virshMigrate(from: string, to: string): Promise<number> {
+  /** libvirt's record of the last migration job of the guest in the daemon at `socket` (the source). */
+  private async lastJob(socket: string): Promise<{ elapsedMs?: number; downtimeMs?: number; bytesPerSecond?: number; dataTotal?: number }> {
+    const d = new LibvirtDriver({ socketPath: socket, node: 'bench-observer' });
+    try {
+      const seen = await d.inspectMigration(DOMAIN);
+      if (seen.stats?.phase !== 'completed') throw new Error(`no completed migration job of ${DOMAIN}: ${JSON.stringify(seen)}`);
+      const st = seen.stats;
+      return {
+        elapsedMs: st.elapsedMs, dataTotal: st.dataTotal,
+        ...(st.downtimeMs !== undefined ? { downtimeMs: st.downtimeMs } : {}),
+        ...(st.memoryBandwidth > 0 ? { bytesPerSecond: st.memoryBandwidth } : {}),
+      };
+    } finally {
+      await d.close();
+    }
+  }
+
+  private async virshMigrate(fromUri: string, toUri: string): Promise<number> {
     const port = await freePort();
     const started = performance.now();
-    await run('virsh', ['-c', this.uri(from), 'migrate', '--live', '--p2p', '--persistent', DOMAIN, this.uri(to), '--migrateuri', `tcp://127.0.0.1:${port}`], { timeout: 120_000 });
+    await run('virsh', ['-c', fromUri, 'migrate', '--live', '--p2p', '--persistent', DOMAIN, toUri, '--migrateuri', `tcp://127.0.0.1:${port}`], { timeout: 180_000 });
     return performance.now() - started;
   }
 
-  /** (a) virsh there and back, so the cluster's view stays true; only the outward trip is the sample. */
+  /** (a) virsh from the guest's launcher to the spare daemon over direct TCP, and back (unmeasured). */
   async raw(runNo: number): Promise<Sample> {
-    const { from, to } = await this.whereIsTheGuest();
-    const wallMs = await this.virshMigrate(from, to);
-    const job = await this.lastJob(from);
-    await this.virshMigrate(to, from);
-    // Same state Ferry leaves behind: no definition on the node the guest left.
-    await run('virsh', ['-c', this.uri(to), 'undefine', DOMAIN], { timeout: 30_000 });
-    return { run: runNo, how: 'raw', from, to, wallMs, libvirtElapsedMs: job.elapsedMs, downtimeMs: job.downtimeMs };
+    const { node, socket } = await this.launcher();
+    const home = unixSocketUri(socket);
+    const spare = unixSocketUri(this.spare!.socketPath);
+    const wallMs = await this.virshMigrate(home, spare);
+    const job = await this.lastJob(socket);
+    await this.virshMigrate(spare, home);
+    await run('virsh', ['-c', spare, 'undefine', DOMAIN], { timeout: 30_000 });
+    return {
+      run: runNo, how: 'raw', from: node, to: 'spare', wallMs, libvirtElapsedMs: job.elapsedMs, downtimeMs: job.downtimeMs,
+      bytesPerSecond: job.bytesPerSecond, dataTotal: job.dataTotal,
+    };
   }
 
   /** (b) a VMIM through Ferry, from create to Succeeded as a client polling the API sees it. */
   async ferry(runNo: number): Promise<Sample> {
-    const { from, to } = await this.whereIsTheGuest();
+    const from = (await this.vmi()).status?.nodeName ?? '?';
     const kube = this.env!.kube;
     const name = `bench-${runNo}`;
     const started = performance.now();
@@ -156,30 +191,34 @@ class Bench {
       phase = r.ok ? r.value.status?.phase ?? '' : '';
       phases = Object.fromEntries((r.ok ? r.value.status?.phaseTransitionTimestamps ?? [] : []).map((p) => [p.phase, Date.parse(p.phaseTransitionTimestamp) - requestedAt]));
       if (phase === 'Failed') throw new Error(`Ferry migration ${name} failed: ${JSON.stringify(r.ok ? r.value.status : r.reason)}`);
-      if (performance.now() - started > 120_000) throw new Error(`Ferry migration ${name} not done after 120 s (phase ${phase || 'none'})`);
+      if (performance.now() - started > 180_000) throw new Error(`Ferry migration ${name} not done after 180 s (phase ${phase || 'none'})`);
       if (phase !== 'Succeeded') await new Promise((res) => setTimeout(res, 10));
     }
     const wallMs = performance.now() - started;
     const result = this.results.get(created.metadata.uid);
     await kube.deleteCustom(VMIM_RESOURCE, 'default', name).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
+    const to = (await this.vmi()).status?.nodeName ?? '?';
+    const toRunningMs = phases['Running'];
+    const job = result?.stats.elapsedMs;
     return {
       run: runNo, how: 'ferry', from, to, wallMs,
-      libvirtElapsedMs: result?.stats.elapsedMs,
+      libvirtElapsedMs: job,
       downtimeMs: result?.downtimeMs,
-      ...(phases['Running'] !== undefined ? { toRunningMs: phases['Running'] } : {}),
+      bytesPerSecond: result && result.stats.memoryBandwidth > 0 ? result.stats.memoryBandwidth : undefined,
+      dataTotal: result?.stats.dataTotal,
+      ...(toRunningMs !== undefined ? { toRunningMs } : {}),
+      ...(toRunningMs !== undefined && job !== undefined ? { afterJobMs: wallMs - toRunningMs - job } : {}),
       phases,
     };
   }
 
   async stop(): Promise<string[]> {
     await this.stopResults?.();
+    const pids = this.spare ? await launcherProcesses(this.spare) : [];
     await this.env?.stop();
-    for (const o of this.observers.values()) await o.close().catch(() => undefined);
-    const pids: number[] = [];
-    for (const l of this.launchers.values()) pids.push(...(await launcherProcesses(l)));
-    for (const l of this.launchers.values()) {
-      await removeDomain(l.socketPath, DOMAIN).catch(() => undefined);
-      await stopLauncher(l);
+    if (this.spare) {
+      await removeDomain(this.spare.socketPath, DOMAIN).catch(() => undefined);
+      await stopLauncher(this.spare);
     }
     rmSync(this.root, { recursive: true, force: true });
     return (await stillRunning(pids)).map(String);
@@ -188,25 +227,25 @@ class Bench {
 
 const fmt = (ms: number | undefined) => (ms === undefined ? '-' : `${Math.round(ms)}`);
 
-async function main(opts: { runs: number; warmup: number; json?: string }): Promise<void> {
-  const bench = new Bench();
+const mibs = (bps: number | undefined) => (bps === undefined || Number.isNaN(bps) ? '-' : `${(bps / MiB).toFixed(0)}`);
+
+async function main(opts: { runs: number; warmup: number; guest: 'idle' | 'dirty'; json?: string; throughput: boolean }): Promise<void> {
+  const bench = new Bench(opts.guest);
   const samples: Sample[] = [];
   let failure: unknown;
   try {
-    process.stdout.write('preparing two libvirtd launchers, the embedded cluster, NATS, controller and handlers…\n');
+    process.stdout.write(`preparing the embedded cluster with launcher pods (one libvirtd each), NATS, controller, handlers with the mTLS proxy, and a spare daemon; ${opts.guest} 128 MiB guest…\n`);
     await bench.start();
-    // A freshly booted guest's first migration is slow whichever way it goes
-    // (its QEMU has touched all guest memory; later incarnations have not).
     for (let i = 1; i <= opts.warmup; i++) {
       const s = await bench.raw(0);
       process.stdout.write(`warm-up round trip with virsh (not counted): ${s.from} → ${s.to} ${fmt(s.wallMs)} ms, libvirt ${fmt(s.libvirtElapsedMs)} ms\n`);
     }
-    process.stdout.write(`run  how    from    → to       wall ms  libvirt ms  downtime ms  to Running ms\n`);
+    process.stdout.write(`run  how    from    → to       wall ms  →Running ms  job ms  job end→Succeeded ms  MiB/s  downtime ms\n`);
     for (let i = 1; i <= opts.runs; i++) {
       for (const how of ['raw', 'ferry'] as const) {
         const s = how === 'raw' ? await bench.raw(i) : await bench.ferry(i);
         samples.push(s);
-        process.stdout.write(`${String(i).padStart(3)}  ${how.padEnd(5)}  ${s.from} → ${s.to}  ${fmt(s.wallMs).padStart(7)}  ${fmt(s.libvirtElapsedMs).padStart(10)}  ${fmt(s.downtimeMs).padStart(11)}  ${fmt(s.toRunningMs).padStart(13)}\n`);
+        process.stdout.write(`${String(i).padStart(3)}  ${how.padEnd(5)}  ${s.from} → ${s.to.padEnd(6)}  ${fmt(s.wallMs).padStart(7)}  ${fmt(s.toRunningMs).padStart(11)}  ${fmt(s.libvirtElapsedMs).padStart(6)}  ${fmt(s.afterJobMs).padStart(20)}  ${mibs(s.bytesPerSecond).padStart(5)}  ${fmt(s.downtimeMs).padStart(11)}\n`);
       }
     }
   } catch (err) {
@@ -216,27 +255,36 @@ async function main(opts: { runs: number; warmup: number; json?: string }): Prom
   if (left.length > 0) process.stderr.write(`processes left running after the bench: ${left.join(' ')}\n`);
   if (failure) throw failure;
 
-  const of = (how: Sample['how'], k: 'wallMs' | 'libvirtElapsedMs' | 'downtimeMs') =>
+  const of = (how: Sample['how'], k: 'wallMs' | 'libvirtElapsedMs' | 'downtimeMs' | 'bytesPerSecond' | 'toRunningMs' | 'afterJobMs') =>
     samples.filter((s) => s.how === how).map((s) => s[k]).filter((v): v is number => v !== undefined);
   const pairs = Array.from({ length: opts.runs }, (_, i) => [samples.find((s) => s.run === i + 1 && s.how === 'raw')!, samples.find((s) => s.run === i + 1 && s.how === 'ferry')!] as const);
   const summary = {
     runs: opts.runs,
     warmup: opts.warmup,
-    guest: { domain: DOMAIN, memory: '64Mi', kind: 'idle (diskless, TCG)' },
-    raw: { medianWallMs: median(of('raw', 'wallMs')), medianLibvirtElapsedMs: median(of('raw', 'libvirtElapsedMs')), medianDowntimeMs: median(of('raw', 'downtimeMs')) },
-    ferry: { medianToRunningMs: median(samples.flatMap((s) => (s.toRunningMs === undefined ? [] : [s.toRunningMs]))), medianWallMs: median(of('ferry', 'wallMs')), medianLibvirtElapsedMs: median(of('ferry', 'libvirtElapsedMs')), medianDowntimeMs: median(of('ferry', 'downtimeMs')) },
+    guest: { domain: DOMAIN, memory: '128Mi', kind: opts.guest === 'idle' ? 'idle (diskless, TCG)' : 'dirtying 48 MiB (TCG)' },
+    raw: { medianWallMs: median(of('raw', 'wallMs')), medianLibvirtElapsedMs: median(of('raw', 'libvirtElapsedMs')), medianDowntimeMs: median(of('raw', 'downtimeMs')), medianBytesPerSecond: median(of('raw', 'bytesPerSecond')) },
+    ferry: {
+      medianToRunningMs: median(of('ferry', 'toRunningMs')), medianWallMs: median(of('ferry', 'wallMs')), medianLibvirtElapsedMs: median(of('ferry', 'libvirtElapsedMs')),
+      medianAfterJobMs: median(of('ferry', 'afterJobMs')), medianDowntimeMs: median(of('ferry', 'downtimeMs')), medianBytesPerSecond: median(of('ferry', 'bytesPerSecond')),
+    },
     ratio: 0,
-    /** Median of Ferry ÷ raw per run (same direction, back to back): less exposed to run-to-run drift. */
+    /** Median of Ferry ÷ raw per run (back to back): less exposed to run-to-run drift. */
     pairedRatio: median(pairs.map(([raw, ferry]) => ferry.wallMs / raw.wallMs)),
     goal: 1.15,
+    proxyLoopback: undefined as Record<string, number> | undefined,
     samples,
   };
   summary.ratio = summary.ferry.medianWallMs / summary.raw.medianWallMs;
   process.stdout.write('\n');
-  process.stdout.write(`median wall time   raw virsh ${fmt(summary.raw.medianWallMs)} ms   Ferry ${fmt(summary.ferry.medianWallMs)} ms   ratio ${summary.ratio.toFixed(3)} (goal ≤ ${summary.goal}; per-run pairs: median ${summary.pairedRatio.toFixed(3)})\n`);
-  process.stdout.write(`median libvirt job raw virsh ${fmt(summary.raw.medianLibvirtElapsedMs)} ms   Ferry ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms\n`);
-  process.stdout.write(`Ferry before the libvirt job starts (VMIM created → Running): median ${fmt(summary.ferry.medianToRunningMs)} ms\n`);
-  process.stdout.write(`median downtime    raw virsh ${fmt(summary.raw.medianDowntimeMs)} ms   Ferry ${fmt(summary.ferry.medianDowntimeMs)} ms   (libvirt's record of the completed job)\n`);
+  process.stdout.write(`median wall time   raw virsh (direct TCP) ${fmt(summary.raw.medianWallMs)} ms   Ferry (proxy, mTLS) ${fmt(summary.ferry.medianWallMs)} ms   ratio ${summary.ratio.toFixed(3)} (goal ≤ ${summary.goal}; per-run pairs: median ${summary.pairedRatio.toFixed(3)})\n`);
+  process.stdout.write(`Ferry stages       VMIM created → Running ${fmt(summary.ferry.medianToRunningMs)} ms   libvirt job ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms   job end → Succeeded ${fmt(summary.ferry.medianAfterJobMs)} ms\n`);
+  process.stdout.write(`libvirt job        raw ${fmt(summary.raw.medianLibvirtElapsedMs)} ms   Ferry ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms\n`);
+  process.stdout.write(`transfer rate      direct ${mibs(summary.raw.medianBytesPerSecond)} MiB/s   proxied ${mibs(summary.ferry.medianBytesPerSecond)} MiB/s   (${(100 * summary.ferry.medianBytesPerSecond / summary.raw.medianBytesPerSecond).toFixed(0)} %; goal ≥ 80 %)\n`);
+  process.stdout.write(`downtime           direct ${fmt(summary.raw.medianDowntimeMs)} ms   proxied ${fmt(summary.ferry.medianDowntimeMs)} ms   (goal ≤ 1.5 × direct)\n`);
+  if (opts.throughput) {
+    process.stdout.write('\nproxy alone, 1 GiB loopback stream:\n');
+    summary.proxyLoopback = await proxyThroughput({ bytes: 1024 * MiB, transports: ['tls'] });
+  }
   if (opts.json) {
     writeFileSync(opts.json, `${JSON.stringify(summary, null, 2)}\n`);
     process.stdout.write(`wrote ${opts.json}\n`);
@@ -248,8 +296,10 @@ const program = new Command()
   .description('Live-migrate one QEMU guest with raw virsh and through Ferry, alternating, and compare wall time and downtime.')
   .option('--runs <n>', 'migrations of each kind', positiveInt, 5)
   .option('--warmup <n>', 'unmeasured virsh round trips first', (v) => (v === '0' ? 0 : positiveInt(v)), 1)
+  .addOption(new Option('--guest <kind>', 'idle (SeaBIOS, nearly all zero pages) or dirty (rewrites 48 MiB as fast as it can)').choices(['idle', 'dirty']).default('idle'))
+  .option('--no-throughput', 'skip the proxy\'s 1 GiB loopback throughput run')
   .option('--json <out>', 'also write the numbers as JSON to this file')
-  .action((opts: { runs: number; warmup: number; json?: string }) => main(opts));
+  .action((opts: { runs: number; warmup: number; guest: 'idle' | 'dirty'; json?: string; throughput: boolean }) => main(opts));
 
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`bench:libvirt: ${(err as Error).message ?? String(err)}\n`);

@@ -4,8 +4,15 @@
 # behave like two nodes (libvirt refuses to migrate to a daemon with its own
 # host UUID, and each needs a private /run/libvirt, /var/lib/libvirt, ...).
 #
-#   test/libvirt/launcher.sh start NAME DIR   # returns once the socket answers
-#   test/libvirt/launcher.sh stop  NAME DIR   # daemon and every QEMU it started
+#   test/libvirt/launcher.sh start NAME DIR [VOLUMES]  # returns once the socket answers
+#   test/libvirt/launcher.sh stop  NAME DIR            # daemon and every QEMU it started
+#
+# With VOLUMES (a launcher pod's `<pods>/<podUID>/volumes/kubernetes.io~empty-dir`)
+# the daemon is laid out as KubeVirt's virt-launcher is: its runtime dir (and
+# socket) is the pod's `libvirt-runtime` emptyDir, mounted at /run/libvirt;
+# `public` is mounted at /run/kubevirt (with migrationproxy/ for the migration
+# sockets) and `sockets` at /run/kubevirt/sockets. The socket is then
+# VOLUMES/libvirt-runtime/libvirt-sock on the host.
 #
 # DIR holds etc/ run/ lib/ cache/ log/; the client URI is printed by start:
 #   qemu+unix:///system?socket=DIR/run/libvirt-sock
@@ -15,11 +22,18 @@
 #        DIR/launcher.out (daemon stdout/stderr), DIR/log/libvirtd.log.
 set -uo pipefail
 
-cmd="${1:-}"; name="${2:-}"; dir="${3:-}"
-[ -n "$cmd" ] && [ -n "$name" ] && [ -n "$dir" ] || { echo "usage: launcher.sh start|stop NAME DIR" >&2; exit 2; }
+cmd="${1:-}"; name="${2:-}"; dir="${3:-}"; volumes="${4:-}"
+[ -n "$cmd" ] && [ -n "$name" ] && [ -n "$dir" ] || { echo "usage: launcher.sh start|stop NAME DIR [VOLUMES]" >&2; exit 2; }
 mkdir -p "$dir" && dir="$(cd "$dir" && pwd)"
 pidfile="$dir/launcher.pid"
-sock="$dir/run/libvirt-sock"
+rundir="$dir/run"
+if [ -n "$volumes" ]; then
+  mkdir -p "$volumes"/{libvirt-runtime,public/migrationproxy,sockets} && volumes="$(cd "$volumes" && pwd)"
+  rundir="$volumes/libvirt-runtime"
+elif [ -f "$dir/launcher.volumes" ]; then
+  rundir="$(cat "$dir/launcher.volumes")/libvirt-runtime"
+fi
+sock="$rundir/libvirt-sock"
 uri="qemu+unix:///system?socket=$sock"
 say() { printf '[launcher %s] %s\n' "$name" "$*" >&2; }
 
@@ -63,20 +77,28 @@ start() {
   fi
   command -v libvirtd >/dev/null 2>&1 || [ -x /usr/sbin/libvirtd ] || { say "libvirtd not installed (run setup.sh)"; return 3; }
   write_config
-  rm -f "$sock" "$dir/run/libvirtd.pid"
+  rm -f "$sock" "$rundir/libvirtd.pid"
+  if [ -n "$volumes" ]; then echo "$volumes" >"$dir/launcher.volumes"; else rm -f "$dir/launcher.volumes"; fi
+  # The mount point for the pod's /run/kubevirt must exist on the host.
+  [ -z "$volumes" ] || mkdir -p /run/kubevirt
   # unshare and bash exec into libvirtd, so $! is the daemon's own pid.
   unshare --mount --propagation private -- bash -c '
     set -e
-    d="$1"
+    d="$1"; run="$2"; vol="$3"
     mkdir -p /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt /etc/libvirt
     mount --bind "$d/etc" /etc/libvirt
-    mount --bind "$d/run" /run/libvirt
+    mount --bind "$run" /run/libvirt
     mount --bind "$d/lib" /var/lib/libvirt
     mount --bind "$d/cache" /var/cache/libvirt
     mount --bind "$d/log" /var/log/libvirt
+    if [ -n "$vol" ]; then
+      mount --bind "$vol/public" /run/kubevirt
+      mkdir -p /run/kubevirt/sockets /run/kubevirt/migrationproxy
+      mount --bind "$vol/sockets" /run/kubevirt/sockets
+    fi
     PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
     exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
-  ' launcher "$dir" </dev/null >"$dir/launcher.out" 2>&1 &
+  ' launcher "$dir" "$rundir" "$volumes" </dev/null >"$dir/launcher.out" 2>&1 &
   local pid=$!
   echo "$pid" >"$pidfile"
   local deadline=$((SECONDS + ${FERRY_LAUNCHER_TIMEOUT:-30}))
@@ -86,6 +108,9 @@ start() {
       tail -n 20 "$dir/log/libvirtd.log" >&2 2>/dev/null
       rm -f "$pidfile"; return 1
     fi
+    # A pod's socket path can exceed the 108 bytes a unix socket address
+    # holds: reach it through the daemon's own root, as virt-handler does.
+    [ -z "$volumes" ] || uri="qemu+unix:///system?socket=/proc/$pid/root/run/libvirt/libvirt-sock"
     if [ -S "$sock" ] && virsh -q -c "$uri" uri >/dev/null 2>&1; then
       say "ready (pid $pid)"; echo "$uri"; return 0
     fi
@@ -110,7 +135,7 @@ namespace_members() {
 # checked against the executable so a recycled pid is never hit.
 qemu_from_pidfiles() {
   local f p
-  for f in "$dir"/run/qemu/*.pid; do
+  for f in "$rundir"/qemu/*.pid; do
     [ -f "$f" ] || continue
     p="$(tr -dc 0-9 <"$f")"
     alive "$p" && readlink "/proc/$p/exe" 2>/dev/null | grep -q qemu-system && echo "$p"
@@ -153,7 +178,7 @@ stop() {
   fi
   local p left=()
   for p in "$pid" "${members[@]}"; do alive "$p" && left+=("$p"); done
-  rm -f "$pidfile" "$sock"
+  rm -f "$pidfile" "$sock" "$dir/launcher.volumes"
   if [ ${#left[@]} -gt 0 ]; then say "still running after stop: ${left[*]}"; return 1; fi
   say "stopped"
 }
@@ -161,5 +186,5 @@ stop() {
 case "$cmd" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: launcher.sh start|stop NAME DIR" >&2; exit 2 ;;
+  *) echo "usage: launcher.sh start|stop NAME DIR [VOLUMES]" >&2; exit 2 ;;
 esac

@@ -38,7 +38,7 @@ interface VmProgress {
   finishedAt?: number;
 }
 
-async function clusterSettings(kube: KubeClient): Promise<{ taintKey: string; defaultStrategy: EvictionStrategy | undefined }> {
+export async function clusterSettings(kube: KubeClient): Promise<{ taintKey: string; defaultStrategy: EvictionStrategy | undefined }> {
   const list = await kube.listCustom(KUBEVIRT_RESOURCE).catch(() => ({ items: [] as unknown[] }));
   const kv = list.items[0] as { spec?: { configuration?: { migrations?: unknown; evictionStrategy?: unknown } } } | undefined;
   const cfg = MigrationConfiguration.safeParse(kv?.spec?.configuration?.migrations ?? {});
@@ -46,7 +46,7 @@ async function clusterSettings(kube: KubeClient): Promise<{ taintKey: string; de
   return { taintKey: cfg.success ? cfg.data.nodeDrainTaintKey : 'kubevirt.io/drain', defaultStrategy: strat.success ? strat.data : undefined };
 }
 
-async function readNode(kube: KubeClient, name: string): Promise<Node> {
+export async function readNode(kube: KubeClient, name: string): Promise<Node> {
   try {
     const r = parseObject(Node, await kube.core.readNode({ name }));
     if (!r.ok) throw new Error(`node ${name} is malformed: ${r.reason}`);

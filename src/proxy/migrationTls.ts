@@ -1,0 +1,49 @@
+import { createCa, issue, verifyPeer, TlsMaterial, type KeyPairPem } from '../certs/index.js';
+import type { Clock } from '../util/clock.js';
+import type { Transport } from './transport.js';
+
+/**
+ * The migration proxy's certificates, in KubeVirt's shape: a CA, a server
+ * certificate per handler (KubeVirt: CN kubevirt.io:system:node:virt-handler)
+ * and a migration client certificate (kubevirt.io:system:client:migration).
+ * Ferry writes the role as the certs module does (URI SAN spiffe://ferry/<role>).
+ */
+export const HANDLER_SERVER_ROLE = 'handler';
+export const MIGRATION_CLIENT_ROLE = 'migration';
+
+/** Mutual TLS between handlers with these identities; either may be replaced live (TlsMaterial.update). */
+export function tlsTransport(server: TlsMaterial, client: TlsMaterial): Transport {
+  return {
+    kind: 'tls',
+    server,
+    client,
+    clientRole: MIGRATION_CLIENT_ROLE,
+    serverRole: HANDLER_SERVER_ROLE,
+    check: (socket, role) => verifyPeer(socket, { roles: [role] }),
+  };
+}
+
+export interface MigrationPki {
+  ca: KeyPairPem;
+  caPem: string;
+  server: TlsMaterial;
+  client: TlsMaterial;
+}
+
+/**
+ * A fresh CA with one server and one client identity, for the embedded dev
+ * environment and tests (a real cluster mounts them from Secrets).
+ */
+export async function devMigrationPki(clock: Clock, validityMs = 24 * 3600_000): Promise<MigrationPki> {
+  // A distinct CA name per CA: during a rotation the bundle holds two CAs, and
+  // OpenSSL finds a certificate's issuer by name.
+  const ca = await createCa({ commonName: `ferry-migration-ca-${clock.now()}`, validity: validityMs * 7, clock });
+  const server = await issue(ca, { commonName: 'ferry:node:handler', usage: 'server', role: HANDLER_SERVER_ROLE, validity: validityMs, clock, ipAddresses: ['127.0.0.1'] });
+  const client = await issue(ca, { commonName: 'ferry:client:migration', usage: 'client', role: MIGRATION_CLIENT_ROLE, validity: validityMs, clock });
+  return {
+    ca,
+    caPem: ca.certPem,
+    server: new TlsMaterial({ ...server, caPem: ca.certPem }),
+    client: new TlsMaterial({ ...client, caPem: ca.certPem }),
+  };
+}

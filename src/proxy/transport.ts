@@ -1,0 +1,129 @@
+import net from 'node:net';
+import tls, { type SecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
+
+/**
+ * How the handlers carry a migration connection between nodes: mutual TLS
+ * (KubeVirt's default) or plain TCP (`migrations.disableTLS: true`).
+ *
+ * With TLS, both ends check the chain against the CA bundle and then the
+ * peer's role, not its host name (as KubeVirt's setupTLS, which verifies the
+ * chain and the peer's CN and skips the host check): the target handler
+ * accepts only the migration client role, the source only the handler
+ * (server) role. A refused peer is closed before a byte is forwarded, and the
+ * refusal is reported with its reason.
+ */
+
+/** The proxy's TLS identity; the certs module's TlsMaterial is one (replaced live on rotation). */
+export interface TlsIdentity {
+  serverOptions(): SecureContextOptions;
+  secureContext(): SecureContext;
+  /** Makes a server follow later certificate updates (new handshakes only; open connections keep theirs). */
+  attach(server: tls.Server): () => void;
+}
+
+export type PeerVerdict = { ok: true } | { ok: false; reason: string };
+/** Decides whether a peer that passed (or failed) the handshake may talk to us; see the certs module's verifyPeer. */
+export type PeerCheck = (socket: TLSSocket, role: string) => PeerVerdict;
+
+export type Transport =
+  | { kind: 'tcp' }
+  | {
+    kind: 'tls';
+    /** The target handler's server identity. */
+    server: TlsIdentity;
+    /** The source handler's migration client identity. */
+    client: TlsIdentity;
+    check: PeerCheck;
+    /** Role a client must hold (KubeVirt: client:migration). */
+    clientRole: string;
+    /** Role the server must hold (KubeVirt: node:virt-handler). */
+    serverRole: string;
+  };
+
+export interface Refusal { peer: string; reason: string }
+
+export interface Listening {
+  server: net.Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A listener on `host` (port chosen by the kernel, as virt-handler's target
+ * listeners) that hands every accepted, verified connection to `onConnection`.
+ */
+export async function listen(transport: Transport, host: string, onConnection: (socket: net.Socket) => void, onRefused: (r: Refusal) => void): Promise<Listening> {
+  let server: net.Server;
+  let detach = (): void => undefined;
+  if (transport.kind === 'tcp') {
+    server = net.createServer({ noDelay: true }, onConnection);
+  } else {
+    // rejectUnauthorized false: the chain is still checked (socket.authorized),
+    // but a refused peer reaches us, so the reason is logged, not lost in a handshake error.
+    const s = tls.createServer({ ...transport.server.serverOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' });
+    s.on('secureConnection', (socket: TLSSocket) => {
+      const verdict = transport.check(socket, transport.clientRole);
+      if (!verdict.ok) {
+        onRefused({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: verdict.reason });
+        socket.destroy();
+        return;
+      }
+      socket.setNoDelay(true);
+      onConnection(socket);
+    });
+    s.on('tlsClientError', (err, socket) => {
+      onRefused({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: `TLS handshake failed: ${err.message}` });
+    });
+    detach = transport.server.attach(s);
+    server = s;
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    server,
+    port,
+    close: () => new Promise<void>((resolve) => {
+      detach();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** Connects to a target listener; resolves once the peer is verified (TLS) or connected (TCP). */
+export function dial(transport: Transport, host: string, port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    if (transport.kind === 'tcp') {
+      const s = net.connect({ host, port, noDelay: true });
+      s.once('connect', () => { s.off('error', reject); resolve(s); });
+      s.once('error', reject);
+      return;
+    }
+    const s = tls.connect({
+      host,
+      port,
+      secureContext: transport.client.secureContext(),
+      // Chain checked by rejectUnauthorized; identity by role, not host name (handlers are reached by pod IP).
+      rejectUnauthorized: true,
+      checkServerIdentity: () => undefined,
+      minVersion: 'TLSv1.2',
+    });
+    s.once('secureConnect', () => {
+      const verdict = transport.check(s, transport.serverRole);
+      if (!verdict.ok) {
+        s.destroy();
+        reject(new Error(`target handler ${host}:${port} refused: ${verdict.reason}`));
+        return;
+      }
+      s.off('error', reject);
+      s.setNoDelay(true);
+      resolve(s);
+    });
+    s.once('error', (err) => reject(new Error(`TLS connection to target handler ${host}:${port} failed: ${err.message}`, { cause: err })));
+  });
+}

@@ -26,7 +26,7 @@ rmSync(dist, { recursive: true, force: true });
 // resolve the same from the sources and from the bundle.
 const cli = await build({
   absWorkingDir: root,
-  entryPoints: { main: 'src/cli/main.ts', 'gen-nats-auth': 'scripts/gen-nats-auth.ts' },
+  entryPoints: { main: 'src/cli/main.ts', 'kubectl-complete': 'src/cli/kubectlComplete.ts', 'gen-nats-auth': 'scripts/gen-nats-auth.ts' },
   outdir: 'dist/cli',
   bundle: true,
   splitting: true,

@@ -18,7 +18,21 @@ export interface NatsServerHandle {
   stop(): Promise<void>;
 }
 
+/** nats-server is not installed: say what is missing and how to get it, as scripts/setup.sh does. */
+export class NatsServerMissingError extends Error {
+  override readonly name = 'NatsServerMissingError';
+  constructor() {
+    super(
+      'nats-server is not installed (looked in /usr/sbin, /usr/bin, /usr/local/bin and on PATH). ' +
+        'Install it with: sudo apt-get install -y nats-server   (or run scripts/setup.sh as root)',
+    );
+  }
+}
+
+/** The nats-server to run: $FERRY_NATS_SERVER when set, else the first installed one, else whatever PATH finds. */
 export function natsServerBinary(): string {
+  const chosen = process.env['FERRY_NATS_SERVER'];
+  if (chosen) return chosen;
   for (const p of ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server']) {
     if (existsSync(p)) return p;
   }
@@ -72,10 +86,16 @@ export async function startNatsServer(
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  // A binary that cannot be run at all is reported as an 'error' event, not an exit.
+  const failedToRun = new Promise<never>((_, reject) => proc.once('error', (err: NodeJS.ErrnoException) => {
+    reject(err.code === 'ENOENT' ? new NatsServerMissingError() : new Error(`cannot run nats-server: ${err.message}`));
+  }));
+  failedToRun.catch(() => undefined);
   try {
     await Promise.race([
       waitForPort(p, 10_000),
       exited.then(() => { throw new Error(`nats-server exited early: ${stderr}`); }),
+      failedToRun,
     ]);
   } catch (err) {
     proc.kill('SIGKILL');

@@ -68,7 +68,8 @@ export const requests = {
   'set-bandwidth': MigrationRef.extend({ bytesPerSecond: z.number().min(0) }),
   'set-downtime': MigrationRef.extend({ maxDowntimeMs: z.number().positive() }),
   'post-copy': MigrationRef,
-  'list-jobs': z.object({}),
+  /** With `migrationUids`, only those migrations' jobs are listed (domains always all). */
+  'list-jobs': z.object({ migrationUids: z.array(uid).max(1000).optional() }),
   /** The controller has the final outcome of this migration: its tombstones may go. */
   'forget-job': MigrationRef,
 } satisfies Record<Command, z.ZodType>;
@@ -82,6 +83,8 @@ export const JobSummary = z.object({
   /** Target: 'prepared' | 'finished' | 'cancelled'; source: the job phase. */
   state: z.string(),
   stats: JobStatsSchema.optional(),
+  /** Set once the job has ended: from then on it is a tombstone until forget-job. */
+  finishedAt: z.string().optional(),
 });
 export type JobSummary = z.infer<typeof JobSummary>;
 

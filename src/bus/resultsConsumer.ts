@@ -116,7 +116,8 @@ export async function consumeResults(nc: NatsConnection, opts: ConsumeResultsOpt
           await limiter.accept();
           const key = keyOf(m);
           const working = keepWorking(m, ackWaitMs, clock);
-          void limiter.run(key, () => handle(m, ctx)).finally(working);
+          // handle() answers every outcome itself and never rejects; the catch only keeps that promise's chain quiet.
+          void limiter.run(key, () => handle(m, ctx)).finally(working).catch(() => undefined);
         }
       } catch (err) {
         if (stopped) break;

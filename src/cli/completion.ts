@@ -157,3 +157,49 @@ export function zshCompletion(root: Command, bin = 'ferry'): string {
   );
   return lines.join('\n');
 }
+
+/** Cobra's shell-completion directives, as kubectl reads them from a plugin's completer. */
+const NO_FILE_COMP = 4;
+const DEFAULT_COMP = 0;
+
+/**
+ * What to offer after `words` (the last one is the word being typed), in the
+ * `__complete` protocol kubectl uses for plugins (`kubectl_complete-ferry`):
+ * one candidate per line, "value<TAB>description", then ":<directive>".
+ */
+export function completeWords(root: Command, words: string[]): string {
+  const table = commandTable(root);
+  const byPath = new Map(table.map((c) => [c.path, c]));
+  const typed = words.slice(0, -1);
+  const current = words.at(-1) ?? '';
+  let path = '';
+  let expectValue: OptSpec | undefined;
+  for (const w of typed) {
+    if (expectValue) {
+      expectValue = undefined;
+      continue;
+    }
+    if (w.startsWith('-')) {
+      if (!w.includes('=')) expectValue = byPath.get(path)?.options.find((o) => o.flags.includes(w) && o.takesValue);
+      continue;
+    }
+    const next = path ? `${path} ${w}` : w;
+    if (byPath.has(next)) path = next;
+  }
+  const lines: string[] = [];
+  let directive = NO_FILE_COMP;
+  if (expectValue) {
+    if (expectValue.choices) for (const c of expectValue.choices) lines.push(c);
+    else directive = expectValue.file ? DEFAULT_COMP : NO_FILE_COMP;
+  } else {
+    const cmd = byPath.get(path)!;
+    if (current.startsWith('-')) for (const o of cmd.options) for (const f of o.flags) lines.push(`${f}\t${o.description}`);
+    else {
+      for (const s of cmd.subcommands) lines.push(`${s.name}\t${s.description}`);
+      for (const a of cmd.argChoices) lines.push(a);
+      if (cmd.fileArgs) directive = DEFAULT_COMP;
+    }
+  }
+  const matching = lines.filter((l) => l.startsWith(current));
+  return `${[...matching, `:${directive}`].join('\n')}\n`;
+}

@@ -39,6 +39,7 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .option('--trace-file <path>', 'also write a trace per migration to this file (OTLP/JSON, one export per line)')
     .option('--otlp-endpoint <url>', 'also send the traces to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT)')
     .addOption(metricsPortOption())
+    .option('--metrics-address <ip>', 'address the metrics/health port listens on (0.0.0.0 exposes it to the network)', '127.0.0.1')
     .action(async (o) => (await import('./commands/dev.js')).runDev(o));
 
   program
@@ -79,6 +80,7 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .addOption(new Option('--libvirt-socket <path>', 'libvirt driver: libvirtd\'s unix socket (default /run/libvirt/libvirt-sock)').conflicts('libvirtUri'))
     .option('--libvirt-uri <uri>', 'libvirt driver: libvirtd\'s URI instead, qemu+unix:///system?socket=PATH')
     .option('--state-dir <dir>', 'libvirt driver: where running migrations are recorded so a restarted handler takes them over (default /var/lib/ferry/handler-NODE)')
+    .option('--libvirt-max-outbound <n>', 'libvirt driver: outgoing migrations run at once on this node; more are refused (default: libvirtd\'s max_client_requests 5 minus 2)', int('--libvirt-max-outbound'))
     .option('--nats-nkey <file>', 'NATS nkey seed file of this node\'s handler user (see deploy/README.md)')
     .option('--pods-dir <dir>', 'libvirt driver, KubeVirt layout: the kubelet\'s pods dir (host /var/lib/kubelet/pods, mounted at /pods); each VM\'s launcher is found there by pod UID')
     .option('--migration-address <ip>', 'with --pods-dir: address the migration proxy listens on and publishes (default $POD_IP)')

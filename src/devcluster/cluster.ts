@@ -9,6 +9,7 @@ import { AdmissionChain, admissionResources, type ServiceTarget, type WebhookCal
 import { withDisruptionStatus } from './eviction.js';
 import { ApiServer } from './http.js';
 import { kubeConfigYaml } from './kubeconfig.js';
+import { servingCert } from './tls.js';
 import { Kubelet, type PodRuntime } from './kubelet.js';
 import { ResourceRegistry, type ResourceDefinition, type ResourceType } from './registry.js';
 import { registerBuiltinResources } from './resources.js';
@@ -46,6 +47,13 @@ export interface DevClusterOptions {
   podRuntime?: PodRuntime;
   /** Seeded API fault injection, off until enabled on it (the chaos campaign). */
   faults?: ApiFaults;
+  /**
+   * Serve HTTPS with a fresh self-signed certificate and refuse every request
+   * without the kubeconfig's bearer token (401, as kube-apiserver words it).
+   * `ferry dev` runs this way; the test suites' clusters default to plain HTTP
+   * open to any local request without a token.
+   */
+  secure?: boolean;
 }
 
 export interface DevCluster {
@@ -54,6 +62,8 @@ export interface DevCluster {
   store: ObjectStore;
   /** Bearer token of the kubeconfig user. */
   token: string;
+  /** With `secure`: the serving certificate (PEM), which clients trust as the CA. */
+  caCert?: string;
   /** With `rbac: true`: tokens and kubeconfigs for ServiceAccounts and other users. */
   auth: DevClusterAuth | undefined;
   /** Writes a kubeconfig for this cluster (context "ferry-dev"). */
@@ -91,13 +101,18 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
   const host = opts.host ?? '127.0.0.1';
   const auth = opts.rbac ? new ClusterAuth(store, token) : undefined;
   const admission = new AdmissionChain(store, log, opts.onWebhookCall);
-  const api = new ApiServer({ store, admission, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000, faults: opts.faults });
+  const tls = opts.secure ? await servingCert(host) : undefined;
+  const api = new ApiServer({
+    store, admission, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000, faults: opts.faults,
+    ...(tls ? { tls, requireToken: true } : {}),
+  });
   const scheduler = new Scheduler(store, { intervalMs: opts.schedulerIntervalMs ?? 500, clock, log });
   const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log, runtime: opts.podRuntime });
   const port = await api.listen(opts.port ?? 0, host);
   scheduler.start();
   kubelet.start();
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const kubeconfig = () => kubeConfigYaml(url, token, 'default', tls?.cert);
   let closed: Promise<void> | undefined;
   return {
     url,
@@ -105,10 +120,11 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
     store,
     token,
     auth: auth && devClusterAuth(auth, url),
-    kubeConfigYaml: () => kubeConfigYaml(url, token),
+    ...(tls ? { caCert: tls.cert } : {}),
+    kubeConfigYaml: kubeconfig,
     async writeKubeconfig(file: string) {
       await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, kubeConfigYaml(url, token), { mode: 0o600 });
+      await writeFile(file, kubeconfig(), { mode: 0o600 });
     },
     registerResource: (def) => registry.register(def),
     routeService: (namespace, name, port, target) => admission.router.add(namespace, name, port, target),

@@ -1,7 +1,9 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import type { NatsConnection } from 'nats';
 import { closeBus, connectBus } from '../bus/connection.js';
-import { startNatsServer, type NatsServerHandle } from '../bus/natsServer.js';
+import { superviseNatsServer, type SupervisedNatsServer } from '../bus/natsSupervisor.js';
+import { natsConnectionCheck } from '../metrics/readiness.js';
+import { fail, pass, type Check, type CheckResult } from '../metrics/healthServer.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
 import { MigrationController } from '../controller/controller.js';
 import { RunbookController } from '../runbook/controller.js';
@@ -105,6 +107,13 @@ export interface DevEnvironment {
   /** Starts (or restarts) the controller with its own NATS connection. */
   startController(): Promise<MigrationController>;
   stopController(): Promise<void>;
+  /**
+   * Readiness of the bus: the nats-server this environment runs is up (it is
+   * restarted if it dies) and the controller's connection to it is open.
+   */
+  natsCheck: Check;
+  /** The nats-server this environment started (undefined with `natsUrl`). */
+  natsServer: SupervisedNatsServer | undefined;
   stop(): Promise<void>;
 }
 
@@ -139,12 +148,12 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
   const nodeCount = scenario ? scenario.nodes.length : nodes;
   const nodeNames = scenario ? scenario.nodes.map((n) => n.name) : Array.from({ length: nodeCount }, (_, i) => `node-${i + 1}`);
   const nicOf = new Map(scenario?.nodes.map((n) => [n.name, n.nic]));
-  let nats: NatsServerHandle | undefined;
+  let nats: SupervisedNatsServer | undefined;
   const cleanups: Array<() => Promise<void>> = [];
   try {
     let natsUrl = opts.natsUrl;
     if (!natsUrl) {
-      nats = await startNatsServer();
+      nats = await superviseNatsServer({ log: log.child({ component: 'nats-server' }) });
       natsUrl = nats.url;
       const n = nats;
       cleanups.push(() => n.stop());
@@ -213,7 +222,17 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     let controller: MigrationController | undefined;
     let runbooks: RunbookController | undefined;
     let controllerNc: NatsConnection | undefined;
+    let controllerNats: Check | undefined;
     const env: DevEnvironment = {
+      natsServer: nats,
+      async natsCheck(): Promise<CheckResult> {
+        const server = nats?.state();
+        if (server && !server.ok) return fail(server.reason);
+        if (!controllerNats) return server ? pass(server.detail) : pass('external nats-server');
+        const conn = await controllerNats();
+        if (conn !== true && (conn === false || !conn.ok)) return conn === false ? fail('controller not connected to NATS') : conn;
+        return pass(server ? `${server.detail}; controller connected` : 'controller connected');
+      },
       cluster,
       kube,
       natsUrl,
@@ -229,6 +248,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       async startController() {
         if (controller) return controller;
         controllerNc = await connectBus({ servers: natsUrl!, name: 'ferry-controller', log });
+        controllerNats = natsConnectionCheck(controllerNc);
         controller = new MigrationController({ kube, nc: controllerNc, log: log.child({ component: 'controller' }), config, ...(opts.metrics ? { metrics: opts.metrics.controller } : {}) });
         opts.metrics?.controller.setLeader(true);
         await controller.start();
@@ -243,6 +263,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
         if (controllerNc) await closeBus(controllerNc);
         controller = undefined;
         controllerNc = undefined;
+        controllerNats = undefined;
       },
       async stop() {
         await env.stopController();

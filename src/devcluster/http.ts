@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { apiGroupDocument, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION } from './discovery.js';
@@ -29,6 +30,10 @@ export interface ApiServerOptions {
   token: string;
   /** When set (RBAC mode), authenticates and authorizes every request instead of the single-token check. */
   auth?: { check(method: string, url: URL, authorization: string | undefined): { name: string; groups: string[] } } | undefined;
+  /** Serve HTTPS with this key and certificate. */
+  tls?: { key: string; cert: string } | undefined;
+  /** A request without a token gets 401 too (the default lets it through; kubectl sends no token over plain HTTP). */
+  requireToken?: boolean;
   now: () => number;
   log?: ((msg: string) => void) | undefined;
   bodyLimitBytes?: number;
@@ -51,13 +56,29 @@ interface Route {
 
 type Reply = { code: number; body: unknown };
 
+/** kube-apiserver's JSON decoder stops at 10000 levels of nesting too. */
+export const MAX_BODY_DEPTH = 10_000;
+
+/** Whether `value` nests objects or arrays more than `limit` deep; iterative, so any depth is safe to ask about. */
+export function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 export class ApiServer {
-  readonly server: http.Server;
+  readonly server: http.Server | https.Server;
   private readonly watches = new Set<() => void>();
   private address = '127.0.0.1:0';
 
   constructor(private readonly opts: ApiServerOptions) {
-    this.server = http.createServer((req, res) => void this.handle(req, res));
+    const handle = (req: http.IncomingMessage, res: http.ServerResponse) => void this.handle(req, res);
+    this.server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, handle) : http.createServer(handle);
     opts.faults?.onCloseWatches((pick) => {
       let n = 0;
       for (const end of [...this.watches]) {
@@ -143,7 +164,7 @@ export class ApiServer {
   /** Without RBAC: the kubeconfig's token is the admin, no token is anonymous (and allowed). */
   private authenticate(req: http.IncomingMessage): { name: string; groups: string[] } {
     const auth = req.headers.authorization;
-    if (auth === undefined) return { name: 'system:anonymous', groups: ['system:unauthenticated'] };
+    if (auth === undefined && !this.opts.requireToken) return { name: 'system:anonymous', groups: ['system:unauthenticated'] };
     if (auth !== `Bearer ${this.opts.token}`) throw Errors.unauthorized();
     return { name: 'ferry-dev-admin', groups: ['system:masters', 'system:authenticated'] };
   }
@@ -162,12 +183,15 @@ export class ApiServer {
     if (text.trim() === '') return { contentType, value: undefined };
     const deep = exceedsDepth(text);
     if (deep !== undefined) throw Errors.badRequest(`the request body is not valid ${contentType.includes('yaml') ? 'YAML' : 'JSON'}: invalid character '${deep}' exceeded max depth`);
+    let value: unknown;
     try {
-      const value = contentType.includes('yaml') ? parseYaml(text) : JSON.parse(text);
-      return { contentType, value };
+      value = contentType.includes('yaml') ? parseYaml(text) : JSON.parse(text);
     } catch (err) {
       throw Errors.badRequest(`the request body is not valid ${contentType.includes('yaml') ? 'YAML' : 'JSON'}: ${(err as Error).message}`);
     }
+    // Everything after parsing (merge, validation, copies) recurses over the object.
+    if (nestedDeeperThan(value, MAX_BODY_DEPTH)) throw Errors.badRequest(`the request body is nested deeper than ${MAX_BODY_DEPTH} levels`);
+    return { contentType, value };
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, body: { contentType: string; value: unknown } | undefined, user: AdmissionUser): Promise<Reply | undefined> {
@@ -287,7 +311,7 @@ export class ApiServer {
           }
           return o;
         })) ?? obj;
-        // A dry run answers with the object as admission left it; nothing is stored, no name is generated.
+        // A dry run answers with the object as admission left it (name chosen); nothing is stored.
         if (dryRun) return { code: 201, body: admitted };
         const created = store.create(type, admitted, { namespace });
         return { code: 201, body: table ? asTable([created]) : created };

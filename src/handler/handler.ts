@@ -104,12 +104,13 @@ export function startHandler(opts: HandlerOptions): RunningHandler {
       await source.steer(req, 'switch to post-copy', (job) => job.startPostCopy());
       return { ok: true };
     },
-    'list-jobs': async () => {
-      const [sourceJobs, domains] = await Promise.all([source.summaries(), driver.listDomains()]);
+    'list-jobs': async (req) => {
+      const only = req.migrationUids ? new Set(req.migrationUids) : undefined;
+      const [sourceJobs, domains] = await Promise.all([source.summaries(only), driver.listDomains()]);
       return {
         ok: true,
         node,
-        jobs: [...sourceJobs, ...target.summaries()],
+        jobs: [...sourceJobs, ...target.summaries(only)],
         domains: domains.map((d) => ({ name: d.name, state: d.state, memoryBytes: d.memoryBytes })),
       };
     },

@@ -413,9 +413,11 @@ export class SourceRole implements RecoveringSource {
     return out;
   }
 
-  async summaries(): Promise<JobSummary[]> {
+  async summaries(only?: ReadonlySet<string>): Promise<JobSummary[]> {
+    // A quiet node concludes nothing new: its day-old tombstones go when it is asked.
+    this.prune();
     return Promise.all(
-      [...this.jobs.values()].map(async (j) => {
+      [...this.jobs.values()].filter((j) => !only || only.has(j.ref.migrationUid)).map(async (j) => {
         let stats = j.stats;
         if (j.state === 'running' && j.job) stats = await j.job.stats().catch(() => stats);
         const summary: JobSummary = {
@@ -427,6 +429,7 @@ export class SourceRole implements RecoveringSource {
           state: j.state === 'starting' ? 'running' : j.state,
         };
         if (stats) summary.stats = statsMessage(stats);
+        if (j.finishedAt !== undefined) summary.finishedAt = new Date(j.finishedAt).toISOString();
         return summary;
       }),
     );

@@ -42,6 +42,10 @@ export class TargetRole {
   private end(job: TargetJob, state: 'finished' | 'cancelled'): void {
     job.state = state;
     job.endedAt = this.d.clock.now();
+    this.prune();
+  }
+
+  private prune(): void {
     const ended: Array<{ key: string; finishedAt: number }> = [];
     for (const [key, j] of this.jobs) if (j.endedAt !== undefined) ended.push({ key, finishedAt: j.endedAt });
     for (const key of tombstonesToPrune(ended, this.d.clock.now(), this.d.tombstoneLimits ?? TOMBSTONE_LIMITS)) this.jobs.delete(key);
@@ -116,14 +120,16 @@ export class TargetRole {
     return n;
   }
 
-  summaries(): JobSummary[] {
-    return [...this.jobs.values()].map((j) => ({
+  summaries(only?: ReadonlySet<string>): JobSummary[] {
+    this.prune();
+    return [...this.jobs.values()].filter((j) => !only || only.has(j.ref.migrationUid)).map((j) => ({
       migrationUid: j.ref.migrationUid,
       attempt: j.ref.attempt,
       vmi: j.ref.vmi,
       role: 'target',
       domain: j.domain,
       state: j.state,
+      ...(j.endedAt !== undefined ? { finishedAt: new Date(j.endedAt).toISOString() } : {}),
     }));
   }
 }

@@ -32,16 +32,11 @@ export async function admitEviction(req: AdmissionRequest, kube: KubeClient, log
   if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return allow();
   const vmiName = pod.metadata.annotations?.[Annotations.domain];
   if (!vmiName) return allow();
-  let vmi: VirtualMachineInstance | undefined;
-  try {
-    const r = parseObject(VirtualMachineInstance, await kube.getCustom(VMI_RESOURCE, namespace, vmiName));
-    vmi = r.ok ? r.value : undefined;
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
+  // The VMI and the cluster-wide default are independent reads: one round trip, not two.
+  const [found, clusterDefault] = await Promise.all([readVmi(kube, namespace, vmiName), clusterEvictionStrategy(kube)]);
   // A pod of another incarnation of a VMI with the same name is not this VMI's.
-  if (vmi && pod.metadata.labels?.[Labels.createdBy] !== vmi.metadata.uid) vmi = undefined;
-  const verdict = evictionVerdict(pod, vmi, await clusterEvictionStrategy(kube));
+  const vmi = found && pod.metadata.labels?.[Labels.createdBy] === found.metadata.uid ? found : undefined;
+  const verdict = evictionVerdict(pod, vmi, clusterDefault);
   if (verdict.allow) return allow();
   const node = pod.spec?.nodeName;
   if (verdict.markEvacuation && vmi && node && vmi.status?.evacuationNodeName !== node && !req.dryRun) {
@@ -56,4 +51,14 @@ async function clusterEvictionStrategy(kube: KubeClient): Promise<EvictionStrate
   const kv = list.items[0] as { spec?: { configuration?: { evictionStrategy?: unknown } } } | undefined;
   const s = EvictionStrategy.safeParse(kv?.spec?.configuration?.evictionStrategy);
   return s.success ? s.data : undefined;
+}
+
+async function readVmi(kube: KubeClient, namespace: string, name: string): Promise<VirtualMachineInstance | undefined> {
+  try {
+    const r = parseObject(VirtualMachineInstance, await kube.getCustom(VMI_RESOURCE, namespace, name));
+    return r.ok ? r.value : undefined;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
 }

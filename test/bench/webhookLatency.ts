@@ -34,6 +34,23 @@ try {
     const failed = list.filter((c) => c.outcome === 'failed').length;
     console.log(`${webhook}: n=${ms.length} failed=${failed} p50=${percentile(ms, 50).toFixed(1)} ms p99=${percentile(ms, 99).toFixed(1)} ms max=${Math.max(...ms).toFixed(1)} ms`);
   }
+  // One call at a time, nothing else running: server-side dry-run evictions (the webhook decides, marks nothing).
+  const pods = await env.kube.core.listNamespacedPod({ namespace: 'default', labelSelector: 'kubevirt.io=virt-launcher' });
+  const target = pods.items.find((p) => p.spec?.nodeName === 'node-1' && !p.metadata?.deletionTimestamp)!;
+  const before = calls.length;
+  for (let i = 0; i < 50; i++) {
+    await env.kube.core.createNamespacedPodEviction({ name: target.metadata!.name!, namespace: 'default', dryRun: 'All', body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: target.metadata!.name!, namespace: 'default' } } }).catch(() => undefined);
+  }
+  const idle = calls.slice(before).map((c) => c.ms);
+  console.log(`eviction webhook, one call at a time (dry run): n=${idle.length} p50=${percentile(idle, 50).toFixed(1)} ms p99=${percentile(idle, 99).toFixed(1)} ms`);
+
+  // The webhook's own view (its histogram): time spent deciding, without the TLS handshake and the API server.
+  const h = (await env.webhook!.metrics.duration.get()).values;
+  for (const path of new Set(h.map((v) => String(v.labels.webhook)))) {
+    const sum = h.find((v) => v.labels.webhook === path && v.metricName?.endsWith('_sum'))?.value ?? 0;
+    const count = h.find((v) => v.labels.webhook === path && v.metricName?.endsWith('_count'))?.value ?? 0;
+    if (count) console.log(`webhook server ${path}: n=${count} mean=${((sum / count) * 1000).toFixed(1)} ms (time deciding, incl. its API reads/writes)`);
+  }
 } finally {
   await env.stop();
   rmSync(dir, { recursive: true, force: true });

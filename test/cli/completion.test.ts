@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bashCompletion, zshCompletion } from '../../src/cli/completion.js';
+import { bashCompletion, completeWords, zshCompletion } from '../../src/cli/completion.js';
 import { buildProgram } from '../../src/cli/program.js';
 
 /** Runs the generated bash script in a real bash and returns what TAB offers after `words`. */
@@ -57,5 +57,15 @@ describe('ferry completion', () => {
     expect(zcomplete(['ferry', ''])).toEqual(expect.arrayContaining([expect.stringMatching(/^drain:Cordon NODE/), expect.stringMatching(/^runbook:/)]));
     expect(zcomplete(['ferry', 'runbook', 'apply', '--'])).toEqual(expect.arrayContaining([expect.stringMatching(/^--no-wait:/), expect.stringMatching(/^--kubeconfig:/)]));
     expect(zcomplete(['ferry', 'dev', '--driver', ''])).toEqual(['sim', 'libvirt']);
+  });
+
+  test('the kubectl plugin completer answers in kubectl\'s __complete format', () => {
+    const program = buildProgram({ name: 'kubectl ferry' });
+    expect(completeWords(program, ['dr'])).toBe('drain\tCordon NODE, taint it for evacuation and follow every VM off it (progress per VM, summary at the end)\n:4\n');
+    expect(completeWords(program, ['dev', '--driver', ''])).toBe('sim\nlibvirt\n:4\n');
+    // Files where a file goes (directive 0: the shell's own file completion).
+    expect(completeWords(program, ['status', '--kubeconfig', ''])).toBe(':0\n');
+    expect(completeWords(program, ['runbook', 'plan', ''])).toBe(':0\n');
+    expect(completeWords(program, ['uncordon', '--kube'])).toMatch(/^--kubeconfig\t/);
   });
 });

@@ -56,6 +56,9 @@ describe('the packed tarball installed with npm i -g', () => {
     expect(viaKubectl.stdout).toMatch(/vm-1-migration-\S+\s+vm-1\s+Succeeded/);
     const help = await run('kubectl', ['ferry', 'drain', '--help'], { encoding: 'utf8', env: { ...process.env, PATH } });
     expect(help.stdout).toContain('Usage: kubectl ferry drain');
+    // `kubectl ferry dr<TAB>`: kubectl asks the plugin's completer (kubectl_complete-ferry on PATH).
+    const tab = await run('kubectl', ['__complete', 'ferry', 'dr'], { encoding: 'utf8', env: { ...process.env, PATH } });
+    expect(tab.stdout).toMatch(/^drain\tCordon NODE/m);
   });
 
   test('every command loads: --help of each, completion, statecharts export, docs api', async () => {

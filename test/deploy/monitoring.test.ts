@@ -109,10 +109,10 @@ describe('monitoring', () => {
     expect(rules.find((r) => r['alert'] === 'FerryMigrationRunningTooLong')!['expr']).toMatch(/> 900/);
   });
 
-  test('the ServiceMonitor scrapes the controller and handler metrics Services by their port name', () => {
+  test('the ServiceMonitor scrapes the controller, handler and webhook metrics Services by their port name', () => {
     const sm = find(render('monitoring'), 'ServiceMonitor', 'ferry') as Obj;
     const services = render('overlays/standalone').filter((o) => o.kind === 'Service' && o.metadata.name.endsWith('-metrics'));
-    expect(services.map((s) => s.metadata.name).sort()).toEqual(['ferry-controller-metrics', 'ferry-handler-metrics']);
+    expect(services.map((s) => s.metadata.name).sort()).toEqual(['ferry-controller-metrics', 'ferry-handler-metrics', 'ferry-webhook-metrics']);
     for (const svc of services) {
       const labels = svc.metadata.labels ?? {};
       const selected = (sm['spec']['selector']['matchExpressions'] as Obj[]).every((e) => (e['values'] as string[]).includes(labels[e['key']] ?? ''));

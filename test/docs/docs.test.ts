@@ -11,6 +11,7 @@ import { MigrationConfiguration } from '../../src/api/migrationConfig.js';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { ControllerMetrics } from '../../src/metrics/controllerMetrics.js';
 import { HandlerMetrics } from '../../src/metrics/handlerMetrics.js';
+import { WebhookMetrics } from '../../src/webhook/metrics.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const read = (rel: string) => readFileSync(path.join(root, rel), 'utf8');
@@ -113,7 +114,7 @@ describe('docs are true to the CLI', () => {
 
 describe('docs are true to the metrics', () => {
   const registered = new Map<string, { type: string; labels: string[] }>();
-  for (const registry of [new ControllerMetrics().registry, new HandlerMetrics().registry]) {
+  for (const registry of [new ControllerMetrics().registry, new HandlerMetrics().registry, new WebhookMetrics().registry]) {
     for (const metric of registry.getMetricsAsArray()) {
       const m = metric as unknown as { name: string; type?: string; labelNames: string[] };
       const type = m.constructor.name.toLowerCase();
@@ -126,7 +127,7 @@ describe('docs are true to the metrics', () => {
     return name;
   };
 
-  test('every metric name mentioned in docs/ and README.md is registered by ControllerMetrics or HandlerMetrics', () => {
+  test('every metric name mentioned in docs/ and README.md is registered by ControllerMetrics, HandlerMetrics or WebhookMetrics', () => {
     const unknown: string[] = [];
     for (const doc of documents) {
       for (const m of read(doc).matchAll(/\b(?:kubevirt|ferry)_[a-z0-9_]*[a-z0-9]\b/g)) {

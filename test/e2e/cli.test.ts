@@ -1,6 +1,8 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
+import https from 'node:https';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
@@ -86,8 +88,11 @@ describe('plain kubectl and the ferry CLI against the dev cluster', () => {
   });
 
   test('ferry status lists a VMIM the controller ignores, with why', async () => {
-    // The admission webhook refuses such an object today; this one got in before it was installed.
-    env.cluster.store.create('virtualmachineinstancemigrations', { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { name: 'no-vmi-name', namespace: 'default' }, spec: {} });
+    // The webhook refuses such a VMIM at create; one stored while it was bypassed
+    // (created before Ferry was installed, say) must still be visible.
+    await expect(env.kube.createCustom(VMIM_RESOURCE, 'default', { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { name: 'no-vmi-name' }, spec: {} }))
+      .rejects.toMatchObject({ code: 422 });
+    env.cluster.store.create('virtualmachineinstancemigrations', { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { name: 'no-vmi-name', namespace: 'default' }, spec: {} }, { namespace: 'default' });
     const table = (await ferry('status')).stdout;
     expect(table).toMatch(/no-vmi-name\s+Invalid\s+ignored by the controller: spec\.vmiName: Invalid input/);
     const json = JSON.parse((await ferry('status', '-o', 'json')).stdout) as Array<{ name: string; phase: string; reason?: string }>;
@@ -136,7 +141,26 @@ describe('ferry dev', () => {
     try {
       await waitFor('ferry dev to say ready', () => /ready/.test(out), { timeoutMs: 30_000 });
       expect(existsSync(kubeconfig)).toBe(true);
-      expect(readFileSync(kubeconfig, 'utf8')).toContain('server: http://127.0.0.1:');
+      const kc = readFileSync(kubeconfig, 'utf8');
+      expect(kc).toContain('server: https://127.0.0.1:');
+      expect(kc).toContain('certificate-authority-data:');
+      // D7: the API wants the token (401 without it); metrics listen on loopback only.
+      const api = /API (https:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+      const code = await new Promise<number>((resolve, reject) => {
+        https.get(`${api}/api/v1/nodes`, { rejectUnauthorized: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0); }).on('error', reject);
+      });
+      expect(code).toBe(401);
+      const metricsPort = Number(/Metrics: http:\/\/127\.0\.0\.1:(\d+)\/metrics/.exec(out)![1]);
+      expect((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status).toBeLessThan(600);
+      const lan = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+      if (lan) {
+        const reached = await new Promise<boolean>((resolve) => {
+          const sock = net.connect(metricsPort, lan);
+          sock.once('connect', () => { sock.destroy(); resolve(true); });
+          sock.once('error', () => resolve(false));
+        });
+        expect(reached).toBe(false);
+      }
       const natsPids = spawnSync('pgrep', ['-P', String(child.pid), 'nats-server'], { encoding: 'utf8' }).stdout.trim();
       expect(natsPids).not.toBe('');
       child.kill('SIGINT');

@@ -1,6 +1,8 @@
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
-import { KUBEVIRT_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
+import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
+import { describeApiError, KUBEVIRT_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
+import { WebhookNames, WEBHOOK_CONFIGURATION } from '../../src/webhook/registration.js';
 import { createVmim, getVmi, getVmim, launcherPods, waitForPhase } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
 
@@ -18,6 +20,23 @@ describe('a VMIM on the embedded cluster', () => {
   afterAll(async () => {
     await env?.stop();
   });
+
+  /**
+   * Runs `fn` with Ferry's VMIM webhook taken out of the configuration: what a migration created before the
+   * webhook was installed, or in a race between two creates, looks like to the controller.
+   */
+  async function withoutMigrationWebhook<T>(fn: () => Promise<T>): Promise<T> {
+    const api = env.kube.kc.makeApiClient(AdmissionregistrationV1Api);
+    const current = await api.readValidatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION });
+    const all = current.webhooks ?? [];
+    await api.replaceValidatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION, body: { ...current, webhooks: all.filter((w) => w.name !== WebhookNames.migration) } });
+    try {
+      return await fn();
+    } finally {
+      const now = await api.readValidatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION });
+      await api.replaceValidatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION, body: { ...now, webhooks: all } });
+    }
+  }
 
   test('moves the VM to another node and walks through every KubeVirt phase', async () => {
     const before = await getVmi(env.kube, 'vm-1');
@@ -51,17 +70,25 @@ describe('a VMIM on the embedded cluster', () => {
     expect((await domainsOn(env, sourceNode)).filter((d) => d.name === 'default_vm-1')).toEqual([]);
   });
 
-  test('a second migration of a VMI that is already migrating fails with a clear reason', async () => {
+  test('a second migration of a VMI that is already migrating is refused at create, with the reason', async () => {
     const first = await createVmim(env.kube, 'vm-2');
-    const second = await createVmim(env.kube, 'vm-2');
-    const failed = await waitForPhase(env.kube, second, ['Failed', 'Succeeded']);
-    expect(failed.status?.phase).toBe('Failed');
-    expect(failed.status?.conditions?.find((c) => c.type === 'Failed')?.message).toMatch(/another migration job .* is in progress/);
+    const refused = await createVmim(env.kube, 'vm-2').then(() => 'created', (err: unknown) => describeApiError(err));
+    expect(refused).toMatch(/^403: admission webhook "vmim-create-validator.ferry.dev" denied the request: in-flight migration detected: migration default\/vm-2-mig-\S+ \(phase \w+\) is in progress for VMI default\/vm-2$/);
     expect((await waitForPhase(env.kube, first, ['Succeeded', 'Failed'])).status?.phase).toBe('Succeeded');
   });
 
-  test('a VMIM naming a VMI that does not exist fails and says so', async () => {
-    const name = await createVmim(env.kube, 'no-such-vm');
+  test('a second migration that got past admission (created at the same instant) is failed by the controller', async () => {
+    const [first, second] = await withoutMigrationWebhook(() => Promise.all([createVmim(env.kube, 'vm-2'), createVmim(env.kube, 'vm-2')]));
+    const phases = await Promise.all([first, second].map((n) => waitForPhase(env.kube, n, ['Failed', 'Succeeded'])));
+    expect(phases.map((m) => m.status?.phase).sort()).toEqual(['Failed', 'Succeeded']);
+    const failed = phases.find((m) => m.status?.phase === 'Failed')!;
+    expect(failed.status?.conditions?.find((c) => c.type === 'Failed')?.message).toMatch(/another migration job .* is in progress/);
+  });
+
+  test('a VMIM naming a VMI that does not exist is refused at create; one that got past admission fails and says so', async () => {
+    const refused = await createVmim(env.kube, 'no-such-vm').then(() => 'created', (err: unknown) => describeApiError(err));
+    expect(refused).toBe('403: admission webhook "vmim-create-validator.ferry.dev" denied the request: VMI default/no-such-vm does not exist');
+    const name = await withoutMigrationWebhook(() => createVmim(env.kube, 'no-such-vm'));
     const failed = await waitForPhase(env.kube, name, ['Failed']);
     expect(failed.status?.conditions?.find((c) => c.type === 'Failed')?.message).toMatch(/no-such-vm does not exist/);
   });

@@ -1,12 +1,12 @@
 import path from 'node:path';
 import { VMIM_RESOURCE } from '../../kube/client.js';
 import { startConsole } from '../../console/server.js';
-import { startDevEnvironment } from '../../devcluster/environment.js';
+import { startDevEnvironment, type DevEnvironment } from '../../devcluster/environment.js';
 import { prepareLibvirtMachine } from '../../devcluster/libvirtLaunchers.js';
 import { startTracing } from '../../tracing/setup.js';
 import { TraceStore } from '../../tracing/store.js';
 import { createLogger } from '../../util/log.js';
-import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer } from '../../metrics/index.js';
+import { ControllerMetrics, HandlerMetrics, liveness, startHealthServer, type Checks } from '../../metrics/index.js';
 import { followMigration } from '../follow.js';
 import { loadScenario } from '../../devcluster/scenarioFile.js';
 import { scenarioFerryConfig } from '../../devcluster/scenarioSeed.js';
@@ -14,9 +14,19 @@ import { formatDuration } from '../format.js';
 import { untilSignal } from '../shutdown.js';
 import { runDevProcesses } from './devProcesses.js';
 
+/** What `ferry dev`'s /readyz checks: the bus (nats-server up, controller connected) and the controller. */
+export function devReadiness(env: Pick<DevEnvironment, 'natsCheck' | 'controller'>): Checks {
+  return {
+    nats: () => env.natsCheck(),
+    controller: () => env.controller?.ready() ?? false,
+  };
+}
+
 export async function runDev(o: {
   nodes: number; vms: number; kubeconfig: string; port: number; timeScale: number; logFile: string; demo: boolean; metricsPort?: number; consolePort?: number; traceFile?: string; otlpEndpoint?: string;
   driver?: 'sim' | 'libvirt'; libvirtDir?: string; processes?: boolean; stateDir?: string; scenario?: string;
+  /** Where the metrics/health port listens; default loopback (it names VMIs, nodes and namespaces). */
+  metricsAddress?: string;
 }): Promise<void> {
   if (o.processes) {
     if (o.scenario) throw new Error('--scenario and --processes cannot be combined yet');
@@ -48,25 +58,30 @@ export async function runDev(o: {
     vms: o.vms,
     kubeconfigPath: o.kubeconfig,
     timeScale: o.timeScale,
-    cluster: { port: o.port },
+    // HTTPS with a token required: any local user could otherwise move or abort VMs.
+    cluster: { port: o.port, secure: true },
     log,
     metrics,
     ...(libvirt ? { driver: { kind: 'launchers' as const, root: libvirtDir, nodes: o.nodes } } : {}),
     ...(scenario ? { scenario, config: scenarioFerryConfig(scenario, { evacuation: { backoffBaseSeconds: 20 / o.timeScale } }) } : {}),
   });
   if (libvirt) out(`Guests: ${o.vms} QEMU guests of 64 MiB, each in its launcher pod's own libvirtd (pods dirs ${libvirtDir}/node-N/pods/<podUID>)`);
+  const metricsHost = o.metricsAddress ?? '127.0.0.1';
   const health = await startHealthServer({
     port: o.metricsPort ?? 0,
-    registries: [metrics.controller.registry, metrics.handlers.registry],
-    checks: { healthz: liveness(), readyz: { controller: () => env.controller?.ready() ?? false } },
+    host: metricsHost,
+    registries: [metrics.controller.registry, metrics.handlers.registry, ...(env.webhook ? [env.webhook.metrics.registry] : [])],
+    checks: { healthz: liveness(), readyz: devReadiness(env) },
     log,
   });
   const webConsole = await startConsole({ kube: env.kube, port: o.consolePort ?? 0, log, traces });
   const kubeconfig = path.resolve(o.kubeconfig);
   out(`Ferry dev cluster ready in ${((Date.now() - t0) / 1000).toFixed(1)}s: API ${env.cluster.url}, NATS ${env.natsUrl}`);
-  out(`Metrics: http://127.0.0.1:${health.port}/metrics  (health: /healthz, /readyz)`);
+  out(`Metrics: http://${metricsHost.includes(':') ? `[${metricsHost}]` : metricsHost}:${health.port}/metrics  (health: /healthz, /readyz)`);
   out(`Console: ${webConsole.url}`);
   out(`Traces: one per migration, kept for the console${tracing.describe === 'memory' ? '' : `; also to ${tracing.describe}`}`);
+  const hook = env.webhook?.server();
+  if (hook) out(`Admission webhook: HTTPS on 127.0.0.1:${hook.port}, registered as deploy/ does (Service ferry-system/ferry-webhook, ValidatingWebhookConfiguration ferry-admission)`);
   out('');
   out(`  export KUBECONFIG=${kubeconfig}`);
   out('  kubectl get nodes,pods,vmi,vmim');
@@ -74,6 +89,7 @@ export async function runDev(o: {
   out(`  npx ferry migrate default/${scenario ? scenario.vms[0]?.name ?? 'vm-1' : 'vm-2'}      # or: kubectl create -f examples/migration.yaml`);
   out('  npx ferry status');
   if (scenario) out(`  npx ferry drain ${scenario.drain[0]}      # the scenario drains: ${scenario.drain.slice(0, 5).join(', ')}${scenario.drain.length > 5 ? ', …' : ''}`);
+  out('  kubectl drain node-2 --ignore-daemonsets   # evictions go through the webhook; the VMs move');
   out('');
   out('Press Ctrl-C to stop (everything started here stops with it).');
 

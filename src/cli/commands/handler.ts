@@ -32,6 +32,8 @@ export interface HandlerCommandOptions {
   migrationClientCerts?: string;
   simJournal?: string;
   otlpEndpoint?: string;
+  /** libvirt: outgoing migrations at once on this node (default max_client_requests − 2). */
+  libvirtMaxOutbound?: number;
 }
 
 /** libvirtd's system socket, where a handler on a KubeVirt-style node finds it unless told otherwise. */
@@ -42,7 +44,7 @@ export const DEFAULT_STATE_ROOT = '/var/lib/ferry';
 async function libvirtDriver(o: HandlerCommandOptions, log: Logger): Promise<LibvirtDriver> {
   if (o.libvirtUri && o.libvirtSocket) throw new Error('give --libvirt-uri or --libvirt-socket, not both');
   const where = o.libvirtUri ? { uri: o.libvirtUri } : { socketPath: o.libvirtSocket ?? DEFAULT_LIBVIRT_SOCKET };
-  const driver = new LibvirtDriver({ ...where, node: o.node, log });
+  const driver = new LibvirtDriver({ ...where, node: o.node, log, ...(o.libvirtMaxOutbound !== undefined ? { maxOutboundMigrations: o.libvirtMaxOutbound } : {}) });
   try {
     await driver.listDomains();
   } catch (err) {
@@ -77,8 +79,8 @@ export async function runHandler(o: HandlerCommandOptions): Promise<void> {
   const log = createLogger({ name: 'ferry-handler' }).child({ node: o.node });
   const tracing = startTracing({ service: 'ferry-handler', otlpEndpoint: o.otlpEndpoint, attributes: { 'k8s.node.name': o.node } });
   if (tracing) log.info({ traces: tracing.describe }, 'exporting spans of handler commands and hypervisor jobs');
-  if (o.driver !== 'libvirt' && (o.libvirtUri || o.libvirtSocket || o.stateDir || o.podsDir)) {
-    throw new Error('--libvirt-uri, --libvirt-socket, --pods-dir and --state-dir only apply with --driver libvirt');
+  if (o.driver !== 'libvirt' && (o.libvirtUri || o.libvirtSocket || o.stateDir || o.podsDir || o.libvirtMaxOutbound !== undefined)) {
+    throw new Error('--libvirt-uri, --libvirt-socket, --pods-dir, --state-dir and --libvirt-max-outbound only apply with --driver libvirt');
   }
   if (!o.podsDir && (o.migrationAddress || o.migrationServerCerts || o.migrationClientCerts)) {
     throw new Error('--migration-address and --migration-*-certs only apply with --pods-dir (the handlers\' migration proxy)');

@@ -156,22 +156,42 @@ export class LibvirtDriver implements HypervisorDriver {
     return unixSocketUri(this.socketPath);
   }
 
-  /** The shared connection, reopened if libvirtd went away and came back. */
+  /** After a failed reconnect: no new attempt before this time (clock ms); calls fail at once with the last error. */
+  private reconnectAfter = 0;
+  private reconnectGapMs = 0;
+  private lastOpenError: Error | undefined;
+
+  /**
+   * The shared connection, reopened if libvirtd went away and came back. While
+   * the daemon stays unreachable, attempts are spaced out (100 ms doubling to
+   * 5 s): every poll and command would otherwise knock on the socket at once.
+   */
   private async remote(): Promise<LibvirtRemote> {
     if (this.closed) throw new Error(`libvirt driver for ${this.node} is closed`);
     if (this.conn) {
       const current = await this.conn.catch(() => null);
       if (current && !current.closed) return current;
     }
+    const now = this.clock.now();
+    if (this.lastOpenError && now < this.reconnectAfter) {
+      throw new Error(`${this.lastOpenError.message} (next attempt in ${this.reconnectAfter - now} ms)`, { cause: this.lastOpenError });
+    }
     const opening = LibvirtRemote.open(this.socketPath);
     this.conn = opening;
     // A daemon that dies is noticed (keepalive) and the next call reconnects.
     void opening.then((r) => r.onClose((reason) => this.log.warn({ err: reason.message }, 'connection to libvirtd lost; the next call reconnects')), () => undefined);
     try {
-      return await opening;
+      const r = await opening;
+      this.reconnectGapMs = 0;
+      this.lastOpenError = undefined;
+      return r;
     } catch (err) {
       if (this.conn === opening) this.conn = null;
-      throw new Error(`cannot reach libvirtd of ${this.node} at ${this.socketPath}: ${(err as Error).message}`, { cause: err });
+      const e = new Error(`cannot reach libvirtd of ${this.node} at ${this.socketPath}: ${(err as Error).message}`, { cause: err });
+      this.reconnectGapMs = Math.min(Math.max(this.reconnectGapMs * 2, 100), 5000);
+      this.reconnectAfter = this.clock.now() + this.reconnectGapMs;
+      this.lastOpenError = e;
+      throw e;
     }
   }
 

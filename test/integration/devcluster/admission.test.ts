@@ -119,7 +119,12 @@ describe('validating admission webhooks', () => {
 
     hook.answer = () => ({ allowed: true });
     await evict('virt-launcher-vm-1-abcde');
-    expect((await c.core.readNamespacedPod({ name: 'virt-launcher-vm-1-abcde', namespace: 'default' })).metadata?.deletionTimestamp).toBeInstanceOf(Date);
+    // Allowed: the pod is terminating, or the kubelet stand-in has already removed it.
+    const after = await c.core.readNamespacedPod({ name: 'virt-launcher-vm-1-abcde', namespace: 'default' }).catch((e: { code?: number }) => {
+      if (e.code === 404) return undefined;
+      throw e;
+    });
+    if (after) expect(after.metadata?.deletionTimestamp).toBeInstanceOf(Date);
   });
 
   test('rules tell the resource from its subresources', async () => {

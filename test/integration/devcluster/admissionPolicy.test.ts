@@ -83,3 +83,53 @@ describe('deploy/overlays/with-kubevirt admission policies in the embedded clust
     await ferry.core.createNamespacedPod({ namespace: 'default', body: targetPod('virt-launcher-z', 'ferry-owned') });
   });
 });
+
+describe('ValidatingAdmissionPolicy semantics', () => {
+  let c2: DevCluster;
+  let k: ReturnType<typeof clientsFor>;
+  const AR = { group: 'admissionregistration.k8s.io', version: 'v1' };
+  beforeEach(async () => {
+    c2 = await startFastCluster();
+    k = clientsFor(c2);
+    await k.core.createNode({ body: readyNode('node-1') });
+  });
+  afterEach(() => c2.close());
+
+  async function policy(name: string, spec: object, binding: object = {}) {
+    await k.custom.createClusterCustomObject({ ...AR, plural: 'validatingadmissionpolicies', body: { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicy', metadata: { name }, spec: { matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }] }, ...spec } } });
+    await k.custom.createClusterCustomObject({ ...AR, plural: 'validatingadmissionpolicybindings', body: { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: `${name}-binding` }, spec: { policyName: name, validationActions: ['Deny'], ...binding } } });
+  }
+  const pod = (name: string, labels: Record<string, string> = {}) => k.core.createNamespacedPod({ namespace: 'default', body: podBody(name, { labels }) });
+
+  test('variables and messageExpression; the reason sets the code', async () => {
+    await policy('team-label', {
+      variables: [{ name: 'team', expression: "has(object.metadata.labels) && 'team' in object.metadata.labels ? object.metadata.labels['team'] : ''" }],
+      validations: [{ expression: "variables.team != ''", messageExpression: "'pod ' + object.metadata.name + ' needs a team label'", reason: 'Forbidden' }],
+    });
+    expect(await apiFailure(pod('p1'))).toMatchObject({ httpCode: 403, message: "ValidatingAdmissionPolicy 'team-label' with binding 'team-label-binding' denied request: pod p1 needs a team label" });
+    await pod('p2', { team: 'infra' });
+  });
+
+  test('without a message the failed expression is named, with 422 Invalid', async () => {
+    await policy('no-x', { validations: [{ expression: "object.metadata.name != 'x'" }] });
+    expect(await apiFailure(pod('x'))).toMatchObject({ httpCode: 422, reason: 'Invalid', message: "ValidatingAdmissionPolicy 'no-x' with binding 'no-x-binding' denied request: failed expression: object.metadata.name != 'x'" });
+  });
+
+  test('Warn alone does not deny; a binding\'s matchResources narrows the policy', async () => {
+    await policy('warn-only', { validations: [{ expression: 'false', message: 'just a warning' }] }, { validationActions: ['Warn'] });
+    await pod('a');
+    await policy('only-prod', { validations: [{ expression: 'false', message: 'no pods in prod' }] }, { matchResources: { namespaceSelector: { matchLabels: { env: 'prod' } } } });
+    await pod('b');
+    await k.core.createNamespace({ body: { metadata: { name: 'prod', labels: { env: 'prod' } } } });
+    expect((await apiFailure(k.core.createNamespacedPod({ namespace: 'prod', body: podBody('c') }))).message).toContain('no pods in prod');
+  });
+
+  test('params: a missing param allows or denies as the binding says', async () => {
+    const spec = { paramKind: { apiVersion: 'v1', kind: 'Secret' }, validations: [{ expression: "object.metadata.name != params.metadata.name" }] };
+    await policy('named-secret', spec, { paramRef: { name: 'forbidden-name', parameterNotFoundAction: 'Deny' } });
+    expect((await apiFailure(pod('p1'))).message).toContain('no params found for policy binding with `Deny` parameterNotFoundAction');
+    await k.core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'forbidden-name' } } });
+    await pod('p1');
+    expect((await apiFailure(pod('forbidden-name'))).message).toContain("denied request: failed expression: object.metadata.name != params.metadata.name");
+  });
+});

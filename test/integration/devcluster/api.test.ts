@@ -96,6 +96,15 @@ describe('create', () => {
     expect(huge.status).toBe(413);
   });
 
+  test('a body nested 100 000 deep is refused as a bad request, not a server error', async () => {
+    const deep = `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`;
+    const res = await fetch(`${cluster.url}/api/v1/namespaces/default/pods`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: deep });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { message: string }).message).toMatch(/nested deeper than 10000 levels/);
+    const list = await fetch(`${cluster.url}/api/v1/namespaces/default/pods`);
+    expect(list.status).toBe(200); // and the server goes on
+  });
+
   test('a wrong bearer token is 401', async () => {
     const res = await fetch(`${cluster.url}/api/v1/nodes`, { headers: { Authorization: 'Bearer nope' } });
     expect(res.status).toBe(401);

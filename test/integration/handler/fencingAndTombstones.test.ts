@@ -133,7 +133,11 @@ describe('tombstones of finished migrations', () => {
 
     expect(await requestCommand(nc, src.node, 'abort', { ...refFor(uid, vm), reason: 'late' })).toEqual({ ok: true, state: 'already-finished' });
     expect(await requestCommand(nc, src.node, 'start-source', startReq(uid, vm, 'node-dst', 'tcp://node-dst:49152'))).toEqual({ ok: true, state: 'completed' });
-    expect((await requestCommand(nc, src.node, 'list-jobs', {})).jobs).toEqual([expect.objectContaining({ migrationUid: uid, role: 'source', state: 'completed' })]);
+    expect((await requestCommand(nc, src.node, 'list-jobs', {})).jobs).toEqual([expect.objectContaining({ migrationUid: uid, role: 'source', state: 'completed', finishedAt: expect.any(String) })]);
+    // Asking about other migrations only leaves it out; the domains are listed either way.
+    const other = await requestCommand(nc, src.node, 'list-jobs', { migrationUids: ['someone-else'] });
+    expect(other.jobs).toEqual([]);
+    expect((await requestCommand(nc, src.node, 'list-jobs', { migrationUids: [uid] })).jobs).toHaveLength(1);
 
     expect(await requestCommand(nc, src.node, 'forget-job', refFor(uid, vm))).toEqual({ ok: true, forgotten: true });
     expect((await requestCommand(nc, src.node, 'list-jobs', {})).jobs).toEqual([]);
@@ -205,6 +209,10 @@ describe('tombstones of finished migrations', () => {
     await waitFor(async () => (await uids()).length === 1, 'day-old tombstones to go');
     expect(await uids()).toEqual([d.uid]);
     await waitFor(() => readdirSync(dir).filter((f) => f.endsWith('.json')).length === 1, 'their records to go');
+
+    // A node that finishes nothing more still lets go of a day-old tombstone when asked.
+    clock.advance(24 * 3600_000 + 1);
+    expect(await uids()).toEqual([]);
   });
 
   test('a job whose end the driver could not see is published as unknown, the guest is not forgotten, and abort says it is over', async () => {

@@ -245,7 +245,7 @@ describe('target role', () => {
     expect(address).toBe(simAddress(dst.node, uid));
     expect(await requestCommand(nc, dst.node, 'finish-target', { ...refFor(uid, vm), domain: `default_${vm}` })).toEqual({ ok: true, domainState: 'running' });
     const list = await requestCommand(nc, dst.node, 'list-jobs', {});
-    expect(list.jobs).toEqual([{ migrationUid: uid, attempt: 1, vmi: `default/${vm}`, role: 'target', domain: `default_${vm}`, state: 'finished' }]);
+    expect(list.jobs).toEqual([{ migrationUid: uid, attempt: 1, vmi: `default/${vm}`, role: 'target', domain: `default_${vm}`, state: 'finished', finishedAt: expect.any(String) }]);
     expect(list.domains).toEqual([{ name: `default_${vm}`, state: 'running', memoryBytes: 2 ** 30 }]);
   });
 

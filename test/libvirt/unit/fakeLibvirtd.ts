@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   decodeHeader, encodeMessage, KEEPALIVE_PROGRAM, KeepaliveProc, MessageStatus, MessageType, REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION, writeDomain,
   type DomainRef, type MessageHeader,
@@ -58,13 +58,14 @@ export class FakeLibvirtd {
   /** Serials of the calls, in the order they arrived. */
   readonly serials: number[] = [];
 
-  private constructor() {
-    this.dir = mkdtempSync(join(tmpdir(), 'ferry-fake-libvirtd-'));
-    this.socketPath = join(this.dir, 'libvirt-sock');
+  private constructor(socketPath?: string) {
+    this.dir = socketPath ? dirname(socketPath) : mkdtempSync(join(tmpdir(), 'ferry-fake-libvirtd-'));
+    this.socketPath = socketPath ?? join(this.dir, 'libvirt-sock');
   }
 
-  static async start(): Promise<FakeLibvirtd> {
-    const f = new FakeLibvirtd();
+  /** On a fresh socket, or on `socketPath` (a daemon coming back where it was). */
+  static async start(socketPath?: string): Promise<FakeLibvirtd> {
+    const f = new FakeLibvirtd(socketPath);
     f.handlers.set(1, () => ok()); // CONNECT_OPEN
     f.handlers.set(2, () => ok()); // CONNECT_CLOSE
     f.server = createServer((s) => f.serve(s));

@@ -19,14 +19,16 @@ test('a 32 MiB frame in 512 chunks costs one copy, not one per chunk', () => {
   const b = new FrameBuffer();
   const chunk = Buffer.alloc(64 * 1024, 7);
   const started = performance.now();
+  let peeked = 0;
   for (let i = 0; i < 512; i++) {
     b.push(chunk);
     // What the connection does per chunk: look at the length word, wait for the rest.
-    expect(b.peekUInt32()).toBe(0x07070707);
+    if (b.peekUInt32() === 0x07070707) peeked++;
   }
   const frame = b.take(32 * 1024 * 1024);
   const ms = performance.now() - started;
+  expect(peeked).toBe(512);
   expect(frame.length).toBe(32 * 1024 * 1024);
-  // Concatenating the backlog on each chunk would copy ~8 GiB here (seconds); once is 32 MiB (milliseconds).
-  expect(ms).toBeLessThan(1500);
+  // Concatenating the backlog on each chunk would copy ~8 GiB here (seconds, more on a busy machine); once is 32 MiB (tens of ms).
+  expect(ms).toBeLessThan(3000);
 });

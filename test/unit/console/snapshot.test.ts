@@ -45,6 +45,16 @@ describe('the console snapshot', () => {
     expect(snap.nodes[0]!.vms[0]).toMatchObject({ name: 'vm-1', migrating: true, memoryBytes: 2 * GiB });
   });
 
+  test('a failure reason is shown for a Failed migration only, not one left over from an earlier attempt', () => {
+    const state = { sourceNode: 'node-1', targetNode: 'node-2', failureReason: 'aborted: VMIM was deleted' };
+    const objs = { nodes: [], vmis: [], runbooks: [], queueReasons: new Map<string, string>() };
+    const opts = { now: T0, server: '', taintKey: 'kubevirt.io/drain', drains: new Map<string, DrainMemory>() };
+    const ok = buildSnapshot({ ...objs, vmims: [vmim('m5', 'uid-5', 'vm-5', 'Succeeded', { migrationState: state })] }, opts).migrations[0]!;
+    expect(ok.failureReason).toBeUndefined();
+    const failed = buildSnapshot({ ...objs, vmims: [vmim('m6', 'uid-6', 'vm-6', 'Failed', { migrationState: state })] }, opts).migrations[0]!;
+    expect(failed.failureReason).toBe('aborted: VMIM was deleted');
+  });
+
   test('a queued migration carries the controller\'s admission reason; once admitted it no longer does', () => {
     const reasons = new Map([['uid-2', 'outbound limit on node-1 (2/2)']]);
     const objs = { nodes: [node('node-1')], vmis: [], runbooks: [], queueReasons: reasons };

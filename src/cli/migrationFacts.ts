@@ -97,15 +97,13 @@ export async function readMigrationFacts(kube: KubeClient, vmimResource: Paramet
   const waiting = valid.some((m) => !FINAL_PHASES.has((m.status?.phase || 'Pending') as MigrationPhase));
   if (!waiting) return { valid, invalid, targetPods: new Map(), queued: new Map() };
   const labelSelector = Labels.migrationJobUID;
-  const podList = namespace
-    ? await kube.core.listNamespacedPod({ namespace, labelSelector })
-    : await kube.core.listPodForAllNamespaces({ labelSelector });
+  // Pods and Events only add reasons: a user who may not list them still gets the migrations.
+  const podList = await (namespace ? kube.core.listNamespacedPod({ namespace, labelSelector }) : kube.core.listPodForAllNamespaces({ labelSelector })).catch(() => ({ items: [] }));
   const pods = podList.items.flatMap((raw) => {
     const r = parseObject(Pod, raw);
     return r.ok ? [r.value] : [];
   });
   const fieldSelector = 'involvedObject.kind=VirtualMachineInstanceMigration,reason=Queued';
-  // Events are a nicety: a user who may not list them still gets the rest.
   const events = await (namespace ? kube.core.listNamespacedEvent({ namespace, fieldSelector }) : kube.core.listEventForAllNamespaces({ fieldSelector })).catch(() => ({ items: [] }));
   const queued = new Map<string, { at: number; message: string }>();
   for (const e of events.items) {

@@ -7,9 +7,6 @@ import {
   MaintenanceWindow,
   MW_API_VERSION,
   MW_KIND,
-  type MaintenanceWindowStatus,
-  type NodeProgress,
-  type RunbookPhase,
 } from '../api/maintenanceWindow.js';
 import { parseObject } from '../api/meta.js';
 import { defaultMigrationConfiguration, MigrationConfiguration } from '../api/migrationConfig.js';
@@ -38,6 +35,7 @@ import { nodeFacts } from './clusterView.js';
 import type { ClusterSnapshot } from './decisions.js';
 import type { Overheads } from './plan.js';
 import { makePlan, planNextBatch } from './planning.js';
+import { runbookStatus } from './status.js';
 import { settingsFrom, type SettingsProvider } from './settings.js';
 import { occurrenceAt, resolveWindow } from './window.js';
 
@@ -495,47 +493,27 @@ export class RunbookController {
 
   private async writeStatus(name: string, t: Tracked, mw: MaintenanceWindow): Promise<void> {
     const snap = t.actor.getSnapshot();
-    const ctx = snap.context;
-    const phase: RunbookPhase = runbookPhaseOf(snap) ?? mw.status?.phase ?? 'Pending';
-    const cluster = this.snapshot();
-    const nodes = ctx.nodes.map((n) => {
-      if (n.phase !== 'Evacuating' || n.vmsTotal === undefined) return n;
-      const f = nodeFacts(n.name, cluster.vmis, cluster.vmims, cluster.clusterEvictionStrategy);
-      return { ...n, vmsMoved: Math.max(0, n.vmsTotal - f.toMove) };
+    const status = runbookStatus({
+      phase: runbookPhaseOf(snap) ?? mw.status?.phase ?? 'Pending',
+      batchState: batchStateOf(snap),
+      context: snap.context,
+      cluster: this.snapshot(),
+      generation: mw.metadata.generation,
+      startedAt: t.startedAt,
+      finishedAt: t.finishedAt,
+      now: this.clock.now(),
     });
-    if ((phase === 'Running' || phase === 'Paused') && !t.startedAt) t.startedAt = iso(this.clock.now());
-    const terminal = phase === 'Completed' || phase === 'WindowClosed' || phase === 'Failed';
-    const settled = terminal && !ctx.nodes.some((n) => n.phase === 'Evacuating' || n.phase === 'ReadyForMaintenance');
-    if (settled && !t.finishedAt) t.finishedAt = iso(this.clock.now());
-    if (!settled) delete t.finishedAt;
-    const active = nodes.filter((n) => n.phase === 'Evacuating' || n.phase === 'ReadyForMaintenance');
-    const batch = Math.max(0, ...active.map((n) => n.batch ?? 0));
-    const status: MaintenanceWindowStatus = {
-      phase,
-      nodes,
-      progress: `${nodes.filter((n) => n.phase === 'Done').length}/${nodes.length}`,
-      currentBatch: active.length > 0 ? `${batch}: ${active.map((n) => n.name).join(',')}` : '',
-      conditions: [],
-    };
-    if (mw.metadata.generation !== undefined) status.observedGeneration = mw.metadata.generation;
-    if (ctx.window) status.window = { start: iso(ctx.window.start), end: iso(ctx.window.end) };
-    if (ctx.plan) status.plan = ctx.plan;
-    if (ctx.eta !== undefined && !terminal) status.eta = iso(ctx.eta);
-    if (t.startedAt) status.startedAt = t.startedAt;
-    if (t.finishedAt) status.finishedAt = t.finishedAt;
-    const batchState = batchStateOf(snap);
-    status.conditions = [
-      ctx.error
-        ? { type: phase === 'Failed' ? 'Failed' : 'PlanningFailed', status: 'True', reason: phase === 'Failed' ? 'InvalidSpec' : 'PlanningError', message: ctx.error }
-        : { type: 'Progressing', status: terminal ? 'False' : 'True', reason: batchState ?? phase, message: describePhase(phase, batchState, status) },
-    ];
+    if (status.startedAt) t.startedAt = status.startedAt;
+    if (status.finishedAt) t.finishedAt = status.finishedAt;
+    else delete t.finishedAt;
     const json = JSON.stringify(status);
     if (json === t.lastStatus) return;
     // A merge patch keeps what it does not mention: clear what no longer applies.
     const body: Record<string, unknown> = { ...status };
     for (const k of ['eta', 'finishedAt', 'window', 'plan'] as const) if (status[k] === undefined) body[k] = null;
-    const previous = (mw.status?.conditions ?? []).find((c) => c.type === status.conditions![0]!.type && c.status === status.conditions![0]!.status);
-    status.conditions[0]!.lastTransitionTime = previous?.lastTransitionTime ?? iso(this.clock.now());
+    const condition = status.conditions![0]!;
+    const previous = (mw.status?.conditions ?? []).find((c) => c.type === condition.type && c.status === condition.status);
+    condition.lastTransitionTime = previous?.lastTransitionTime ?? iso(this.clock.now());
     try {
       await patchMaintenanceWindowStatus(this.kube, name, body);
       t.lastStatus = json;
@@ -587,22 +565,5 @@ export class RunbookController {
     const until = started.map((n) => n.predictedFinish).filter((x): x is string => x !== undefined).sort().at(-1);
     this.mwEvent(ctx.name, 'Normal', 'BatchStarted', `Batch ${batch}: cordoned and tainted ${started.map((n) => n.name).join(', ')}${until ? `; predicted done by ${until}` : ''}`);
     for (const n of started) this.nodeEvent(n.name, 'Normal', 'EvacuationStarted', `Cordoned and tainted for maintenance window ${ctx.name} (batch ${batch}): evacuating ${n.vmsTotal ?? 0} VM(s)`);
-  }
-}
-
-function describePhase(phase: RunbookPhase, batchState: string | undefined, s: MaintenanceWindowStatus): string {
-  switch (phase) {
-    case 'Waiting':
-      return `waiting for the window to open at ${s.window?.start ?? '?'}`;
-    case 'Running':
-      return batchState === 'InMaintenance' ? `batch ${s.currentBatch} in maintenance` : batchState === 'Evacuating' ? `evacuating batch ${s.currentBatch}` : 'planning the next batch';
-    case 'Paused':
-      return 'paused: no new node starts';
-    case 'WindowClosed':
-      return 'the window is over; what did not fit was skipped';
-    case 'Completed':
-      return 'every node done';
-    default:
-      return phase;
   }
 }

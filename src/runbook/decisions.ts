@@ -4,7 +4,7 @@ import type { EvictionStrategy, VirtualMachineInstance } from '../api/vmi.js';
 import type { VirtualMachineInstanceMigration } from '../api/vmim.js';
 import type { BatchOutcome } from '../../statecharts/runbook.js';
 import { planNodes, planVms, selectNodes } from './clusterView.js';
-import { planRunbook, type Plan, type PlanInput } from './plan.js';
+import type { Plan, PlanInput } from './plan.js';
 import type { RunbookSettings } from './settings.js';
 import { parseDuration, type Occurrence } from './window.js';
 

@@ -50,6 +50,21 @@ describe('MigrationPolicy and convergence', () => {
     expect(after.status?.migrationState).toMatchObject({ failed: true, mode: 'PreCopy' });
     expect(after.status?.migrationState?.migrationPolicyName).toBeUndefined();
   }, 40_000);
+});
+
+/**
+ * Objects Ferry's admission webhook refuses at create can still exist: created
+ * before the webhook was installed, or while it was off. The controller must
+ * survive them, so this cluster runs without the webhook.
+ */
+describe('objects the admission webhook would have refused', () => {
+  let env: DevEnvironment;
+  beforeAll(async () => {
+    env = await startDevEnvironment({ nodes: 3, vms: 3, natsUrl: process.env['NATS_URL']!, timeScale: 4, webhook: false });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
 
   test('a policy the controller cannot read is reported on the policy and skipped; the next matching policy applies', async () => {
     await env.kube.patchCustom(VMI_RESOURCE, 'default', 'vm-3', { metadata: { labels: { workload: 'web' } } });

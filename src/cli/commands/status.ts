@@ -4,6 +4,9 @@ import { age, formatRate, table } from '../format.js';
 import { kubeClientFor } from '../kubeconfig.js';
 import { currentTarget, readMigrationFacts, whyWaiting } from '../migrationFacts.js';
 
+// `ferry cancel` lives in cancel.ts; program.ts imports it from here.
+export { runCancel } from './cancel.js';
+
 export async function runStatus(o: { kubeconfig?: string; namespace?: string; output: string; watch?: boolean }): Promise<void> {
   if (o.output !== 'table' && o.output !== 'json') throw new Error(`--output must be table or json, not "${o.output}"`);
   const kube = kubeClientFor(o.kubeconfig);

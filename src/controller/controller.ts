@@ -105,6 +105,8 @@ export class MigrationController {
       vmi: (ns, name) => this.getVmi(ns, name),
       podsOfVmi: (ns, vmiUid) => this.podsOfVmi(ns, vmiUid),
       ...(opts.metrics ? { onRoundTrip: opts.metrics.natsRoundTrip } : {}),
+      // Beside KubeVirt its virt-handler acts on the VMI's hand-off markers: keep them on the VMIM until the end.
+      markersOn: opts.ownerLabel ? 'vmim' : 'vmi',
     };
     opts.metrics?.setSnapshotProvider(() => this.metricsSnapshot());
   }

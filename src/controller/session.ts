@@ -9,7 +9,7 @@ import type { Command } from '../bus/subjects.js';
 import type { CommandReply, CommandRequest } from '../bus/protocol.js';
 import type { FerryConfig } from '../config/ferryConfig.js';
 import type { Priority } from '../limits/types.js';
-import { isNotFound, VMI_RESOURCE, type KubeClient } from '../kube/client.js';
+import { isNotFound, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import type { Logger } from '../util/log.js';
 import type { EventRecorder } from './eventRecorder.js';
 import { domainName, guestMemoryBytes, guestSpecFor } from './guest.js';
@@ -27,6 +27,14 @@ export interface SessionEnv {
   vmi: (namespace: string, name: string) => VirtualMachineInstance | undefined;
   podsOfVmi: (namespace: string, vmiUid: string) => Pod[];
   onRoundTrip?: (command: Command, ms: number, ok: boolean) => void;
+  /**
+   * Where the in-flight migrationState lives. 'vmi' (standalone): on the VMI,
+   * as KubeVirt's controller writes it. 'vmim' (beside KubeVirt): on the VMIM
+   * Ferry owns, because KubeVirt's virt-handler acts on the VMI's markers
+   * (migrationState.sourceNode/targetNode, the migrationTargetNodeName label);
+   * the VMI then gets only the final state a completed KubeVirt migration leaves.
+   */
+  markersOn?: 'vmi' | 'vmim';
 }
 
 export interface ResultEvent {
@@ -96,8 +104,9 @@ export class MigrationSession {
     this.baseLog = env.log.child({ namespace: this.namespace, name: this.name, uid: this.uid, vmi: this.vmiKey });
     this.log = this.baseLog.child({ phase: this.phase });
     this.memoryBytes = vmi ? guestMemoryBytes(vmi) : 1024 ** 3;
-    const ms = vmi?.status?.migrationState;
+    const ms = this.markersOnVmim ? vmim.status?.migrationState ?? undefined : vmi?.status?.migrationState;
     if (ms && ms.migrationUid === this.uid) {
+      this.markers = { ...ms };
       this.sourceNode = ms.sourceNode;
       this.sourcePod = ms.sourcePod;
       this.targetNode = ms.targetNode;
@@ -110,6 +119,13 @@ export class MigrationSession {
     } else {
       this.sourceNode = vmi?.status?.nodeName;
     }
+  }
+
+  /** Everything written to the migrationState so far (the final VMI state is built from it beside KubeVirt). */
+  private markers: MigrationState = {};
+
+  private get markersOnVmim(): boolean {
+    return this.env.markersOn === 'vmim';
   }
 
   /** Every log line about this migration carries its current phase. */
@@ -206,6 +222,12 @@ export class MigrationSession {
       migrationConfiguration: { ...cfg },
       ...(this.policyName ? { migrationPolicyName: this.policyName } : {}),
     };
+    if (this.markersOnVmim) {
+      // No marker on the VMI: virt-handler would take part.
+      await this.patchMigrationState(state);
+      return;
+    }
+    this.markers = { ...(existing?.migrationUid === this.uid ? existing : {}), ...state };
     await this.patchVmiStatus({ migrationState: existing?.migrationUid === this.uid ? { ...existing, ...state } : state });
     await this.env.kube.patchCustom(VMI_RESOURCE, this.namespace, this.vmiName, {
       metadata: { labels: { [Labels.migrationTargetNodeName]: this.targetNode ?? null } },
@@ -241,8 +263,7 @@ export class MigrationSession {
     });
     this.appliedBandwidth = bandwidth;
     this.sourceStarted = true;
-    const existing = vmi.status?.migrationState;
-    if (!existing?.startTimestamp) await this.patchMigrationState({ startTimestamp: new Date().toISOString(), mode: 'PreCopy' });
+    if (!this.markers.startTimestamp) await this.patchMigrationState({ startTimestamp: new Date().toISOString(), mode: 'PreCopy' });
     this.log.info({ reply: reply.state, bandwidth }, 'source migration started');
     this.event('Normal', 'Migrating', `Migrating ${this.vmiKey} from ${this.sourceNode} to ${this.targetNode}`);
   }
@@ -301,7 +322,7 @@ export class MigrationSession {
       await this.patchVmiStatus({
         nodeName: this.targetNode,
         migrationState: {
-          ...(vmi.status?.migrationState ?? {}),
+          ...(this.markersOnVmim ? this.markers : vmi.status?.migrationState ?? {}),
           migrationUid: this.uid,
           completed: true,
           failed: false,
@@ -345,6 +366,8 @@ export class MigrationSession {
       const patch: MigrationState = { failed: true, completed: true, failureReason: reason, endTimestamp: new Date().toISOString() };
       if (aborted) patch.abortStatus = 'Succeeded';
       await this.patchMigrationState(patch);
+      // Beside KubeVirt the VMI gets the final (failed) state only, as a failed KubeVirt migration leaves it.
+      if (this.markersOnVmim) await this.patchVmiStatus({ migrationState: { ...this.markers } });
       await this.env.kube
         .patchCustom(VMI_RESOURCE, this.namespace, this.vmiName, { metadata: { labels: { [Labels.migrationTargetNodeName]: null } } })
         .catch(() => undefined);
@@ -354,6 +377,7 @@ export class MigrationSession {
   }
 
   handedOff(): boolean {
+    if (this.markersOnVmim) return this.markers.migrationUid === this.uid;
     const vmi = this.env.vmi(this.namespace, this.vmiName);
     return vmi?.status?.migrationState?.migrationUid === this.uid;
   }
@@ -368,6 +392,11 @@ export class MigrationSession {
   }
 
   private async patchMigrationState(fields: MigrationState): Promise<void> {
+    this.markers = { ...this.markers, ...fields };
+    if (this.markersOnVmim) {
+      await this.env.kube.patchCustomStatus(VMIM_RESOURCE, this.namespace, this.name, { status: { migrationState: fields } });
+      return;
+    }
     await this.patchVmiStatus({ migrationState: fields });
   }
 }

@@ -11,6 +11,10 @@ start=$(date +%s)
 failed_tc=0
 echo "[test] tsc --noEmit"
 if ! npx --no-install tsc -p tsconfig.json --noEmit; then failed_tc=1; fi
+if ! npx --no-install tsc -p console/tsconfig.json --noEmit; then failed_tc=1; fi
+# The CLI tests run bin/ferry.js, which runs the bundle in dist/.
+echo "[test] build (dist/)"
+if ! node scripts/build.mjs; then failed_tc=1; fi
 
 # Prints "passed failed skipped" from a jest --json result file.
 count() {

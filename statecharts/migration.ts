@@ -31,8 +31,14 @@ export interface MigrationTimeouts {
   completionPerGiBMs: number;
   /** Interval at which an abort is re-sent to the source until it answers. */
   abortRetryMs: number;
-  /** Back-off before retrying a failed hand-off or finalisation. */
+  /** Back-off before retrying a failed hand-off or finalisation; first delay of the arbiter's re-asking. */
   retryMs: number;
+  /**
+   * How long the arbiter may stay without an answer before the migration is
+   * reported unresolved (an Event and a condition). It keeps asking after that
+   * and never fails on its own: failing would remove a target that may hold the guest.
+   */
+  resolveMs: number;
 }
 
 export interface MigrationInput {
@@ -87,6 +93,16 @@ export interface MigrationContext {
   lowestRemaining?: number;
   lastStats?: MigrationStats;
   downtimeMs?: number;
+  /** The failure the arbiter reports if it finds the guest on the source (what made Ferry unsure). */
+  pendingFailure?: string;
+  /** How often the arbiter asked in a row without a verdict (drives its back-off). */
+  inspections: number;
+  /** Why the arbiter could not decide the last time it asked. */
+  unknownWhy?: string;
+  /** Set once the arbiter has been without a verdict for `resolveMs`. */
+  unresolved: boolean;
+  /** The source node is confirmed lost (NotReady, no heartbeat). */
+  sourceLost: boolean;
 }
 
 export type MigrationEvent =
@@ -98,13 +114,27 @@ export type MigrationEvent =
   | { type: 'TARGET_POD_GONE'; reason: string }
   | { type: 'PROGRESS'; stats: MigrationStats }
   | { type: 'MIGRATION_COMPLETED'; mode: MigrationMode; downtimeMs: number }
-  | { type: 'MIGRATION_FAILED'; reason: string }
+  | { type: 'MIGRATION_FAILED'; reason: string; uncertain?: boolean }
   | { type: 'MIGRATION_ABORTED'; reason: string }
   | { type: 'ABORT'; reason: string }
-  | { type: 'VMI_GONE'; reason: string };
+  | { type: 'VMI_GONE'; reason: string }
+  | { type: 'NODE_LOST'; node: string; reason: string };
 
 /** What every I/O actor is given: the migration as it stands when the actor starts. */
 export type MigrationActorInput = Readonly<MigrationContext>;
+
+/** What the source answered to an abort request (the handler's `abort` reply state). */
+export interface AbortAnswer {
+  state: 'aborting' | 'not-found' | 'already-finished' | 'cancelled';
+}
+
+/** The arbiter's verdict on where the guest runs (see src/controller/arbiter.ts). */
+export interface Inspection {
+  kind: 'migrating' | 'completed' | 'failed' | 'unknown';
+  why: string;
+  /** The source handler's job state for this migration, if it has one. */
+  sourceJob?: string | undefined;
+}
 
 export interface PreparedTarget {
   /** Address the source connects to for the memory stream. */
@@ -145,7 +175,7 @@ function completionBudgetMs(ctx: Pick<MigrationContext, 'timeouts' | 'memoryByte
 function checkInput(input: MigrationInput): void {
   const t = input.timeouts;
   const problems: string[] = [];
-  for (const key of ['unschedulableMs', 'pendingPodMs', 'targetReadyMs', 'abortRetryMs', 'retryMs'] as const) {
+  for (const key of ['unschedulableMs', 'pendingPodMs', 'targetReadyMs', 'abortRetryMs', 'retryMs', 'resolveMs'] as const) {
     if (!Number.isFinite(t[key]) || t[key] <= 0) problems.push(`${key} must be a positive number of milliseconds (got ${t[key]})`);
   }
   for (const key of ['progressMs', 'completionPerGiBMs'] as const) {
@@ -155,6 +185,15 @@ function checkInput(input: MigrationInput): void {
   if (problems.length) {
     throw new Error(`migration ${input.migrationUid} of ${input.vmiKey}: invalid input: ${problems.join('; ')}`);
   }
+}
+
+/**
+ * A command error that guarantees nothing was started (the handler refused, or
+ * the request never left): the same rule as src/bus/rpc.ts isDefinite, read
+ * from the error's `definite` mark that the controller's node side sets.
+ */
+function definite(error: unknown): boolean {
+  return (error as { definite?: unknown } | undefined)?.definite === true;
 }
 
 function notProvided(name: string): never {
@@ -175,10 +214,10 @@ export const migrationMachine = setup({
     // I/O, supplied by the controller; every one must be idempotent because a
     // resumed actor enters its phase (and runs its entry actions) again.
     createTargetPod: () => {},
-    requestAbort: () => {},
-    startPostCopy: () => {},
     recordSuccess: () => {},
     recordFailure: () => {},
+    /** Tells the operators the arbiter could not decide within its bound (Event + condition). */
+    reportUnresolved: () => {},
 
     // Bookkeeping.
     fail: assign((_, params: { reason: string }) => ({ failureReason: params.reason })),
@@ -202,16 +241,32 @@ export const migrationMachine = setup({
       downtimeMs: params.downtimeMs,
     })),
     enterPostCopy: assign({ mode: 'PostCopy' as const }),
+    beginResolving: assign(({ context }, params: { reason?: string }) => ({
+      pendingFailure: context.pendingFailure ?? params.reason,
+      inspections: 0,
+      unresolved: false,
+    })),
+    recordUnknown: assign(({ context }, params: { why: string }) => ({ unknownWhy: params.why, inspections: context.inspections + 1 })),
+    markUnresolved: assign({ unresolved: true }),
+    markSourceLost: assign({ sourceLost: true }),
+    refusePendingAbort: assign(({ context }) =>
+      context.abortReason !== undefined && context.abortRefused === undefined
+        ? { abortRefused: `abort (${context.abortReason}) not honoured: post-copy had started and the guest already runs on the target node` }
+        : {},
+    ),
   },
   actors: {
     handOff: fromPromise<void, MigrationActorInput>(async () => notProvided('handOff')),
     prepareTarget: fromPromise<PreparedTarget, MigrationActorInput>(async () => notProvided('prepareTarget')),
     startSource: fromPromise<void, MigrationActorInput>(async () => notProvided('startSource')),
     finalizeSuccess: fromPromise<void, MigrationActorInput>(async () => notProvided('finalizeSuccess')),
+    requestAbort: fromPromise<AbortAnswer, MigrationActorInput>(async () => notProvided('requestAbort')),
+    startPostCopy: fromPromise<void, MigrationActorInput>(async () => notProvided('startPostCopy')),
+    /** Asks the source and the target handler what runs where and judges it (never throws for an unanswered side). */
+    inspect: fromPromise<Inspection, MigrationActorInput>(async () => notProvided('inspect')),
   },
   guards: {
     resumeAt: ({ context }, params: { phase: MigrationPhase }) => context.resumePhase === params.phase,
-    resumeInPostCopy: ({ context }) => context.resumePhase === 'Running' && context.mode === 'PostCopy',
     // Progress means beating the lowest remaining so far by a margin: a guest that
     // re-dirties its working set makes remaining creep down by crumbs forever.
     madeProgress: ({ context, event }) =>
@@ -220,6 +275,17 @@ export const migrationMachine = setup({
     progressTimeoutEnabled: ({ context }) => context.timeouts.progressMs > 0,
     completionTimeoutEnabled: ({ context }) => context.timeouts.completionPerGiBMs > 0,
     postCopyAllowed: ({ context }) => context.allowPostCopy,
+    definiteError: ({ event }) => definite((event as { error?: unknown }).error),
+    abortAnswered: ({ event }, params: { states: ReadonlyArray<AbortAnswer['state']> }) =>
+      params.states.includes((event as { output?: AbortAnswer }).output?.state as AbortAnswer['state']),
+    verdict: ({ event }, params: { kind: Inspection['kind'] }) => (event as { output?: Inspection }).output?.kind === params.kind,
+    verdictWithoutSourceJob: ({ event }, params: { kind: Inspection['kind'] }) => {
+      const out = (event as { output?: Inspection }).output;
+      return out?.kind === params.kind && out.sourceJob === undefined;
+    },
+    abortPending: ({ context }) => context.abortReason !== undefined && context.abortRefused === undefined,
+    inPostCopyMode: ({ context }) => context.mode === 'PostCopy',
+    uncertainFailure: ({ event }) => event.type === 'MIGRATION_FAILED' && event.uncertain === true,
   },
   delays: {
     unschedulableTimeout: ({ context }) => timerMs(context.timeouts.unschedulableMs),
@@ -232,6 +298,10 @@ export const migrationMachine = setup({
       context.timeouts.completionPerGiBMs > 0 ? timerMs(completionBudgetMs(context)) : MAX_TIMER_MS,
     abortRetry: ({ context }) => timerMs(context.timeouts.abortRetryMs),
     retryDelay: ({ context }) => timerMs(context.timeouts.retryMs),
+    // Exponential from retryMs, capped at the abort interval: a silent node is not hammered.
+    resolveRetry: ({ context }) =>
+      timerMs(Math.min(Math.max(context.timeouts.abortRetryMs, context.timeouts.retryMs), context.timeouts.retryMs * 2 ** Math.min(Math.max(0, context.inspections - 1), 20))),
+    resolveTimeout: ({ context }) => timerMs(context.timeouts.resolveMs),
   },
 }).createMachine({
   id: 'migration',
@@ -253,13 +323,22 @@ export const migrationMachine = setup({
       targetPod: input.targetPod,
       targetAddress: input.targetAddress,
       abortRequested: false,
+      inspections: 0,
+      unresolved: false,
+      sourceLost: false,
     };
   },
   states: {
     Resume: {
       description: 'Transient: a restored actor re-enters the phase recorded in the VMIM status.',
       always: [
-        { guard: 'resumeInPostCopy', target: '#migration.Running.postCopy' },
+        // From TargetReady on, the handlers may be ahead of the recorded phase: ask them first.
+        { guard: { type: 'resumeAt', params: { phase: 'TargetReady' } }, target: 'TargetReady.checking' },
+        {
+          guard: { type: 'resumeAt', params: { phase: 'Running' } },
+          target: 'Running.resolving',
+          actions: { type: 'beginResolving', params: {} },
+        },
         ...PHASES.map((phase) => ({ guard: { type: 'resumeAt' as const, params: { phase } }, target: phase })),
         { target: 'Pending' },
       ],
@@ -428,14 +507,55 @@ export const migrationMachine = setup({
 
     TargetReady: {
       description: 'The source handler is asked to start streaming to the target.',
-      invoke: {
-        id: 'startSource',
-        src: 'startSource',
-        input: ({ context }) => context,
-        onDone: 'Running',
-        onError: {
-          target: 'Failed',
-          actions: { type: 'fail', params: ({ event }) => ({ reason: `source failed to start: ${errorMessage(event.error)}` }) },
+      initial: 'starting',
+      states: {
+        // Only after a restart: the start request may have reached the source before
+        // the phase after it was written, so ask before sending it again.
+        checking: {
+          invoke: {
+            id: 'inspectOnResume',
+            src: 'inspect',
+            input: ({ context }) => context,
+            onDone: [
+              { guard: { type: 'verdict', params: { kind: 'migrating' } }, target: '#migration.Running.migrating' },
+              {
+                guard: { type: 'verdict', params: { kind: 'completed' } },
+                target: '#migration.Running.completing',
+                actions: { type: 'recordCompletion', params: ({ context }) => ({ mode: context.mode, downtimeMs: context.downtimeMs ?? 0 }) },
+              },
+              // The guest runs on the source and the source never heard of this migration: nothing started.
+              { guard: { type: 'verdictWithoutSourceJob', params: { kind: 'failed' } }, target: 'starting' },
+              {
+                target: '#migration.Running.resolving',
+                actions: { type: 'beginResolving', params: { reason: 'the controller restarted while the source was being started' } },
+              },
+            ],
+            onError: {
+              target: '#migration.Running.resolving',
+              actions: { type: 'beginResolving', params: { reason: 'the controller restarted while the source was being started' } },
+            },
+          },
+        },
+        starting: {
+          invoke: {
+            id: 'startSource',
+            src: 'startSource',
+            input: ({ context }) => context,
+            onDone: '#migration.Running',
+            onError: [
+              // Refused, or never sent: nothing runs on the source.
+              {
+                guard: 'definiteError',
+                target: '#migration.Failed',
+                actions: { type: 'fail', params: ({ event }) => ({ reason: `source failed to start: ${errorMessage(event.error)}` }) },
+              },
+              // Timed out or lost on the way: the source may be streaming. Find out, never assume.
+              {
+                target: '#migration.Running.resolving',
+                actions: { type: 'beginResolving', params: ({ event }) => ({ reason: `source failed to start: ${errorMessage(event.error)}` }) },
+              },
+            ],
+          },
         },
       },
       on: {
@@ -453,12 +573,23 @@ export const migrationMachine = setup({
           target: 'Running.aborting',
           actions: { type: 'beginAbort', params: ({ event }) => ({ reason: vmiGone(event.reason), requested: false }) },
         },
+        NODE_LOST: {
+          target: 'Running.resolving',
+          actions: ['markSourceLost', { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) }],
+        },
         // The source may report before its start acknowledgement arrives.
         MIGRATION_COMPLETED: {
           target: 'Running.completing',
           actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
         },
-        MIGRATION_FAILED: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+        MIGRATION_FAILED: [
+          {
+            guard: 'uncertainFailure',
+            target: 'Running.resolving',
+            actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
+          },
+          { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+        ],
         MIGRATION_ABORTED: {
           target: 'Failed',
           actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
@@ -529,7 +660,14 @@ export const migrationMachine = setup({
               target: 'completing',
               actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
             },
-            MIGRATION_FAILED: { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+            MIGRATION_FAILED: [
+              {
+                guard: 'uncertainFailure',
+                target: 'resolving',
+                actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
+              },
+              { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+            ],
             MIGRATION_ABORTED: {
               target: '#migration.Failed',
               actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
@@ -546,14 +684,38 @@ export const migrationMachine = setup({
               target: 'aborting',
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: vmiGone(event.reason), requested: false }) },
             },
+            NODE_LOST: {
+              target: 'resolving',
+              actions: ['markSourceLost', { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) }],
+            },
           },
         },
 
         aborting: {
           description: 'Asking the source to cancel, again and again, until it reports a result.',
           // Never give up from here: leaving before the source confirms could leave the VM on two nodes.
-          entry: 'requestAbort',
-          after: { abortRetry: { target: 'aborting', reenter: true } },
+          initial: 'requesting',
+          states: {
+            requesting: {
+              invoke: {
+                id: 'requestAbort',
+                src: 'requestAbort',
+                input: ({ context }) => context,
+                onDone: [
+                  // No record, or already over: the result may be lost or queued. Ask both sides
+                  // what runs where instead of reading "no record" as "nothing ran".
+                  {
+                    guard: { type: 'abortAnswered', params: { states: ['not-found', 'already-finished'] } },
+                    target: '#migration.Running.resolving',
+                    actions: { type: 'beginResolving', params: ({ context }) => ({ reason: context.abortReason ?? 'aborted' }) },
+                  },
+                  { target: 'waiting' },
+                ],
+                onError: 'waiting',
+              },
+            },
+            waiting: { after: { abortRetry: 'requesting' } },
+          },
           on: {
             PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
             // Completion wins over an abort: the guest already runs on the target.
@@ -561,7 +723,14 @@ export const migrationMachine = setup({
               target: 'completing',
               actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
             },
-            MIGRATION_FAILED: { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+            MIGRATION_FAILED: [
+              {
+                guard: 'uncertainFailure',
+                target: 'resolving',
+                actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
+              },
+              { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+            ],
             MIGRATION_ABORTED: {
               target: '#migration.Failed',
               actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
@@ -569,35 +738,144 @@ export const migrationMachine = setup({
             ABORT: {
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
             },
+            NODE_LOST: {
+              target: 'resolving',
+              actions: ['markSourceLost', { type: 'beginResolving', params: ({ context }) => ({ reason: context.abortReason ?? 'aborted' }) }],
+            },
           },
         },
 
         postCopy: {
           description: 'The guest runs on the target and pulls its remaining pages; no timeouts, no abort.',
-          entry: ['enterPostCopy', 'startPostCopy'],
+          initial: 'switching',
+          states: {
+            // The switch is believed only once the source confirms it; until then an abort waits for the answer.
+            switching: {
+              invoke: {
+                id: 'startPostCopy',
+                src: 'startPostCopy',
+                input: ({ context }) => context,
+                onDone: 'switched',
+                onError: [
+                  { guard: 'abortPending', target: '#migration.Running.aborting' },
+                  {
+                    target: '#migration.Running.migrating',
+                    actions: { type: 'recordRetryError', params: ({ event }) => ({ message: `post-copy switch failed: ${errorMessage(event.error)}` }) },
+                  },
+                ],
+              },
+              on: {
+                ABORT: { actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) } },
+              },
+            },
+            switched: {
+              entry: ['enterPostCopy', 'refusePendingAbort'],
+              on: {
+                ABORT: {
+                  actions: {
+                    type: 'refuseAbort',
+                    params: ({ event }) => ({
+                      why: `abort (${event.reason}) not honoured: post-copy has started and the guest already runs on the target node`,
+                    }),
+                  },
+                },
+              },
+            },
+          },
           on: {
             PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
             MIGRATION_COMPLETED: {
               target: 'completing',
               actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
             },
-            MIGRATION_FAILED: { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+            MIGRATION_FAILED: [
+              {
+                guard: 'uncertainFailure',
+                target: 'resolving',
+                actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
+              },
+              { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+            ],
             MIGRATION_ABORTED: {
               target: '#migration.Failed',
               actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
-            },
-            ABORT: {
-              actions: {
-                type: 'refuseAbort',
-                params: ({ event }) => ({
-                  why: `abort (${event.reason}) not honoured: post-copy has started and the guest already runs on the target node`,
-                }),
-              },
             },
             VMI_GONE: {
               target: 'aborting',
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: vmiGone(event.reason), requested: false }) },
             },
+            NODE_LOST: {
+              target: 'resolving',
+              actions: ['markSourceLost', { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) }],
+            },
+          },
+        },
+
+        resolving: {
+          description:
+            'Ferry does not know how the migration ended: it asks the source and the target what runs where, ' +
+            'with back-off, and follows the answer. It never fails on a silence.',
+          initial: 'asking',
+          states: {
+            asking: {
+              invoke: {
+                id: 'inspect',
+                src: 'inspect',
+                input: ({ context }) => context,
+                onDone: [
+                  {
+                    guard: { type: 'verdict', params: { kind: 'completed' } },
+                    target: '#migration.Running.completing',
+                    actions: { type: 'recordCompletion', params: ({ context }) => ({ mode: context.mode, downtimeMs: context.downtimeMs ?? 0 }) },
+                  },
+                  {
+                    guard: and([{ type: 'verdict' as const, params: { kind: 'migrating' as const } }, 'abortPending']),
+                    target: '#migration.Running.aborting',
+                  },
+                  {
+                    guard: and([{ type: 'verdict' as const, params: { kind: 'migrating' as const } }, 'inPostCopyMode']),
+                    target: '#migration.Running.postCopy.switched',
+                  },
+                  { guard: { type: 'verdict', params: { kind: 'migrating' } }, target: '#migration.Running.migrating' },
+                  {
+                    guard: { type: 'verdict', params: { kind: 'failed' } },
+                    target: '#migration.Failed',
+                    actions: {
+                      type: 'fail',
+                      params: ({ context, event }) => ({ reason: context.pendingFailure ?? `migration ended without a result: ${event.output.why}` }),
+                    },
+                  },
+                  { target: 'waiting', actions: { type: 'recordUnknown', params: ({ event }) => ({ why: event.output.why }) } },
+                ],
+                onError: { target: 'waiting', actions: { type: 'recordUnknown', params: ({ event }) => ({ why: errorMessage(event.error) }) } },
+              },
+            },
+            waiting: { after: { resolveRetry: 'asking' } },
+          },
+          after: {
+            // The bound: say so loudly, and keep asking. Nothing here deletes anything.
+            resolveTimeout: { actions: ['markUnresolved', 'reportUnresolved'] },
+          },
+          on: {
+            PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
+            // A result from the source settles it.
+            MIGRATION_COMPLETED: {
+              target: 'completing',
+              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
+            },
+            MIGRATION_FAILED: [
+              { guard: 'uncertainFailure' },
+              { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+            ],
+            MIGRATION_ABORTED: {
+              target: '#migration.Failed',
+              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
+            },
+            // Remembered: if the source turns out to be still migrating, the abort is sent then.
+            ABORT: {
+              actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
+            },
+            NODE_LOST: { actions: 'markSourceLost' },
           },
         },
 

@@ -1,5 +1,5 @@
 import { nkeys } from 'nats';
-import { CONTROLLER_DURABLE, RESULTS_STREAM, subjects } from '../../src/bus/subjects.js';
+import { CONTROLLER_DURABLE, inboxPrefix, RESULTS_STREAM, subjects } from '../../src/bus/subjects.js';
 
 /**
  * Per-role NATS users for Ferry, as nkey users (the server holds public keys
@@ -17,8 +17,8 @@ export interface Permissions {
   allow_responses?: boolean;
 }
 
-/** nats.js puts replies (command replies, JetStream acks) on `_INBOX.<id>...`. */
-const INBOX = '_INBOX.>';
+/** Each role's replies (command replies, JetStream acks and deliveries) arrive under its own inbox prefix only. */
+const inbox = (prefix: string) => `${prefix}.>`;
 
 export function controllerPermissions(): Permissions {
   const stream = RESULTS_STREAM;
@@ -37,7 +37,8 @@ export function controllerPermissions(): Permissions {
         `$JS.ACK.${stream}.${CONTROLLER_DURABLE}.>`,
       ],
     },
-    subscribe: { allow: ['ferry.v1.>', INBOX] },
+    // The server's word that a result was given up after its last delivery (counted as a dead letter).
+    subscribe: { allow: ['ferry.v1.>', inbox(inboxPrefix.controller()), `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${CONTROLLER_DURABLE}`] },
   };
 }
 
@@ -50,7 +51,7 @@ export function handlerPermissions(node: string): Permissions {
         subjects.allResults(),
       ],
     },
-    subscribe: { allow: [subjects.nodeCommands(node), INBOX] },
+    subscribe: { allow: [subjects.nodeCommands(node), inbox(inboxPrefix.handler(node))] },
     allow_responses: true,
   };
 }

@@ -1,6 +1,16 @@
 import { z } from 'zod';
 import { ObjectMeta } from './meta.js';
 import { MigrationConfiguration } from './migrationConfig.js';
+import { parseQuantity } from './quantity.js';
+
+/** A bandwidth as KubeVirt takes it: a Kubernetes quantity (or plain number), never negative. */
+const Bandwidth = z.union([z.string(), z.number()]).superRefine((v, ctx) => {
+  try {
+    if (parseQuantity(v) < 0) ctx.addIssue({ code: 'custom', message: `must not be negative (got "${v}")` });
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
 
 /** `migrations.kubevirt.io/v1alpha1` MigrationPolicy (cluster-scoped). */
 export const MigrationPolicy = z.looseObject({
@@ -18,7 +28,7 @@ export const MigrationPolicy = z.looseObject({
     allowAutoConverge: z.boolean().optional(),
     allowPostCopy: z.boolean().optional(),
     allowWorkloadDisruption: z.boolean().optional(),
-    bandwidthPerMigration: z.union([z.string(), z.number()]).optional(),
+    bandwidthPerMigration: Bandwidth.optional(),
     completionTimeoutPerGiB: z.number().int().min(0).optional(),
   }),
 });

@@ -81,9 +81,10 @@ export const Annotations = {
   evacuationMigration: 'kubevirt.io/evacuationMigration',
   unschedulablePodTimeout: 'kubevirt.io/migrationUnschedulablePodTimeoutSeconds',
   pendingPodTimeout: 'kubevirt.io/migrationPendingPodTimeoutSeconds',
-  // Ferry's sim hypervisor reads the guest's behaviour from these (bytes/s, bytes).
+  // Ferry's sim hypervisor reads the guest's behaviour from these (bytes/s, bytes, 0..1).
   simDirtyRate: 'ferry.dev/sim-dirty-rate',
   simWorkingSet: 'ferry.dev/sim-working-set',
+  simZeroFraction: 'ferry.dev/sim-zero-fraction',
 } as const;
 
 export function isLiveMigratable(vmi: VirtualMachineInstance): { ok: boolean; reason?: string } {

@@ -13,6 +13,8 @@ export interface BusOptions {
   waitOnFirstConnect?: boolean;
   /** File holding this process's NATS nkey seed (deploy/ gives each role its own user). */
   nkeyFile?: string;
+  /** Where this process's replies arrive (see inboxPrefix in subjects.ts); nats.js's `_INBOX` by default. */
+  inboxPrefix?: string;
 }
 
 /** Reads the seed on every (re)connect, so a rotated key file is picked up without a restart. */
@@ -41,6 +43,7 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
     reconnectJitter: 100,
     waitOnFirstConnect: opts.waitOnFirstConnect ?? false,
     ...(opts.nkeyFile ? { authenticator: nkeyAuthenticator(nkeyFrom(opts.nkeyFile)) } : {}),
+    ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
   });
   const log = opts.log;
   log.info({ name: opts.name, server: nc.getServer() }, 'connected to NATS');

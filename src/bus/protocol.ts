@@ -69,6 +69,8 @@ export const requests = {
   'set-downtime': MigrationRef.extend({ maxDowntimeMs: z.number().positive() }),
   'post-copy': MigrationRef,
   'list-jobs': z.object({}),
+  /** The controller has the final outcome of this migration: its tombstones may go. */
+  'forget-job': MigrationRef,
 } satisfies Record<Command, z.ZodType>;
 
 export const JobSummary = z.object({
@@ -87,7 +89,7 @@ const ok = <T extends z.ZodRawShape>(shape: T) => z.object({ ok: z.literal(true)
 
 export const replies = {
   'prepare-target': ok({ address: z.string(), published: PublishedTargetSchema.optional() }),
-  'start-source': ok({ state: z.enum(['started', 'running', 'completed', 'failed', 'aborted']) }),
+  'start-source': ok({ state: z.enum(['started', 'running', 'completed', 'failed', 'aborted', 'unknown']) }),
   'finish-target': ok({ domainState: z.string() }),
   abort: ok({ state: z.enum(['aborting', 'not-found', 'already-finished', 'cancelled']) }),
   'set-bandwidth': ok({}),
@@ -98,16 +100,22 @@ export const replies = {
     jobs: z.array(JobSummary),
     domains: z.array(z.object({ name: z.string(), state: z.string(), memoryBytes: z.number() })),
   }),
+  /** `forgotten` is false when the handler had nothing finished to forget (unknown, or still running). */
+  'forget-job': ok({ forgotten: z.boolean() }),
 } satisfies Record<Command, z.ZodType>;
 
 export type CommandRequest<C extends Command> = z.infer<(typeof requests)[C]>;
 export type CommandReply<C extends Command> = z.infer<(typeof replies)[C]>;
 
-/** What a handler answers when it cannot do what was asked; the controller surfaces `error`. */
+/**
+ * What a handler answers when it cannot do what was asked; the controller surfaces `error`.
+ * `stale-epoch`: the command came from a controller whose leadership epoch is older than
+ * one this handler has already obeyed; nothing was done.
+ */
 export const ErrorReply = z.object({
   ok: z.literal(false),
   error: z.string(),
-  code: z.enum(['bad-request', 'not-found', 'conflict', 'driver-error', 'internal']),
+  code: z.enum(['bad-request', 'not-found', 'conflict', 'driver-error', 'stale-epoch', 'internal']),
 });
 export type ErrorReply = z.infer<typeof ErrorReply>;
 
@@ -118,10 +126,16 @@ export const ProgressMessage = MigrationRef.extend({
 });
 export type ProgressMessage = z.infer<typeof ProgressMessage>;
 
-/** Published on JetStream with message id `${migrationUid}-${attempt}-${outcome}`. */
+/**
+ * Published on JetStream with message id `${migrationUid}-${attempt}-${outcome}`.
+ * `unknown`: the source lost sight of the job and could not find out how it
+ * ended (its domain is gone and nothing was recorded). The guest may be running
+ * on the target: the controller resolves it by asking both handlers (list-jobs),
+ * never by treating it as a failure.
+ */
 export const ResultMessage = MigrationRef.extend({
   node: z.string(),
-  outcome: z.enum(['completed', 'failed', 'aborted']),
+  outcome: z.enum(['completed', 'failed', 'aborted', 'unknown']),
   reason: z.string().optional(),
   mode: z.enum(['PreCopy', 'PostCopy']),
   downtimeMs: z.number().optional(),

@@ -1,22 +1,17 @@
 import {
-  AckPolicy,
-  DeliverPolicy,
   ErrorCode,
   JSONCodec,
   nanos,
   RetentionPolicy,
   StorageType,
-  type ConsumerConfig,
   type JetStreamClient,
   type JetStreamManager,
-  type JsMsg,
-  type NatsConnection,
   type PubAck,
   type StreamConfig,
   type StreamInfo,
 } from 'nats';
 import { systemClock, type Clock } from '../util/clock.js';
-import { CONTROLLER_DURABLE, RESULTS_STREAM, subjects } from './subjects.js';
+import { RESULTS_STREAM, subjects } from './subjects.js';
 import { ResultMessage, resultMessageId } from './protocol.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import { zodReason } from './zodReason.js';
@@ -106,94 +101,4 @@ function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-export interface ConsumeResultsOptions {
-  durable?: string;
-  /** The message is acknowledged only once this resolves; a rejection redelivers it later. */
-  onResult: (msg: ResultMessage) => Promise<void>;
-  log: Logger;
-  /** How long a result whose handling failed waits before it is redelivered. */
-  retryDelayMs?: number;
-  /** How long the server waits for an ack before redelivering to a consumer that went quiet. */
-  ackWaitMs?: number;
-}
-
-export interface ResultsConsumer {
-  /** Stops receiving; the durable consumer and its unacknowledged messages stay on the server. */
-  stop(): Promise<void>;
-}
-
-/**
- * Consumes migration results through a durable consumer: its position lives in
- * the server, so results published while the controller was away are delivered
- * when it comes back, each until it is acknowledged.
- */
-export async function consumeResults(nc: NatsConnection, opts: ConsumeResultsOptions): Promise<ResultsConsumer> {
-  const durable = opts.durable ?? CONTROLLER_DURABLE;
-  const jsm = await nc.jetstreamManager();
-  await ensureResultsStream(jsm);
-  await ensureConsumer(jsm, {
-    durable_name: durable,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    filter_subject: subjects.allResults(),
-    ack_wait: nanos(opts.ackWaitMs ?? 30_000),
-    max_deliver: -1,
-  });
-  const consumer = await nc.jetstream().consumers.get(RESULTS_STREAM, durable);
-  const messages = await consumer.consume({ max_messages: 16 });
-  const retryDelayMs = opts.retryDelayMs ?? 2000;
-  const loop = (async () => {
-    for await (const m of messages) await handle(m, durable, opts, retryDelayMs);
-  })();
-  // nats.js keeps a pull consumer's heartbeat timer alive after its connection closes; end it with the connection.
-  void nc.closed().then(() => messages.stop());
-  return {
-    async stop() {
-      await messages.close();
-      await loop;
-    },
-  };
-}
-
-async function ensureConsumer(jsm: JetStreamManager, config: Partial<ConsumerConfig> & { durable_name: string }): Promise<void> {
-  try {
-    await jsm.consumers.info(RESULTS_STREAM, config.durable_name);
-    await jsm.consumers.update(RESULTS_STREAM, config.durable_name, { ack_wait: config.ack_wait, max_deliver: config.max_deliver });
-  } catch (err) {
-    if ((err as { code?: string }).code !== '404') throw err;
-    await jsm.consumers.add(RESULTS_STREAM, config);
-  }
-}
-
-async function handle(m: JsMsg, durable: string, opts: ConsumeResultsOptions, retryDelayMs: number): Promise<void> {
-  const where = { durable, subject: m.subject, seq: m.seq, deliveries: m.info.redeliveryCount };
-  let body: unknown;
-  try {
-    body = m.json();
-  } catch {
-    opts.log.error(where, 'result is not JSON; discarded');
-    m.term();
-    return;
-  }
-  const parsed = ResultMessage.safeParse(body);
-  if (!parsed.success) {
-    opts.log.error({ ...where, reason: zodReason(parsed.error) }, 'result fails its schema; discarded');
-    m.term();
-    return;
-  }
-  const r = parsed.data;
-  const fields = { ...where, migrationUid: r.migrationUid, attempt: r.attempt, vmi: r.vmi, outcome: r.outcome };
-  try {
-    await opts.onResult(r);
-  } catch (err) {
-    opts.log.warn({ ...fields, err: (err as Error).message, retryInMs: retryDelayMs }, 'result handling failed; will be redelivered');
-    m.nak(retryDelayMs);
-    return;
-  }
-  // Waiting for the server to confirm the ack keeps a lost ack from redelivering a handled result.
-  try {
-    await m.ackAck();
-  } catch (err) {
-    opts.log.warn({ ...fields, err: (err as Error).message }, 'ack of handled result not confirmed; it may be delivered again');
-  }
-}
+export { consumeResults, type ConsumeResultsOptions, type DeadLetterReason, type ResultsConsumer, type ResultVerdict } from './resultsConsumer.js';

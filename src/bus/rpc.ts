@@ -1,9 +1,12 @@
-import { ErrorCode, JSONCodec, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { ErrorCode, JSONCodec, headers, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { performance } from 'node:perf_hooks';
 import { COMMANDS, subjects, type Command } from './subjects.js';
 import { ErrorReply, replies, requests, type CommandReply, type CommandRequest } from './protocol.js';
 import type { Logger } from '../util/log.js';
 import { zodReason } from './zodReason.js';
+import { EPOCH_HEADER, parseEpoch, type EpochFence } from './epoch.js';
+import { KeyedLimiter } from '../util/keyedLimiter.js';
+import { tracedRequest, tracedServe } from '../tracing/nats.js';
 
 const json = JSONCodec<unknown>();
 
@@ -23,6 +26,21 @@ export class CommandError extends Error {
   }
 }
 
+/**
+ * Codes after which the controller knows nothing happened on the node: the
+ * request was refused before anything started. Everything else (no answer, a
+ * garbled answer, an internal error, a handler that has no record) leaves the
+ * outcome open and must be resolved by asking, never by assuming nothing happened.
+ * Handlers answer `driver-error` only where their driver guarantees the
+ * operation had no effect.
+ */
+const DEFINITE: ReadonlySet<CommandErrorCode> = new Set<CommandErrorCode>(['bad-request', 'conflict', 'stale-epoch', 'driver-error']);
+
+/** True when `err` is a command refusal after which nothing was done on the node. */
+export function isDefinite(err: unknown): boolean {
+  return err instanceof CommandError && DEFINITE.has(err.code);
+}
+
 /** Thrown by a command handler to answer with a specific ErrorReply code. */
 export class HandlerError extends Error {
   override readonly name = 'HandlerError';
@@ -33,6 +51,8 @@ export class HandlerError extends Error {
 
 export interface RequestOptions {
   timeoutMs?: number;
+  /** The sending leader's epoch (its Lease's leaseTransitions), sent as the Ferry-Epoch header; absent ⇒ 0. */
+  epoch?: number;
   /** Called once per request with its round-trip time; `ok` is false for any error. */
   onRoundTrip?: (command: Command, ms: number, ok: boolean) => void;
 }
@@ -45,6 +65,9 @@ export async function requestCommand<C extends Command>(
   payload: CommandRequest<C>,
   opts: RequestOptions = {},
 ): Promise<CommandReply<C>> {
+  if (opts.epoch !== undefined && !(Number.isSafeInteger(opts.epoch) && opts.epoch >= 0)) {
+    throw new CommandError('bad-request', node, command, `refusing to send ${command} to handler ${node} with leader epoch ${opts.epoch}: not a non-negative integer`);
+  }
   const checked = requests[command].safeParse(payload);
   if (!checked.success) {
     throw new CommandError('bad-request', node, command, `refusing to send invalid ${command} to handler ${node}: ${zodReason(checked.error)}`);
@@ -52,7 +75,7 @@ export async function requestCommand<C extends Command>(
   const started = performance.now();
   let ok = false;
   try {
-    const reply = await send(nc, node, command, checked.data, opts.timeoutMs ?? 5000);
+    const reply = await send(nc, node, command, checked.data, opts.timeoutMs ?? 5000, opts.epoch);
     ok = true;
     return reply;
   } finally {
@@ -66,10 +89,16 @@ async function send<C extends Command>(
   command: C,
   payload: unknown,
   timeoutMs: number,
+  epoch: number | undefined,
 ): Promise<CommandReply<C>> {
   let msg: Msg;
   try {
-    msg = await nc.request(subjects.command(node, command), json.encode(payload), { timeout: timeoutMs });
+    // The trace context (src/tracing) and the leader's epoch ride in the message headers.
+    msg = await tracedRequest(node, command, (traceHeaders) => {
+      const h = traceHeaders ?? headers();
+      if (epoch !== undefined) h.set(EPOCH_HEADER, String(epoch));
+      return nc.request(subjects.command(node, command), json.encode(payload), { timeout: timeoutMs, headers: h });
+    });
   } catch (err) {
     throw transportError(err, node, command, timeoutMs);
   }
@@ -104,15 +133,37 @@ export type CommandHandlers = { [C in Command]: (req: CommandRequest<C>) => Prom
 /** One queue group per node: a handler restarting next to its old self never double-serves a command. */
 export const handlerQueue = (node: string) => `ferry-handler.${node}`;
 
+/** Commands that change nothing on the node: a stale leader may still read. */
+const UNFENCED: ReadonlySet<Command> = new Set<Command>(['list-jobs']);
+
+export interface ServeOptions {
+  /** Refuses commands from a leader older than one already obeyed (see epoch.ts). */
+  fence?: EpochFence;
+  /**
+   * Commands handled at once (default 32). Beyond that the next command waits
+   * in the subscription until one finishes: a flood of commands slows down
+   * instead of starting unbounded work against the hypervisor.
+   */
+  maxConcurrent?: number;
+}
+
+export const DEFAULT_MAX_CONCURRENT_COMMANDS = 32;
+
 /**
- * Serves every command addressed to `node`. Requests are validated before any
- * handler runs; whatever goes wrong is answered with an ErrorReply, never silence.
+ * Serves every command addressed to `node`. Requests are validated (and fenced
+ * by leader epoch) before any handler runs; whatever goes wrong is answered
+ * with an ErrorReply, never silence.
  */
-export function serveCommands(nc: NatsConnection, node: string, handlers: CommandHandlers, log: Logger): Subscription {
+export function serveCommands(nc: NatsConnection, node: string, handlers: CommandHandlers, log: Logger, opts: ServeOptions = {}): Subscription {
   const sub = nc.subscribe(subjects.nodeCommands(node), { queue: handlerQueue(node) });
+  const limiter = new KeyedLimiter(opts.maxConcurrent ?? DEFAULT_MAX_CONCURRENT_COMMANDS);
+  let seq = 0;
   void (async () => {
     for await (const m of sub) {
-      answer(m, node, handlers, log).catch((err: unknown) => {
+      if (limiter.size >= limiter.limit) log.warn({ node, inFlight: limiter.size }, 'command limit reached; the next commands wait');
+      await limiter.accept();
+      // Each command its own key: no ordering between them, only the bound.
+      void limiter.run(String(++seq), () => answer(m, node, handlers, log, opts.fence)).catch((err: unknown) => {
         // Only replying itself can fail here (the connection closed under us); the controller will time out.
         log.error({ node, subject: m.subject, err: (err as Error).message }, 'could not reply to command');
       });
@@ -124,7 +175,7 @@ export function serveCommands(nc: NatsConnection, node: string, handlers: Comman
   return sub;
 }
 
-async function answer(m: Msg, node: string, handlers: CommandHandlers, log: Logger): Promise<void> {
+async function answer(m: Msg, node: string, handlers: CommandHandlers, log: Logger, fence: EpochFence | undefined): Promise<void> {
   const command = m.subject.slice(m.subject.lastIndexOf('.') + 1) as Command;
   const started = performance.now();
   const respond = (body: unknown, fields: object, msg: string, level: 'info' | 'warn' | 'error' = 'info') => {
@@ -144,9 +195,22 @@ async function answer(m: Msg, node: string, handlers: CommandHandlers, log: Logg
   const req = requests[command].safeParse(body);
   if (!req.success) return refuse('bad-request', `invalid ${command} request: ${zodReason(req.error)}`);
   const ref = refFields(req.data);
+  const epoch = parseEpoch(m.headers?.get(EPOCH_HEADER));
+  if (epoch === undefined) return refuse('bad-request', `${EPOCH_HEADER} header "${m.headers?.get(EPOCH_HEADER)}" is not a non-negative integer`, ref);
+  if (fence && !UNFENCED.has(command)) {
+    let admission;
+    try {
+      admission = await fence.admit(epoch);
+    } catch (err) {
+      return refuse('internal', `cannot record leader epoch ${epoch}: ${(err as Error).message}`, ref, 'error');
+    }
+    if (!admission.admitted) {
+      return refuse('stale-epoch', `${command} comes from leader epoch ${epoch}, but this handler already obeys epoch ${admission.highest}; nothing was done`, { ...ref, epoch, highest: admission.highest });
+    }
+  }
   let result: unknown;
   try {
-    result = await (handlers[command] as (r: unknown) => Promise<unknown>)(req.data);
+    result = await tracedServe(m.headers, node, command, ref as Record<string, string | number>, () => (handlers[command] as (r: unknown) => Promise<unknown>)(req.data));
   } catch (err) {
     const code = err instanceof HandlerError ? err.code : 'internal';
     return refuse(code, err instanceof Error ? err.message : String(err), ref, code === 'internal' ? 'error' : 'warn');

@@ -15,6 +15,7 @@ export const COMMANDS = [
   'set-downtime',
   'post-copy',
   'list-jobs',
+  'forget-job',
 ] as const;
 export type Command = (typeof COMMANDS)[number];
 
@@ -32,6 +33,16 @@ export const subjects = {
   allResults: () => `${PREFIX}.result.>`,
   heartbeat: (node: string) => `${PREFIX}.heartbeat.${token(node)}`,
   allHeartbeats: () => `${PREFIX}.heartbeat.*`,
+};
+
+/**
+ * Reply subjects (request inboxes, JetStream deliveries) of each role. With a
+ * prefix of its own, a process's permissions can allow its own replies only:
+ * a handler cannot read the controller's (results are delivered there).
+ */
+export const inboxPrefix = {
+  controller: () => '_INBOX_controller',
+  handler: (node: string) => `_INBOX_node_${token(node)}`,
 };
 
 export const RESULTS_STREAM = 'FERRY_RESULTS';

@@ -1,4 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { splitPemBundle } from './pki.js';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls';
 
 /**
@@ -37,7 +38,7 @@ export class TlsMaterial {
 
   /** Options for tls.createServer / https.createServer, to be followed by attach(server). */
   serverOptions(): SecureContextOptions {
-    return { cert: this.files.certPem, key: this.files.keyPem, ca: this.files.caPem };
+    return { cert: this.files.certPem, key: this.files.keyPem, ca: caList(this.files.caPem) };
   }
 
   /** The context for a client connection (`tls.connect({ secureContext })`, `https.request({ ... })`). */
@@ -75,6 +76,16 @@ export class TlsMaterial {
     if (!cert.checkPrivateKey(createPrivateKey(files.keyPem))) {
       throw new Error(`TLS key does not match certificate ${cert.subject.replace(/\n/g, ', ')}`);
     }
-    return createSecureContext({ cert: files.certPem, key: files.keyPem, ca: files.caPem });
+    return createSecureContext({ cert: files.certPem, key: files.keyPem, ca: caList(files.caPem) });
   }
+}
+
+/**
+ * A CA bundle as a list: OpenSSL, given one PEM string holding two CAs with
+ * the same subject (a CA and its successor during rotation), trusts only the
+ * first; given a list it trusts both.
+ */
+function caList(pem: string): string[] {
+  const list = splitPemBundle(pem);
+  return list.length ? list : [pem];
 }

@@ -18,9 +18,17 @@ export function age(timestamp: string | undefined, now = Date.now()): string {
   return Number.isNaN(t) ? '-' : formatDuration((now - t) / 1000);
 }
 
-/** A plain aligned table, like kubectl's. */
-export function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (c ?? '').padEnd(widths[i] ?? 0)).join('   ').trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n');
+/**
+ * A plain aligned table, like kubectl's. `maxWidths[i]` cuts longer cells of
+ * column i with an ellipsis, so one absurd name does not widen every row.
+ */
+export function table(headers: string[], rows: string[][], opts: { maxWidths?: readonly (number | undefined)[] } = {}): string {
+  const clip = (cell: string, i: number) => {
+    const max = opts.maxWidths?.[i];
+    return max !== undefined && cell.length > max ? `${cell.slice(0, Math.max(1, max - 1))}…` : cell;
+  };
+  const cells = rows.map((r) => r.map((c, i) => clip(c ?? '', i)));
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const line = (cs: string[]) => cs.map((c, i) => (c ?? '').padEnd(widths[i] ?? 0)).join('   ').trimEnd();
+  return [line(headers), ...cells.map(line)].join('\n');
 }

@@ -1,15 +1,9 @@
-import { Command, Option } from 'commander';
-import { runDev } from './commands/dev.js';
-import { runController } from './commands/controller.js';
-import { runHandler } from './commands/handler.js';
-import { runMigrate } from './commands/migrate.js';
-import { runStatus, runCancel } from './commands/status.js';
-import { runDrain, runUncordon } from './commands/drain.js';
-import { runApiDocs } from './commands/docs.js';
-import { runStatechartsExport } from './commands/statecharts.js';
-import { registerRunbookCommand } from './commands/runbook.js';
-
+import { Argument, Command, Option } from 'commander';
+import { registerRunbookCommand } from './commands/runbookCommand.js';
 import { int, kubeconfigOption, positive } from './options.js';
+
+// Each command's code is imported when that command runs, not before: `ferry
+// status` must not pay for loading the dev cluster, the controller or libvirt.
 
 const metricsPortOption = (dflt?: number) =>
   new Option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz on this port (0 = any free port)')
@@ -20,9 +14,9 @@ const metricsPortOption = (dflt?: number) =>
  * The whole `ferry` command line, built without running anything, so tests
  * (and the docs checks) can inspect every command and option.
  */
-export function buildProgram(): Command {
+export function buildProgram(o: { name?: string } = {}): Command {
   const program = new Command()
-    .name('ferry')
+    .name(o.name ?? 'ferry')
     .description('Live migration of KubeVirt-style virtual machines on Kubernetes')
     .showHelpAfterError('(run with --help for usage)');
 
@@ -38,28 +32,48 @@ export function buildProgram(): Command {
     .option('--libvirt-dir <dir>', 'libvirt driver: where the per-node daemons keep sockets, state and logs', '.ferry/libvirt')
     .option('--log-file <path>', 'where the JSON logs go', '.ferry/dev.log')
     .option('--no-demo', 'skip the demonstration migration')
+    .option('--processes', 'real process boundaries: two leader-electing controller processes, one handler process per node, a 3-server NATS cluster; each restarted when it dies (sim driver)', false)
+    .option('--state-dir <dir>', 'with --processes: where journals, process logs and NATS stores go', '.ferry/processes')
+    .addOption(new Option('--scenario <file>', 'build the cluster from a bench scenario (test/bench/README.md): its nodes, NICs, memory, VMs and config; --nodes/--vms are ignored').conflicts(['driver']))
+    .option('--console-port <port>', 'serve the web console on this port (0 = any free port)', int('--console-port'), 0)
+    .option('--trace-file <path>', 'also write a trace per migration to this file (OTLP/JSON, one export per line)')
+    .option('--otlp-endpoint <url>', 'also send the traces to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT)')
     .addOption(metricsPortOption())
-    .action((o) => runDev(o));
+    .action(async (o) => (await import('./commands/dev.js')).runDev(o));
 
   program
     .command('controller')
     .description('Run the VMIM controller against a cluster')
     .addOption(kubeconfigOption())
-    .option('--nats <url>', 'NATS server URL', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
+    .option('--nats <url>', 'NATS server URL (several servers of one cluster: comma-separated)', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
     .option('--config <file>', 'Ferry configuration file (YAML)')
     .addOption(metricsPortOption(8080))
     .option('--no-leader-elect', 'run without leader election (only ever run one replica then)')
     .option('--lease-namespace <ns>', 'namespace of the leader election Lease', process.env['POD_NAMESPACE'] ?? 'default')
     .option('--lease-name <name>', 'name of the leader election Lease', 'ferry-controller')
+    .option('--leader-elect-lease-duration <seconds>', 'how long a lease holds after its last renewal', positive('--leader-elect-lease-duration'), 15)
+    .option('--leader-elect-renew-deadline <seconds>', 'a leader that could not renew for this long steps down (shorter than the lease)', positive('--leader-elect-renew-deadline'), 10)
+    .option('--leader-elect-retry-period <seconds>', 'pause between attempts to acquire or renew', positive('--leader-elect-retry-period'), 2)
     .option('--nats-nkey <file>', 'NATS nkey seed file of the controller user (see deploy/README.md)')
     .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
-    .action((o) => runController(o));
+    .option('--otlp-endpoint <url>', 'send a trace per migration to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing)')
+    .action(async (o) => (await import('./commands/controller.js')).runController(o));
+
+  program
+    .command('webhook')
+    .description('Run the admission webhook server (launcher pod eviction, VMIM and resource validation) over HTTPS')
+    .addOption(kubeconfigOption())
+    .option('--port <port>', 'HTTPS port the API server calls (0 = any free port)', int('--port'), 8443)
+    .option('--namespace <ns>', 'namespace of the certificate Secrets (self-managed certificates)', process.env['POD_NAMESPACE'] ?? 'ferry-system')
+    .option('--cert-dir <dir>', 'serve tls.crt/tls.key from this directory (cert-manager) instead of self-managed certificates in Secrets')
+    .addOption(metricsPortOption(8082))
+    .action(async (o) => (await import('./commands/webhook.js')).runWebhook(o));
 
   program
     .command('handler')
     .description('Run the node handler (source and target roles) for one node')
     .requiredOption('--node <name>', 'the node this handler serves')
-    .option('--nats <url>', 'NATS server URL', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
+    .option('--nats <url>', 'NATS server URL (several servers of one cluster: comma-separated)', process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222')
     .addOption(new Option('--driver <driver>', 'hypervisor driver').choices(['sim', 'libvirt']).default('sim'))
     .option('--time-scale <x>', 'sim driver: simulated time per real time', positive('--time-scale'), 1)
     .addOption(new Option('--libvirt-socket <path>', 'libvirt driver: libvirtd\'s unix socket (default /run/libvirt/libvirt-sock)').conflicts('libvirtUri'))
@@ -70,8 +84,10 @@ export function buildProgram(): Command {
     .option('--migration-address <ip>', 'with --pods-dir: address the migration proxy listens on and publishes (default $POD_IP)')
     .option('--migration-server-certs <dir>', 'with --pods-dir: tls.crt/tls.key/ca.crt of this handler\'s proxy server identity (reloaded on change)')
     .option('--migration-client-certs <dir>', 'with --pods-dir: tls.crt/tls.key/ca.crt of the migration client identity (reloaded on change)')
+    .option('--sim-journal <file>', 'sim driver: keep this node\'s guests in this file, so a restarted handler finds them (ferry dev --processes)')
+    .option('--otlp-endpoint <url>', 'send a trace per migration to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing)')
     .addOption(metricsPortOption(8081))
-    .action((o) => runHandler(o));
+    .action(async (o) => (await import('./commands/handler.js')).runHandler(o));
 
   program
     .command('migrate')
@@ -81,7 +97,7 @@ export function buildProgram(): Command {
     .option('--node <name>', 'restrict the target to this node (addedNodeSelector)')
     .option('--no-wait', 'create the migration and return')
     .option('--timeout <seconds>', 'stop following after this long', positive('--timeout'))
-    .action((vmi, o) => runMigrate(vmi, o));
+    .action(async (vmi, o) => (await import('./commands/migrate.js')).runMigrate(vmi, o));
 
   program
     .command('status')
@@ -90,14 +106,14 @@ export function buildProgram(): Command {
     .option('-n, --namespace <ns>', 'only this namespace (default: all)')
     .option('-o, --output <format>', 'table or json', 'table')
     .option('-w, --watch', 'keep the table updated until Ctrl-C', false)
-    .action((o) => runStatus(o));
+    .action(async (o) => (await import('./commands/status.js')).runStatus(o));
 
   program
     .command('cancel')
-    .description('Abort a migration (deletes the VMIM; the VM stays on its source node)')
+    .description('Abort a migration that has not finished (deletes the VMIM; the VM stays on its source node). A finished one is left alone: exit 1')
     .argument('<vmim>', 'NAMESPACE/NAME of the migration')
     .addOption(kubeconfigOption())
-    .action((vmim, o) => runCancel(vmim, o));
+    .action(async (vmim, o) => (await import('./commands/cancel.js')).runCancel(vmim, o));
 
   program
     .command('drain')
@@ -108,14 +124,22 @@ export function buildProgram(): Command {
     .option('-o, --output <format>', 'table or json', 'table')
     .option('--timeout <seconds>', 'give up following after this long', positive('--timeout'))
     .option('--max-attempts <n>', 'report a VM as failed after this many failed migrations', int('--max-attempts'), 3)
-    .action((node, o) => runDrain(node, o));
+    .action(async (node, o) => (await import('./commands/drain.js')).runDrain(node, o));
 
   program
     .command('uncordon')
     .description('Return NODE to service: remove the drain taint and uncordon it (queued evacuations are withdrawn)')
     .argument('<node>', 'the node')
     .addOption(kubeconfigOption())
-    .action((node, o) => runUncordon(node, o));
+    .action(async (node, o) => (await import('./commands/drain.js')).runUncordon(node, o));
+
+  program
+    .command('console')
+    .description('Serve the web console (live nodes, migrations, queue, drains, runbooks) for a cluster, acting with your kubeconfig')
+    .addOption(kubeconfigOption())
+    .option('--port <port>', 'port to listen on (0 = any free port)', int('--port'), 8090)
+    .option('--address <ip>', 'address to listen on; keep it on loopback and reach it through ssh -L or kubectl port-forward', '127.0.0.1')
+    .action(async (o) => (await import('./commands/console.js')).runConsole(o));
 
   registerRunbookCommand(program);
 
@@ -125,14 +149,23 @@ export function buildProgram(): Command {
     .description('Render every chart in statecharts/index.ts as a Mermaid diagram page (or JSON)')
     .addOption(new Option('--format <format>', 'mermaid (a markdown page per chart) or json').choices(['mermaid', 'json']).default('mermaid'))
     .option('--out <dir>', 'write one file per chart into this directory instead of printing')
-    .action((o) => runStatechartsExport(o));
+    .action(async (o) => (await import('./commands/statecharts.js')).runStatechartsExport(o));
 
   const docs = program.command('docs').description('Generated reference documentation');
   docs
     .command('api')
     .description('Render the API reference (resources, configuration, bus messages) from the zod schemas')
     .option('--out <file>', 'write to this file instead of printing')
-    .action((o) => runApiDocs(o));
+    .action(async (o) => (await import('./commands/docs.js')).runApiDocs(o));
+
+  program
+    .command('completion')
+    .description('Print a shell completion script: source <(ferry completion bash), or zsh')
+    .addArgument(new Argument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
+    .action(async (shell: 'bash' | 'zsh') => {
+      const { bashCompletion, zshCompletion } = await import('./completion.js');
+      process.stdout.write(shell === 'bash' ? bashCompletion(program) : zshCompletion(program));
+    });
 
   return program;
 }

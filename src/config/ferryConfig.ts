@@ -12,7 +12,14 @@ import { Quantity } from '../api/quantity.js';
 export const FerryConfig = z.object({
   limits: z
     .object({
-      parallelInboundMigrationsPerNode: z.number().int().min(1).default(2),
+      /**
+       * Parallel limits pinned on Ferry's side (beside KubeVirt's own, which the
+       * KubeVirt CR pins); the smaller wins. A limit nobody pins is adaptive
+       * (docs/operations.md, "Adaptive concurrency").
+       */
+      parallelMigrationsPerCluster: z.number().int().min(1).optional(),
+      parallelOutboundMigrationsPerNode: z.number().int().min(1).optional(),
+      parallelInboundMigrationsPerNode: z.number().int().min(1).optional(),
       /** Cluster-wide migration bandwidth; 0 = no budget beyond the NICs. */
       bandwidthBudget: Quantity.pipe(z.number().min(0)).default(0),
       /** Each way, per node, unless the node's annotation overrides it. */
@@ -26,6 +33,13 @@ export const FerryConfig = z.object({
       targetReadySeconds: z.number().positive().default(300),
       abortRetrySeconds: z.number().positive().default(5),
       retrySeconds: z.number().positive().default(2),
+      /**
+       * How long the arbiter (a migration whose outcome Ferry does not know) may go
+       * without an answer before it is reported unresolved. It keeps asking after that.
+       */
+      resolveSeconds: z.number().positive().default(120),
+      /** A node whose handler sent no heartbeat for this long, and whose Node is NotReady, is lost. */
+      nodeLostSeconds: z.number().positive().default(30),
     })
     .prefault({}),
   evacuation: z

@@ -4,7 +4,7 @@ import { parseObject, objectKey } from '../api/meta.js';
 import { Node, Pod, podIsReady, podUnschedulable } from '../api/core.js';
 import { defaultMigrationConfiguration, MigrationConfiguration, PENDING_POD_TIMEOUT_S, UNSCHEDULABLE_POD_TIMEOUT_S } from '../api/migrationConfig.js';
 import { parseQuantity } from '../api/quantity.js';
-import { effectiveConfiguration, matchPolicy, MIGRATION_POLICY_RESOURCE, MigrationPolicy } from '../api/migrationPolicy.js';
+import { effectiveConfiguration, MIGRATION_POLICY_RESOURCE, type MigrationPolicy } from '../api/migrationPolicy.js';
 import { downtimeForIteration } from '../limits/downtime.js';
 import { Annotations, EvictionStrategy, isLiveMigratable, Labels, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
@@ -12,21 +12,29 @@ import { subscribeProgress } from '../bus/progress.js';
 import { watchHeartbeats } from '../bus/heartbeat.js';
 import { ADMITTED, migrationView, rejectionReasonClass, waitingReasonClass, type ControllerMetrics, type ControllerSnapshot } from '../metrics/index.js';
 import type { ProgressMessage, ResultMessage } from '../bus/protocol.js';
-import { consumeResults, type ResultsConsumer } from '../bus/results.js';
+import { consumeResults, type ResultsConsumer, type ResultVerdict } from '../bus/results.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
 import { decide } from '../limits/decide.js';
+import { pinnedIn, resolveLimits, type PinnedLimits } from '../limits/adaptive.js';
 import type { Decision, LimitsConfig, NodeState, QueuedMigration, RunningMigration } from '../limits/types.js';
 import { describeApiError, isConflict, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
+import { Workqueue } from '../kube/workqueue.js';
 import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
+import { MigrationTrace } from '../tracing/migration.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
+import { PolicyReporter, selectPolicy } from './policies.js';
+import { unusableVmiReason } from './vmiFacts.js';
 import { Evacuation } from './evacuation.js';
 import { DisruptionBudgets } from './disruptionBudgets.js';
 import { createMigrationActor, type MigrationActorHandle } from './migrationActor.js';
 import { MigrationSession, type SessionEnv } from './session.js';
 import { guestSpecFor } from './guest.js';
 import { StatusWriter, type PhaseInfo } from './statusWriter.js';
+import { FailureCleanup } from './cleanup.js';
+import { NodeSide } from './nodeSide.js';
+import { isUncertainFailure } from './arbiter.js';
 
 export interface ControllerOptions {
   kube: KubeClient;
@@ -42,6 +50,14 @@ export interface ControllerOptions {
    * told to leave them alone), and leave disruption budgets to KubeVirt.
    */
   ownerLabel?: { key: string; value: string };
+  /**
+   * Who may act: the leader elector's view. Commands carry `epoch()` (the Lease's
+   * leaseTransitions) and writes are preceded by an `isLeader()` check. Without it
+   * (--no-leader-elect, tests) this replica always leads at epoch 0.
+   */
+  leadership?: { isLeader(): boolean; epoch(): number };
+  /** Reconcile workers (default 4). */
+  workers?: number;
 }
 
 interface Tracked {
@@ -50,6 +66,11 @@ interface Tracked {
   writer: StatusWriter;
   /** Resolves when the actor reached a final state and that phase is persisted. */
   settled: Promise<void>;
+  /** Dedupes level-triggered facts so the chart only hears about changes (controller bookkeeping, not a migration fact). */
+  lastFact: string;
+  targetPodSeen: boolean;
+  /** forget-job was sent (once per migration). */
+  forgotten?: boolean;
 }
 
 type Obj = KubernetesObject & Record<string, unknown>;
@@ -67,11 +88,17 @@ export class MigrationController {
   private readonly config: FerryConfig;
   private readonly events: EventRecorder;
   private readonly tracked = new Map<string, Tracked>(); // by VMIM uid
-  private readonly queue = new Set<string>();
-  private draining = false;
+  private readonly queue: Workqueue;
+  private readonly nodeSide: NodeSide;
+  private readonly cleanup: FailureCleanup;
+  /** Last heartbeat per node, on the injected clock (node loss needs a silence). */
+  private readonly lastBeat = new Map<string, number>();
+  private startedAt = 0;
   private admitScheduled = false;
   private stopped = false;
   private migrationConfig: MigrationConfiguration = defaultMigrationConfiguration;
+  /** The parallel limits the KubeVirt CR sets itself (the parsed config fills in defaults). */
+  private kubevirtPins: PinnedLimits = {};
   private informers: KeepAliveInformer<Obj>[] = [];
   private vmims!: KeepAliveInformer<Obj>;
   private vmis!: KeepAliveInformer<Obj>;
@@ -96,18 +123,51 @@ export class MigrationController {
     this.clock = opts.clock ?? systemClock;
     this.config = opts.config ?? defaultFerryConfig;
     this.events = new EventRecorder(opts.kube, opts.log);
+    const leadership = opts.leadership ?? { isLeader: () => true, epoch: () => 0 };
+    const fence = async (): Promise<void> => {
+      if (this.stopped || !leadership.isLeader()) throw new Error('this controller is no longer the leader; not writing');
+    };
+    this.nodeSide = new NodeSide({
+      nc: opts.nc,
+      timeoutMs: this.config.commandTimeoutMs,
+      epoch: () => leadership.epoch(),
+      ...(opts.metrics ? { onRoundTrip: opts.metrics.natsRoundTrip } : {}),
+    });
     this.env = {
       kube: this.kube,
-      nc: opts.nc,
+      nodes: this.nodeSide,
       log: this.log,
       events: this.events,
       config: this.config,
+      clock: this.clock,
       vmi: (ns, name) => this.getVmi(ns, name),
       podsOfVmi: (ns, vmiUid) => this.podsOfVmi(ns, vmiUid),
-      ...(opts.metrics ? { onRoundTrip: opts.metrics.natsRoundTrip } : {}),
+      fence,
       // Beside KubeVirt its virt-handler acts on the VMI's hand-off markers: keep them on the VMIM until the end.
       markersOn: opts.ownerLabel ? 'vmim' : 'vmi',
     };
+    this.cleanup = new FailureCleanup({
+      kube: this.kube,
+      nodes: this.nodeSide,
+      events: this.events,
+      clock: this.clock,
+      log: this.log,
+      vmi: (ns, name) => this.getVmi(ns, name),
+      podsOfVmi: (ns, vmiUid) => this.podsOfVmi(ns, vmiUid),
+      fence,
+      nodeLost: (node) => this.silentFor(node) !== undefined,
+    });
+    this.queue = new Workqueue((key) => this.reconcile(key), {
+      workers: opts.workers ?? 4,
+      clock: this.clock,
+      baseDelayMs: 500,
+      maxDelayMs: 30_000,
+      onError: (key, err, retries, retryInMs) => {
+        this.log.error({ key, err: describeApiError(err), retries, retryInMs }, 'reconcile failed; retrying');
+        this.opts.metrics?.reconcileError();
+      },
+      onIdle: () => this.scheduleAdmit(),
+    });
     opts.metrics?.setSnapshotProvider(() => this.metricsSnapshot());
   }
 
@@ -137,10 +197,11 @@ export class MigrationController {
       return inf;
     };
     this.kubevirts = mk('/apis/kubevirt.io/v1/kubevirts', custom(KUBEVIRT_RESOURCE), () => this.reloadMigrationConfig());
-    this.policies = mk('/apis/migrations.kubevirt.io/v1alpha1/migrationpolicies', custom(MIGRATION_POLICY_RESOURCE), () => undefined);
+    const policyReporter = new PolicyReporter(this.log.child({ component: 'policies' }), this.events);
+    this.policies = mk('/apis/migrations.kubevirt.io/v1alpha1/migrationpolicies', custom(MIGRATION_POLICY_RESOURCE), (o, t) => policyReporter.observe(o, t));
     this.namespaces = mk('/api/v1/namespaces', () => this.kube.core.listNamespace() as Promise<KubernetesListObject<Obj>>, () => undefined);
     this.nodes = mk('/api/v1/nodes', () => this.kube.core.listNode() as Promise<KubernetesListObject<Obj>>, (o) => {
-      this.enqueue(`node:${o.metadata?.name ?? ''}`);
+      this.evacuation?.onNodeChange(o);
       this.scheduleAdmit();
     });
     this.vmis = mk('/apis/kubevirt.io/v1/virtualmachineinstances', custom(VMI_RESOURCE), (o) => this.onVmi(o));
@@ -156,8 +217,7 @@ export class MigrationController {
       : custom(VMIM_RESOURCE);
     this.vmims = mk('/apis/kubevirt.io/v1/virtualmachineinstancemigrations', vmimList, (o) => {
       this.enqueue(keyOf(o));
-      const evacuating = o.metadata?.annotations?.[Annotations.evacuationMigration];
-      if (evacuating) this.enqueue(`node:${evacuating}`);
+      this.evacuation?.onVmimChange(o);
     }, owner);
     this.evacuation = new Evacuation({
       kube: this.kube,
@@ -171,24 +231,29 @@ export class MigrationController {
       clusterEvictionStrategy: () => this.clusterEvictionStrategy,
       backoffBaseMs: this.config.evacuation.backoffBaseSeconds * 1000,
       ...(this.opts.ownerLabel ? { vmimLabels: { [this.opts.ownerLabel.key]: this.opts.ownerLabel.value } } : {}),
-      requeue: (node, afterMs) => this.later(() => this.enqueue(`node:${node}`), afterMs),
+      ...(this.opts.metrics ? { onReconcileError: () => this.opts.metrics?.reconcileError() } : {}),
     });
     // Beside KubeVirt, its disruption-budget controller owns the same budgets.
     if (!this.opts.ownerLabel) this.budgets = new DisruptionBudgets(this.kube, this.log.child({ component: 'disruption-budgets' }));
     for (const inf of this.informers) await inf.start();
     for (const v of this.vmis.list()) this.enqueue(`vmi:${keyOf(v)}`);
-    for (const n of this.nodes.list()) this.enqueue(`node:${n.metadata?.name ?? ''}`);
     this.reloadMigrationConfig();
+    this.evacuation.start();
     for (const o of this.vmims.list()) this.enqueue(keyOf(o));
 
     this.progressSub = subscribeProgress(this.opts.nc, (m) => this.onProgress(m), this.log);
     const metrics = this.opts.metrics;
-    if (metrics) this.heartbeatSub = watchHeartbeats(this.opts.nc, (b) => metrics.heartbeat(b.node), this.log);
-    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.onResult(m), log: this.log });
+    this.startedAt = this.clock.now();
+    this.heartbeatSub = watchHeartbeats(this.opts.nc, (b) => {
+      this.lastBeat.set(b.node, this.clock.now());
+      metrics?.heartbeat(b.node);
+    }, this.log);
+    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.onResult(m), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
     // Admission is re-run periodically too: limits depend on time (back-off) and on objects we don't watch.
     const tick = () => {
       if (this.stopped) return;
       this.scheduleAdmit();
+      this.detectLostNodes();
       this.tickTimer = this.clock.setTimeout(tick, 1000);
     };
     tick();
@@ -208,8 +273,10 @@ export class MigrationController {
   async stop(): Promise<void> {
     this.stopped = true;
     this.clock.clearTimeout(this.tickTimer);
+    await this.evacuation?.stop();
     for (const h of this.timers) this.clock.clearTimeout(h);
     this.timers.clear();
+    await this.queue.shutDown();
     await this.results?.stop();
     this.progressSub?.unsubscribe();
     this.heartbeatSub?.unsubscribe();
@@ -221,11 +288,6 @@ export class MigrationController {
   /** True once every cache has synced (for /readyz). */
   ready(): boolean {
     return this.informers.length > 0 && this.informers.every((i) => i.synced());
-  }
-
-  /** The launcher-pod eviction check (see Evacuation.checkEviction); allows when not started. */
-  checkEviction(pod: unknown): Promise<null | { code: number; message: string }> {
-    return this.evacuation ? this.evacuation.checkEviction(pod) : Promise.resolve(null);
   }
 
   /** Active (admitted, unfinished) migrations, for tests and metrics. */
@@ -263,8 +325,10 @@ export class MigrationController {
       this.log.error({ issues: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) }, 'invalid KubeVirt migrations configuration; keeping the last good one');
       return;
     }
-    if (JSON.stringify(r.data) !== JSON.stringify(this.migrationConfig)) {
+    const pins = pinnedIn(raw);
+    if (JSON.stringify(r.data) !== JSON.stringify(this.migrationConfig) || JSON.stringify(pins) !== JSON.stringify(this.kubevirtPins)) {
       this.migrationConfig = r.data;
+      this.kubevirtPins = pins;
       this.log.info({ migrations: r.data }, 'migration configuration loaded');
       this.scheduleAdmit();
     }
@@ -273,10 +337,8 @@ export class MigrationController {
   private onVmi(o: Obj): void {
     const name = o.metadata?.name;
     const ns = o.metadata?.namespace;
-    const status = (o as { status?: { nodeName?: string; evacuationNodeName?: string } }).status;
     this.enqueue(`vmi:${ns ?? 'default'}/${name ?? ''}`);
-    if (status?.nodeName) this.enqueue(`node:${status.nodeName}`);
-    if (status?.evacuationNodeName && status.evacuationNodeName !== status.nodeName) this.enqueue(`node:${status.evacuationNodeName}`);
+    this.evacuation?.onVmiChange(o);
     for (const t of this.tracked.values()) if (t.session.vmiName === name && t.session.namespace === ns) this.enqueue(`${ns}/${t.session.name}`);
   }
 
@@ -292,26 +354,11 @@ export class MigrationController {
   private enqueue(key: string): void {
     if (this.stopped) return;
     this.queue.add(key);
-    if (!this.draining) {
-      this.draining = true;
-      queueMicrotask(() => void this.drain());
-    }
   }
 
-  private async drain(): Promise<void> {
-    while (this.queue.size > 0 && !this.stopped) {
-      const key = this.queue.values().next().value as string;
-      this.queue.delete(key);
-      try {
-        await this.reconcile(key);
-      } catch (err) {
-        this.log.error({ key, err: describeApiError(err) }, 'reconcile failed; retrying');
-        this.opts.metrics?.reconcileError();
-        this.later(() => this.enqueue(key), 1000);
-      }
-    }
-    this.draining = false;
-    this.scheduleAdmit();
+  /** Resolves once no reconcile waits or runs (tests). */
+  whenIdle(): Promise<void> {
+    return this.queue.whenIdle();
   }
 
   private findTrackedByKey(key: string): Tracked | undefined {
@@ -321,10 +368,6 @@ export class MigrationController {
 
   /** Converges one VMIM towards what its objects say. Safe to call any number of times. */
   async reconcile(key: string): Promise<void> {
-    if (key.startsWith('node:')) {
-      await this.evacuation?.reconcileNode(key.slice(5));
-      return;
-    }
     if (key.startsWith('vmi:')) {
       const [vns, vname] = key.slice(4).split('/') as [string, string];
       const vmi = this.getVmi(vns, vname);
@@ -356,6 +399,14 @@ export class MigrationController {
 
     if (phase && FINAL_PHASES.has(phase) && (!t || t.session.phase === phase)) {
       await t?.settled;
+      // Level-triggered: whatever a Failed migration left open is closed here, retried
+      // by the queue until it lands; only then may the VMIM go.
+      if (phase === 'Failed') await this.cleanup.run(vmim);
+      // Final, written, its result handled: the handlers may drop their tombstones.
+      if (t && !t.forgotten) {
+        t.forgotten = true;
+        await t.session.forgetJob(t.actor.context());
+      }
       await this.removeFinalizer(vmim);
       if (t) {
         t.actor.stop();
@@ -414,7 +465,9 @@ export class MigrationController {
     const vmi = this.getVmi(vmim.metadata.namespace ?? 'default', vmim.spec.vmiName);
     const policy = vmi ? this.policyFor(vmi) : undefined;
     const session = new MigrationSession(this.env, vmim, vmi, { name: policy?.metadata.name, effective: effectiveConfiguration(this.migrationConfig, policy) });
-    const writer = new StatusWriter(this.kube, vmim, session.log, () => this.getVmi(session.namespace, session.vmiName));
+    const writer = new StatusWriter(this.kube, vmim, session.log, () => this.getVmi(session.namespace, session.vmiName), { clock: this.clock, fence: this.env.fence });
+    const migrationTrace = new MigrationTrace({ uid: session.uid, namespace: session.namespace, name: session.name, vmi: session.vmiName, createdMs: session.enqueuedAt }, this.clock.now());
+    session.trace = migrationTrace;
     const cfg = session.effective;
     const ann = vmim.metadata.annotations ?? {};
     const secs = (k: string, d: number) => {
@@ -423,6 +476,7 @@ export class MigrationController {
     };
     let resolveSettled!: () => void;
     const settled = new Promise<void>((r) => (resolveSettled = r));
+    const restored = session.restored;
     const actor = createMigrationActor({
       session,
       clock: this.clock,
@@ -440,19 +494,30 @@ export class MigrationController {
           completionPerGiBMs: cfg.completionTimeoutPerGiB * 1000,
           abortRetryMs: this.config.timeouts.abortRetrySeconds * 1000,
           retryMs: this.config.timeouts.retrySeconds * 1000,
+          resolveMs: this.config.timeouts.resolveSeconds * 1000,
         },
         ...(phase ? { resumePhase: phase } : {}),
-        ...(session.sourceNode ? { sourceNode: session.sourceNode } : {}),
-        ...(session.targetNode ? { targetNode: session.targetNode } : {}),
-        ...(session.targetPod ? { targetPod: session.targetPod } : {}),
-        ...(session.targetAddress ? { targetAddress: session.targetAddress } : {}),
+        ...(phase && FINAL_PHASES.has(phase) ? {} : {}),
+        ...(restored.sourceNode ?? session.sourceNode ? { sourceNode: (restored.sourceNode ?? session.sourceNode)! } : {}),
+        ...(restored.targetNode ? { targetNode: restored.targetNode } : {}),
+        ...(restored.targetPod ? { targetPod: restored.targetPod } : {}),
+        ...(restored.targetAddress ? { targetAddress: restored.targetAddress } : {}),
         ...(vmi?.status?.migrationState?.migrationUid === session.uid && vmi.status.migrationState.mode ? { mode: vmi.status.migrationState.mode } : {}),
       },
       onPhase: (p: MigrationPhase, snapshotInfo: PhaseInfo) => {
         // The phase a restarted controller resumes in was counted by its predecessor.
         if (p !== phase) this.opts.metrics?.phaseTransition(session.namespace, session.vmiName, p, (this.clock.now() - session.enqueuedAt) / 1000);
         session.setPhase(p);
+        if (p === 'Succeeded' || p === 'Failed') migrationTrace.end(p, this.clock.now(), snapshotInfo.failureReason);
+        else migrationTrace.phase(p, this.clock.now());
         // The outcome must reach the VMIM: keep trying until the write goes through.
+        // A failure is cleaned up first (best effort; the reconciler retries it from
+        // Failed), so the VMIM's final copy of the VMI's migration state is the closed one.
+        const cleaned = p === 'Failed'
+          ? this.cleanup.run(vmim, { reason: snapshotInfo.failureReason, aborted: snapshotInfo.abortRequested }).catch((err: unknown) =>
+              session.log.warn({ err: describeApiError(err) }, 'cleanup after failure incomplete; the reconciler retries it'),
+            )
+          : Promise.resolve();
         const persist = (): void => {
           writer.phase(p, snapshotInfo).then(
             () => {
@@ -467,44 +532,61 @@ export class MigrationController {
             },
           );
         };
-        persist();
+        void cleaned.then(persist);
         this.scheduleAdmit();
       },
+      onUnresolved: (why) => {
+        const msg = `Ferry cannot tell where the guest runs after ${this.config.timeouts.resolveSeconds}s of asking (${why}); it keeps asking and removes nothing until it knows`;
+        session.event('Warning', 'MigrationUnresolved', msg);
+        session.log.error({ why }, 'migration outcome unresolved; still asking');
+        writer.condition('MigrationUnresolved', 'True', 'OutcomeUnknown', msg);
+      },
       log: session.log,
-      ordered: (task) => writer.run(task),
     });
-    const t: Tracked = { session, actor, writer, settled };
+    const t: Tracked = { session, actor, writer, settled, lastFact: '', targetPodSeen: false };
     this.tracked.set(session.uid, t);
-    if (phase === 'Running' && !FINAL_PHASES.has(phase)) void this.recoverRunning(t);
     session.log.info({ phase: phase ?? '(new)' }, phase ? 'resumed migration' : 'tracking new migration');
     return t;
   }
 
-  private policyFor(vmi: VirtualMachineInstance): MigrationPolicy | undefined {
-    const policies = this.policies.list().flatMap((raw) => {
-      const r = parseObject(MigrationPolicy, raw);
-      return r.ok ? [r.value] : [];
-    });
-    if (policies.length === 0) return undefined;
-    const ns = this.namespaces.get(vmi.metadata.namespace ?? 'default') as { metadata?: { labels?: Record<string, string> } } | undefined;
-    return matchPolicy(policies, vmi.metadata.labels ?? {}, ns?.metadata?.labels ?? {});
+  /**
+   * Node loss (M3): a node whose handler is silent for nodeLostSeconds and whose
+   * Node is NotReady runs nothing any more. Its outgoing migrations go to the
+   * arbiter, which may then decide from the target's answer alone.
+   */
+  private detectLostNodes(): void {
+    if (!this.nodes?.synced()) return;
+    for (const t of this.tracked.values()) {
+      const s = t.session;
+      if (s.phase !== 'TargetReady' && s.phase !== 'Running') continue;
+      const ctx = t.actor.context();
+      const node = ctx.sourceNode;
+      if (!node || ctx.sourceLost) continue;
+      const silentMs = this.silentFor(node);
+      if (silentMs === undefined) continue;
+      const reason = `source node ${node} is lost: NotReady, and no heartbeat from its handler for ${Math.round(silentMs / 1000)}s`;
+      s.log.warn({ node }, reason);
+      t.actor.send({ type: 'NODE_LOST', node, reason });
+    }
   }
 
-  /** After a restart in Running: the result may have been consumed by the old controller; ask the source. */
-  private async recoverRunning(t: Tracked): Promise<void> {
-    try {
-      const job = await t.session.sourceJob();
-      if (!job) {
-        if (t.session.sourceStarted) t.actor.send({ type: 'MIGRATION_FAILED', reason: `source handler on ${t.session.sourceNode} has no record of this migration` });
-        return;
-      }
-      t.session.sourceStarted = true;
-      if (job.state === 'completed') t.actor.send({ type: 'MIGRATION_COMPLETED', mode: job.stats?.mode ?? 'PreCopy', downtimeMs: job.stats?.downtimeMs ?? 0 });
-      else if (job.state === 'failed') t.actor.send({ type: 'MIGRATION_FAILED', reason: 'source reported failure' });
-      else if (job.state === 'aborted') t.actor.send({ type: 'MIGRATION_ABORTED', reason: 'source reported abort' });
-    } catch (err) {
-      t.session.log.warn({ err: String(err) }, 'could not query the source handler after restart; waiting for its result');
-    }
+  /** How long a lost node's handler has been silent; undefined while the node is not lost. */
+  private silentFor(node: string): number | undefined {
+    const silentMs = this.clock.now() - (this.lastBeat.get(node) ?? this.startedAt);
+    if (silentMs < this.config.timeouts.nodeLostSeconds * 1000 || this.nodeReady(node)) return undefined;
+    return silentMs;
+  }
+
+  private nodeReady(name: string): boolean {
+    const raw = this.nodes.get(name);
+    if (!raw) return false;
+    const r = parseObject(Node, raw);
+    return r.ok && (r.value.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+  }
+
+  private policyFor(vmi: VirtualMachineInstance): MigrationPolicy | undefined {
+    const ns = this.namespaces.get(vmi.metadata.namespace ?? 'default') as { metadata?: { labels?: Record<string, string> } } | undefined;
+    return selectPolicy(this.policies.list(), vmi.metadata.labels ?? {}, ns?.metadata?.labels ?? {});
   }
 
   /** Translates what the objects say now into chart events; the chart ignores what doesn't apply. */
@@ -512,19 +594,19 @@ export class MigrationController {
     const s = t.session;
     const send = (ev: { type: string } & Record<string, unknown>) => {
       const fact = JSON.stringify(ev);
-      if (fact === s.lastFact) return;
-      s.lastFact = fact;
+      if (fact === t.lastFact) return;
+      t.lastFact = fact;
       if (ev.type === 'REJECTED') this.opts.metrics?.admission('rejected', rejectionReasonClass(String(ev['reason'])));
       t.actor.send(ev as never);
     };
     if (vmim.metadata.deletionTimestamp) {
       t.writer.abortRequested();
-      t.actor.send({ type: 'ABORT', reason: 'VMIM was deleted' });
+      send({ type: 'ABORT', reason: 'VMIM was deleted' });
       return;
     }
     const vmi = this.getVmi(s.namespace, s.vmiName);
     if (!vmi || vmi.metadata.deletionTimestamp || (vmi.status?.phase && vmi.status.phase !== 'Running')) {
-      const reason = !vmi ? `VMI ${s.vmiKey} does not exist` : `VMI ${s.vmiKey} is ${vmi.metadata.deletionTimestamp ? 'being deleted' : vmi.status?.phase}`;
+      const reason = !vmi ? unusableVmiReason(this.vmis.get(s.vmiName, s.namespace), s.vmiKey) : `VMI ${s.vmiKey} is ${vmi.metadata.deletionTimestamp ? 'being deleted' : vmi.status?.phase}`;
       if (s.phase === 'Pending') send({ type: 'REJECTED', reason });
       else send({ type: 'VMI_GONE', reason });
       return;
@@ -540,21 +622,17 @@ export class MigrationController {
       const pods = s.targetLauncherPods();
       const pod = pods.find((p) => !p.metadata.deletionTimestamp);
       if (!pod) {
-        if (s.targetPodSeen) send({ type: 'TARGET_POD_GONE', reason: 'target pod was deleted' });
+        if (t.targetPodSeen) send({ type: 'TARGET_POD_GONE', reason: 'target pod was deleted' });
         return;
       }
-      s.targetPodSeen = true;
+      t.targetPodSeen = true;
       if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') return send({ type: 'TARGET_POD_GONE', reason: `target pod ${pod.metadata.name} is ${pod.status.phase}` });
       if (podIsReady(pod) && pod.spec?.nodeName) {
-        s.targetNode = pod.spec.nodeName;
-        s.targetPod = pod.metadata.name;
         return send({ type: 'TARGET_POD_READY', node: pod.spec.nodeName, pod: pod.metadata.name });
       }
       const u = podUnschedulable(pod);
       if (u.unschedulable) return send({ type: 'TARGET_POD_UNSCHEDULABLE', message: u.message ?? 'no node fits' });
       if (pod.spec?.nodeName) {
-        s.targetNode = pod.spec.nodeName;
-        s.targetPod = pod.metadata.name;
         return send({ type: 'TARGET_POD_SCHEDULED', node: pod.spec.nodeName, pod: pod.metadata.name });
       }
     }
@@ -585,14 +663,13 @@ export class MigrationController {
 
   private limitsConfig(): LimitsConfig {
     const m = this.migrationConfig;
-    return {
-      parallelMigrationsPerCluster: m.parallelMigrationsPerCluster,
-      parallelOutboundMigrationsPerNode: m.parallelOutboundMigrationsPerNode,
-      parallelInboundMigrationsPerNode: this.config.limits.parallelInboundMigrationsPerNode,
+    return resolveLimits({
+      pins: [this.kubevirtPins, pinnedIn(this.config.limits)],
       bandwidthBudget: this.config.limits.bandwidthBudget,
       defaultNicCapacity: this.config.limits.defaultNicCapacity,
       bandwidthPerMigration: m.bandwidthPerMigration,
-    };
+      completionTimeoutPerGiB: m.completionTimeoutPerGiB,
+    });
   }
 
   private nodeStates(): NodeState[] {
@@ -735,7 +812,7 @@ export class MigrationController {
     if (dirtyChanged) this.scheduleAdmit();
   }
 
-  private async onResult(m: ResultMessage): Promise<void> {
+  private async onResult(m: ResultMessage): Promise<ResultVerdict | void> {
     const t = this.tracked.get(m.migrationUid);
     if (!t) {
       const known = this.vmims.list().find((o) => o.metadata?.uid === m.migrationUid);
@@ -744,13 +821,15 @@ export class MigrationController {
         // Not tracked yet (we are starting up): let the server redeliver it.
         throw new Error(`result for ${m.vmi} arrived before its migration was tracked`);
       }
-      this.log.info({ uid: m.migrationUid, outcome: m.outcome }, 'result for a finished or unknown migration; acknowledged');
-      return;
+      this.log.info({ uid: m.migrationUid, outcome: m.outcome }, 'result for a finished or unknown migration; terminated');
+      return 'term';
     }
     t.writer.progress(m.stats);
     if (m.outcome === 'completed') t.actor.send({ type: 'MIGRATION_COMPLETED', mode: m.mode, downtimeMs: m.downtimeMs ?? 0 });
     else if (m.outcome === 'aborted') t.actor.send({ type: 'MIGRATION_ABORTED', reason: m.reason ?? 'aborted' });
-    else t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'failed' });
+    // 'unknown': the source lost sight of the job; never a failure, always a question.
+    else if (m.outcome === 'unknown') t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'the source cannot tell how the migration ended', uncertain: true });
+    else t.actor.send({ type: 'MIGRATION_FAILED', reason: m.reason ?? 'failed', ...(isUncertainFailure(m.reason ?? '') ? { uncertain: true } : {}) });
     // Acknowledge only once the outcome is persisted, so a crash in between redelivers it;
     // but don't hold the consumer hostage to a slow finalization: let it come back later.
     let timer: unknown;

@@ -1,14 +1,15 @@
 import { parseObject } from '../api/meta.js';
-import { Node, Pod } from '../api/core.js';
+import { Node } from '../api/core.js';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { Annotations, EvictionStrategy, Labels, VirtualMachineInstance } from '../api/vmi.js';
-import { FINAL_PHASES, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
-import { describeApiError, isNotFound, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
+import { VirtualMachineInstanceMigration } from '../api/vmim.js';
+import { describeApiError, isConflict, isNotFound, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import type { Cache } from '../kube/informer.js';
-import type { Clock } from '../util/clock.js';
+import { Workqueue } from '../kube/workqueue.js';
+import type { Clock, TimerHandle } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import type { EventRecorder } from './eventRecorder.js';
-import { evacuationAction, evacuationBackoffMs, evictionVerdict, hasDrainTaint } from './evacuationRules.js';
+import { evacuationAction, hasDrainTaint, nextEvacuationStep } from './evacuationRules.js';
 
 type Raw = { metadata?: { name?: string; namespace?: string; uid?: string } } & Record<string, unknown>;
 
@@ -25,9 +26,19 @@ export interface EvacuationDeps {
   backoffBaseMs: number;
   /** Extra labels on the VMIMs evacuation creates (the owner label beside KubeVirt). */
   vmimLabels?: Record<string, string>;
-  /** Re-run reconcileNode(node) later (back-off expiry). */
-  requeue: (node: string, afterMs: number) => void;
+  /**
+   * Every node that is evacuating (or has marked VMs) is reconciled this often
+   * even when nothing changed, on the injected clock. Default 30 s.
+   */
+  resyncMs?: number;
+  /** Parallel node reconciles; default 2. */
+  workers?: number;
+  /** Told once per failed reconcile (metrics). */
+  onReconcileError?: () => void;
 }
+
+/** How long a created evacuation VMIM may be missing from the cache before we believe the create was lost. */
+const EXPECTATION_TIMEOUT_MS = 30_000;
 
 /**
  * Node-drain evacuation with KubeVirt's semantics. A node is evacuated while it
@@ -36,16 +47,117 @@ export interface EvacuationDeps {
  * Every VM that should move gets an evacuation VMIM (evacuation priority, same
  * limits as any other); failures are retried with KubeVirt's back-off.
  * Uncordoning stops it: queued evacuation VMIMs are withdrawn and the marks cleared.
+ *
+ * Level-triggered on its own workqueue keyed by node name: any change to a
+ * node, to a VMI on it, or to a migration of such a VMI requeues the node, and
+ * a periodic resync revisits every evacuating node, so a VM whose evacuation
+ * had to wait (another migration of it in flight, a back-off) is picked up
+ * without anyone touching the node.
  */
 export class Evacuation {
-  private readonly warned = new Set<string>();
+  private readonly queue: Workqueue;
+  private started = false;
+  private resyncTimer: TimerHandle | undefined;
+  /** By VMI uid: the last thing told about it, so each is told once (pruned with the VMI). */
+  private readonly told = new Map<string, string>();
   /**
    * VMIMs we created that the cache may not show yet (KubeVirt's "expectations"):
    * without this, two reconciles in quick succession create two migrations.
+   * By VMI uid; pruned once seen, expired, or the VMI is gone.
    */
   private readonly expected = new Map<string, { name: string; at: number }>();
+  /** By VMIM uid: when a failed evacuation was first seen failed, on our clock (pruned with the VMIM). */
+  private readonly failureSeen = new Map<string, number>();
 
-  constructor(private readonly d: EvacuationDeps) {}
+  constructor(private readonly d: EvacuationDeps) {
+    this.queue = new Workqueue((node) => this.reconcileNode(node), {
+      clock: d.clock,
+      workers: d.workers ?? 2,
+      baseDelayMs: 1000,
+      onError: (node, err, retries, retryInMs) => {
+        d.log.error({ node, err: describeApiError(err), retries, retryInMs }, 'evacuation reconcile failed; retrying');
+        d.onReconcileError?.();
+      },
+    });
+  }
+
+  /** Starts reconciling (call once the caches are synced): every node now, then the periodic resync. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    for (const n of this.d.nodes.list()) this.enqueue(n.metadata?.name ?? '');
+    this.scheduleResync();
+  }
+
+  async stop(): Promise<void> {
+    this.started = false;
+    if (this.resyncTimer !== undefined) this.d.clock.clearTimeout(this.resyncTimer);
+    await this.queue.shutDown();
+  }
+
+  /** Resolves once no node reconcile waits or runs (tests). */
+  whenIdle(): Promise<void> {
+    return this.queue.whenIdle();
+  }
+
+  enqueue(node: string | undefined): void {
+    if (this.started && node) this.queue.add(node);
+  }
+
+  onNodeChange(raw: Raw): void {
+    this.enqueue(raw.metadata?.name);
+  }
+
+  /** A VMI changed: its node, and the node it is marked to leave, may have work. */
+  onVmiChange(raw: Raw): void {
+    const status = (raw as { status?: { nodeName?: unknown; evacuationNodeName?: unknown } }).status;
+    if (typeof status?.nodeName === 'string') this.enqueue(status.nodeName);
+    if (typeof status?.evacuationNodeName === 'string') this.enqueue(status.evacuationNodeName);
+  }
+
+  /**
+   * A migration changed (or went away): the node its VMI runs on may have an
+   * evacuation that waited for it. A user migration that fails before the
+   * hand-off never touches the VMI, so the VMI's own events do not cover this.
+   */
+  onVmimChange(raw: Raw): void {
+    const m = raw as { metadata?: { namespace?: string; annotations?: Record<string, string> }; spec?: { vmiName?: unknown } };
+    const evacuating = m.metadata?.annotations?.[Annotations.evacuationMigration];
+    if (evacuating) this.enqueue(evacuating);
+    if (typeof m.spec?.vmiName !== 'string') return;
+    const vmi = this.d.vmis.get(m.spec.vmiName, m.metadata?.namespace ?? 'default');
+    if (vmi) this.onVmiChange(vmi);
+  }
+
+  private scheduleResync(): void {
+    const period = this.d.resyncMs ?? 30_000;
+    this.resyncTimer = this.d.clock.setTimeout(() => {
+      if (!this.started) return;
+      this.resync();
+      this.scheduleResync();
+    }, period);
+  }
+
+  /** Revisits every node that may have evacuation work, and prunes memory of objects that are gone. */
+  private resync(): void {
+    const taintKey = this.d.migrations().nodeDrainTaintKey;
+    const vmis = this.parsedVmis();
+    for (const raw of this.d.nodes.list()) {
+      const r = parseObject(Node, raw);
+      if (r.ok && (hasDrainTaint(r.value, taintKey) || r.value.spec?.unschedulable)) this.enqueue(r.value.metadata.name);
+    }
+    for (const v of vmis) if (v.status?.evacuationNodeName) this.enqueue(v.status.evacuationNodeName);
+    this.prune(vmis);
+  }
+
+  private prune(vmis: readonly VirtualMachineInstance[]): void {
+    const vmiUids = new Set(vmis.map((v) => v.metadata.uid ?? ''));
+    const vmimUids = new Set(this.d.vmims.list().map((m) => m.metadata?.uid ?? ''));
+    const now = this.d.clock.now();
+    for (const uid of this.told.keys()) if (!vmiUids.has(uid)) this.told.delete(uid);
+    for (const [uid, e] of this.expected) if (!vmiUids.has(uid) || now - e.at >= EXPECTATION_TIMEOUT_MS) this.expected.delete(uid);
+    for (const uid of this.failureSeen.keys()) if (!vmimUids.has(uid)) this.failureSeen.delete(uid);
+  }
 
   private parsedVmis(): VirtualMachineInstance[] {
     return this.d.vmis.list().flatMap((raw) => {
@@ -61,6 +173,7 @@ export class Evacuation {
     });
   }
 
+  /** Converges one node: the reconcile the queue runs. Safe to call any number of times. */
   async reconcileNode(name: string): Promise<void> {
     const raw = this.d.nodes.get(name);
     const parsed = raw ? parseObject(Node, raw) : undefined;
@@ -83,12 +196,11 @@ export class Evacuation {
       }
       if (vmi.status?.phase !== 'Running' || vmi.metadata.deletionTimestamp) continue;
       const action = evacuationAction(vmi, this.d.clusterEvictionStrategy());
-      const key = `${vmi.metadata.namespace}/${vmi.metadata.name}`;
       switch (action.kind) {
         case 'leave':
           break;
         case 'blocked':
-          this.warnOnce(vmi, `${key}@${name}:blocked`, 'EvacuationBlocked', `Cannot evacuate from ${name}: ${action.reason}`);
+          this.tellOnce(vmi, `blocked@${name}`, 'Warning', 'EvacuationBlocked', `Cannot evacuate from ${name}: ${action.reason}`);
           break;
         case 'mark-external':
           if (!marked) await this.mark(vmi, name);
@@ -103,37 +215,37 @@ export class Evacuation {
 
   private async ensureMigration(vmi: VirtualMachineInstance, node: string, vmims: VirtualMachineInstanceMigration[]): Promise<void> {
     const ns = vmi.metadata.namespace ?? 'default';
-    const mine = vmims
-      .filter((m) => m.metadata.namespace === ns && m.spec.vmiName === vmi.metadata.name)
-      .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
-    if (mine.some((m) => !FINAL_PHASES.has((m.status?.phase || 'Pending') as MigrationPhase) && !m.metadata.deletionTimestamp)) return;
+    const mine = vmims.filter((m) => m.metadata.namespace === ns && m.spec.vmiName === vmi.metadata.name);
     const uid = vmi.metadata.uid ?? `${ns}/${vmi.metadata.name}`;
     const pending = this.expected.get(uid);
     if (pending) {
       const seen = mine.some((m) => m.metadata.name === pending.name);
-      if (!seen && this.d.clock.now() - pending.at < 30_000) return;
+      if (!seen && this.d.clock.now() - pending.at < EXPECTATION_TIMEOUT_MS) return; // its add event requeues us
       this.expected.delete(uid);
       if (!seen) this.d.log.warn({ vmim: pending.name }, 'created evacuation migration never showed up in the cache; creating again');
     }
-    // KubeVirt's back-off: count evacuation failures since the last success.
-    let failures = 0;
-    let lastFailure = 0;
-    for (const m of mine) {
-      if (m.status?.phase === 'Succeeded') {
-        failures = 0;
-        continue;
-      }
-      if (m.status?.phase === 'Failed' && m.metadata.annotations?.[Annotations.evacuationMigration] !== undefined) {
-        failures++;
-        const at = m.status.phaseTransitionTimestamps?.find((p) => p.phase === 'Failed')?.phaseTransitionTimestamp;
-        lastFailure = Math.max(lastFailure, at ? Date.parse(at) : 0);
-      }
-    }
-    const wait = lastFailure + evacuationBackoffMs(failures, this.d.backoffBaseMs) - this.d.clock.now();
-    if (failures > 0 && wait > 0) {
-      this.warnOnce(vmi, `${vmi.metadata.uid}:backoff:${failures}`, 'MigrationBackoff', `Evacuation of ${vmi.metadata.name} failed ${failures} time(s); retrying in ${Math.ceil(wait / 1000)}s`);
-      this.d.requeue(node, wait);
-      return;
+    const now = this.d.clock.now();
+    const failureKey = (m: VirtualMachineInstanceMigration) => m.metadata.uid ?? `${ns}/${m.metadata.name}`;
+    for (const m of mine) if (m.status?.phase === 'Failed' && !this.failureSeen.has(failureKey(m))) this.failureSeen.set(failureKey(m), now);
+    const step = nextEvacuationStep({
+      migrations: mine,
+      failedAt: (m) => this.failureSeen.get(failureKey(m)) ?? now,
+      now,
+      backoffBaseMs: this.d.backoffBaseMs,
+    });
+    switch (step.kind) {
+      case 'busy':
+        // Ours, under way: nothing to say. Another one: its end (a VMIM update)
+        // requeues this node, and the resync is the safety net.
+        if (step.evacuating === node) return;
+        this.tellOnce(vmi, `busy:${step.migration}@${node}`, 'Normal', 'EvacuationWaiting', `Waiting for migration ${step.migration} (${step.phase}) of this VM to end before evacuating it from ${node}`);
+        return;
+      case 'backoff':
+        this.tellOnce(vmi, `backoff:${step.failures}@${node}`, 'Warning', 'MigrationBackoff', `Evacuation of ${vmi.metadata.name} failed ${step.failures} time(s); retrying in ${Math.ceil(step.waitMs / 1000)}s`);
+        this.queue.addAfter(node, step.waitMs);
+        return;
+      case 'create':
+        break;
     }
     try {
       const created = (await this.d.kube.createCustom(VMIM_RESOURCE, ns, {
@@ -148,26 +260,36 @@ export class Evacuation {
         spec: { vmiName: vmi.metadata.name },
       })) as { metadata?: { name?: string } };
       if (created.metadata?.name) this.expected.set(uid, { name: created.metadata.name, at: this.d.clock.now() });
-      this.d.log.info({ vmi: `${ns}/${vmi.metadata.name}`, node, vmim: created.metadata?.name, attempt: failures + 1 }, 'created evacuation migration');
+      this.told.delete(uid);
+      this.d.log.info({ vmi: `${ns}/${vmi.metadata.name}`, node, vmim: created.metadata?.name, attempt: step.attempt }, 'created evacuation migration');
       this.d.events.record(vmiRef(vmi), 'Normal', 'SuccessfulCreate', `Created evacuation migration ${created.metadata?.name ?? ''} to move off ${node}`);
     } catch (err) {
-      this.d.log.error({ vmi: `${ns}/${vmi.metadata.name}`, err: describeApiError(err) }, 'could not create evacuation migration');
       this.d.events.record(vmiRef(vmi), 'Warning', 'FailedCreate', `Could not create evacuation migration: ${describeApiError(err)}`);
-      this.d.requeue(node, 1000);
+      throw new Error(`could not create evacuation migration for ${ns}/${vmi.metadata.name}: ${describeApiError(err)}`, { cause: err });
     }
   }
 
-  /** Evacuation VMIMs that have not started yet are withdrawn when their node is back in service. */
+  /**
+   * Evacuation VMIMs that have not started yet are withdrawn when their node is
+   * back in service. The cache may be behind (admission may have started one
+   * since), so the delete carries the uid and resourceVersion we saw: a 409 means
+   * the object moved on, and a migration that started is left to finish.
+   */
   private async withdrawQueued(vmi: VirtualMachineInstance, node: string, vmims: VirtualMachineInstanceMigration[]): Promise<void> {
     for (const m of vmims) {
       if (m.spec.vmiName !== vmi.metadata.name || m.metadata.namespace !== vmi.metadata.namespace) continue;
       if (m.metadata.annotations?.[Annotations.evacuationMigration] !== node || m.metadata.deletionTimestamp) continue;
       if ((m.status?.phase || 'Pending') !== 'Pending') continue;
+      const key = `${m.metadata.namespace ?? 'default'}/${m.metadata.name}`;
       try {
-        await this.d.kube.deleteCustom(VMIM_RESOURCE, m.metadata.namespace ?? 'default', m.metadata.name);
-        this.d.log.info({ vmim: `${m.metadata.namespace}/${m.metadata.name}`, node }, 'withdrew queued evacuation migration: node back in service');
+        await deleteUnchanged(this.d.kube, m);
+        this.d.log.info({ vmim: key, node }, 'withdrew queued evacuation migration: node back in service');
       } catch (err) {
-        if (!isNotFound(err)) throw err;
+        if (isNotFound(err)) continue;
+        if (!isConflict(err)) throw err;
+        // Changed since we read it: look again once the cache has caught up.
+        this.d.log.info({ vmim: key, node }, 'queued evacuation migration changed before it could be withdrawn; looking again');
+        this.queue.addAfter(node, 500);
       }
     }
   }
@@ -185,35 +307,32 @@ export class Evacuation {
     }
   }
 
-  private warnOnce(vmi: VirtualMachineInstance, key: string, reason: string, message: string): void {
-    if (this.warned.has(key)) return;
-    this.warned.add(key);
-    this.d.log.warn({ vmi: `${vmi.metadata.namespace}/${vmi.metadata.name}`, reason }, message);
-    this.d.events.record(vmiRef(vmi), 'Warning', reason, message);
-  }
-
-  /**
-   * The eviction check for launcher pods (the embedded cluster's eviction hook,
-   * or an admission webhook on a real cluster). Returns null to let the
-   * eviction proceed, or the refusal to send back.
-   */
-  async checkEviction(podRaw: unknown): Promise<null | { code: number; message: string }> {
-    const p = parseObject(Pod, podRaw);
-    if (!p.ok) return null;
-    const pod = p.value;
-    const vmiUid = pod.metadata.labels?.[Labels.createdBy];
-    if (!vmiUid) return null;
-    const vmi = this.parsedVmis().find((v) => v.metadata.uid === vmiUid);
-    const verdict = evictionVerdict(pod, vmi, this.d.clusterEvictionStrategy());
-    if (verdict.allow) return null;
-    if (verdict.markEvacuation && vmi && pod.spec?.nodeName && vmi.status?.evacuationNodeName !== pod.spec.nodeName) {
-      await this.mark(vmi, pod.spec.nodeName);
-      this.d.log.info({ vmi: `${vmi.metadata.namespace}/${vmi.metadata.name}`, node: pod.spec.nodeName }, 'eviction of launcher pod turned into evacuation');
-    }
-    return { code: verdict.code, message: verdict.message };
+  /** One Event and log line per VMI and situation: told again only once the situation changed. */
+  private tellOnce(vmi: VirtualMachineInstance, situation: string, type: 'Normal' | 'Warning', reason: string, message: string): void {
+    const uid = vmi.metadata.uid ?? `${vmi.metadata.namespace}/${vmi.metadata.name}`;
+    if (this.told.get(uid) === situation) return;
+    this.told.set(uid, situation);
+    const fields = { vmi: `${vmi.metadata.namespace}/${vmi.metadata.name}`, reason };
+    if (type === 'Warning') this.d.log.warn(fields, message);
+    else this.d.log.info(fields, message);
+    this.d.events.record(vmiRef(vmi), type, reason, message);
   }
 }
 
 function vmiRef(vmi: VirtualMachineInstance) {
   return { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance', namespace: vmi.metadata.namespace ?? 'default', name: vmi.metadata.name, uid: vmi.metadata.uid };
+}
+
+/**
+ * Withdraws a queued migration: DELETE with preconditions, so only the very
+ * object (uid) in the very version (resourceVersion) we decided on goes. A 409
+ * means it changed since (it may have started): the caller leaves it and looks again.
+ */
+export function deleteUnchanged(kube: KubeClient, m: VirtualMachineInstanceMigration): Promise<unknown> {
+  return kube.custom.deleteNamespacedCustomObject({
+    ...VMIM_RESOURCE,
+    namespace: m.metadata.namespace ?? 'default',
+    name: m.metadata.name,
+    body: { preconditions: { uid: m.metadata.uid, resourceVersion: m.metadata.resourceVersion } },
+  });
 }

@@ -1,5 +1,6 @@
 import type { Node, Pod } from '../api/core.js';
-import { isLiveMigratable, Labels, type EvictionStrategy, type VirtualMachineInstance } from '../api/vmi.js';
+import { Annotations, isLiveMigratable, Labels, type EvictionStrategy, type VirtualMachineInstance } from '../api/vmi.js';
+import { FINAL_PHASES, type MigrationPhase, type VirtualMachineInstanceMigration } from '../api/vmim.js';
 
 /**
  * KubeVirt's eviction semantics, as pure functions: what happens to a VMI when
@@ -77,4 +78,54 @@ export function evictionVerdict(pod: Pod, vmi: VirtualMachineInstance | undefine
 export function evacuationBackoffMs(failuresSinceSuccess: number, baseMs: number): number {
   if (failuresSinceSuccess <= 0) return 0;
   return baseMs * 2 ** Math.min(failuresSinceSuccess - 1, 10);
+}
+
+/** What evacuation does next for one VM that should leave its node. */
+export type EvacuationStep =
+  /**
+   * A migration of this VM has not ended: KubeVirt allows one at a time, so wait for it.
+   * `evacuating` names the node it evacuates, when it is an evacuation (ours, if it is this node).
+   */
+  | { kind: 'busy'; migration: string; phase: string; evacuating: string | undefined }
+  /** Recent evacuation failures: wait out the back-off before the next attempt. */
+  | { kind: 'backoff'; failures: number; waitMs: number }
+  | { kind: 'create'; attempt: number };
+
+/**
+ * Pure: the next step for a VM, from its migrations (any order) and when each
+ * failed evacuation was first seen failed, on the controller's clock.
+ * Failure times come from that clock only, never from status timestamps written
+ * by another clock (a test's or a benchmark's virtual time, or skewed hosts).
+ */
+export function nextEvacuationStep(args: {
+  migrations: readonly VirtualMachineInstanceMigration[];
+  failedAt: (m: VirtualMachineInstanceMigration) => number;
+  now: number;
+  backoffBaseMs: number;
+}): EvacuationStep {
+  const mine = [...args.migrations].sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
+  const open = mine.find((m) => !FINAL_PHASES.has((m.status?.phase || 'Pending') as MigrationPhase) && !m.metadata.deletionTimestamp);
+  if (open) {
+    return {
+      kind: 'busy',
+      migration: `${open.metadata.namespace ?? 'default'}/${open.metadata.name}`,
+      phase: open.status?.phase || 'Pending',
+      evacuating: open.metadata.annotations?.[Annotations.evacuationMigration],
+    };
+  }
+  // KubeVirt's back-off: count evacuation failures since the last success.
+  let failures = 0;
+  let lastFailure = -Infinity;
+  for (const m of mine) {
+    if (m.status?.phase === 'Succeeded') {
+      failures = 0;
+      lastFailure = -Infinity;
+    } else if (m.status?.phase === 'Failed' && m.metadata.annotations?.[Annotations.evacuationMigration] !== undefined) {
+      failures++;
+      lastFailure = Math.max(lastFailure, args.failedAt(m));
+    }
+  }
+  const waitMs = lastFailure + evacuationBackoffMs(failures, args.backoffBaseMs) - args.now;
+  if (failures > 0 && waitMs > 0) return { kind: 'backoff', failures, waitMs };
+  return { kind: 'create', attempt: failures + 1 };
 }

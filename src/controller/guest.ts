@@ -26,5 +26,7 @@ export function guestSpecFor(vmi: VirtualMachineInstance): GuestSpec {
   const ws = num(Annotations.simWorkingSet);
   if (dirty !== undefined) spec.dirtyRate = dirty;
   if (ws !== undefined) spec.workingSet = ws;
+  const zero = Number(ann[Annotations.simZeroFraction]);
+  if (ann[Annotations.simZeroFraction] !== undefined && zero >= 0 && zero <= 1) spec.zeroFraction = zero;
   return spec;
 }

@@ -1,15 +1,17 @@
 import { createActor, fromPromise, type Actor } from 'xstate';
 import type { MigrationPhase } from '../api/vmim.js';
-import { migrationMachine, phaseOf, type MigrationActorInput, type MigrationEvent, type MigrationInput } from '../../statecharts/migration.js';
+import { migrationMachine, phaseOf, type AbortAnswer, type Inspection, type MigrationActorInput, type MigrationContext, type MigrationEvent, type MigrationInput } from '../../statecharts/migration.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
-import type { MigrationSession } from './session.js';
+import type { Facts, MigrationSession } from './session.js';
 import type { PhaseInfo } from './statusWriter.js';
 
 export interface MigrationActorHandle {
   send(event: MigrationEvent): void;
   stop(): void;
   phase(): MigrationPhase;
+  /** The chart's context: the one record of this migration's facts. */
+  context(): Readonly<MigrationContext>;
 }
 
 /**
@@ -24,14 +26,13 @@ export function createMigrationActor(opts: {
   log: Logger;
   /** Called on every top-level phase change, in order. */
   onPhase: (phase: MigrationPhase, info: PhaseInfo) => void;
-  /** Runs I/O in the migration's write order (before the next phase is written). */
-  ordered: (task: () => Promise<void>) => Promise<void>;
+  /** The arbiter found no answer within its bound: tell the operators. */
+  onUnresolved: (why: string) => void;
 }): MigrationActorHandle {
   const { session } = opts;
   // Read through the session: its logger is re-bound with the phase as the migration moves.
   const log = { warn: (o: object, m: string) => session.log.warn(o, m), error: (o: object, m: string) => session.log.error(o, m) };
   let actor: Actor<typeof migrationMachine> | undefined;
-  const sendLater = (ev: MigrationEvent) => queueMicrotask(() => actor?.send(ev));
 
   const timers = new Set<unknown>();
   /** Keeps retrying an idempotent step while the chart is still in `phase`. */
@@ -52,35 +53,34 @@ export function createMigrationActor(opts: {
     void attempt(1);
   };
 
+  const facts = (c: MigrationActorInput): Facts => c;
   const machine = migrationMachine.provide({
     actions: {
       createTargetPod: () => retrying('creating the target pod', 'Scheduling', () => session.createTargetPod()),
-      requestAbort: ({ context }) => {
-        const reason = context.abortReason ?? 'aborted';
-        session.requestAbort(reason).then(
-          (nothingToWaitFor) => {
-            if (nothingToWaitFor) sendLater({ type: 'MIGRATION_ABORTED', reason });
-          },
-          (err: unknown) => log.warn({ err: String((err as Error).message ?? err) }, 'abort request not delivered; will retry'),
-        );
-      },
-      startPostCopy: () => {
-        session.startPostCopy().catch((err: unknown) => log.error({ err: String(err) }, 'could not switch to post-copy'));
-      },
-      recordSuccess: () => session.recordSuccess(),
+      recordSuccess: ({ context }) => session.recordSuccess(facts(context)),
+      // The cleanup itself is the reconciler's (level-triggered, retried by the workqueue,
+      // and only on positive knowledge that the guest is not on the target); this only reports.
       recordFailure: ({ context }) => {
-        void opts.ordered(() =>
-          session.recordFailure(context.failureReason ?? 'unknown failure', context.abortRequested).catch((err: unknown) => {
-            log.error({ err: String((err as Error).message ?? err) }, 'cleanup after failure incomplete');
-          }),
-        );
+        session.event('Warning', context.abortRequested ? 'MigrationAborted' : 'FailedMigration', `Migration of ${session.vmiKey} failed: ${context.failureReason ?? 'unknown failure'}`);
+        session.log.warn({ reason: context.failureReason, aborted: context.abortRequested }, 'migration failed; the VM stays on the source');
       },
+      reportUnresolved: ({ context }) => opts.onUnresolved(context.unknownWhy ?? 'no handler answered'),
     },
     actors: {
-      handOff: fromPromise<void, MigrationActorInput>(async () => session.handOff()),
-      prepareTarget: fromPromise<{ address: string }, MigrationActorInput>(async () => session.prepareTarget()),
-      startSource: fromPromise<void, MigrationActorInput>(async () => session.startSource()),
-      finalizeSuccess: fromPromise<void, MigrationActorInput>(async ({ input }) => session.finalizeSuccess(input.mode)),
+      handOff: fromPromise<void, MigrationActorInput>(async ({ input }) => session.handOff(facts(input))),
+      prepareTarget: fromPromise<{ address: string }, MigrationActorInput>(async ({ input }) => session.prepareTarget(facts(input))),
+      startSource: fromPromise<void, MigrationActorInput>(async ({ input }) => session.startSource(facts(input))),
+      finalizeSuccess: fromPromise<void, MigrationActorInput>(async ({ input }) => session.finalizeSuccess(facts(input), input.mode)),
+      requestAbort: fromPromise<AbortAnswer, MigrationActorInput>(async ({ input }) => session.requestAbort(facts(input))),
+      startPostCopy: fromPromise<void, MigrationActorInput>(async ({ input }) => {
+        try {
+          await session.startPostCopy(facts(input));
+        } catch (err) {
+          log.error({ err: String((err as Error).message ?? err) }, 'could not switch to post-copy; staying in pre-copy');
+          throw err;
+        }
+      }),
+      inspect: fromPromise<Inspection, MigrationActorInput>(async ({ input }) => session.inspect(facts(input))),
     },
   });
 
@@ -89,10 +89,8 @@ export function createMigrationActor(opts: {
   actor.subscribe({
     next: (snap) => {
       const ctx = snap.context;
-      // The session mirrors what the chart learned, for the I/O it performs.
+      // Admission counts inbound slots by target node: the one fact it needs from the chart.
       if (ctx.targetNode) session.targetNode = ctx.targetNode;
-      if (ctx.targetPod) session.targetPod = ctx.targetPod;
-      if (ctx.targetAddress) session.targetAddress = ctx.targetAddress;
       const phase = phaseOf(snap);
       if (phase !== last) {
         last = phase;
@@ -110,5 +108,6 @@ export function createMigrationActor(opts: {
       actor?.stop();
     },
     phase: () => phaseOf(actor!.getSnapshot()),
+    context: () => actor!.getSnapshot().context,
   };
 }

@@ -1,54 +1,57 @@
-import type { NatsConnection } from 'nats';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { Labels, type MigrationState, type VirtualMachineInstance } from '../api/vmi.js';
 import type { MigrationPhase, VirtualMachineInstanceMigration } from '../api/vmim.js';
 import type { Pod } from '../api/core.js';
-import { requestCommand } from '../bus/rpc.js';
+import type { MigrationTrace } from '../tracing/migration.js';
 import type { Command } from '../bus/subjects.js';
 import type { CommandReply, CommandRequest } from '../bus/protocol.js';
 import type { FerryConfig } from '../config/ferryConfig.js';
 import type { Priority } from '../limits/types.js';
-import { isNotFound, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
+import { isConflict, isNotFound, statusCode, VMI_RESOURCE, VMIM_RESOURCE, type JsonPatchOp, type KubeClient } from '../kube/client.js';
+import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
+import type { AbortAnswer, Inspection, MigrationActorInput } from '../../statecharts/migration.js';
 import type { EventRecorder } from './eventRecorder.js';
 import { domainName, guestMemoryBytes, guestSpecFor } from './guest.js';
-import { buildTargetPod } from './targetPod.js';
+import { NodeSide, NotSentError } from './nodeSide.js';
+import { buildTargetPod, targetPodName } from './targetPod.js';
 import { launcherRef } from './launcherRef.js';
 import { formatProxyAddress } from '../launcher/proxyAddress.js';
 
 /** What a session needs from the controller that owns it (caches and shared clients). */
 export interface SessionEnv {
   kube: KubeClient;
-  nc: NatsConnection;
+  nodes: NodeSide;
   log: Logger;
   events: EventRecorder;
   config: FerryConfig;
+  clock: Clock;
   vmi: (namespace: string, name: string) => VirtualMachineInstance | undefined;
   podsOfVmi: (namespace: string, vmiUid: string) => Pod[];
-  onRoundTrip?: (command: Command, ms: number, ok: boolean) => void;
+  /** Resolves when this replica may write (still the leader); throws when it may not. */
+  fence: () => Promise<void>;
   /**
-   * Where the in-flight migrationState lives. 'vmi' (standalone): on the VMI,
-   * as KubeVirt's controller writes it. 'vmim' (beside KubeVirt): on the VMIM
-   * Ferry owns, because KubeVirt's virt-handler acts on the VMI's markers
-   * (migrationState.sourceNode/targetNode, the migrationTargetNodeName label);
-   * the VMI then gets only the final state a completed KubeVirt migration leaves.
+   * Where the in-flight migrationState lives. 'vmi' (standalone, default): on
+   * the VMI, as KubeVirt's controller writes it. 'vmim' (beside KubeVirt): on
+   * the VMIM Ferry owns, because KubeVirt's virt-handler acts on the VMI's
+   * markers (migrationState.sourceNode/targetNode, the migrationTargetNodeName
+   * label); the VMI then gets only the final state a completed migration leaves.
    */
   markersOn?: 'vmi' | 'vmim';
 }
 
-export interface ResultEvent {
-  type: 'MIGRATION_COMPLETED' | 'MIGRATION_FAILED' | 'MIGRATION_ABORTED';
-  mode?: 'PreCopy' | 'PostCopy';
-  downtimeMs?: number;
-  reason?: string;
-}
+/** The facts of a migration its I/O needs: the chart's context (see statecharts/migration.ts). */
+export type Facts = Pick<MigrationActorInput, 'sourceNode' | 'targetNode' | 'targetPod' | 'targetAddress' | 'mode' | 'sourceLost' | 'abortReason'>;
 
 /**
  * Everything one migration does to the outside world: the Kubernetes writes and
- * the handler commands its statechart's named actions and actors stand for.
- * Each step is idempotent, because a restarted controller replays the entry
- * actions of the phase it resumes in.
+ * the handler commands its statechart's named actors stand for. The facts come
+ * from the chart's context (passed in), not from fields here; what this class
+ * keeps is the admission's bookkeeping (slot, bandwidth, placement), which
+ * lives outside the chart because the limits core decides it for all at once.
+ * Each step is idempotent and checks its own postcondition, because a
+ * restarted controller replays the phase it resumes in.
  */
 export class MigrationSession {
   readonly uid: string;
@@ -58,15 +61,15 @@ export class MigrationSession {
   readonly attempt = 1;
   readonly priority: Priority;
   readonly enqueuedAt: number;
+  /** The VMIM's spec.addedNodeSelector (ferry migrate --node sets kubernetes.io/hostname). */
+  readonly addedNodeSelector: Readonly<Record<string, string>> | undefined;
   log: Logger;
   private readonly baseLog: Logger;
   phase: MigrationPhase = 'Pending';
-  /** Filled as the migration goes; also restored from the VMI's migrationState on restart. */
+  /** Where the VMI ran when the migration was admitted (admission counts outbound slots by it). */
   sourceNode: string | undefined;
-  sourcePod: string | undefined;
+  /** The target the chart learned (mirrored for admission's inbound counts). */
   targetNode: string | undefined;
-  targetPod: string | undefined;
-  targetAddress: string | undefined;
   /** The placement the limits core chose, if any (pins the target pod). */
   pinnedTarget: string | undefined;
   /** Bandwidth the limits core allotted (bytes/s) and what the source was last told. */
@@ -76,14 +79,15 @@ export class MigrationSession {
   lastDirtyRate = 0;
   lastRemaining: number | undefined;
   memoryBytes: number;
-  /** Dedupes level-triggered facts so the chart only hears about changes. */
-  lastFact = '';
-  targetPodSeen = false;
   waitingReason: string | undefined;
   /** Cluster configuration with the matching MigrationPolicy applied, fixed when the migration is first seen. */
   effective: MigrationConfiguration;
   policyName: string | undefined;
   appliedDowntimeMs: number;
+  /** Restored from the VMI's migrationState on restart (the chart's input). */
+  readonly restored: { sourceNode?: string; sourcePod?: string; targetNode?: string; targetPod?: string; targetAddress?: string };
+  /** This migration's trace (src/tracing): commands are sent inside its current phase's span. */
+  trace: MigrationTrace | undefined;
 
   constructor(
     private readonly env: SessionEnv,
@@ -98,34 +102,51 @@ export class MigrationSession {
     this.namespace = vmim.metadata.namespace ?? 'default';
     this.name = vmim.metadata.name;
     this.vmiName = vmim.spec.vmiName;
+    this.addedNodeSelector = vmim.spec.addedNodeSelector;
     const ann = vmim.metadata.annotations ?? {};
     this.priority = ann['kubevirt.io/evacuationMigration'] !== undefined ? 'evacuation' : ann['ferry.dev/priority'] === 'background' ? 'background' : 'user';
-    this.enqueuedAt = Date.parse(vmim.metadata.creationTimestamp ?? '') || Date.now();
-    this.baseLog = env.log.child({ namespace: this.namespace, name: this.name, uid: this.uid, vmi: this.vmiKey });
+    this.enqueuedAt = Date.parse(vmim.metadata.creationTimestamp ?? '') || env.clock.now();
+    // `name` is the logger's own key: the migration goes under `vmim`.
+    this.baseLog = env.log.child({ namespace: this.namespace, vmim: this.name, uid: this.uid, vmi: this.vmiKey });
     this.log = this.baseLog.child({ phase: this.phase });
     this.memoryBytes = vmi ? guestMemoryBytes(vmi) : 1024 ** 3;
     const ms = this.markersOnVmim ? vmim.status?.migrationState ?? undefined : vmi?.status?.migrationState;
+    if (this.markersOnVmim && ms?.migrationUid === this.uid) this.vmimMarkers = { ...ms };
+    this.restored = {};
     if (ms && ms.migrationUid === this.uid) {
-      this.markers = { ...ms };
-      this.sourceNode = ms.sourceNode;
-      this.sourcePod = ms.sourcePod;
-      this.targetNode = ms.targetNode;
-      this.targetPod = ms.targetPod;
+      for (const k of ['sourceNode', 'sourcePod', 'targetNode', 'targetPod'] as const) if (ms[k]) this.restored[k] = ms[k];
       // Proxied migrations publish the handler's address and ports, KubeVirt's way.
-      this.targetAddress = ms.targetNodeAddress && ms.targetDirectMigrationNodePorts
-        ? formatProxyAddress({ targetNodeAddress: ms.targetNodeAddress, targetDirectMigrationNodePorts: ms.targetDirectMigrationNodePorts })
-        : ms.targetNodeAddress;
+      if (ms.targetNodeAddress) {
+        this.restored.targetAddress = ms.targetDirectMigrationNodePorts
+          ? formatProxyAddress({ targetNodeAddress: ms.targetNodeAddress, targetDirectMigrationNodePorts: ms.targetDirectMigrationNodePorts })
+          : ms.targetNodeAddress;
+      }
+      this.sourceNode = ms.sourceNode;
+      this.targetNode = ms.targetNode;
       this.sourceStarted = ms.startTimestamp !== undefined;
     } else {
       this.sourceNode = vmi?.status?.nodeName;
     }
   }
 
-  /** Everything written to the migrationState so far (the final VMI state is built from it beside KubeVirt). */
-  private markers: MigrationState = {};
+  /** Beside KubeVirt: this migration's state as written to its VMIM so far. */
+  private vmimMarkers: MigrationState = {};
 
   private get markersOnVmim(): boolean {
     return this.env.markersOn === 'vmim';
+  }
+
+  /** This migration's recorded state, wherever it is kept; undefined before the hand-off. */
+  private markers(vmi: VirtualMachineInstance | undefined): MigrationState | undefined {
+    const ms = this.markersOnVmim ? this.vmimMarkers : vmi?.status?.migrationState ?? undefined;
+    return ms?.migrationUid === this.uid ? ms : undefined;
+  }
+
+  /** Merges into the VMIM's migrationState (beside KubeVirt, where the in-flight state lives). */
+  private async patchVmimMarkers(fields: MigrationState): Promise<void> {
+    const clean = stripUndefined(fields);
+    await this.env.kube.patchCustomStatus(VMIM_RESOURCE, this.namespace, this.name, { status: { migrationState: clean } });
+    this.vmimMarkers = { ...this.vmimMarkers, ...clean };
   }
 
   /** Every log line about this migration carries its current phase. */
@@ -142,6 +163,11 @@ export class MigrationSession {
     return { migrationUid: this.uid, attempt: this.attempt, vmi: this.vmiKey };
   }
 
+  /** The target's domain name for this VMI (what list-jobs reports). */
+  get domain(): string {
+    return `${this.namespace}_${this.vmiName}`;
+  }
+
   /** The guest as handlers need it, with the VMI's launcher pods (per-VM launchers are found by pod UID). */
   private guestOf(vmi: VirtualMachineInstance) {
     const pods = vmi.metadata.uid ? this.env.podsOfVmi(this.namespace, vmi.metadata.uid) : [];
@@ -150,18 +176,16 @@ export class MigrationSession {
 
   private currentVmi(): VirtualMachineInstance {
     const vmi = this.env.vmi(this.namespace, this.vmiName);
-    if (!vmi) throw new Error(`VMI ${this.vmiKey} not found`);
+    if (!vmi) throw new NotSentError(`VMI ${this.vmiKey} not found`);
     return vmi;
   }
 
   private command<C extends Command>(node: string, command: C, payload: CommandRequest<C>): Promise<CommandReply<C>> {
-    const opts = this.env.onRoundTrip
-      ? { timeoutMs: this.env.config.commandTimeoutMs, onRoundTrip: this.env.onRoundTrip }
-      : { timeoutMs: this.env.config.commandTimeoutMs };
-    return requestCommand(this.env.nc, node, command, payload, opts);
+    const send = () => this.env.nodes.command(node, command, payload);
+    return this.trace ? this.trace.run(send) : send();
   }
 
-  private involved() {
+  involved() {
     return { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', namespace: this.namespace, name: this.name, uid: this.uid };
   }
 
@@ -170,10 +194,10 @@ export class MigrationSession {
   }
 
   /** The source launcher pod: the VMI's pod on the node the VMI runs on. */
-  sourceLauncherPod(): Pod | undefined {
+  sourceLauncherPod(sourceNode?: string): Pod | undefined {
     const vmi = this.env.vmi(this.namespace, this.vmiName);
     if (!vmi?.metadata.uid) return undefined;
-    const node = this.sourceNode ?? vmi.status?.nodeName;
+    const node = sourceNode ?? vmi.status?.nodeName;
     return this.env
       .podsOfVmi(this.namespace, vmi.metadata.uid)
       .find((p) => p.spec?.nodeName === node && p.metadata.labels?.[Labels.migrationJobUID] !== this.uid && !p.metadata.deletionTimestamp);
@@ -185,106 +209,157 @@ export class MigrationSession {
     return this.env.podsOfVmi(this.namespace, vmi.metadata.uid).filter((p) => p.metadata.labels?.[Labels.migrationJobUID] === this.uid);
   }
 
-  // ---- named actions and actors of the chart ----
+  /** The node the target pod must land on: the user's hostname wins over the placement's choice. */
+  targetConstraint(): string | undefined {
+    const user = this.addedNodeSelector?.['kubernetes.io/hostname'];
+    if (user) return user;
+    // Any other user selector is the scheduler's to honour; a placement pin could contradict it.
+    if (this.addedNodeSelector && Object.keys(this.addedNodeSelector).length > 0) return undefined;
+    return this.pinnedTarget;
+  }
 
+  // ---- the chart's actors ----
+
+  /** Creates the target pod under a name fixed by the migration: a retried create finds its own pod. */
   async createTargetPod(): Promise<void> {
     if (this.targetLauncherPods().length > 0) return;
     const vmi = this.currentVmi();
     const source = this.sourceLauncherPod();
-    this.sourceNode = vmi.status?.nodeName;
-    this.sourcePod = source?.metadata.name;
     const pod = buildTargetPod({
-      vmim: { metadata: { name: this.name, namespace: this.namespace, uid: this.uid }, spec: { vmiName: this.vmiName } },
+      vmim: { metadata: { name: this.name, namespace: this.namespace, uid: this.uid }, spec: { vmiName: this.vmiName, ...(this.addedNodeSelector ? { addedNodeSelector: { ...this.addedNodeSelector } } : {}) } },
       vmi,
       sourcePod: source,
-      targetNode: this.pinnedTarget,
+      targetNode: this.targetConstraint(),
+      name: targetPodName(this.vmiName, this.uid, this.attempt),
     });
-    const created: V1Pod = await this.env.kube.createPod(this.namespace, pod);
-    this.event('Normal', 'SuccessfulCreate', `Created migration target pod ${this.namespace}/${created.metadata?.name ?? '?'}${this.pinnedTarget ? ` on ${this.pinnedTarget}` : ''}`);
+    let created: V1Pod;
+    try {
+      created = await this.env.kube.createPod(this.namespace, pod);
+    } catch (err) {
+      if (statusCode(err) === 409) return; // ours, from an earlier try whose answer was lost
+      throw err;
+    }
+    const on = this.targetConstraint();
+    this.event('Normal', 'SuccessfulCreate', `Created migration target pod ${this.namespace}/${created.metadata?.name ?? '?'}${on ? ` on ${on}` : ''}`);
     this.log.info({ targetPod: created.metadata?.name }, 'created target pod');
   }
 
-  /** Hand-off: the VMI's migrationState names both sides, as KubeVirt's controller writes it. */
-  async handOff(): Promise<void> {
+  /**
+   * Hand-off: the VMI's migrationState names both sides, as KubeVirt's controller
+   * writes it. A new migration replaces the whole state (nothing of an earlier
+   * migration survives); the write is guarded by the resourceVersion it read.
+   */
+  async handOff(facts: Facts): Promise<void> {
     const vmi = this.currentVmi();
     const existing = vmi.status?.migrationState;
     if (existing?.migrationUid && existing.migrationUid !== this.uid && !existing.completed && !existing.failed) {
       throw new Error(`VMI ${this.vmiKey} is already being migrated by ${existing.migrationUid}`);
     }
-    const cfg = this.effective;
+    const sourceNode = facts.sourceNode ?? vmi.status?.nodeName;
     const state: MigrationState = {
       migrationUid: this.uid,
-      sourceNode: this.sourceNode ?? vmi.status?.nodeName,
-      sourcePod: this.sourcePod ?? this.sourceLauncherPod()?.metadata.name,
-      targetNode: this.targetNode,
-      targetPod: this.targetPod,
+      sourceNode,
+      sourcePod: this.sourceLauncherPod(sourceNode)?.metadata.name,
+      targetNode: facts.targetNode,
+      targetPod: facts.targetPod,
       mode: 'PreCopy',
-      migrationConfiguration: { ...cfg },
+      migrationConfiguration: { ...this.effective },
       ...(this.policyName ? { migrationPolicyName: this.policyName } : {}),
     };
+    await this.env.fence();
     if (this.markersOnVmim) {
-      // No marker on the VMI: virt-handler would take part.
-      await this.patchMigrationState(state);
+      // No marker on the VMI: virt-handler would take part (deploy/README.md, beside KubeVirt).
+      await this.patchVmimMarkers({ ...state, ...stripUndefined(this.markers(vmi) ?? {}) });
       return;
     }
-    this.markers = { ...(existing?.migrationUid === this.uid ? existing : {}), ...state };
-    await this.patchVmiStatus({ migrationState: existing?.migrationUid === this.uid ? { ...existing, ...state } : state });
+    if (existing?.migrationUid === this.uid) {
+      // A replay: keep what this migration already recorded (its start time, its address).
+      await this.patchMigrationState({ ...state, ...stripUndefined(existing) });
+    } else {
+      await this.patchVmiStatusJson([
+        { op: 'test', path: '/metadata/resourceVersion', value: vmi.metadata.resourceVersion },
+        { op: 'add', path: '/status/migrationState', value: stripUndefined(state) },
+      ]);
+    }
     await this.env.kube.patchCustom(VMI_RESOURCE, this.namespace, this.vmiName, {
-      metadata: { labels: { [Labels.migrationTargetNodeName]: this.targetNode ?? null } },
+      metadata: { labels: { [Labels.migrationTargetNodeName]: facts.targetNode ?? null } },
     });
   }
 
-  async prepareTarget(): Promise<{ address: string }> {
-    if (!this.targetNode) throw new Error('no target node known');
+  async prepareTarget(facts: Facts): Promise<{ address: string }> {
+    if (!facts.targetNode) throw new NotSentError('no target node known');
     const vmi = this.currentVmi();
-    const reply = await this.command(this.targetNode, 'prepare-target', {
+    const reply = await this.command(facts.targetNode, 'prepare-target', {
       ...this.ref,
       guest: this.guestOf(vmi),
-      sourceNode: this.sourceNode ?? '',
+      sourceNode: facts.sourceNode ?? vmi.status?.nodeName ?? '',
     });
-    this.targetAddress = reply.address;
+    await this.env.fence();
     await this.patchMigrationState({ ...(reply.published ?? { targetNodeAddress: reply.address }), targetNodeDomainDetected: false });
     return { address: reply.address };
   }
 
-  async startSource(): Promise<void> {
-    if (!this.sourceNode || !this.targetNode || !this.targetAddress) {
-      throw new Error(`cannot start: source ${this.sourceNode ?? '?'}, target ${this.targetNode ?? '?'}, address ${this.targetAddress ?? '?'}`);
+  /**
+   * The start time is written before the request goes out (the intent is
+   * recorded first); the request is the last step, so any error after it is
+   * the command's own and says whether it may have taken effect.
+   */
+  async startSource(facts: Facts): Promise<void> {
+    const { sourceNode, targetNode, targetAddress } = facts;
+    if (!sourceNode || !targetNode || !targetAddress) {
+      throw new NotSentError(`cannot start: source ${sourceNode ?? '?'}, target ${targetNode ?? '?'}, address ${targetAddress ?? '?'}`);
     }
     const vmi = this.currentVmi();
     const cfg = this.effective;
     const bandwidth = this.allottedBandwidth;
-    const reply = await this.command(this.sourceNode, 'start-source', {
+    const existing = this.markers(vmi);
+    if (!existing?.startTimestamp) {
+      await this.env.fence();
+      try {
+        await this.patchMigrationState({ startTimestamp: new Date(this.env.clock.now()).toISOString(), mode: 'PreCopy' });
+      } catch (err) {
+        throw Object.assign(err instanceof Error ? err : new Error(String(err)), { definite: true });
+      }
+    }
+    this.sourceStarted = true;
+    const reply = await this.command(sourceNode, 'start-source', {
       ...this.ref,
       guest: this.guestOf(vmi),
-      targetNode: this.targetNode,
-      targetAddress: this.targetAddress,
+      targetNode,
+      targetAddress,
       controls: { bandwidth, maxDowntimeMs: this.appliedDowntimeMs, autoConverge: cfg.allowAutoConverge, postCopy: cfg.allowPostCopy },
     });
     this.appliedBandwidth = bandwidth;
-    this.sourceStarted = true;
-    if (!this.markers.startTimestamp) await this.patchMigrationState({ startTimestamp: new Date().toISOString(), mode: 'PreCopy' });
+    if (reply.state !== 'started' && reply.state !== 'running') {
+      // A job this source already ended (a replayed start): its result may be gone; find out where the guest is.
+      throw new Error(`source ${sourceNode} reports migration ${this.uid} as ${reply.state}, not running`);
+    }
     this.log.info({ reply: reply.state, bandwidth }, 'source migration started');
-    this.event('Normal', 'Migrating', `Migrating ${this.vmiKey} from ${this.sourceNode} to ${this.targetNode}`);
+    this.event('Normal', 'Migrating', `Migrating ${this.vmiKey} from ${sourceNode} to ${targetNode}`);
   }
 
-  /**
-   * Asks the source to cancel its job. Returns true when the source confirms it
-   * never had one (nothing to wait for); otherwise the result arrives later.
-   */
-  async requestAbort(reason: string): Promise<boolean> {
-    if (this.handedOff()) await this.patchMigrationState({ abortRequested: true, abortStatus: 'Aborting' }).catch(() => undefined);
-    if (!this.sourceNode) return true;
-    const reply = await this.command(this.sourceNode, 'abort', { ...this.ref, reason });
+  /** Asks the source to cancel its job; the answer (not the silence) decides what the chart does next. */
+  async requestAbort(facts: Facts): Promise<AbortAnswer> {
+    const reason = facts.abortReason ?? 'aborted';
+    if (this.handedOff()) {
+      await this.patchMigrationState({ abortRequested: true, abortStatus: 'Aborting' }).catch((err: unknown) =>
+        this.log.warn({ err: String(err) }, 'could not mark the abort on the VMI'),
+      );
+    }
+    if (!facts.sourceNode) return { state: 'not-found' };
+    const reply = await this.command(facts.sourceNode, 'abort', { ...this.ref, reason });
     this.log.info({ state: reply.state, reason }, 'abort requested at source');
-    return reply.state === 'not-found' || reply.state === 'cancelled';
+    return { state: reply.state };
   }
 
-  async startPostCopy(): Promise<void> {
-    if (!this.sourceNode) return;
-    await this.command(this.sourceNode, 'post-copy', this.ref);
-    await this.patchMigrationState({ mode: 'PostCopy' });
+  /** The switch is believed only when the source confirms it; the VMI's mode follows, best effort. */
+  async startPostCopy(facts: Facts): Promise<void> {
+    if (!facts.sourceNode) throw new NotSentError('no source node known');
+    await this.command(facts.sourceNode, 'post-copy', this.ref);
     this.event('Normal', 'PostCopy', `Switched ${this.vmiKey} to post-copy`);
+    await this.patchMigrationState({ mode: 'PostCopy' }).catch((err: unknown) =>
+      this.log.warn({ err: String(err) }, 'could not record post-copy mode on the VMI'),
+    );
   }
 
   async setBandwidth(bytesPerSecond: number): Promise<void> {
@@ -300,84 +375,116 @@ export class MigrationSession {
     this.log.info({ maxDowntimeMs }, 'raised max downtime (downtime stepping)');
   }
 
-  /** What the source handler knows of this job (after a controller restart). */
-  async sourceJob(): Promise<CommandReply<'list-jobs'>['jobs'][number] | undefined> {
-    if (!this.sourceNode) return undefined;
-    const reply = await this.command(this.sourceNode, 'list-jobs', {});
-    return reply.jobs.find((j) => j.migrationUid === this.uid && j.role === 'source');
+  /** Where does the guest run? Both handlers are asked; see arbiter.ts for the rule. */
+  async inspect(facts: Facts): Promise<Inspection> {
+    const r = await this.env.nodes.inspect({
+      migrationUid: this.uid,
+      domain: this.domain,
+      sourceNode: facts.sourceNode ?? this.sourceNode,
+      targetNode: facts.targetNode,
+      sourceLost: facts.sourceLost,
+    });
+    this.log.info({ verdict: r.kind, why: r.why }, 'asked both handlers where the guest runs');
+    return { kind: r.kind, why: r.why, sourceJob: r.sourceJob };
   }
 
   /**
    * The guest runs on the target: tell the target handler to take it over, move
    * the VMI to the target node, then remove the source launcher pod. In that
-   * order, so that no moment shows the VM without a launcher pod.
+   * order, so that no moment shows the VM without a launcher pod. Each step
+   * checks its own postcondition, so a retry after partial progress finishes
+   * the steps still missing instead of skipping them.
    */
-  async finalizeSuccess(mode: 'PreCopy' | 'PostCopy'): Promise<void> {
-    if (!this.targetNode || !this.targetPod) throw new Error('target unknown at completion');
-    const vmi = this.currentVmi();
-    await this.command(this.targetNode, 'finish-target', { ...this.ref, domain: domainName(vmi) });
-    const targetPod = this.targetLauncherPods().find((p) => p.metadata.name === this.targetPod);
-    const now = new Date().toISOString();
-    if (vmi.status?.nodeName !== this.targetNode) {
+  async finalizeSuccess(facts: Facts, mode: 'PreCopy' | 'PostCopy'): Promise<void> {
+    const { targetNode } = facts;
+    if (!targetNode || !facts.targetPod) throw new Error('target unknown at completion');
+    let vmi = this.currentVmi();
+    await this.command(targetNode, 'finish-target', { ...this.ref, domain: domainName(vmi) });
+    await this.env.fence();
+    const targetPod = this.targetLauncherPods().find((p) => p.metadata.name === facts.targetPod);
+    const ms = vmi.status?.migrationState;
+    const now = new Date(this.env.clock.now()).toISOString();
+    if (this.markersOnVmim && (vmi.status?.nodeName !== targetNode || ms?.migrationUid !== this.uid || !ms.completed)) {
+      // The VMI's first sight of this migration is its end, whole, as a completed KubeVirt migration leaves it.
+      const final: MigrationState = {
+        ...this.vmimMarkers,
+        migrationUid: this.uid,
+        completed: true,
+        failed: false,
+        mode,
+        endTimestamp: this.vmimMarkers.endTimestamp ?? now,
+        targetNodeDomainDetected: true,
+        targetNodeDomainReadyTimestamp: this.vmimMarkers.targetNodeDomainReadyTimestamp ?? now,
+        ...(this.vmimMarkers.abortStatus === 'Aborting' ? { abortStatus: 'Failed' as const } : {}),
+      };
+      await this.patchVmiStatusJson([
+        { op: 'add', path: '/status/migrationState', value: stripUndefined(final) },
+        { op: 'add', path: '/status/nodeName', value: targetNode },
+      ]);
+      await this.patchVmimMarkers(final);
+      vmi = this.currentVmi();
+    } else if (vmi.status?.nodeName !== targetNode || ms?.migrationUid !== this.uid || !ms.completed) {
       await this.patchVmiStatus({
-        nodeName: this.targetNode,
+        nodeName: targetNode,
         migrationState: {
-          ...(this.markersOnVmim ? this.markers : vmi.status?.migrationState ?? {}),
           migrationUid: this.uid,
           completed: true,
           failed: false,
           mode,
-          endTimestamp: now,
+          endTimestamp: ms?.endTimestamp ?? now,
           targetNodeDomainDetected: true,
-          targetNodeDomainReadyTimestamp: now,
+          targetNodeDomainReadyTimestamp: ms?.targetNodeDomainReadyTimestamp ?? now,
+          // A completed migration is not being aborted, whatever was asked.
+          ...(ms?.abortStatus === 'Aborting' ? { abortStatus: 'Failed' as const } : {}),
         },
       });
-      // activePods is a map: a merge patch would keep the source's entry, so replace it.
-      if (targetPod?.metadata.uid) {
-        await this.env.kube.patchCustomStatusJson(VMI_RESOURCE, this.namespace, this.vmiName, [
-          { op: 'add', path: '/status/activePods', value: { [targetPod.metadata.uid]: this.targetNode } },
-        ]);
-      }
+      vmi = this.currentVmi();
+    }
+    // activePods is a map: a merge patch would keep the source's entry, so replace it.
+    const wantPods = targetPod?.metadata.uid ? { [targetPod.metadata.uid]: targetNode } : undefined;
+    if (wantPods && JSON.stringify(vmi.status?.activePods ?? {}) !== JSON.stringify(wantPods)) {
+      await this.env.kube.patchCustomStatusJson(VMI_RESOURCE, this.namespace, this.vmiName, [{ op: 'add', path: '/status/activePods', value: wantPods }]);
+    }
+    // The guest keeps its MAC but now answers on the target pod's network.
+    const podIP = targetPod?.status?.podIP;
+    const ifaces = (vmi.status as { interfaces?: Array<Record<string, unknown>> } | undefined)?.interfaces;
+    if (podIP && ifaces && ifaces.length > 0 && ifaces[0]?.['ipAddress'] !== podIP) {
+      const moved = ifaces.map((i, n) => (n === 0 ? { ...i, ipAddress: podIP, ipAddresses: [podIP] } : i));
+      await this.env.kube.patchCustomStatusJson(VMI_RESOURCE, this.namespace, this.vmiName, [{ op: 'add', path: '/status/interfaces', value: moved }]);
+    }
+    const labels = vmi.metadata.labels ?? {};
+    if (labels[Labels.nodeName] !== targetNode || labels[Labels.migrationTargetNodeName] !== undefined) {
       await this.env.kube.patchCustom(VMI_RESOURCE, this.namespace, this.vmiName, {
-        metadata: { labels: { [Labels.nodeName]: this.targetNode, [Labels.migrationTargetNodeName]: null } },
+        metadata: { labels: { [Labels.nodeName]: targetNode, [Labels.migrationTargetNodeName]: null } },
       });
     }
-    const source = this.sourcePod;
-    if (source) await this.env.kube.deletePod(this.namespace, source);
-    this.log.info({ from: this.sourceNode, to: this.targetNode, mode }, 'migration succeeded; VMI moved');
-  }
-
-  recordSuccess(): void {
-    this.event('Normal', 'Migrated', `VirtualMachineInstance ${this.vmiKey} migrated from ${this.sourceNode ?? '?'} to ${this.targetNode ?? '?'}`);
+    const source = (this.markersOnVmim ? this.vmimMarkers.sourcePod : ms?.sourcePod) ?? this.sourceLauncherPod(facts.sourceNode)?.metadata.name;
+    if (source && source !== facts.targetPod) await this.env.kube.deletePod(this.namespace, source);
+    this.log.info({ from: facts.sourceNode, to: targetNode, mode }, 'migration succeeded; VMI moved');
   }
 
   /**
-   * Leaves the VM where it was: cancel whatever the target prepared, remove the
-   * target pod, and record the failure on the VMI if it had been handed off.
+   * Lets the handlers drop their record (tombstone) of this migration: the
+   * VMIM is final and its outcome written, so nobody will ask them again.
    */
-  async recordFailure(reason: string, aborted: boolean): Promise<void> {
-    if (this.targetNode) {
-      await this.command(this.targetNode, 'abort', { ...this.ref, reason }).catch((err: unknown) =>
-        this.log.warn({ err: String(err), targetNode: this.targetNode }, 'could not tell the target handler to cancel; its prepared domain is dropped with the pod'),
-      );
-    }
-    for (const pod of this.targetLauncherPods()) await this.env.kube.deletePod(this.namespace, pod.metadata.name);
-    if (this.handedOff()) {
-      const patch: MigrationState = { failed: true, completed: true, failureReason: reason, endTimestamp: new Date().toISOString() };
-      if (aborted) patch.abortStatus = 'Succeeded';
-      await this.patchMigrationState(patch);
-      // Beside KubeVirt the VMI gets the final (failed) state only, as a failed KubeVirt migration leaves it.
-      if (this.markersOnVmim) await this.patchVmiStatus({ migrationState: { ...this.markers } });
-      await this.env.kube
-        .patchCustom(VMI_RESOURCE, this.namespace, this.vmiName, { metadata: { labels: { [Labels.migrationTargetNodeName]: null } } })
-        .catch(() => undefined);
-    }
-    this.event('Warning', aborted ? 'MigrationAborted' : 'FailedMigration', `Migration of ${this.vmiKey} failed: ${reason}`);
-    this.log.warn({ reason, aborted }, 'migration failed; VM stays on the source');
+  async forgetJob(facts: Facts): Promise<void> {
+    const nodes = [...new Set([facts.sourceNode ?? this.sourceNode, facts.targetNode].filter((n): n is string => !!n))];
+    await Promise.all(
+      nodes.map((node) =>
+        this.command(node, 'forget-job', this.ref).then(
+          (r) => this.log.info({ node, forgotten: r.forgotten }, 'handler told to forget the finished job'),
+          (err: unknown) => this.log.warn({ node, err: String(err) }, 'could not tell the handler to forget the finished job; its backstop prunes it'),
+        ),
+      ),
+    );
+  }
+
+  recordSuccess(facts: Facts): void {
+    this.event('Normal', 'Migrated', `VirtualMachineInstance ${this.vmiKey} migrated from ${facts.sourceNode ?? '?'} to ${facts.targetNode ?? '?'}`);
   }
 
   handedOff(): boolean {
-    if (this.markersOnVmim) return this.markers.migrationUid === this.uid;
+    if (this.markersOnVmim) return this.vmimMarkers.migrationUid === this.uid;
     const vmi = this.env.vmi(this.namespace, this.vmiName);
     return vmi?.status?.migrationState?.migrationUid === this.uid;
   }
@@ -391,12 +498,31 @@ export class MigrationSession {
     }
   }
 
-  private async patchMigrationState(fields: MigrationState): Promise<void> {
-    this.markers = { ...this.markers, ...fields };
-    if (this.markersOnVmim) {
-      await this.env.kube.patchCustomStatus(VMIM_RESOURCE, this.namespace, this.name, { status: { migrationState: fields } });
-      return;
+  private async patchVmiStatusJson(ops: JsonPatchOp[]): Promise<void> {
+    try {
+      await this.env.kube.patchCustomStatusJson(VMI_RESOURCE, this.namespace, this.vmiName, ops);
+    } catch (err) {
+      if (isNotFound(err)) throw new Error(`VMI ${this.vmiKey} not found`);
+      if (isConflict(err) || statusCode(err) === 422) throw new Error(`VMI ${this.vmiKey} changed while it was being handed off; retrying`);
+      throw err;
     }
-    await this.patchVmiStatus({ migrationState: fields });
   }
+
+  /** Merges into this migration's state only: the uid guard keeps a stale writer off a newer migration. */
+  private async patchMigrationState(fields: MigrationState): Promise<void> {
+    if (this.markersOnVmim) return this.patchVmimMarkers(fields);
+    const ops: JsonPatchOp[] = [{ op: 'test', path: '/status/migrationState/migrationUid', value: this.uid }];
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined) ops.push({ op: 'add', path: `/status/migrationState/${k}`, value: v });
+    try {
+      await this.env.kube.patchCustomStatusJson(VMI_RESOURCE, this.namespace, this.vmiName, ops);
+    } catch (err) {
+      if (isNotFound(err)) throw new Error(`VMI ${this.vmiKey} not found`);
+      if (isConflict(err) || statusCode(err) === 422) throw new Error(`VMI ${this.vmiKey} no longer records migration ${this.uid}`);
+      throw err;
+    }
+  }
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }

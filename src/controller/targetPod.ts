@@ -11,12 +11,25 @@ import { targetPodParts } from './launcherPodSpec.js';
  * addedNodeSelector added, and labels tying it to the migration so it is found
  * by label after a restart rather than by a remembered name.
  */
+/**
+ * The target pod's name, fixed by the migration: `virt-launcher-<vmi>-<uid prefix>-<attempt>`.
+ * A create whose answer was lost and is retried then meets its own pod
+ * (AlreadyExists) instead of making a second one. Kept within 63 characters.
+ */
+export function targetPodName(vmiName: string, migrationUid: string, attempt: number): string {
+  const suffix = `-${migrationUid.replace(/[^a-z0-9]/g, '').slice(0, 8)}-${attempt}`;
+  const head = `virt-launcher-${vmiName}`.slice(0, 63 - suffix.length).replace(/[-.]+$/, '');
+  return `${head}${suffix}`;
+}
+
 export function buildTargetPod(opts: {
   vmim: VirtualMachineInstanceMigration;
   vmi: VirtualMachineInstance;
   sourcePod: Pod | undefined;
-  /** Set when the limits core chose the target node (inbound limits need it). */
+  /** Set when the limits core chose the target node (inbound limits need it), or the user named one. */
   targetNode?: string | undefined;
+  /** A fixed name (see targetPodName); without it the API server generates one. */
+  name?: string | undefined;
 }): V1Pod {
   const { vmim, vmi, sourcePod } = opts;
   const vmiUid = vmi.metadata.uid ?? '';
@@ -43,7 +56,7 @@ export function buildTargetPod(opts: {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      generateName: `virt-launcher-${vmi.metadata.name}-`,
+      ...(opts.name ? { name: opts.name } : { generateName: `virt-launcher-${vmi.metadata.name}-` }),
       namespace: vmi.metadata.namespace,
       labels,
       annotations,

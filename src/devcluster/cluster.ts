@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import type { ApiFaults } from './faults.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { systemClock, type Clock } from '../util/clock.js';
 import { ClusterAuth } from './auth/clusterAuth.js';
 import { devClusterAuth, type DevClusterAuth } from './auth/kubeconfig.js';
-import { withDisruptionStatus, type EvictionHook } from './eviction.js';
+import { AdmissionChain, admissionResources, type ServiceTarget, type WebhookCall } from './admission/index.js';
+import { withDisruptionStatus } from './eviction.js';
 import { ApiServer } from './http.js';
 import { kubeConfigYaml } from './kubeconfig.js';
 import { Kubelet, type PodRuntime } from './kubelet.js';
@@ -38,8 +40,12 @@ export interface DevClusterOptions {
    * kubectl is anonymous (discovery and health only).
    */
   rbac?: boolean;
+  /** Told of every admission webhook call (latency measurements, tests). */
+  onWebhookCall?: (call: WebhookCall) => void;
   /** What runs behind pods (the libvirt dev mode's launcher daemons); default: nothing. */
   podRuntime?: PodRuntime;
+  /** Seeded API fault injection, off until enabled on it (the chaos campaign). */
+  faults?: ApiFaults;
 }
 
 export interface DevCluster {
@@ -56,11 +62,12 @@ export interface DevCluster {
   /** Adds a CRD-like resource type; served, discoverable and printable at once. */
   registerResource(def: ResourceDefinition): ResourceType;
   /**
-   * An in-process stand-in for a validating webhook on pods/eviction: runs
-   * before the disruption-budget check; a non-null answer is returned to the
-   * client as a Status with that code. Returns a function that removes the hook.
+   * Says that `target` serves port `port` of Service `namespace/name` (the dev
+   * cluster has no pod network: this is what kube-proxy and the Service's
+   * endpoints do on a real cluster). Admission webhooks configured with that
+   * Service are called there. Returns a function that removes the route.
    */
-  onEviction(hook: EvictionHook): () => void;
+  routeService(namespace: string, name: string, port: number, target: ServiceTarget): () => void;
   /** Stops HTTP (open watches included), the scheduler and the kubelet; nothing is left running. */
   close(): Promise<void>;
 }
@@ -70,6 +77,7 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
   const log = opts.log;
   const registry = new ResourceRegistry();
   registerBuiltinResources(registry);
+  for (const def of admissionResources) registry.register(def);
   const store = new ObjectStore({
     registry,
     watchHistory: opts.watchHistory ?? 10_000,
@@ -79,11 +87,11 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
   store.setReadView('poddisruptionbudgets.policy', withDisruptionStatus(store));
   // Namespaces every real cluster starts with.
   for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease']) store.create('namespaces', { metadata: { name } });
-  const hooks: EvictionHook[] = [];
   const token = randomBytes(16).toString('hex');
   const host = opts.host ?? '127.0.0.1';
   const auth = opts.rbac ? new ClusterAuth(store, token) : undefined;
-  const api = new ApiServer({ store, evictionHooks: hooks, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000 });
+  const admission = new AdmissionChain(store, log, opts.onWebhookCall);
+  const api = new ApiServer({ store, admission, token, auth, now: () => clock.now(), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 5_000, faults: opts.faults });
   const scheduler = new Scheduler(store, { intervalMs: opts.schedulerIntervalMs ?? 500, clock, log });
   const kubelet = new Kubelet(store, { startDelayMs: opts.podStartDelayMs ?? 300, terminationDelayMs: opts.podTerminationDelayMs ?? 100, clock, log, runtime: opts.podRuntime });
   const port = await api.listen(opts.port ?? 0, host);
@@ -103,13 +111,7 @@ export async function startDevCluster(opts: DevClusterOptions = {}): Promise<Dev
       await writeFile(file, kubeConfigYaml(url, token), { mode: 0o600 });
     },
     registerResource: (def) => registry.register(def),
-    onEviction(hook) {
-      hooks.push(hook);
-      return () => {
-        const i = hooks.indexOf(hook);
-        if (i >= 0) hooks.splice(i, 1);
-      };
-    },
+    routeService: (namespace, name, port, target) => admission.router.add(namespace, name, port, target),
     close() {
       closed ??= (async () => {
         scheduler.stop();

@@ -13,6 +13,7 @@ import { KubeClient } from '../kube/client.js';
 import { silentLogger, type Logger } from '../util/log.js';
 import type { ControllerMetrics, HandlerMetrics } from '../metrics/index.js';
 import { seedDemo, startDevCluster, type DevCluster, type DevClusterOptions } from './index.js';
+import { startDevWebhook, type DevWebhook, type DevWebhookOptions } from './webhook.js';
 import { bootGuests, connectLibvirtNode, idleGuestXml, libvirtNodeNames, libvirtStateDir, type LibvirtNodes } from './libvirtNodes.js';
 import { join } from 'node:path';
 import { parseObject } from '../api/meta.js';
@@ -43,6 +44,8 @@ export interface LauncherNodes {
   /** The migration CA and identities; default: a fresh dev CA. */
   pki?: MigrationPki;
 }
+import { seedScenario } from './scenarioSeed.js';
+import type { Scenario } from './scenarioFile.js';
 
 export interface DevEnvironmentOptions {
   nodes?: number;
@@ -65,6 +68,17 @@ export interface DevEnvironmentOptions {
    * their guests are booted in their nodes' daemons).
    */
   driver?: 'sim' | LibvirtNodes | LauncherNodes;
+  /** Wraps each node's driver (tests inject faults at an exact moment this way). */
+  wrapDriver?: (node: string, driver: HypervisorDriver) => HypervisorDriver;
+  /** Ferry's admission webhook: on (default), off, or with these certificate settings. */
+  webhook?: boolean | DevWebhookOptions;
+  /**
+   * Build the cluster from a bench scenario instead of the demo: its nodes (NIC
+   * capacity as annotation, memory), its VMs on the sim driver with their
+   * memory, dirty rate and working set, its config in the KubeVirt CR. `nodes`
+   * and `vms` are then ignored; pass `config` from scenarioFerryConfig.
+   */
+  scenario?: Scenario;
 }
 
 export interface NodeAgent {
@@ -81,6 +95,8 @@ export interface DevEnvironment {
   kube: KubeClient;
   natsUrl: string;
   agents: Map<string, NodeAgent>;
+  /** Ferry's admission webhook (absent with `webhook: false`). */
+  webhook: DevWebhook | undefined;
   controller: MigrationController | undefined;
   /** The maintenance-window runbooks, run beside the controller as `ferry controller` does. */
   runbooks: RunbookController | undefined;
@@ -119,6 +135,10 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     })
     : undefined;
   const pki = launcherMode ? launcherMode.pki ?? await devMigrationPki(systemClock) : undefined;
+  const scenario = libvirt || launcherMode ? undefined : opts.scenario;
+  const nodeCount = scenario ? scenario.nodes.length : nodes;
+  const nodeNames = scenario ? scenario.nodes.map((n) => n.name) : Array.from({ length: nodeCount }, (_, i) => `node-${i + 1}`);
+  const nicOf = new Map(scenario?.nodes.map((n) => [n.name, n.nic]));
   let nats: NatsServerHandle | undefined;
   const cleanups: Array<() => Promise<void>> = [];
   try {
@@ -133,7 +153,8 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     cleanups.push(() => cluster.close());
     storeRef = cluster.store;
     const real = libvirt ?? launcherMode;
-    await seedDemo(cluster, { nodes, vms: opts.vms ?? 6, ...(real ? { memory: real.guestMemory ?? '64Mi', simAnnotations: false } : {}) });
+    if (scenario) seedScenario(cluster, scenario, { nicAnnotation: config.limits.nicCapacityAnnotation });
+    else await seedDemo(cluster, { nodes, vms: opts.vms ?? 6, ...(real ? { memory: real.guestMemory ?? '64Mi', simAnnotations: false } : {}) });
     if (pods) {
       cleanups.push(() => pods.stopAll());
       // Seeded launcher pods are Running already: start what they stand for.
@@ -144,27 +165,30 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
     kc.loadFromString(cluster.kubeConfigYaml());
     const kube = new KubeClient(kc);
 
-    // The stand-in for KubeVirt's eviction webhook: launcher pod evictions ask the controller.
-    cleanups.push(async () => removeHook());
-    // The stand-in for KubeVirt's eviction webhook (failurePolicy Ignore): launcher pod
-    // evictions ask the controller; without one, the VMIs' disruption budgets protect them.
-    const removeHook = cluster.onEviction(async (pod) => (controller ? controller.checkEviction(pod) : null));
+    // Ferry's admission webhook, served over HTTPS and registered as deploy/ registers it:
+    // launcher pod evictions reach it through the API server, as on a real cluster.
+    let webhook: DevWebhook | undefined;
+    if (opts.webhook !== false) {
+      webhook = await startDevWebhook(cluster, kube, log.child({ component: 'webhook' }), opts.webhook === true || opts.webhook === undefined ? {} : opts.webhook);
+      const w = webhook;
+      cleanups.push(() => w.stop());
+    }
 
     const agents = new Map<string, NodeAgent>();
-    for (let i = 1; i <= nodes; i++) {
-      const node = `node-${i}`;
+    for (const node of nodeNames) {
       const records = libvirt ? await JobRecordStore.open(libvirtStateDir(libvirt, node))
         : launcherMode ? await JobRecordStore.open(join(launcherMode.root, node, 'handler')) : undefined;
       const nc = await connectBus({ servers: natsUrl, name: `ferry-handler-${node}`, log });
       const podsDir = launcherMode ? podsDirOf(launcherMode.root, node) : undefined;
-      const driver = libvirt
+      const baseDriver = libvirt
         ? await connectLibvirtNode(libvirt, node, log).catch(async (err: unknown) => { await closeBus(nc); throw err; })
         : launcherMode && podsDir && pki
           ? new LauncherDriver({
             node, podsDir, migrationAddress: '127.0.0.1', tls: tlsTransport(pki.server, pki.client), log: log.child({ node }),
             ...(launcherMode.pollIntervalMs ? { pollIntervalMs: launcherMode.pollIntervalMs } : {}),
           })
-          : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: config.limits.defaultNicCapacity });
+          : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: nicOf.get(node) ?? config.limits.defaultNicCapacity });
+      const driver = opts.wrapDriver ? opts.wrapDriver(node, baseDriver) : baseDriver;
       const handler = startHandler({
         nc,
         node,
@@ -182,7 +206,9 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       });
     }
 
-    if (libvirt) await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
+    // What the launchers do: every running VMI's guest runs in its node's hypervisor, so
+    // what a handler reports (list-jobs domains) is the truth the controller's arbiter reads.
+    await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
 
     let controller: MigrationController | undefined;
     let runbooks: RunbookController | undefined;
@@ -192,6 +218,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
       kube,
       natsUrl,
       agents,
+      webhook,
       ...(pods && pki ? { launchers: { pods, pki } } : {}),
       get controller() {
         return controller;

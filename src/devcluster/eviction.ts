@@ -6,17 +6,11 @@ import type { DeleteOptions, ObjectStore } from './store.js';
 
 /**
  * The pods/eviction subresource: an eviction is a delete that a
- * PodDisruptionBudget (or an admission hook standing in for a validating
- * webhook, as KubeVirt's is) may refuse.
+ * PodDisruptionBudget may refuse. Admission (webhooks such as KubeVirt's or
+ * Ferry's eviction interceptor) has already run when evictPod is called.
  */
-export type EvictionHook = (pod: StoredObject, eviction: KubeObject) => Promise<null | { code: number; message: string }>;
 
 export interface DisruptionStatus { currentHealthy: number; desiredHealthy: number; disruptionsAllowed: number; expectedPods: number }
-
-const REASONS: Record<number, string> = {
-  400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Gone',
-  422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout',
-};
 
 function podReady(pod: KubeObject): boolean {
   const conds = getPath(pod, 'status.conditions');
@@ -55,21 +49,15 @@ export function withDisruptionStatus(store: ObjectStore): (pdb: StoredObject) =>
 }
 
 /**
- * Evicts `namespace/name`: hooks first (a non-null answer is the client's
- * answer), then the pod's disruption budget, then a graceful delete.
- * Resolves to the 201 Status the API server answers; rejects with ApiError.
+ * Evicts `namespace/name`: the pod's disruption budget, then a graceful delete.
+ * Returns the 201 Status the API server answers; throws ApiError.
  */
-export async function evictPod(store: ObjectStore, hooks: readonly EvictionHook[], namespace: string, name: string, eviction: unknown): Promise<Status> {
+export function evictPod(store: ObjectStore, namespace: string, name: string, eviction: unknown): Status {
   const body: KubeObject = isRecord(eviction) && isRecord(eviction['metadata']) ? (eviction as KubeObject) : { metadata: {} };
   if (body.metadata.name && body.metadata.name !== name) {
     throw Errors.badRequest(`name in URL does not match name in Eviction object (${name} != ${body.metadata.name})`);
   }
-  let pod = store.get('pods', name, namespace);
-  for (const hook of hooks) {
-    const verdict = await hook(pod, body);
-    if (verdict) throw new ApiError(verdict.code, REASONS[verdict.code] ?? 'Unknown', verdict.message);
-  }
-  pod = store.get('pods', name, namespace);
+  const pod = store.get('pods', name, namespace);
   const deleteOptions = isRecord(body['deleteOptions']) ? body['deleteOptions'] : {};
   const opts: DeleteOptions = { namespace };
   if (typeof deleteOptions['gracePeriodSeconds'] === 'number') opts.gracePeriodSeconds = deleteOptions['gracePeriodSeconds'];

@@ -20,7 +20,8 @@ export {
 export { ResourceRegistry, type ResourceDefinition, type ResourceType, type ResourceRef, type PrinterColumn } from './registry.js';
 export { ApiError, isApiError, type Status } from './errors.js';
 export type { KubeObject, StoredObject, ObjectMetadata, OwnerReference } from './object.js';
-export { disruptionStatus, type EvictionHook, type DisruptionStatus } from './eviction.js';
+export { disruptionStatus, type DisruptionStatus } from './eviction.js';
+export type { ServiceTarget, WebhookCall } from './admission/index.js';
 export type { PatchType } from './patch.js';
 export { placePod, podMemoryRequest } from './scheduling.js';
 export { runningPodStatus } from './kubelet.js';

@@ -43,18 +43,23 @@ export function launcherPodFor(vmi: KubeObject, nodeName: string): KubeObject {
   };
 }
 
-function ensureNamespace(store: ObjectStore, name: string): void {
+export function ensureNamespace(store: ObjectStore, name: string): void {
   if (!store.tryGet('namespaces', name)) store.create('namespaces', { metadata: { name } });
 }
 
-function demoNode(i: number, now: number): KubeObject {
-  const name = `node-${i}`;
+/** A Ready node; `i` (1-based) numbers its address and pod CIDR. */
+export function nodeObject(i: number, now: number, opts: { name?: string; memory?: string; annotations?: Record<string, string> } = {}): KubeObject {
+  const name = opts.name ?? `node-${i}`;
   const at = timestamp(now);
-  const resources = { cpu: '32', memory: '128Gi', pods: '110', 'ephemeral-storage': '200Gi' };
+  const resources = { cpu: '32', memory: opts.memory ?? '128Gi', pods: '110', 'ephemeral-storage': '200Gi' };
   return {
     apiVersion: 'v1',
     kind: 'Node',
-    metadata: { name, labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', 'kubevirt.io/schedulable': 'true' } },
+    metadata: {
+      name,
+      labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', 'kubevirt.io/schedulable': 'true' },
+      ...(opts.annotations ? { annotations: opts.annotations } : {}),
+    },
     spec: { podCIDR: `10.244.${i}.0/24`, podCIDRs: [`10.244.${i}.0/24`] },
     status: {
       capacity: resources,
@@ -65,13 +70,17 @@ function demoNode(i: number, now: number): KubeObject {
         { type: 'PIDPressure', status: 'False', reason: 'KubeletHasSufficientPID', lastHeartbeatTime: at, lastTransitionTime: at },
         { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status', lastHeartbeatTime: at, lastTransitionTime: at },
       ],
-      addresses: [{ type: 'InternalIP', address: `192.168.0.${i}` }, { type: 'Hostname', address: name }],
+      addresses: [{ type: 'InternalIP', address: nodeAddress(i) }, { type: 'Hostname', address: name }],
       nodeInfo: {
         kubeletVersion: 'v1.30.0-ferry', kubeProxyVersion: 'v1.30.0-ferry', osImage: 'Ferry simulated node', kernelVersion: '6.1.0-ferry',
         containerRuntimeVersion: 'sim://1.0', operatingSystem: 'linux', architecture: 'amd64', machineID: '', systemUUID: '', bootID: '',
       },
     },
   };
+}
+
+function nodeAddress(i: number): string {
+  return `192.168.${Math.floor(i / 256)}.${i % 256}`;
 }
 
 export interface SeedOptions {
@@ -90,7 +99,7 @@ export async function seedDemo(cluster: DevCluster, opts: SeedOptions): Promise<
   if (opts.vms > 0 && opts.nodes < 1) throw new Error(`seedDemo: ${opts.vms} VMs need at least one node`);
   const now = Date.now();
   for (const ns of new Set(['default', 'kube-system', 'kubevirt', namespace])) ensureNamespace(store, ns);
-  for (let i = 1; i <= opts.nodes; i++) if (!store.tryGet('nodes', `node-${i}`)) store.create('nodes', demoNode(i, now));
+  for (let i = 1; i <= opts.nodes; i++) if (!store.tryGet('nodes', `node-${i}`)) store.create('nodes', nodeObject(i, now));
   if (!store.tryGet('kubevirts', 'kubevirt', 'kubevirt')) {
     store.create('kubevirts', { apiVersion: 'kubevirt.io/v1', kind: 'KubeVirt', metadata: { name: 'kubevirt', namespace: 'kubevirt' }, spec: { configuration: { migrations: {} } } });
   }
@@ -98,47 +107,64 @@ export async function seedDemo(cluster: DevCluster, opts: SeedOptions): Promise<
   for (let i = 1; i <= opts.vms; i++) {
     const name = `vm-${i}`;
     if (store.tryGet('virtualmachineinstances', name, namespace)) continue;
-    const nodeName = `node-${((i - 1) % opts.nodes) + 1}`;
-    const memory = opts.memory ?? MEMORY_CYCLE[(i - 1) % MEMORY_CYCLE.length]!;
-    const vmi = store.create('virtualmachineinstances', {
-      apiVersion: 'kubevirt.io/v1',
-      kind: 'VirtualMachineInstance',
-      metadata: {
-        name,
-        namespace,
-        labels: { [Labels.nodeName]: nodeName, 'kubevirt.io/vm': name },
-        annotations: opts.simAnnotations === false ? {} : { [Annotations.simDirtyRate]: DIRTY_RATE_CYCLE[(i - 1) % DIRTY_RATE_CYCLE.length]!, [Annotations.simWorkingSet]: WORKING_SET },
-      },
-      spec: {
-        evictionStrategy: 'LiveMigrate',
-        domain: { memory: { guest: memory }, resources: { requests: { memory } }, cpu: { cores: 1 }, devices: {} },
-      },
-    });
-    const podIP = ips.allocate(nodeName);
-    const pod = launcherPodFor(vmi, nodeName);
-    pod['status'] = runningPodStatus(pod, `192.168.0.${((i - 1) % opts.nodes) + 1}`, podIP, now);
-    const created = store.create('pods', pod, { withStatus: true });
-    const at = timestamp(now);
-    store.update(
-      'virtualmachineinstances',
-      {
-        ...vmi,
-        status: {
-          phase: 'Running',
-          nodeName,
-          conditions: [
-            { type: 'Ready', status: 'True', lastProbeTime: null, lastTransitionTime: at },
-            { type: 'LiveMigratable', status: 'True', lastProbeTime: null, lastTransitionTime: null },
-          ],
-          activePods: { [created.metadata.uid]: nodeName },
-          migrationMethod: 'LiveMigration',
-          migrationTransport: 'Unix',
-          interfaces: [{ name: 'default', ipAddress: podIP, ipAddresses: [podIP] }],
-          launcherContainerImageVersion: LAUNCHER_IMAGE,
-          qosClass: 'Burstable',
-        },
-      },
-      { subresource: 'status' },
-    );
+    const nodeIndex = ((i - 1) % opts.nodes) + 1;
+    seedRunningVmi(store, ips, {
+      name,
+      namespace,
+      nodeName: `node-${nodeIndex}`,
+      hostIP: nodeAddress(nodeIndex),
+      memory: opts.memory ?? MEMORY_CYCLE[(i - 1) % MEMORY_CYCLE.length]!,
+      annotations: opts.simAnnotations === false ? {} : { [Annotations.simDirtyRate]: DIRTY_RATE_CYCLE[(i - 1) % DIRTY_RATE_CYCLE.length]!, [Annotations.simWorkingSet]: WORKING_SET },
+    }, now);
   }
+}
+
+export interface VmiSeed {
+  name: string;
+  namespace: string;
+  nodeName: string;
+  /** The node's InternalIP. */
+  hostIP: string;
+  memory: string;
+  annotations: Record<string, string>;
+}
+
+/** A running VMI with its Running launcher pod, as KubeVirt leaves them once a VM has booted. */
+export function seedRunningVmi(store: ObjectStore, ips: PodIPAllocator, v: VmiSeed, now: number): void {
+  const { name, namespace, nodeName, memory } = v;
+  const vmi = store.create('virtualmachineinstances', {
+    apiVersion: 'kubevirt.io/v1',
+    kind: 'VirtualMachineInstance',
+    metadata: { name, namespace, labels: { [Labels.nodeName]: nodeName, 'kubevirt.io/vm': name }, annotations: v.annotations },
+    spec: {
+      evictionStrategy: 'LiveMigrate',
+      domain: { memory: { guest: memory }, resources: { requests: { memory } }, cpu: { cores: 1 }, devices: {} },
+    },
+  });
+  const podIP = ips.allocate(nodeName);
+  const pod = launcherPodFor(vmi, nodeName);
+  pod['status'] = runningPodStatus(pod, v.hostIP, podIP, now);
+  const created = store.create('pods', pod, { withStatus: true });
+  const at = timestamp(now);
+  store.update(
+    'virtualmachineinstances',
+    {
+      ...vmi,
+      status: {
+        phase: 'Running',
+        nodeName,
+        conditions: [
+          { type: 'Ready', status: 'True', lastProbeTime: null, lastTransitionTime: at },
+          { type: 'LiveMigratable', status: 'True', lastProbeTime: null, lastTransitionTime: null },
+        ],
+        activePods: { [created.metadata.uid]: nodeName },
+        migrationMethod: 'LiveMigration',
+        migrationTransport: 'Unix',
+        interfaces: [{ name: 'default', ipAddress: podIP, ipAddresses: [podIP] }],
+        launcherContainerImageVersion: LAUNCHER_IMAGE,
+        qosClass: 'Burstable',
+      },
+    },
+    { subresource: 'status' },
+  );
 }

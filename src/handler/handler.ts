@@ -2,6 +2,8 @@ import type { NatsConnection } from 'nats';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { HypervisorDriver } from '../hypervisor/driver.js';
 import { serveCommands, type CommandHandlers } from '../bus/rpc.js';
+import { EpochFence } from '../bus/epoch.js';
+import { join } from 'node:path';
 import { startHeartbeat } from '../bus/heartbeat.js';
 import type { Logger } from '../util/log.js';
 import type { HandlerMetrics } from '../metrics/handlerMetrics.js';
@@ -9,6 +11,7 @@ import type { JobRecordStore } from './jobRecords.js';
 import { recoverSourceJobs, type RecoverySummary } from './recovery.js';
 import { SourceRole } from './sourceRole.js';
 import { TargetRole } from './targetRole.js';
+import type { TombstoneLimits } from './tombstones.js';
 
 export interface HandlerOptions {
   nc: NatsConnection;
@@ -27,7 +30,12 @@ export interface HandlerOptions {
    * outlive the process: libvirt).
    */
   records?: JobRecordStore;
+  /** How long and how many finished jobs are kept when the controller never sends forget-job. */
+  tombstoneLimits?: TombstoneLimits;
 }
+
+/** Beside the records: the highest leader epoch this node has obeyed. Not `.json`, so never read as a record. */
+export const EPOCH_FILE = 'leader-epoch';
 
 export interface RunningHandler {
   /** Settles once the start-up recovery has run (at once without records); commands wait for it. */
@@ -63,13 +71,15 @@ export function startHandler(opts: HandlerOptions): RunningHandler {
     log,
     stopped: stopping.signal,
     ...(opts.records ? { records: opts.records } : {}),
+    ...(opts.tombstoneLimits ? { tombstoneLimits: opts.tombstoneLimits } : {}),
   });
-  const target = new TargetRole(node, driver, log);
+  const target = new TargetRole({ node, driver, log, clock, ...(opts.tombstoneLimits ? { tombstoneLimits: opts.tombstoneLimits } : {}) });
+  const fence = new EpochFence({ ...(opts.records ? { file: join(opts.records.dir, EPOCH_FILE) } : {}), log });
   const recovered: Promise<RecoverySummary> = opts.records
     ? recoverSourceJobs({ records: opts.records, driver, source, node, log })
-    : Promise.resolve({ attached: [], settled: [], republished: [], left: [] });
+    : Promise.resolve({ attached: [], settled: [], republished: [], tombstones: [], left: [] });
   void recovered.then(
-    (r) => { if (r.attached.length + r.settled.length + r.republished.length + r.left.length > 0) log.info({ node, ...r }, 'recovery after start done'); },
+    (r) => { if (r.attached.length + r.settled.length + r.republished.length + r.tombstones.length + r.left.length > 0) log.info({ node, ...r }, 'recovery after start done'); },
     (err: unknown) => log.error({ node, err: (err as Error).message }, 'recovery after start failed; records left for the next start'),
   );
 
@@ -103,11 +113,15 @@ export function startHandler(opts: HandlerOptions): RunningHandler {
         domains: domains.map((d) => ({ name: d.name, state: d.state, memoryBytes: d.memoryBytes })),
       };
     },
+    'forget-job': async (req) => {
+      const [asSource, asTarget] = await Promise.all([source.forget(req), target.forget(req)]);
+      return { ok: true, forgotten: asSource || asTarget };
+    },
   };
 
   // Commands wait for recovery, so they see the jobs it takes over.
   const ready = recovered.then(() => undefined, () => undefined);
-  const sub = serveCommands(nc, node, after(ready, serving), log);
+  const sub = serveCommands(nc, node, after(ready, serving), log, { fence });
   const heartbeat = startHeartbeat(nc, {
     node,
     driver: driver.kind,

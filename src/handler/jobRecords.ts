@@ -15,8 +15,13 @@ export const SourceJobRecord = MigrationRef.extend({
   domain: z.string().min(1),
   targetNode: z.string(),
   startedAt: z.string(),
-  /** Set once the outcome is known; the record is removed after it has been published. */
+  /** Set once the outcome is known. */
   result: ResultMessage.optional(),
+  /**
+   * The result is stored in JetStream. The record stays, as the migration's
+   * tombstone, until the controller sends forget-job (see tombstones.ts).
+   */
+  published: z.boolean().optional(),
 });
 export type SourceJobRecord = z.infer<typeof SourceJobRecord>;
 

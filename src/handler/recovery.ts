@@ -49,18 +49,26 @@ export function recoveryStep(record: SourceJobRecord, seen: MigrationInspection,
     return { kind: 'settle', outcome: { status: 'completed', mode: stats.mode, downtimeMs: stats.downtimeMs ?? 0, stats: { ...stats, dataRemaining: 0 } } };
   }
   if (seen.state === 'missing') {
+    // Gone from here, with no record of how: it may run on the target now. Only the target can say.
     return {
       kind: 'settle',
       outcome: {
-        status: 'failed',
+        status: 'unknown',
         reason: `${where} disappeared while no handler was watching its migration, and no outcome had been recorded; cannot tell whether it completed`,
-        stats: statsAs('failed', undefined),
+        stats: statsAs('running', undefined),
       },
     };
   }
   if (seen.state === 'paused' && !opts.lastLook) return { kind: 'look-again' };
   if (lastPhase === 'aborted') {
     return { kind: 'settle', outcome: { status: 'aborted', reason: seen.lastError ?? `the migration of ${where} was cancelled while no handler was watching`, stats: statsAs('aborted', seen.stats) } };
+  }
+  if (seen.state === 'paused' && lastPhase !== 'failed') {
+    // Stopped here with no job and no failure on record (post-copy, say): the guest may be running on the target.
+    return {
+      kind: 'settle',
+      outcome: { status: 'unknown', reason: `${where} stays paused with no migration job and no recorded failure; cannot tell whether the guest runs on the target`, stats: statsAs('running', seen.stats) },
+    };
   }
   // A 'completed' record beside a guest that is still here belongs to another job.
   const ownRecord = lastPhase === 'failed' ? seen.stats : undefined;
@@ -79,12 +87,15 @@ export interface RecoveringSource {
   adopt(record: SourceJobRecord, job: MigrationJob): void;
   settleUnwatched(record: SourceJobRecord, outcome: MigrationOutcome): void;
   republish(record: SourceJobRecord & { result: NonNullable<SourceJobRecord['result']> }): void;
+  restoreTombstone(record: SourceJobRecord & { result: NonNullable<SourceJobRecord['result']> }): void;
 }
 
 export interface RecoverySummary {
   attached: string[];
   settled: Array<{ domain: string; outcome: MigrationOutcome['status'] }>;
   republished: string[];
+  /** Finished and published before the restart, not yet forgotten by the controller: kept as tombstones. */
+  tombstones: string[];
   /** Records left on disk (unreadable, or the driver could not tell), for the next start. */
   left: string[];
 }
@@ -108,19 +119,29 @@ export async function recoverSourceJobs(deps: {
 }): Promise<RecoverySummary> {
   const { records, driver, source, node, log } = deps;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const summary: RecoverySummary = { attached: [], settled: [], republished: [], left: [] };
+  const summary: RecoverySummary = { attached: [], settled: [], republished: [], tombstones: [], left: [] };
   const listing = await records.list();
   for (const bad of listing.unreadable) {
     log.error({ node, dir: records.dir, file: bad.file, reason: bad.reason }, 'unreadable migration record left in place');
     summary.left.push(bad.file);
   }
-  if (listing.records.length === 0) return summary;
+  // A finished migration needs nothing from the driver: its record is its tombstone.
+  const open: SourceJobRecord[] = [];
+  for (const record of listing.records) {
+    if (record.result && record.published) {
+      source.restoreTombstone({ ...record, result: record.result });
+      summary.tombstones.push(record.domain);
+    } else {
+      open.push(record);
+    }
+  }
+  if (open.length === 0) return summary;
   if (!isRecoverable(driver)) {
-    log.warn({ node, driver: driver.kind, records: listing.records.length }, 'this driver cannot take over migrations after a restart; records left in place');
-    summary.left.push(...listing.records.map((r) => r.domain));
+    log.warn({ node, driver: driver.kind, records: open.length }, 'this driver cannot take over migrations after a restart; records left in place');
+    summary.left.push(...open.map((r) => r.domain));
     return summary;
   }
-  for (const record of listing.records) {
+  for (const record of open) {
     const fields = { node, migrationUid: record.migrationUid, attempt: record.attempt, vmi: record.vmi, domain: record.domain };
     try {
       if (record.result) {

@@ -6,22 +6,33 @@ import { HandlerError } from '../bus/rpc.js';
 import { publishProgress } from '../bus/progress.js';
 import { publishResult } from '../bus/results.js';
 import type { Logger } from '../util/log.js';
+import type { Span } from '@opentelemetry/api';
+import { endJobSpan, startJobSpan } from '../tracing/migration.js';
 import { jobKey, refFields } from './jobKey.js';
 import type { JobRecordStore, SourceJobRecord } from './jobRecords.js';
 import { isRecoverable, type RecoverableDriver, type RecoveringSource } from './recovery.js';
 import { statsMessage } from './statsMessage.js';
+import { tombstonesToPrune, TOMBSTONE_LIMITS, type TombstoneLimits } from './tombstones.js';
 
 interface SourceJob {
   ref: MigrationRef;
   domain: string;
   targetNode: string;
   startedAt: string;
-  state: 'starting' | JobPhase;
+  state: 'starting' | JobPhase | 'unknown';
   /** Settles when the driver has (or has not) started the migration; repeats wait on it. */
   started: Promise<void>;
   job?: MigrationJob;
+  /** The hypervisor job's span (src/tracing), open while the job runs. */
+  span?: Span | undefined;
   stats?: JobStats;
   progressTimer?: unknown;
+  /** When the outcome became known (clock ms): a finished entry is a tombstone. */
+  finishedAt?: number;
+  /** The outcome is being recorded and published. */
+  concluding?: boolean;
+  /** forget-job came: the record goes once concluding is over. */
+  forgotten?: boolean;
 }
 
 export interface SourceRoleDeps {
@@ -39,6 +50,8 @@ export interface SourceRoleDeps {
    * published, so a restarted handler can take them over (see recovery.ts).
    */
   records?: JobRecordStore;
+  /** How long and how many finished jobs are kept when the controller never forgets them. */
+  tombstoneLimits?: TombstoneLimits;
 }
 
 /**
@@ -57,11 +70,16 @@ export class SourceRole implements RecoveringSource {
 
   async start(req: CommandRequest<'start-source'>): Promise<CommandReply<'start-source'>> {
     const key = jobKey(req);
-    const known = this.jobs.get(key);
-    if (known) {
+    const repeat = async (known: SourceJob): Promise<CommandReply<'start-source'>> => {
       await known.started;
       return { ok: true, state: known.state === 'starting' ? 'running' : known.state };
-    }
+    };
+    const known = this.jobs.get(key);
+    if (known) return repeat(known);
+    await this.refuseSecondCopy(req);
+    // A repeat of this request may have got in while we looked.
+    const raced = this.jobs.get(key);
+    if (raced) return repeat(raced);
     for (const other of this.jobs.values()) {
       if (other.domain === req.guest.name && (other.state === 'starting' || other.state === 'running')) {
         throw new HandlerError('conflict', `${other.domain} on ${this.d.node} is already migrating (migration ${other.ref.migrationUid} attempt ${other.ref.attempt})`);
@@ -79,6 +97,31 @@ export class SourceRole implements RecoveringSource {
     entry.started = this.launch(entry, req);
     await entry.started;
     return { ok: true, state: 'started' };
+  }
+
+  /**
+   * Starting a migration makes sure the guest runs here (ensureRunning), which
+   * boots it if it is not. After the guest migrated away that would be a
+   * second copy: refuse when a tombstone says it left, for the same migration
+   * always, for another one unless the guest is running here again (it came back).
+   */
+  private async refuseSecondCopy(req: CommandRequest<'start-source'>): Promise<void> {
+    const left = [...this.jobs.values()].filter((j) => j.state === 'completed' && (j.ref.migrationUid === req.migrationUid || j.domain === req.guest.name));
+    if (left.length === 0) return;
+    const same = left.find((j) => j.ref.migrationUid === req.migrationUid);
+    if (same) {
+      throw new HandlerError('conflict', `${same.domain} already migrated from ${this.d.node} to ${same.targetNode} in attempt ${same.ref.attempt} of migration ${req.migrationUid}; not starting attempt ${req.attempt}`);
+    }
+    let here: boolean;
+    try {
+      here = (await this.d.driver.listDomains()).some((d) => d.name === req.guest.name && d.state === 'running');
+    } catch (err) {
+      throw new HandlerError('driver-error', `cannot check whether ${req.guest.name} runs on ${this.d.node}: ${(err as Error).message}`);
+    }
+    if (!here) {
+      const j = left[0]!;
+      throw new HandlerError('conflict', `${j.domain} migrated from ${this.d.node} to ${j.targetNode} (migration ${j.ref.migrationUid}) and does not run here now; not booting a second copy for migration ${req.migrationUid}`);
+    }
   }
 
   private async launch(entry: SourceJob, req: CommandRequest<'start-source'>): Promise<void> {
@@ -106,6 +149,7 @@ export class SourceRole implements RecoveringSource {
   /** From now on `job` is this entry's: progress is reported and its end settled. */
   private track(entry: SourceJob, job: MigrationJob): void {
     entry.job = job;
+    entry.span ??= startJobSpan(entry.ref.migrationUid, { 'k8s.node.name': this.d.node, 'ferry.domain': entry.domain, 'ferry.target_node': entry.targetNode }, this.d.clock.now());
     entry.state = 'running';
     this.reportProgress(entry, job);
     void job.done.then((outcome) => this.whileSettling(this.settle(entry, outcome, job)));
@@ -141,6 +185,15 @@ export class SourceRole implements RecoveringSource {
     this.whileSettling(this.conclude(entry, this.resultOf(entry, outcome)));
   }
 
+  /** Recovery: the outcome was published before the restart; keep it as a tombstone until forget-job. */
+  restoreTombstone(record: SourceJobRecord & { result: ResultMessage }): void {
+    const entry = this.entryFor(record, record.result.outcome);
+    entry.stats = { ...record.result.stats };
+    const at = Date.parse(record.result.at);
+    entry.finishedAt = Number.isFinite(at) ? at : this.d.clock.now();
+    this.prune();
+  }
+
   /** Recovery: the outcome was known before the restart but maybe not delivered; deliver it (JetStream dedupes). */
   republish(record: SourceJobRecord & { result: ResultMessage }): void {
     const entry = this.entryFor(record, record.result.outcome);
@@ -170,9 +223,9 @@ export class SourceRole implements RecoveringSource {
   }
 
   private async settle(entry: SourceJob, outcome: MigrationOutcome, job: MigrationJob): Promise<void> {
-    const { node, clock, log, stopped, records } = this.d;
+    const { node, clock, log, stopped } = this.d;
     if (entry.job !== job) return; // superseded by a re-attached job
-    if (outcome.status !== 'completed' && this.recoverable && records) {
+    if (outcome.status !== 'completed' && this.recoverable) {
       const fields = { node, ...refFields(entry.ref), domain: entry.domain, reason: outcome.reason };
       // The driver may have lost sight of a job that goes on in the hypervisor
       // (its connection dropped, or the handler is shutting down and closed it).
@@ -190,6 +243,16 @@ export class SourceRole implements RecoveringSource {
     entry.state = outcome.status;
     entry.stats = outcome.stats;
     if (entry.progressTimer !== undefined) clock.clearTimeout(entry.progressTimer);
+    if (entry.span) {
+      const st = outcome.stats;
+      const done = outcome.status === 'completed';
+      endJobSpan(entry.span, {
+        status: outcome.status,
+        reason: done ? undefined : outcome.reason,
+        attrs: { 'ferry.job.mode': done ? outcome.mode : st.mode, 'ferry.job.downtime_ms': done ? outcome.downtimeMs : undefined, 'ferry.job.data_total': st.dataTotal, 'ferry.job.iterations': st.iteration },
+      }, clock.now());
+      entry.span = undefined;
+    }
     const result = this.resultOf(entry, outcome);
     log.info({ node, ...refFields(entry.ref), domain: entry.domain, outcome: outcome.status, reason: result.reason, mode: outcome.stats.mode, downtimeMs: outcome.stats.downtimeMs }, `migration ${outcome.status}`);
     await this.conclude(entry, result);
@@ -225,6 +288,18 @@ export class SourceRole implements RecoveringSource {
    * it), let go of a departed guest, publish, and only then drop the record.
    */
   private async conclude(entry: SourceJob, result: ResultMessage): Promise<void> {
+    entry.concluding = true;
+    entry.finishedAt ??= this.d.clock.now();
+    try {
+      await this.recordAndPublish(entry, result);
+    } finally {
+      entry.concluding = false;
+      if (entry.forgotten) await this.removeRecord(entry);
+      this.prune();
+    }
+  }
+
+  private async recordAndPublish(entry: SourceJob, result: ResultMessage): Promise<void> {
     const { js, node, driver, clock, log, stopped, records } = this.d;
     const fields = { node, ...refFields(entry.ref), domain: entry.domain, outcome: result.outcome, reason: result.reason };
     let recorded = false;
@@ -253,7 +328,44 @@ export class SourceRole implements RecoveringSource {
       log.error({ ...fields, err: (err as Error).message }, recorded ? 'migration result not published; recorded for the next handler' : 'migration result lost');
       return;
     }
-    await records?.remove(entry.ref).catch((err: unknown) => log.warn({ ...fields, err: (err as Error).message }, 'could not remove the migration record'));
+    if (recorded && !entry.forgotten) {
+      await records!.save({ ...this.recordOf(entry), result, published: true }).catch((err: unknown) =>
+        // The next start would publish it again; JetStream's dedupe window or the controller's own check absorbs that.
+        log.warn({ ...fields, err: (err as Error).message }, 'could not mark the migration record published'));
+    }
+  }
+
+  private async removeRecord(entry: SourceJob): Promise<void> {
+    await this.d.records?.remove(entry.ref).catch((err: unknown) =>
+      this.d.log.warn({ node: this.d.node, ...refFields(entry.ref), domain: entry.domain, err: (err as Error).message }, 'could not remove the migration record'));
+  }
+
+  /**
+   * forget-job: the controller has this migration's final outcome, so its
+   * tombstone goes. A job still running is not forgotten (false).
+   */
+  async forget(ref: MigrationRef): Promise<boolean> {
+    const key = jobKey(ref);
+    const entry = this.jobs.get(key);
+    if (!entry || entry.finishedAt === undefined) return false;
+    this.jobs.delete(key);
+    entry.forgotten = true;
+    if (!entry.concluding) await this.removeRecord(entry);
+    this.d.log.info({ node: this.d.node, ...refFields(ref), domain: entry.domain, outcome: entry.state }, 'finished migration forgotten');
+    return true;
+  }
+
+  /** The backstop for controllers that never send forget-job. */
+  private prune(): void {
+    const finished: Array<{ key: string; finishedAt: number }> = [];
+    for (const [key, j] of this.jobs) if (j.finishedAt !== undefined && !j.concluding) finished.push({ key, finishedAt: j.finishedAt });
+    const drop = tombstonesToPrune(finished, this.d.clock.now(), this.d.tombstoneLimits ?? TOMBSTONE_LIMITS);
+    for (const key of drop) {
+      const entry = this.jobs.get(key)!;
+      this.jobs.delete(key);
+      void this.removeRecord(entry);
+    }
+    if (drop.length > 0) this.d.log.warn({ node: this.d.node, pruned: drop.length }, 'dropped tombstones of finished migrations the controller never acknowledged');
   }
 
   async abort(req: CommandRequest<'abort'>): Promise<'aborting' | 'already-finished' | undefined> {

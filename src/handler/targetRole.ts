@@ -3,6 +3,8 @@ import type { CommandReply, CommandRequest, JobSummary, MigrationRef } from '../
 import { HandlerError } from '../bus/rpc.js';
 import type { Logger } from '../util/log.js';
 import { jobKey, refFields } from './jobKey.js';
+import type { Clock } from '../util/clock.js';
+import { tombstonesToPrune, TOMBSTONE_LIMITS, type TombstoneLimits } from './tombstones.js';
 
 type TargetState = 'preparing' | 'prepared' | 'finished' | 'cancelled';
 
@@ -12,17 +14,48 @@ interface TargetJob {
   state: TargetState;
   /** Shared by repeats of the same prepare, so the driver prepares once. */
   address: Promise<{ address: string; published?: PublishedTarget }>;
+  /** When it was finished or cancelled (clock ms): from then on it is a tombstone. */
+  endedAt?: number;
+}
+
+export interface TargetRoleDeps {
+  node: string;
+  driver: HypervisorDriver;
+  log: Logger;
+  clock: Clock;
+  tombstoneLimits?: TombstoneLimits;
 }
 
 /** The target side of migrations on one node: receive, then run or drop the guest. */
 export class TargetRole {
   private readonly jobs = new Map<string, TargetJob>();
+  private readonly node: string;
+  private readonly driver: HypervisorDriver;
+  private readonly log: Logger;
 
-  constructor(
-    private readonly node: string,
-    private readonly driver: HypervisorDriver,
-    private readonly log: Logger,
-  ) {}
+  constructor(private readonly d: TargetRoleDeps) {
+    this.node = d.node;
+    this.driver = d.driver;
+    this.log = d.log;
+  }
+
+  private end(job: TargetJob, state: 'finished' | 'cancelled'): void {
+    job.state = state;
+    job.endedAt = this.d.clock.now();
+    const ended: Array<{ key: string; finishedAt: number }> = [];
+    for (const [key, j] of this.jobs) if (j.endedAt !== undefined) ended.push({ key, finishedAt: j.endedAt });
+    for (const key of tombstonesToPrune(ended, this.d.clock.now(), this.d.tombstoneLimits ?? TOMBSTONE_LIMITS)) this.jobs.delete(key);
+  }
+
+  /** forget-job: drops the tombstone of a finished or cancelled arrival; false when there is none. */
+  forget(ref: MigrationRef): boolean {
+    const key = jobKey(ref);
+    const job = this.jobs.get(key);
+    if (!job || job.endedAt === undefined) return false;
+    this.jobs.delete(key);
+    this.log.info({ node: this.node, ...refFields(ref), domain: job.domain, state: job.state }, 'finished arrival forgotten');
+    return true;
+  }
 
   async prepare(req: CommandRequest<'prepare-target'>): Promise<CommandReply<'prepare-target'>> {
     const key = jobKey(req);
@@ -54,7 +87,7 @@ export class TargetRole {
       throw new HandlerError('driver-error', `finishing arrival of ${req.domain} on ${this.node} failed: ${(err as Error).message}`);
     }
     const job = this.jobs.get(jobKey(req));
-    if (job && domainState !== 'missing') job.state = 'finished';
+    if (job && domainState !== 'missing') this.end(job, 'finished');
     this.log.info({ node: this.node, ...refFields(req), domain: req.domain, domainState }, 'target finished');
     return { ok: true, domainState };
   }
@@ -72,7 +105,7 @@ export class TargetRole {
     } catch (err) {
       throw new HandlerError('driver-error', `cancelling arrival of ${job.domain} on ${this.node} failed: ${(err as Error).message}`);
     }
-    job.state = 'cancelled';
+    this.end(job, 'cancelled');
     this.log.info({ node: this.node, ...refFields(req), domain: job.domain, reason: req.reason }, 'target cancelled');
     return 'cancelled';
   }

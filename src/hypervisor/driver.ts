@@ -69,7 +69,9 @@ export interface JobStats {
 export type MigrationOutcome =
   | { status: 'completed'; mode: MigrationMode; downtimeMs: number; stats: JobStats }
   | { status: 'failed'; reason: string; stats: JobStats }
-  | { status: 'aborted'; reason: string; stats: JobStats };
+  | { status: 'aborted'; reason: string; stats: JobStats }
+  /** The driver lost sight of the job and could not find out how it ended: the guest may be on either node. */
+  | { status: 'unknown'; reason: string; stats: JobStats };
 
 export interface MigrationJob {
   readonly migrationId: string;

@@ -31,9 +31,11 @@ import {
   setMaxDowntime,
   startPostCopy,
   startPrecopy,
+  timeToFinishMs,
   type GuestModel,
   type PrecopyState,
 } from './precopy.js';
+import { openJobs, replayJournal, type SimJournal } from './simJournal.js';
 
 export interface SimDriverOptions {
   node: string;
@@ -48,6 +50,14 @@ export interface SimDriverOptions {
   defaultDirtyRate?: number;
   defaultWorkingSet?: number;
   defaultZeroFraction?: number;
+  /**
+   * Where this node's domains outlive the driver: every state change is
+   * appended, and a new driver on the same journal starts with the domains it
+   * leaves (a restarted handler finds its guests, as a real node's QEMU
+   * processes survive the handler). Jobs do not survive: a migration whose
+   * driver died is gone, its source still running (pre-copy) or paused (post-copy).
+   */
+  journal?: SimJournal;
 }
 
 /** A lightly loaded guest: 16 MiB/s over a 256 MiB hot set, a third of memory never touched. */
@@ -75,6 +85,7 @@ export class SimDriver implements HypervisorDriver {
   /** Running jobs by domain name. */
   private readonly jobs = new Map<string, SimMigrationJob>();
   private closed = false;
+  private readonly journal: SimJournal | undefined;
 
   constructor(options: SimDriverOptions) {
     this.node = options.node;
@@ -87,6 +98,19 @@ export class SimDriver implements HypervisorDriver {
       workingSet: options.defaultWorkingSet ?? DEFAULT_WORKING_SET,
       zeroFraction: options.defaultZeroFraction ?? DEFAULT_ZERO_FRACTION,
     };
+    this.journal = options.journal;
+    if (this.journal) {
+      const entries = this.journal.read();
+      // Jobs of the driver that died with its process: over, as far as anyone can tell.
+      for (const open of openJobs(entries)) {
+        this.journal.append({ ...open, at: this.clock.now(), job: 'end', outcome: 'lost' });
+      }
+      for (const e of replayJournal(entries).values()) {
+        if (e.state === 'gone') continue;
+        const guest = this.guestModel({ name: e.domain, memoryBytes: e.memoryBytes ?? 2 ** 30 });
+        this.domains.set(e.domain, { name: e.domain, state: e.state, guest, ...(e.migrationId ? { migrationId: e.migrationId } : {}) });
+      }
+    }
     for (const [name, value] of [['tickMs', this.tickMs], ['timeScale', this.timeScale], ['nicBandwidth', this.nicBandwidth]] as const) {
       if (!(value > 0) || !Number.isFinite(value)) {
         throw new RangeError(`sim driver for node ${this.node}: ${name} must be a finite number > 0, got ${value}`);
@@ -107,8 +131,15 @@ export class SimDriver implements HypervisorDriver {
     if (existing?.state === 'incoming') {
       throw new Error(`sim node ${this.node}: cannot boot ${guest.name}: it is waiting for incoming migration ${existing.migrationId}`);
     }
-    if (existing) return;
-    this.domains.set(guest.name, { name: guest.name, state: 'running', guest: this.guestModel(guest) });
+    if (existing) {
+      // The guest's load (dirty rate, working set) is what the spec says now; a running
+      // guest not migrating takes it up, as a real guest's load changes. Its memory stays.
+      if (existing.state === 'running' && !this.jobs.has(guest.name)) {
+        existing.guest = { ...this.guestModel({ ...guest, memoryBytes: existing.guest.memoryBytes }) };
+      }
+      return;
+    }
+    this.put({ name: guest.name, state: 'running', guest: this.guestModel(guest) });
   }
 
   /**
@@ -121,7 +152,7 @@ export class SimDriver implements HypervisorDriver {
       throw new Error(`sim node ${this.node}: cannot receive ${guest.name} (migration ${migrationId}): it is already ${existing.state} here`);
     }
     if (!(existing?.state === 'incoming' && existing.migrationId === migrationId)) {
-      this.domains.set(guest.name, { name: guest.name, state: 'incoming', guest: this.guestModel(guest), migrationId });
+      this.put({ name: guest.name, state: 'incoming', guest: this.guestModel(guest), migrationId });
     }
     return { address: simAddress(this.node, migrationId) };
   }
@@ -129,14 +160,14 @@ export class SimDriver implements HypervisorDriver {
   async finishIncoming(name: string, migrationId: string): Promise<DomainState | 'missing'> {
     const domain = this.domains.get(name);
     if (!domain || domain.migrationId !== migrationId) return 'missing';
-    if (domain.state === 'incoming') domain.state = 'running';
+    if (domain.state === 'incoming') this.setState(domain, 'running');
     return domain.state;
   }
 
   /** Drops the incoming domain this migration prepared, if any; never a running one. */
   async cancelIncoming(name: string, migrationId: string): Promise<void> {
     const domain = this.domains.get(name);
-    if (domain?.state === 'incoming' && domain.migrationId === migrationId) this.domains.delete(name);
+    if (domain?.state === 'incoming' && domain.migrationId === migrationId) this.remove(domain);
   }
 
   async migrate(
@@ -172,9 +203,11 @@ export class SimDriver implements HypervisorDriver {
       timeScale: this.timeScale,
       resolveBandwidth: (bps) => this.resolveBandwidth(bps),
       onModel: (state) => this.onJobModel(name, state),
-      onEnd: (outcome) => this.onJobEnd(name, outcome),
+      onEnd: (outcome) => this.onJobEnd(name, outcome, migrationId),
+      onBandwidth: (bps) => this.recordJob(domain, migrationId, 'bandwidth', { bandwidth: bps }),
     });
     this.jobs.set(name, job);
+    this.recordJob(domain, migrationId, 'start', { targetNode: target.node, bandwidth: controls.bandwidth });
     return job;
   }
 
@@ -185,7 +218,7 @@ export class SimDriver implements HypervisorDriver {
     if (domain.state !== 'shutoff' || this.jobs.has(name)) {
       throw new Error(`sim node ${this.node}: refusing to forget ${name}: it is ${domain.state} here, not migrated away`);
     }
-    this.domains.delete(name);
+    this.remove(domain);
   }
 
   /** Stops every timer; running jobs end as aborted with reason "driver closed". */
@@ -210,15 +243,46 @@ export class SimDriver implements HypervisorDriver {
   /** In post-copy the guest runs on the target: libvirt shows the source paused. */
   private onJobModel(name: string, state: PrecopyState): void {
     const domain = this.domains.get(name);
-    if (domain && state.stage === 'postcopy') domain.state = 'paused';
+    if (domain && state.stage === 'postcopy' && domain.state !== 'paused') this.setState(domain, 'paused');
   }
 
-  private onJobEnd(name: string, outcome: MigrationOutcome): void {
+  private onJobEnd(name: string, outcome: MigrationOutcome, migrationId: string): void {
     this.jobs.delete(name);
     const domain = this.domains.get(name);
     if (!domain) return;
-    if (outcome.status === 'completed') domain.state = 'shutoff';
-    else if (outcome.stats.mode === 'PreCopy') domain.state = 'running';
+    this.recordJob(domain, migrationId, 'end', { outcome: outcome.status });
+    if (outcome.status === 'completed') this.setState(domain, 'shutoff');
+    else if (outcome.stats.mode === 'PreCopy') this.setState(domain, 'running');
+  }
+
+  private put(domain: SimDomain): void {
+    this.domains.set(domain.name, domain);
+    this.record(domain, domain.state);
+  }
+
+  private setState(domain: SimDomain, state: DomainState): void {
+    domain.state = state;
+    this.record(domain, state);
+  }
+
+  private remove(domain: SimDomain): void {
+    this.domains.delete(domain.name);
+    this.record(domain, 'gone');
+  }
+
+  private recordJob(domain: SimDomain, migrationId: string, job: 'start' | 'bandwidth' | 'end', extra: { targetNode?: string; bandwidth?: number; outcome?: string }): void {
+    this.journal?.append({ at: this.clock.now(), node: this.node, domain: domain.name, state: domain.state, migrationId, job, ...extra });
+  }
+
+  private record(domain: SimDomain, state: DomainState | 'gone'): void {
+    this.journal?.append({
+      at: this.clock.now(),
+      node: this.node,
+      domain: domain.name,
+      state,
+      memoryBytes: domain.guest.memoryBytes,
+      ...(domain.migrationId ? { migrationId: domain.migrationId } : {}),
+    });
   }
 }
 
@@ -233,6 +297,7 @@ interface JobHost {
   resolveBandwidth(bytesPerSecond: number): number;
   onModel(state: PrecopyState): void;
   onEnd(outcome: MigrationOutcome): void;
+  onBandwidth(bytesPerSecond: number): void;
 }
 
 class SimMigrationJob implements MigrationJob {
@@ -266,6 +331,7 @@ class SimMigrationJob implements MigrationJob {
     }
     this.steer((s) => setBandwidth(s, this.host.resolveBandwidth(bytesPerSecond)));
     this.unlimited = bytesPerSecond === 0;
+    this.host.onBandwidth(bytesPerSecond);
   }
 
   async setMaxDowntime(ms: number): Promise<void> {
@@ -304,6 +370,11 @@ class SimMigrationJob implements MigrationJob {
       throw new Error(`${this.describe()}: ${(err as Error).message}`, { cause: err });
     }
     this.afterChange();
+    // A faster rate may finish it before the next tick.
+    if (!this.outcome && this.timer !== undefined) {
+      this.host.clock.clearTimeout(this.timer);
+      this.schedule();
+    }
   }
 
   private sync(): void {
@@ -335,12 +406,15 @@ class SimMigrationJob implements MigrationJob {
     this.resolveDone(outcome);
   }
 
+  /** Wakes at the next tick, or sooner when the model says it completes sooner, so outcomes are not a tick late. */
   private schedule(): void {
+    const left = timeToFinishMs(this.model) / this.host.timeScale;
+    const ms = Number.isFinite(left) ? Math.min(this.host.tickMs, Math.max(1, Math.ceil(left))) : this.host.tickMs;
     this.timer = this.host.clock.setTimeout(() => {
       this.timer = undefined;
       this.sync();
       if (!this.outcome) this.schedule();
-    }, this.host.tickMs);
+    }, ms);
   }
 
   private currentStats(): JobStats {

@@ -99,7 +99,10 @@ export class KubeClient {
    * Whether the API server serves `<plural>/status` for this resource. KubeVirt's
    * own VMI CRD has no status subresource (status is written with the object),
    * Ferry's standalone CRDs and the embedded cluster do; status writes follow
-   * what discovery says.
+   * what discovery says. Only an answer is remembered: a failed discovery is
+   * asked again next time (a blip at start-up must not decide for the life of
+   * the process), and a status write that meets a 404 asks again (the CRD may
+   * have changed).
    */
   hasStatusSubresource(r: CustomResource): Promise<boolean> {
     const key = `${r.group}/${r.version}/${r.plural}`;
@@ -107,21 +110,41 @@ export class KubeClient {
     if (!known) {
       known = this.custom.getAPIResources({ group: r.group, version: r.version }).then(
         (list) => list.resources.some((x) => x.name === `${r.plural}/status`),
-        () => true,
+        (err: unknown) => {
+          if (this.statusSubresource.get(key) === known) this.statusSubresource.delete(key);
+          throw new Error(`cannot tell whether ${r.plural}.${r.group}/${r.version} has a status subresource: discovery failed (${describeApiError(err)})`, { cause: err });
+        },
       );
       this.statusSubresource.set(key, known);
     }
     return known;
   }
 
-  async patchCustomStatus(r: CustomResource, namespace: string, name: string, patch: object): Promise<unknown> {
-    if (await this.hasStatusSubresource(r)) return this.custom.patchNamespacedCustomObjectStatus({ ...r, namespace, name, body: patch }, mergePatch);
-    return this.custom.patchNamespacedCustomObject({ ...r, namespace, name, body: patch }, mergePatch);
+  /** Runs a status write where discovery says; on a 404, discovers again and, if that changes the answer, writes there instead. */
+  private async writeStatus(r: CustomResource, write: (viaStatus: boolean) => Promise<unknown>): Promise<unknown> {
+    const viaStatus = await this.hasStatusSubresource(r);
+    try {
+      return await write(viaStatus);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      this.statusSubresource.delete(`${r.group}/${r.version}/${r.plural}`);
+      const now = await this.hasStatusSubresource(r);
+      // Same answer: the 404 is about the object itself.
+      if (now === viaStatus) throw err;
+      return write(now);
+    }
   }
 
-  async patchCustomStatusJson(r: CustomResource, namespace: string, name: string, ops: JsonPatchOp[]): Promise<unknown> {
-    if (await this.hasStatusSubresource(r)) return this.custom.patchNamespacedCustomObjectStatus({ ...r, namespace, name, body: ops }, jsonPatch);
-    return this.custom.patchNamespacedCustomObject({ ...r, namespace, name, body: ops }, jsonPatch);
+  patchCustomStatus(r: CustomResource, namespace: string, name: string, patch: object): Promise<unknown> {
+    return this.writeStatus(r, (viaStatus) => viaStatus
+      ? this.custom.patchNamespacedCustomObjectStatus({ ...r, namespace, name, body: patch }, mergePatch)
+      : this.custom.patchNamespacedCustomObject({ ...r, namespace, name, body: patch }, mergePatch));
+  }
+
+  patchCustomStatusJson(r: CustomResource, namespace: string, name: string, ops: JsonPatchOp[]): Promise<unknown> {
+    return this.writeStatus(r, (viaStatus) => viaStatus
+      ? this.custom.patchNamespacedCustomObjectStatus({ ...r, namespace, name, body: ops }, jsonPatch)
+      : this.custom.patchNamespacedCustomObject({ ...r, namespace, name, body: ops }, jsonPatch));
   }
 
   deleteCustom(r: CustomResource, namespace: string, name: string): Promise<unknown> {

@@ -29,28 +29,40 @@ export function startInformer<T extends KubernetesObject>(opts: {
   const inf = makeInformer<T>(opts.kc, opts.path, opts.list, opts.labelSelector);
   let stopped = false;
   let synced = false;
+  /** Bumped on every error: an attempt is good only if none came while it ran. */
+  let errors = 0;
   let restartTimer: NodeJS.Timeout | undefined;
+  const attempt = async () => {
+    const before = errors;
+    await inf.start();
+    // client-node reports a failed list or watch through 'error', not by rejecting.
+    if (!stopped && errors === before) synced = true;
+  };
   inf.on('add', (o) => opts.onChange(o, 'add'));
   inf.on('update', (o) => opts.onChange(o, 'update'));
   inf.on('delete', (o) => opts.onChange(o, 'delete'));
   inf.on('error', (err) => {
     if (stopped) return;
+    errors++;
+    // The cache may be missing changes from here on: not ready until a restart lists and watches again.
+    synced = false;
+    if (restartTimer) return; // one restart at a time, however many errors come
     opts.log.warn({ path: opts.path, err: String((err as Error)?.message ?? err) }, 'watch failed; restarting informer');
     restartTimer = setTimeout(() => {
-      if (!stopped) inf.start().catch(() => undefined);
+      restartTimer = undefined;
+      if (!stopped) attempt().catch(() => undefined);
     }, opts.restartDelayMs ?? 1000);
   });
   return {
     get: (name, ns) => inf.get(name, ns),
     list: (ns) => inf.list(ns),
     synced: () => synced,
-    async start() {
-      await inf.start();
-      synced = true;
-    },
+    start: attempt,
     async stop() {
       stopped = true;
+      synced = false;
       if (restartTimer) clearTimeout(restartTimer);
+      restartTimer = undefined;
       await inf.stop();
     },
   };

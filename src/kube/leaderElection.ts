@@ -81,6 +81,10 @@ export class LeaderElector {
   private observedKey: string | undefined;
   private observedAt = 0;
   private observedHolder: string | undefined;
+  /** leaseTransitions of the lease as this replica last held it. */
+  private heldEpoch = 0;
+  /** When this replica last renewed the lease (its own clock). */
+  private renewedAt: number | undefined;
 
   constructor(private readonly opts: LeaderElectionOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -105,6 +109,25 @@ export class LeaderElector {
 
   isLeader(): boolean {
     return this.leading;
+  }
+
+  /**
+   * Leading, and renewed within the renew deadline by this replica's clock.
+   * Checked before each batch of writes: a process that was paused (SIGSTOP, a
+   * blocked event loop) past its deadline fails this at once on waking, even
+   * before its step-down timer has had a chance to run.
+   */
+  holdsLease(): boolean {
+    return this.leading && this.renewedAt !== undefined && this.clock.now() - this.renewedAt < this.renewDeadlineMs;
+  }
+
+  /**
+   * The fencing epoch: the Lease's leaseTransitions as this replica holds it.
+   * Every takeover by another replica raises it, so a handler that has obeyed a
+   * newer leader refuses this one's commands once it is stale.
+   */
+  epoch(): number {
+    return this.heldEpoch;
   }
 
   /** The holder last seen on the lease (this replica included), if any. */
@@ -170,6 +193,7 @@ export class LeaderElector {
     }
     if (this.stopped) return;
     if (held) {
+      this.renewedAt = this.clock.now();
       this.armDeadline();
       if (!this.leading) {
         this.leading = true;
@@ -208,6 +232,7 @@ export class LeaderElector {
       this.observedAt = this.clock.now();
     }
     const holder = lease.spec?.holderIdentity || undefined;
+    if (holder === this.opts.identity) this.heldEpoch = lease.spec?.leaseTransitions ?? 0;
     if (holder !== this.observedHolder) {
       this.observedHolder = holder;
       if (holder !== this.opts.identity) this.log.info({ holder: holder ?? '(none)' }, 'leader changed');

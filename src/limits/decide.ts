@@ -1,3 +1,4 @@
+import { efficientShare } from './adaptive.js';
 import { allocateFlows, byId } from './allocate.js';
 import { migrationCap, requiredBandwidth } from './convergence.js';
 import { Ledger } from './ledger.js';
@@ -19,26 +20,41 @@ import type { DecideInput, Decision, QueuedMigration } from './types.js';
  * behind it may take bandwidth there, so it is first in line as soon as running
  * migrations finish (and, at worst, once that resource is idle it fits).
  *
+ * With `config.adaptive` (some parallel limit not pinned, see ./adaptive.ts) a
+ * migration reserves its efficient share rather than its bare convergence
+ * need, and placement prefers the target with the most NIC left.
+ *
  * `now` is part of the contract so callers hand time in; no rule depends on it yet.
  */
 export function decide(input: DecideInput): Decision {
   const { config, nodes, running, queued } = input;
   const net = new Network(config, nodes);
   const ledger = new Ledger(net, config.bandwidthPerMigration);
+  const adaptive = config.adaptive;
+  /** The most any path to a schedulable node can carry: what "alone at full speed" means before placement. */
+  let fastestTarget = 0;
+  if (adaptive) for (const n of nodes) if (n.schedulable) fastestTarget = Math.max(fastestTarget, n.nicCapacity ?? config.defaultNicCapacity);
+  /** What a migration reserves along `path` (whose capacity, before placement, is capped by the fastest target). */
+  const needOf = (m: QueuedMigration | (typeof running)[number], path: readonly number[], targetKnown: boolean): number => {
+    const need = requiredBandwidth(m);
+    if (!adaptive) return need;
+    const full = targetKnown ? net.pathCapacity(path) : Math.min(net.pathCapacity(path), fastestTarget || Infinity);
+    return Math.max(need, efficientShare(m, full, adaptive.completionTimeoutPerGiB));
+  };
   // Per migration, running then started, for the final allocation.
   const paths: number[][] = [];
   const caps: number[] = [];
   const needs: number[] = [];
   for (const r of running) {
     const path = net.path(r.sourceNode, r.targetNode);
-    const need = requiredBandwidth(r);
+    const need = needOf(r, path, r.targetNode !== undefined);
     const cap = migrationCap(config.bandwidthPerMigration, r);
     paths.push(path);
     caps.push(cap);
     needs.push(need);
     ledger.add(r.sourceNode, r.targetNode, path, Math.min(need, cap, net.pathCapacity(path)));
   }
-  const pool = new TargetPool(ledger, nodes, config.parallelInboundMigrationsPerNode);
+  const pool = new TargetPool(ledger, nodes, config.parallelInboundMigrationsPerNode, adaptive !== undefined);
   const claims = new Map<number, string>();
   let nodeNames: Set<string> | undefined;
   const outboundFull = new Map<string, string>();
@@ -74,7 +90,10 @@ export function decide(input: DecideInput): Decision {
     if (out >= config.parallelOutboundMigrationsPerNode) {
       // A node at its limit stays there for this decision: say so once per node.
       let reason = outboundFull.get(source);
-      if (reason === undefined) outboundFull.set(source, (reason = why.outboundLimit(source, out, config.parallelOutboundMigrationsPerNode)));
+      if (reason === undefined) {
+        reason = why.outboundLimit(source, out, config.parallelOutboundMigrationsPerNode, adaptive !== undefined && !adaptive.pinned.outbound);
+        outboundFull.set(source, reason);
+      }
       return reason;
     }
     const pinned = q.targetNode;
@@ -89,7 +108,7 @@ export function decide(input: DecideInput): Decision {
       const holder = claims.get(r);
       if (holder !== undefined) return why.behind(holder, net.describe(r));
     }
-    const need = requiredBandwidth(q);
+    const need = needOf(q, before, pinned !== undefined);
     const cap = migrationCap(config.bandwidthPerMigration, q);
     const wish = Math.min(need, cap);
     for (const r of before) {
@@ -97,14 +116,18 @@ export function decide(input: DecideInput): Decision {
         claims.set(r, q.id);
         const node = net.nodeOf(r);
         if (node !== undefined) pool.exclude(node);
-        return why.shareTooSmall(ledger.headroom(r), net.describe(r), q.dirtyRate, wish, net.capacity(r));
+        return adaptive
+          ? why.efficientShareTooSmall(ledger.headroom(r), net.describe(r), wish, net.capacity(r))
+          : why.shareTooSmall(ledger.headroom(r), net.describe(r), q.dirtyRate, wish, net.capacity(r));
       }
     }
 
     let target = pinned;
     if (target === undefined) {
       const placed = pool.pick(source, q.memoryBytes, wish);
-      if (!('node' in placed)) return placementReason(placed.failure, q, wish, config.parallelInboundMigrationsPerNode);
+      if (!('node' in placed)) {
+        return placementReason(placed.failure, q, wish, config.parallelInboundMigrationsPerNode, adaptive !== undefined && !adaptive.pinned.inbound);
+      }
       target = placed.node;
     }
     const path = pinned === undefined ? net.path(source, target) : before;
@@ -124,7 +147,7 @@ export function decide(input: DecideInput): Decision {
     }
     const inbound = ledger.inbound(target);
     if (inbound >= config.parallelInboundMigrationsPerNode) {
-      return why.inboundLimit(target, inbound, config.parallelInboundMigrationsPerNode);
+      return why.inboundLimit(target, inbound, config.parallelInboundMigrationsPerNode, adaptive !== undefined && !adaptive.pinned.inbound);
     }
     const free = pool.freeMemory(target);
     if (free !== undefined && free < q.memoryBytes) return why.pinnedMemory(target, free, q.memoryBytes);

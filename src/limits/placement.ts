@@ -41,6 +41,12 @@ export class TargetPool {
     private readonly ledger: Ledger,
     nodes: readonly NodeState[],
     private readonly inboundLimit: number,
+    /**
+     * Adaptive concurrency: most NIC left first, then fewest landing. A node
+     * then carries as many migrations as its NIC has room for, and a fast
+     * source is not tied to slow targets while faster ones have room.
+     */
+    private readonly headroomFirst = false,
   ) {
     for (const node of nodes) {
       if (!node.schedulable) continue;
@@ -100,10 +106,10 @@ export class TargetPool {
       }
       const inbound = ledger.inboundAt(nic);
       const headroom = ledger.headroom(nic);
-      if (
-        inbound < bestInbound ||
-        (inbound === bestInbound && (headroom > bestHeadroom || (headroom === bestHeadroom && this.names[k]! < this.names[best]!)))
-      ) {
+      const better = this.headroomFirst
+        ? headroom > bestHeadroom || (headroom === bestHeadroom && (inbound < bestInbound || (inbound === bestInbound && this.names[k]! < this.names[best]!)))
+        : inbound < bestInbound || (inbound === bestInbound && (headroom > bestHeadroom || (headroom === bestHeadroom && this.names[k]! < this.names[best]!)));
+      if (better) {
         best = k;
         bestInbound = inbound;
         bestHeadroom = headroom;
@@ -124,12 +130,12 @@ export class TargetPool {
   }
 }
 
-export function placementReason(failure: PlacementFailure, m: BandwidthDemand, need: number, inboundLimit: number): string {
+export function placementReason(failure: PlacementFailure, m: BandwidthDemand, need: number, inboundLimit: number, adaptiveInbound = false): string {
   switch (failure) {
     case 'no-other-node':
       return why.noOtherNode(m.sourceNode);
     case 'inbound':
-      return why.allAtInboundLimit(inboundLimit);
+      return why.allAtInboundLimit(inboundLimit, adaptiveInbound);
     case 'memory':
       return why.noMemory(m.memoryBytes);
     case 'bandwidth':

@@ -19,6 +19,19 @@ export interface LimitsConfig {
   defaultNicCapacity: number;
   /** KubeVirt `bandwidthPerMigration`: a cap on every migration; 0 = unlimited. */
   bandwidthPerMigration: number;
+  /**
+   * Set when some parallel limit is not pinned (see ./adaptive.ts): admission
+   * then reserves each migration's efficient share instead of its bare
+   * convergence need, and the unpinned limits above hold adaptive values.
+   */
+  adaptive?: AdaptiveSettings;
+}
+
+export interface AdaptiveSettings {
+  /** s/GiB (0 = off): a migration starts only with a share that finishes well inside it. */
+  completionTimeoutPerGiB: number;
+  /** Which count limits someone set (hard caps); the others are adaptive. */
+  pinned: { cluster: boolean; outbound: boolean; inbound: boolean };
 }
 
 export interface NodeState {

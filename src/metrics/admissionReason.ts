@@ -37,7 +37,7 @@ const WAITING: Array<[RegExp, WaitingClass]> = [
   [/^pinned target /, 'pinned-target'],
   [/^no schedulable node to move to/, 'no-target-node'],
   [/^no schedulable node has .* free memory/, 'memory'],
-  [/cannot beat dirty rate|of NIC left|waiting behind .* for bandwidth/, 'bandwidth'],
+  [/cannot beat dirty rate|of NIC left|waiting behind .* for bandwidth|to migrate efficiently/, 'bandwidth'],
 ];
 
 /** The class of a limits-core waiting reason (Decision.waiting values). */

@@ -80,6 +80,7 @@ export class ControllerMetrics {
   private readonly admissions: Counter<'result' | 'reason'>;
   private readonly natsRoundTrips: Histogram<'command' | 'outcome'>;
   private readonly reconcileErrors: Counter;
+  private readonly deadLetters: Counter<'reason'>;
   private readonly leader: Gauge;
 
   constructor(opts: { registry?: Registry; clock?: Clock } = {}) {
@@ -237,6 +238,13 @@ export class ControllerMetrics {
       help: 'Reconciles of a VMIM that failed and were retried.',
       registers,
     });
+    this.deadLetters = new Counter({
+      name: 'ferry_result_dead_letters_total',
+      help: 'Migration results given up: invalid (not a result) or max-deliveries (handling failed on every delivery).',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['invalid', 'max-deliveries']) this.deadLetters.labels(reason).inc(0);
     this.leader = new Gauge({
       name: 'ferry_controller_leader',
       help: '1 while this controller replica holds the leader lease, else 0.',
@@ -289,6 +297,11 @@ export class ControllerMetrics {
   reconcileError(): void {
     this.reconcileErrors.inc();
   }
+
+  /** A migration result was given up (see consumeResults). An arrow: passed around as a callback. */
+  readonly resultDeadLetter = (reason: 'invalid' | 'max-deliveries'): void => {
+    this.deadLetters.labels(reason).inc();
+  };
 
   setLeader(leading: boolean): void {
     this.leader.set(leading ? 1 : 0);

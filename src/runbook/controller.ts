@@ -16,9 +16,11 @@ import { defaultMigrationConfiguration, MigrationConfiguration } from '../api/mi
 import { EvictionStrategy, VirtualMachineInstance } from '../api/vmi.js';
 import { VirtualMachineInstanceMigration } from '../api/vmim.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
+import { deleteUnchanged } from '../controller/evacuation.js';
 import { EventRecorder } from '../controller/eventRecorder.js';
-import { describeApiError, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
+import { describeApiError, isConflict, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
+import { Workqueue } from '../kube/workqueue.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import {
@@ -26,7 +28,6 @@ import {
   runbookDelays,
   runbookMachine,
   runbookPhaseOf,
-  type BatchOutcome,
   type PlanOutcome,
   type RunbookContext,
   type RunbookEvent,
@@ -34,10 +35,11 @@ import {
 } from '../../statecharts/runbook.js';
 import { listMaintenanceWindowsRaw, MW_PATH, patchMaintenanceWindow, patchMaintenanceWindowStatus } from './api.js';
 import { nodeFacts } from './clusterView.js';
-import { maintenanceMsOf, nextBatch, planInputFor, plannedNodes, planSummary, type ClusterSnapshot } from './decisions.js';
-import { planRunbook, type Overheads } from './plan.js';
+import type { ClusterSnapshot } from './decisions.js';
+import type { Overheads } from './plan.js';
+import { makePlan, planNextBatch } from './planning.js';
 import { settingsFrom, type SettingsProvider } from './settings.js';
-import { occurrenceAt, occurrenceAfter, resolveWindow } from './window.js';
+import { occurrenceAt, resolveWindow } from './window.js';
 
 export const RUNBOOK_FINALIZER = 'ferry.dev/runbook';
 
@@ -93,10 +95,8 @@ export class RunbookController {
   private readonly config: FerryConfig;
   private readonly events: EventRecorder;
   private readonly runbooks = new Map<string, Tracked>();
-  private readonly queue = new Set<string>();
-  private draining = false;
+  private readonly queue: Workqueue;
   private stopped = false;
-  private readonly retries = new Set<unknown>();
   private informers: KeepAliveInformer<Obj>[] = [];
   private mws!: KeepAliveInformer<Obj>;
   private nodes!: KeepAliveInformer<Obj>;
@@ -110,6 +110,14 @@ export class RunbookController {
     this.clock = opts.clock ?? systemClock;
     this.config = opts.config ?? defaultFerryConfig;
     this.events = new EventRecorder(opts.kube, opts.log, 'ferry-runbook');
+    // One worker: runbooks compete for nodes (the owner annotation), and each
+    // reconcile must see the previous one's node writes.
+    this.queue = new Workqueue((name) => this.reconcile(name), {
+      clock: this.clock,
+      workers: 1,
+      baseDelayMs: 1000,
+      onError: (name, err, retries, retryInMs) => this.log.error({ runbook: name, err: describeApiError(err), retries, retryInMs }, 'runbook reconcile failed; retrying'),
+    });
   }
 
   async start(): Promise<void> {
@@ -134,8 +142,7 @@ export class RunbookController {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const h of this.retries) this.clock.clearTimeout(h);
-    this.retries.clear();
+    await this.queue.shutDown();
     for (const t of this.runbooks.values()) t.actor.stop();
     this.runbooks.clear();
     for (const inf of this.informers) await inf.stop();
@@ -148,30 +155,7 @@ export class RunbookController {
   // ---------- work queue ----------
 
   private enqueue(name: string): void {
-    if (this.stopped || !name) return;
-    this.queue.add(name);
-    if (!this.draining) {
-      this.draining = true;
-      queueMicrotask(() => void this.drain());
-    }
-  }
-
-  private async drain(): Promise<void> {
-    while (this.queue.size > 0 && !this.stopped) {
-      const name = this.queue.values().next().value as string;
-      this.queue.delete(name);
-      try {
-        await this.reconcile(name);
-      } catch (err) {
-        this.log.error({ runbook: name, err: describeApiError(err) }, 'runbook reconcile failed; retrying');
-        const h = this.clock.setTimeout(() => {
-          this.retries.delete(h);
-          this.enqueue(name);
-        }, 1000);
-        this.retries.add(h);
-      }
-    }
-    this.draining = false;
+    if (!this.stopped) this.queue.add(name);
   }
 
   // ---------- caches ----------
@@ -275,7 +259,7 @@ export class RunbookController {
       delays: runbookDelays(() => this.clock.now()),
       actors: {
         makePlan: fromPromise(async ({ input }) => this.makePlan(name, input.context, input.after)),
-        planNextBatch: fromPromise(async ({ input }) => this.planNextBatch(name, input)),
+        planNextBatch: fromPromise(async ({ input }) => planNextBatch(this.planningInput(name, input))),
         removeFinalizer: fromPromise(async ({ input }) => {
           await this.convergeNodes(name, input, true);
           const raw = this.mws.get(name);
@@ -398,52 +382,18 @@ export class RunbookController {
     }
   }
 
-  // ---------- planning (the chart's invoked actors) ----------
+  // ---------- planning (the chart's invoked actors; the decisions are in planning.ts) ----------
+
+  private planningInput(name: string, context: Readonly<RunbookContext>) {
+    return { runbook: name, spec: this.current(name).spec, context, cluster: this.snapshot(), settings: this.settings(), now: this.clock.now() };
+  }
 
   private makePlan(name: string, context: Readonly<RunbookContext>, after: WindowTimes | undefined): PlanOutcome {
-    const mw = this.current(name);
-    const resolved = resolveWindow(mw.spec.window);
-    if (!resolved.ok) throw new Error(resolved.reason);
-    const now = this.clock.now();
-    const window = after ? occurrenceAfter(resolved.window, after) : occurrenceAt(resolved.window, now);
-    const recurring = resolved.window.kind === 'recurring';
-    const cluster = this.snapshot();
-    const unplanned = plannedNodes(context.nodes, mw.spec, cluster, undefined);
-    if (!window) return { plannedAt: now, recurring, nodes: unplanned };
-    const maintain = unplanned.filter((n) => n.phase === 'Pending' && this.unavailable(name, n.name) === undefined).map((n) => n.name);
-    const plan = planRunbook(planInputFor({ spec: mw.spec, cluster, settings: this.settings(), now, window, maintain }));
-    const out: PlanOutcome = { plannedAt: now, window, recurring, nodes: plannedNodes(context.nodes, mw.spec, cluster, plan), plan: planSummary(plan, now) };
-    if (plan.predictedEnd !== undefined) out.eta = plan.predictedEnd;
-    this.log.info({ runbook: name, order: plan.order, batches: plan.batches, wontFit: plan.wontFit, predictedEnd: out.plan?.predictedEnd, window: { start: iso(window.start), end: iso(window.end) } }, 'runbook planned');
-    return out;
-  }
-
-  private planNextBatch(name: string, context: Readonly<RunbookContext>): BatchOutcome {
-    const mw = this.current(name);
-    const window = context.window;
-    if (!window) throw new Error('no window to plan in');
-    const now = this.clock.now();
-    const cluster = this.snapshot();
-    const held = new Map<string, string>();
-    for (const n of context.nodes) {
-      if (n.phase !== 'Pending') continue;
-      const why = this.unavailable(name, n.name);
-      if (why) held.set(n.name, why);
+    const { outcome, plan } = makePlan({ ...this.planningInput(name, context), after });
+    if (plan && outcome.window) {
+      this.log.info({ runbook: name, order: plan.order, batches: plan.batches, wontFit: plan.wontFit, predictedEnd: outcome.plan?.predictedEnd, window: { start: iso(outcome.window.start), end: iso(outcome.window.end) } }, 'runbook planned');
     }
-    const nodes = context.nodes.map((n): NodeProgress => (held.has(n.name) ? { ...n, phase: 'Skipped', reason: held.get(n.name)! } : n));
-    const maintain = nodes.filter((n) => n.phase === 'Pending').map((n) => n.name);
-    const plan = planRunbook(planInputFor({ spec: mw.spec, cluster, settings: this.settings(), now, window, maintain, order: context.plan?.order ?? [] }));
-    return nextBatch({ nodes, plan, now, recurring: context.recurring, windowLengthMs: window.end - window.start, maintenanceMs: maintenanceMsOf(mw.spec) });
-  }
-
-  /** Why this runbook cannot take `node` now, if it cannot. */
-  private unavailable(runbook: string, name: string): string | undefined {
-    const node = this.node(name);
-    if (!node) return 'no such node';
-    const owner = node.metadata.annotations?.[MaintenanceAnnotations.owner];
-    if (owner && owner !== runbook) return `held by maintenance window ${owner}`;
-    if (node.spec?.unschedulable && owner !== runbook) return 'already cordoned by someone else';
-    return undefined;
+    return outcome;
   }
 
   // ---------- nodes ----------
@@ -478,7 +428,7 @@ export class RunbookController {
         own();
         cordon(true);
         setTaint(!n.interrupted);
-        if (n.interrupted) await this.stopEvacuation(n.name);
+        if (n.interrupted) await this.stopEvacuation(runbook, n.name);
       } else if (n.phase === 'ReadyForMaintenance') {
         if (deleting) {
           if (owned) patch.metadata.annotations = { [MaintenanceAnnotations.owner]: null };
@@ -515,7 +465,7 @@ export class RunbookController {
    * still evacuated) and migrations not started yet are withdrawn. Migrations
    * in flight are left to finish or fail on their own.
    */
-  private async stopEvacuation(node: string): Promise<void> {
+  private async stopEvacuation(runbook: string, node: string): Promise<void> {
     const cluster = this.snapshot();
     for (const vmi of cluster.vmis) {
       if (vmi.status?.nodeName !== node || vmi.status.evacuationNodeName !== node) continue;
@@ -527,11 +477,16 @@ export class RunbookController {
     }
     const f = nodeFacts(node, cluster.vmis, cluster.vmims, cluster.clusterEvictionStrategy);
     for (const m of f.queued) {
+      const vmim = `${m.metadata.namespace}/${m.metadata.name}`;
       try {
-        await this.kube.deleteCustom(VMIM_RESOURCE, m.metadata.namespace ?? 'default', m.metadata.name);
-        this.log.info({ node, vmim: `${m.metadata.namespace}/${m.metadata.name}` }, 'withdrew queued evacuation migration: evacuation stopped');
+        await deleteUnchanged(this.kube, m);
+        this.log.info({ node, vmim }, 'withdrew queued evacuation migration: evacuation stopped');
       } catch (err) {
-        if (!isNotFound(err)) throw err;
+        if (isNotFound(err)) continue;
+        if (!isConflict(err)) throw err;
+        // Our cache is behind: it may have started. Leave it, and look again once the cache has caught up.
+        this.log.info({ node, vmim }, 'queued evacuation migration changed before it could be withdrawn; looking again');
+        this.queue.addAfter(runbook, 500);
       }
     }
   }

@@ -26,7 +26,8 @@ export function settingsFrom(
     limits: {
       parallelMigrationsPerCluster: migrations.parallelMigrationsPerCluster,
       parallelOutboundMigrationsPerNode: migrations.parallelOutboundMigrationsPerNode,
-      parallelInboundMigrationsPerNode: config.limits.parallelInboundMigrationsPerNode,
+      // The planner keeps KubeVirt's parsed limits (pinned); Ferry's inbound default before adaptive concurrency was 2.
+      parallelInboundMigrationsPerNode: config.limits.parallelInboundMigrationsPerNode ?? 2,
       bandwidthBudget: config.limits.bandwidthBudget,
       defaultNicCapacity: config.limits.defaultNicCapacity,
       bandwidthPerMigration: migrations.bandwidthPerMigration,

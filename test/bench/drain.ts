@@ -1,32 +1,46 @@
 import { writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { POLICIES, type PolicyName } from './policy.js';
-import { renderText } from './report.js';
+import { renderReal, renderText } from './report.js';
+import { runReal, type RealResult } from './real.js';
 import { bench } from './run.js';
 import { loadScenario, ScenarioError } from './scenario.js';
 
 const program = new Command()
   .name('bench')
-  .description('Drain a simulated cluster in virtual time with Ferry and with KubeVirt defaults, and compare.')
+  .description('Drain a simulated cluster in virtual time with Ferry, KubeVirt given the same config (kubevirt-tuned) and KubeVirt as shipped (kubevirt-default), and compare.')
   .requiredOption('--scenario <file>', 'scenario file (YAML or JSON), see test/bench/README.md')
-  .addOption(new Option('--policy <name>', 'run one policy only (default: both)').choices([...POLICIES]))
+  .addOption(new Option('--policy <name>', 'run one policy only (default: all three)').choices([...POLICIES]))
   .option('--json <out>', 'also write the full report as JSON to this file')
   .option('--max-hours <h>', 'give up on VMs not moved after this much virtual time', '48')
-  .action((opts: { scenario: string; policy?: PolicyName; json?: string; maxHours: string }) => {
+  .option('--real', 'also drain through the real controller, NATS and handlers (sim driver), and compare with virtual time')
+  .option('--time-scale <x>', 'with --real: scenario seconds per wall second', '1')
+  .action(async (opts: { scenario: string; policy?: PolicyName; json?: string; maxHours: string; real?: boolean; timeScale: string }) => {
     const scenario = loadScenario(opts.scenario);
     const maxHours = Number(opts.maxHours);
     if (!(maxHours > 0)) throw new ScenarioError(`--max-hours must be a positive number, got ${opts.maxHours}`);
-    const report = bench(scenario, opts.policy ? [opts.policy] : POLICIES, { maxVirtualMs: maxHours * 3600_000 });
+    const timeScale = Number(opts.timeScale);
+    if (!(timeScale > 0)) throw new ScenarioError(`--time-scale must be a positive number, got ${opts.timeScale}`);
+    const policies = opts.real ? ['ferry' as const] : opts.policy ? [opts.policy] : POLICIES;
+    const report = bench(scenario, policies, { maxVirtualMs: maxHours * 3600_000 });
     console.log(renderText(report));
+    let real: RealResult | undefined;
+    if (opts.real) {
+      console.log(`\nreal control plane: ${scenario.nodes.length} nodes, ${scenario.vms.length} VMIs, time scale ${timeScale} …`);
+      real = await runReal(scenario, {
+        timeScale,
+        timeoutMs: maxHours * 3600_000 / timeScale,
+        onProgress: (left, total) => { if (left % Math.max(1, Math.round(total / 10)) === 0) console.log(`  ${total - left}/${total} moved`); },
+      });
+      console.log(renderReal(real, report.runs[0]!.makespanS));
+    }
     if (opts.json) {
-      writeFileSync(opts.json, `${JSON.stringify(report, null, 2)}\n`);
+      writeFileSync(opts.json, `${JSON.stringify(real ? { ...report, real } : report, null, 2)}\n`);
       console.log(`\nwrote ${opts.json}`);
     }
   });
 
-try {
-  program.parse();
-} catch (e) {
+program.parseAsync().catch((e: unknown) => {
   console.error(e instanceof ScenarioError ? e.message : e);
   process.exit(1);
-}
+});

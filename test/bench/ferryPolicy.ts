@@ -1,3 +1,4 @@
+import { resolveLimits } from '../../src/limits/adaptive.js';
 import { LimitsPolicy } from '../../src/runbook/simulation/limitsPolicy.js';
 import type { Policy } from './policy.js';
 import type { Scenario } from './scenario.js';
@@ -5,7 +6,9 @@ import type { Scenario } from './scenario.js';
 /**
  * Ferry: the limits core decides what starts, where, and at what bandwidth,
  * re-run on every start and end; the scenario's config applies (including its
- * auto-converge / post-copy permissions and Ferry's own inbound limit and budget).
+ * auto-converge / post-copy permissions and Ferry's own inbound limit and budget),
+ * and the parallel limits it leaves out adapt (src/limits/adaptive.ts) as they
+ * do in the controller.
  */
 export class FerryPolicy extends LimitsPolicy implements Policy {
   override readonly name = 'ferry' as const;
@@ -13,15 +16,14 @@ export class FerryPolicy extends LimitsPolicy implements Policy {
   constructor(readonly scenario: Scenario) {
     const c = scenario.config;
     super(
-      {
-        parallelMigrationsPerCluster: c.parallelMigrationsPerCluster,
-        parallelOutboundMigrationsPerNode: c.parallelOutboundMigrationsPerNode,
-        parallelInboundMigrationsPerNode: c.parallelInboundMigrationsPerNode,
+      resolveLimits({
+        pins: [scenario.pinned],
         bandwidthBudget: scenario.bandwidthBudget,
         // Every node names its NIC; this only covers nodes decide has not been told about.
         defaultNicCapacity: Math.min(...scenario.nodes.map((n) => n.nic)),
         bandwidthPerMigration: c.bandwidthPerMigration,
-      },
+        completionTimeoutPerGiB: c.completionTimeoutPerGiB,
+      }),
       {
         progressTimeoutMs: c.progressTimeout * 1000,
         completionTimeoutPerGiB: c.completionTimeoutPerGiB,

@@ -1,29 +1,42 @@
-import { DEFAULT_CONFIG, type Scenario } from './scenario.js';
-import type { ClusterView, Policy, PolicyDecision, SimNode } from './policy.js';
+import { DEFAULT_CONFIG, type Scenario, type ScenarioConfig } from './scenario.js';
+import type { ClusterView, MigrationRules, Policy, PolicyDecision, SimNode } from './policy.js';
+
+const MiB = 2 ** 20;
 
 /**
- * KubeVirt as shipped: 5 migrations per cluster, 2 outbound per node, no
- * inbound limit, no bandwidth limit (the NICs share themselves out), target
- * chosen by the scheduler as the least memory-loaded node that fits, and the
- * migrations abort on progressTimeout / completionTimeoutPerGiB without
- * auto-converge or post-copy. The scenario's own config is ignored on purpose.
+ * KubeVirt's migration controller as it works upstream: FIFO admission within
+ * parallelMigrationsPerCluster and parallelOutboundMigrationsPerNode, no
+ * inbound limit and no cluster bandwidth budget (KubeVirt has neither), the
+ * target chosen by the scheduler as the least memory-loaded node that fits,
+ * every migration capped at bandwidthPerMigration (0 = the NICs share
+ * themselves out), aborted on progressTimeout / completionTimeoutPerGiB, or
+ * switched to post-copy at the completion timeout when allowPostCopy is set;
+ * auto-converge is QEMU's capability, on when allowAutoConverge is set.
+ *
+ * - `kubevirt-tuned` runs with the scenario's own `config` (every KubeVirt field
+ *   in it; Ferry's own `parallelInboundMigrationsPerNode` and the budget do not
+ *   exist in KubeVirt): what a user gets who tunes KubeVirt as the scenario
+ *   tunes Ferry.
+ * - `kubevirt-default` ignores the scenario's config: KubeVirt as shipped.
  */
-export class KubevirtDefaultPolicy implements Policy {
-  readonly name = 'kubevirt-default' as const;
-  readonly limits = {
-    cluster: DEFAULT_CONFIG.parallelMigrationsPerCluster,
-    outbound: DEFAULT_CONFIG.parallelOutboundMigrationsPerNode,
-    inbound: Infinity,
-  };
-  readonly rules = {
-    progressTimeoutMs: DEFAULT_CONFIG.progressTimeout * 1000,
-    completionTimeoutPerGiB: DEFAULT_CONFIG.completionTimeoutPerGiB,
-    autoConverge: false,
-    postCopy: false,
-    maxDowntimeMs: DEFAULT_CONFIG.maxDowntimeMs,
-  };
+export class KubevirtPolicy implements Policy {
+  readonly limits: { cluster: number; outbound: number; inbound: number };
+  readonly rules: MigrationRules;
+  /** Bytes/s per migration as libvirt is told it; Infinity = unlimited. */
+  readonly bandwidthPerMigration: number;
 
-  constructor(readonly scenario: Scenario) {}
+  constructor(readonly scenario: Scenario, readonly name: 'kubevirt-tuned' | 'kubevirt-default') {
+    const c: ScenarioConfig = name === 'kubevirt-tuned' ? scenario.config : DEFAULT_CONFIG;
+    this.limits = { cluster: c.parallelMigrationsPerCluster, outbound: c.parallelOutboundMigrationsPerNode, inbound: Infinity };
+    this.rules = {
+      progressTimeoutMs: c.progressTimeout * 1000,
+      completionTimeoutPerGiB: c.completionTimeoutPerGiB,
+      autoConverge: c.allowAutoConverge,
+      postCopy: c.allowPostCopy,
+      maxDowntimeMs: c.maxDowntimeMs,
+    };
+    this.bandwidthPerMigration = libvirtBandwidth(c.bandwidthPerMigration);
+  }
 
   decide(view: ClusterView): PolicyDecision {
     const start: PolicyDecision['start'] = [];
@@ -42,8 +55,23 @@ export class KubevirtDefaultPolicy implements Policy {
       outbound.set(q.node, (outbound.get(q.node) ?? 0) + 1);
       load.set(target.name, (load.get(target.name) ?? 0) + q.vm.memory);
     }
-    return { start, limits: new Map() };
+    const limits = new Map<string, number>();
+    if (this.bandwidthPerMigration < Infinity) {
+      for (const r of view.running) limits.set(r.vm.name, this.bandwidthPerMigration);
+      for (const s of start) limits.set(s.vm, this.bandwidthPerMigration);
+    }
+    return { start, limits };
   }
+}
+
+/**
+ * What virt-launcher hands libvirt: bandwidthPerMigration in whole MiB/s
+ * (below 1 MiB/s becomes 1 MiB/s, otherwise rounded to the nearest MiB/s);
+ * 0 means no limit.
+ */
+export function libvirtBandwidth(bytesPerSecond: number): number {
+  if (!(bytesPerSecond > 0)) return Infinity;
+  return Math.max(1, Math.round(bytesPerSecond / MiB)) * MiB;
 }
 
 /** The default scheduler's LeastAllocated scoring on memory alone; ties by name. */

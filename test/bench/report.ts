@@ -146,14 +146,48 @@ export function renderText(r: BenchReport): string {
   lines.push('');
   lines.push(`${''.padEnd(width)}  ${r.runs.map((run, i) => run.policy.padStart(cols[i]!)).join('  ')}`);
   for (const [k, f] of rows) lines.push(`${k.padEnd(width)}  ${r.runs.map((run, i) => f(run).padStart(cols[i]!)).join('  ')}`);
-  const [a, b] = r.runs;
-  if (a && b && a.makespanS !== null && b.makespanS !== null) {
-    lines.push('');
-    lines.push(`${a.policy} is ${(b.makespanS / a.makespanS).toFixed(2)}× as fast as ${b.policy}`);
-  }
+  const speedups = compare(r);
+  if (speedups.length > 0) lines.push('');
+  for (const c of speedups) lines.push(`${c.of} is ${c.factor === null ? '— (one of them never finished)' : `${c.factor.toFixed(2)}×`} as fast as ${c.than}${c.than === 'kubevirt-tuned' ? '  (headline: same config, KubeVirt\'s algorithm)' : ''}`);
   for (const run of r.runs) {
     if (run.failures.length > 0) lines.push(`${run.policy}: first failure: ${run.failures[0]!.vm} at ${fmt(run.failures[0]!.atMs / 1000)} s: ${run.failures[0]!.reason}`);
     if (run.unfinished.length > 0) lines.push(`${run.policy}: never left the drained nodes: ${run.unfinished.slice(0, 10).join(', ')}${run.unfinished.length > 10 ? ', …' : ''}`);
   }
+  return lines.join('\n');
+}
+
+export interface Speedup {
+  of: string;
+  than: string;
+  /** Their makespan ÷ ours; null when either never finished. */
+  factor: number | null;
+}
+
+/** The first run (ferry when it ran) against each of the others, in the order they ran. */
+export function compare(r: BenchReport): Speedup[] {
+  const [a, ...others] = r.runs;
+  if (!a) return [];
+  return others.map((b) => ({
+    of: a.policy,
+    than: b.policy,
+    factor: a.makespanS !== null && b.makespanS !== null && a.makespanS > 0 ? b.makespanS / a.makespanS : null,
+  }));
+}
+
+/** The real control plane's drain beside the virtual-time one. */
+export function renderReal(
+  r: { makespanS: number | null; wallMs: number; timeScale: number; unfinished: string[]; phases: Record<string, number>; phaseWallMs: Record<string, number>; apiRequests: Record<string, number> },
+  virtualS: number | null,
+): string {
+  const lines = [
+    `makespan, virtual time         ${fmt(virtualS)} s`,
+    `makespan, real control plane   ${fmt(r.makespanS)} s  (${(r.wallMs / 1000).toFixed(1)} s wall × ${r.timeScale})`,
+  ];
+  if (r.makespanS !== null && virtualS !== null && virtualS > 0) lines.push(`real ÷ virtual                 ${(r.makespanS / virtualS).toFixed(3)}`);
+  lines.push(`VMIMs by phase                 ${Object.entries(r.phases).map(([p, n]) => `${p} ${n}`).join(', ')}`);
+  lines.push(`median wall ms per phase       ${Object.entries(r.phaseWallMs).map(([p, ms]) => `${p} ${ms.toFixed(0)}`).join(', ')}`);
+  const writes = ['POST', 'PUT', 'PATCH', 'DELETE'].reduce((sum, v) => sum + (r.apiRequests[v] ?? 0), 0);
+  lines.push(`API requests                   ${Object.entries(r.apiRequests).map(([v, n]) => `${v} ${n}`).join(', ')} (${writes} writes)`);
+  if (r.unfinished.length > 0) lines.push(`never left the drained nodes: ${r.unfinished.slice(0, 10).join(', ')}${r.unfinished.length > 10 ? ', …' : ''}`);
   return lines.join('\n');
 }

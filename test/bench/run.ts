@@ -1,13 +1,13 @@
 import { bounds } from './bounds.js';
 import { FerryPolicy } from './ferryPolicy.js';
-import { KubevirtDefaultPolicy } from './kubevirtPolicy.js';
+import { KubevirtPolicy } from './kubevirtPolicy.js';
 import type { Policy, PolicyName } from './policy.js';
 import { benchReport, runReport, type BenchReport } from './report.js';
 import type { Scenario } from './scenario.js';
 import { DrainSimulator, type SimOptions, type SimResult } from './simulator.js';
 
 export function makePolicy(name: PolicyName, s: Scenario): Policy {
-  return name === 'ferry' ? new FerryPolicy(s) : new KubevirtDefaultPolicy(s);
+  return name === 'ferry' ? new FerryPolicy(s) : new KubevirtPolicy(s, name);
 }
 
 export function simulate(s: Scenario, name: PolicyName, options?: SimOptions): { result: SimResult; policy: Policy } {

@@ -7,7 +7,7 @@ import { schemaErrors } from './kubeSchemas.js';
 import { find, findGenerated, KUSTOMIZATIONS, render, ROOT, type K8sObject } from './render.js';
 
 type Obj = Record<string, unknown>;
-const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
+const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingWebhookConfiguration']);
 const WORKLOADS = new Set(['Deployment', 'DaemonSet', 'StatefulSet']);
 const at = (o: unknown, ...keys: Array<string | number>): any => keys.reduce<any>((v, k) => (v == null ? undefined : v[k]), o); // eslint-disable-line @typescript-eslint/no-explicit-any
 const podSpec = (w: K8sObject): Obj => at(w, 'spec', 'template', 'spec');
@@ -39,7 +39,7 @@ describe.each(['overlays/standalone', 'overlays/with-kubevirt'])('deploy/%s work
 
   test('run as non-root on read-only root filesystems, within the restricted Pod Security profile, with memory limits', () => {
     const workloads = objects().filter((o) => WORKLOADS.has(o.kind));
-    expect(workloads.map((w) => w.metadata.name).sort()).toEqual(['ferry-controller', 'ferry-handler', 'ferry-nats']);
+    expect(workloads.map((w) => w.metadata.name).sort()).toEqual(['ferry-controller', 'ferry-handler', 'ferry-nats', 'ferry-webhook']);
     for (const w of workloads) {
       expect([w.metadata.name, at(podSpec(w), 'securityContext')]).toMatchObject([w.metadata.name, { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } }]);
       for (const c of containers(w)) {

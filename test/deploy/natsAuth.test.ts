@@ -5,7 +5,7 @@ import { connect, nkeyAuthenticator, type NatsConnection } from 'nats';
 import { watchHeartbeats } from '../../src/bus/heartbeat.js';
 import { publishResult, consumeResults } from '../../src/bus/results.js';
 import { handlerQueue, requestCommand } from '../../src/bus/rpc.js';
-import { subjects } from '../../src/bus/subjects.js';
+import { inboxPrefix, subjects } from '../../src/bus/subjects.js';
 import type { ResultMessage } from '../../src/bus/protocol.js';
 import { startHandler, type RunningHandler } from '../../src/handler/handler.js';
 import { SimDriver } from '../../src/hypervisor/sim.js';
@@ -27,7 +27,9 @@ describe('NATS per-role users', () => {
   let plan: NatsAuthPlan;
   const conns: NatsConnection[] = [];
   const asUser = async (seed: string, name: string) => {
-    const nc = await connect({ servers: url, name, authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) });
+    // Each role replies under its own inbox prefix, as ferry controller and ferry handler connect.
+    const node = plan.handlers.find((h) => h.seed === seed)?.node;
+    const nc = await connect({ servers: url, name, inboxPrefix: node ? inboxPrefix.handler(node) : inboxPrefix.controller(), authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) });
     conns.push(nc);
     return nc;
   };

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { getVmi } from '../support/cluster.js';
+import { VMIM_RESOURCE } from '../../src/kube/client.js';
 import { buildProgram } from '../../src/cli/program.js';
 import { waitFor } from '../support/wait.js';
 
@@ -70,6 +71,27 @@ describe('plain kubectl and the ferry CLI against the dev cluster', () => {
     expect(status.stdout).toMatch(/vm-3-migration-\S+\s+vm-3\s+Succeeded/);
     const json = JSON.parse((await ferry('status', '-o', 'json')).stdout) as Array<{ vmi: string; phase: string }>;
     expect(json.find((m) => m.vmi === 'vm-3')?.phase).toBe('Succeeded');
+  });
+
+  test('ferry cancel of a finished migration says so, fails, and leaves its record alone', async () => {
+    const json = JSON.parse((await ferry('status', '-o', 'json')).stdout) as Array<{ name: string; vmi: string; phase: string }>;
+    const done = json.find((m) => m.vmi === 'vm-3' && m.phase === 'Succeeded');
+    expect(done).toBeDefined();
+    await expect(ferry('cancel', `default/${done!.name}`)).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(new RegExp(`migration default/${done!.name} has already finished: Succeeded at 20\\d\\d-\\S+Z \\(\\S+ ago\\); nothing to cancel`)),
+    });
+    const still = await kubectl('get', 'vmim', done!.name, '-o', 'jsonpath={.status.phase}');
+    expect(still.stdout).toBe('Succeeded');
+  });
+
+  test('ferry status lists a VMIM the controller ignores, with why', async () => {
+    await env.kube.createCustom(VMIM_RESOURCE, 'default', { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { name: 'no-vmi-name' }, spec: {} });
+    const table = (await ferry('status')).stdout;
+    expect(table).toMatch(/no-vmi-name\s+Invalid\s+ignored by the controller: spec\.vmiName: Invalid input/);
+    const json = JSON.parse((await ferry('status', '-o', 'json')).stdout) as Array<{ name: string; phase: string; reason?: string }>;
+    expect(json.find((m) => m.name === 'no-vmi-name')).toMatchObject({ phase: 'Invalid', reason: expect.stringContaining('spec.vmiName') });
+    await env.kube.deleteCustom(VMIM_RESOURCE, 'default', 'no-vmi-name');
   });
 
   test('ferry status --watch keeps printing the table until stopped', async () => {

@@ -4,10 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { renderStatus } from '../../src/cli/commands/status.js';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
-import { getVmi, launcherPods } from '../support/cluster.js';
+import { createVmim, getVmi, getVmim, launcherPods, waitForPhase } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -102,9 +103,15 @@ describe('draining two nodes at once by taint', () => {
     }
     let peakCluster = 0;
     let peakNode = 0;
+    let queuedShown = '';
     await waitFor('both nodes to be empty', async () => {
       const vmims = (await env.kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { annotations?: Record<string, string> }; status?: { phase?: string } }>;
       const running = vmims.filter((m) => active.includes(m.status?.phase ?? ''));
+      // `ferry status` says why the ones that wait are waiting.
+      if (!queuedShown && vmims.some((m) => !m.status?.phase || m.status.phase === 'Pending')) {
+        const text = await renderStatus(env.kube, { output: 'table' });
+        if (/kubevirt-evacuation-\S+\s+vm-\d+\s+Pending\s+queued: \S/.test(text)) queuedShown = text;
+      }
       peakCluster = Math.max(peakCluster, running.length);
       for (const n of ['node-1', 'node-2']) {
         peakNode = Math.max(peakNode, running.filter((m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === n).length);
@@ -114,6 +121,7 @@ describe('draining two nodes at once by taint', () => {
     }, { timeoutMs: 60_000, intervalMs: 20 });
     expect(peakCluster).toBeLessThanOrEqual(3);
     expect(peakNode).toBeLessThanOrEqual(2);
+    expect(queuedShown).toMatch(/Pending\s+queued: (cluster|outbound|inbound) limit/);
     expect(peakCluster).toBeGreaterThanOrEqual(2);
     const vmis = (await env.kube.listCustom(VMI_RESOURCE, 'default')).items as Array<{ metadata: { name: string }; status?: { nodeName?: string; evacuationNodeName?: string } }>;
     expect(vmis.filter((v) => ['node-3', 'node-4'].includes(v.status?.nodeName ?? '')).length).toBe(16);
@@ -237,3 +245,65 @@ describe('disruption budgets for launcher pods', () => {
     await env.startController();
   });
 });
+
+describe('an evacuation that had to wait for a user migration of the same VM', () => {
+  let env: DevEnvironment;
+  let dir: string;
+  let kubeconfig: string;
+  const ferryBin = path.resolve(import.meta.dirname, '../../bin/ferry.js');
+  const ferry = (...args: string[]) => run(process.execPath, [ferryBin, ...args, '--kubeconfig', kubeconfig], { encoding: 'utf8' });
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-drain-wait-'));
+    kubeconfig = path.join(dir, 'kubeconfig');
+    env = await startDevEnvironment({ nodes: 2, vms: 2, natsUrl: process.env['NATS_URL']!, kubeconfigPath: kubeconfig, timeScale: 4 });
+  });
+  afterAll(async () => {
+    await env?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('starts once that migration ends, without anyone touching the drained node; status and drain say why it waits', async () => {
+    // vm-1 runs on node-1. With node-2 cordoned, a user migration of vm-1 cannot place its target pod.
+    await env.kube.patchNode('node-2', { spec: { unschedulable: true } });
+    const user = await createVmim(env.kube, 'vm-1');
+    await waitForPhase(env.kube, user, ['Scheduling']);
+
+    const drain = ferry('drain', 'node-1', '--timeout', '40');
+    // The drain must wait: KubeVirt allows one migration per VM at a time.
+    await waitFor('vm-1 to be marked for evacuation', async () => (await getVmi(env.kube, 'vm-1')).status?.evacuationNodeName === 'node-1');
+    let seen = '';
+    await waitFor('ferry status to say why the target pod waits', async () => {
+      seen = (await ferry('status')).stdout;
+      return /target pod unschedulable: 0\/2 nodes are available/.test(seen) || undefined;
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}; last output:\n${seen}`);
+    });
+    expect(seen).toMatch(new RegExp(`${user}\\s+vm-1\\s+Scheduling\\s+target pod unschedulable`));
+    expect(await evacuationsOf(env, 'node-1')).toEqual([]);
+
+    // The user gives up on their migration; its end does not touch the VMI or node-1.
+    await ferry('cancel', `default/${user}`);
+    await waitFor('the user migration to be gone', async () => (await getVmim(env.kube, user)) === undefined);
+    await env.kube.patchNode('node-2', { spec: { unschedulable: false } });
+
+    const evacuation = await waitFor('an evacuation migration for vm-1', async () => (await evacuationsOf(env, 'node-1'))[0], { timeoutMs: 10_000 });
+    expect(evacuation.spec.vmiName).toBe('vm-1');
+    await waitForPhase(env.kube, evacuation.metadata.name, ['Succeeded'], 20_000);
+    expect((await getVmi(env.kube, 'vm-1')).status?.nodeName).toBe('node-2');
+
+    // The wait was told once on the VMI, naming the migration it waited for; its own evacuation is not "waiting".
+    const waits = (await env.kube.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.reason === 'EvacuationWaiting' && e.involvedObject.name === 'vm-1');
+    expect(waits.map((e) => e.message)).toEqual([`Waiting for migration default/${user} (Scheduling) of this VM to end before evacuating it from node-1`]);
+
+    const { stdout } = await drain;
+    expect(stdout).toContain(`default/vm-1: queued (waiting for migration default/${user} (Scheduling) to end; its target pod unschedulable: 0/2 nodes are available`);
+    expect(stdout).toMatch(/default\/vm-1\s+LiveMigrate\s+moved\s+node-2\s+1/);
+    // Progress names this migration's target, never an earlier one's.
+    for (const line of stdout.split('\n').filter((l) => l.includes('default/vm-1:') && l.includes('→'))) expect(line).toContain('→ node-2');
+  }, 90_000);
+});
+
+async function evacuationsOf(env: DevEnvironment, node: string): Promise<Array<{ metadata: { name: string }; spec: { vmiName: string } }>> {
+  const vmims = (await env.kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { name: string; annotations?: Record<string, string> }; spec: { vmiName: string } }>;
+  return vmims.filter((m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === node);
+}

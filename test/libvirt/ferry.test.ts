@@ -8,7 +8,7 @@
  * Needs root and Debian packages (setup.sh installs them); when the machine
  * cannot run it, every test here FAILS saying why (see README.md).
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeBus, connectBus } from '../../src/bus/connection.js';
@@ -251,7 +251,7 @@ test('the source handler crashes mid-migration and restarts: it takes the runnin
 
   const restartedAt = Date.now();
   const handler = await restartHandler(w, 'node-1');
-  expect(await handler.recovered).toEqual({ attached: [DOMAIN], settled: [], republished: [], left: [] });
+  expect(await handler.recovered).toEqual({ attached: [DOMAIN], settled: [], republished: [], tombstones: [], left: [] });
   // Progress flows again, from the new handler.
   await waitFor('progress written after the restart', async () => {
     const { progress } = await progressOf(env, name);
@@ -265,8 +265,11 @@ test('the source handler crashes mid-migration and restarts: it takes the runnin
   expect((await getVmi(env.kube, 'vm-1')).status?.nodeName).toBe('node-2');
   expect(await stateOn('node-2')).toBe('running');
   expect(await stateOn('node-1')).toBe('missing');
-  // Published, so the record is gone.
-  expect(readdirSync(libvirtStateDir(w.nodes, 'node-1')).filter((f) => f.endsWith('.json'))).toEqual([]);
+  // Published: what is left of the record is a tombstone, until the controller's forget-job removes it.
+  const dir = libvirtStateDir(w.nodes, 'node-1');
+  for (const f of readdirSync(dir).filter((name) => name.endsWith('.json'))) {
+    expect(JSON.parse(readFileSync(join(dir, f), 'utf8'))).toMatchObject({ published: true, result: { outcome: 'completed' } });
+  }
 }, 120_000);
 
 test('the source handler crashes and the migration completes while it is down: the restarted handler reports it, the VMIM succeeds', async () => {
@@ -282,7 +285,7 @@ test('the source handler crashes and the migration completes while it is down: t
   expect((await getVmim(env.kube, name))?.status?.phase).toBe('Running');
 
   const handler = await restartHandler(w, 'node-1');
-  expect(await handler.recovered).toEqual({ attached: [], settled: [{ domain: DOMAIN, outcome: 'completed' }], republished: [], left: [] });
+  expect(await handler.recovered).toEqual({ attached: [], settled: [{ domain: DOMAIN, outcome: 'completed' }], republished: [], tombstones: [], left: [] });
   const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 30_000);
   expect(done.status?.phase).toBe('Succeeded');
   const vmi = await getVmi(env.kube, 'vm-1');

@@ -1,10 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { closeBus, connectBus } from '../../bus/connection.js';
+import { inboxPrefix } from '../../bus/subjects.js';
 import { loadFerryConfig } from '../../config/ferryConfig.js';
 import { MigrationController } from '../../controller/controller.js';
 import { RunbookController } from '../../runbook/controller.js';
 import { defaultIdentity, LeaderElector } from '../../kube/leaderElection.js';
 import { ControllerMetrics, controllerReadiness, liveness, natsConnectionCheck, startHealthServer } from '../../metrics/index.js';
+import { startTracing } from '../../tracing/setup.js';
 import { createLogger } from '../../util/log.js';
 import { kubeClientFor } from '../kubeconfig.js';
 import { untilSignal } from '../shutdown.js';
@@ -17,16 +20,26 @@ export async function runController(o: {
   leaderElect: boolean;
   leaseNamespace: string;
   leaseName: string;
+  leaderElectLeaseDuration?: number;
+  leaderElectRenewDeadline?: number;
+  leaderElectRetryPeriod?: number;
   natsNkey?: string;
   ownerLabel?: string;
+  otlpEndpoint?: string;
 }): Promise<void> {
   const owner = o.ownerLabel === undefined ? undefined : parseOwnerLabel(o.ownerLabel);
   const log = createLogger({ name: 'ferry-controller' });
+  const tracing = startTracing({ service: 'ferry-controller', otlpEndpoint: o.otlpEndpoint });
+  if (tracing) log.info({ traces: tracing.describe }, 'exporting a trace per migration');
   const config = loadFerryConfig(o.config);
   const kube = kubeClientFor(o.kubeconfig);
-  const nc = await connectBus({ servers: o.nats, name: 'ferry-controller', log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
+  // Several servers of one cluster may be given, comma-separated; the client fails over between them.
+  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: 'ferry-controller', log, inboxPrefix: inboxPrefix.controller(), ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
   const metrics = new ControllerMetrics();
-  const controller = new MigrationController({ kube, nc, log, config, metrics, ...(owner ? { ownerLabel: owner } : {}) });
+  // Filled in below when leader election is on; the controller reads it on every command and write.
+  let elector: LeaderElector | undefined;
+  const leadership = { isLeader: () => (elector ? elector.holdsLease() : true), epoch: () => elector?.epoch() ?? 0 };
+  const controller = new MigrationController({ kube, nc, log, config, metrics, leadership, ...(owner ? { ownerLabel: owner } : {}) });
   const runbooks = new RunbookController({ kube, log: log.child({ component: 'runbooks' }), config });
   const startAll = async () => {
     await controller.start();
@@ -45,13 +58,16 @@ export async function runController(o: {
   });
   log.info({ url: `http://127.0.0.1:${health.port}/metrics` }, 'serving metrics and health');
 
-  let elector: LeaderElector | undefined;
   if (o.leaderElect) {
     elector = new LeaderElector({
       api: kube.kc.makeApiClient(CoordinationV1Api),
       namespace: o.leaseNamespace,
       name: o.leaseName,
-      identity: defaultIdentity(),
+      // The pod's name (downward API) tells operators, and ferry dev --processes, which replica leads.
+      identity: process.env['POD_NAME'] ? `${process.env['POD_NAME']}_${randomUUID().slice(0, 8)}` : defaultIdentity(),
+      ...(o.leaderElectLeaseDuration ? { leaseDurationMs: o.leaderElectLeaseDuration * 1000 } : {}),
+      ...(o.leaderElectRenewDeadline ? { renewDeadlineMs: o.leaderElectRenewDeadline * 1000 } : {}),
+      ...(o.leaderElectRetryPeriod ? { retryPeriodMs: o.leaderElectRetryPeriod * 1000 } : {}),
       log,
       onStartedLeading: () => {
         leading = true;
@@ -87,6 +103,7 @@ export async function runController(o: {
     await elector?.release();
     await health.close();
     await closeBus(nc);
+    await tracing?.shutdown();
   });
 }
 

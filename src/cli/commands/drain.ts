@@ -4,12 +4,13 @@ import { Node } from '../../api/core.js';
 import { MigrationConfiguration } from '../../api/migrationConfig.js';
 import { formatBytes } from '../../api/quantity.js';
 import { Annotations, EvictionStrategy, VirtualMachineInstance } from '../../api/vmi.js';
-import { VirtualMachineInstanceMigration } from '../../api/vmim.js';
+import type { VirtualMachineInstanceMigration } from '../../api/vmim.js';
 import { evacuationAction, strategyOf, type EvacuationAction } from '../../controller/evacuationRules.js';
 import { guestMemoryBytes } from '../../controller/guest.js';
 import { describeApiError, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../../kube/client.js';
 import { formatDuration, formatRate, table } from '../format.js';
 import { kubeClientFor } from '../kubeconfig.js';
+import { currentTarget, readMigrationFacts, whyWaiting } from '../migrationFacts.js';
 
 interface PlannedVm {
   key: string;
@@ -31,11 +32,13 @@ interface VmProgress {
   attempts: number;
   failures: number;
   lastReason?: string;
+  /** Why it is not moving yet, when we can tell (another migration of it, an unschedulable target pod). */
+  waiting?: string;
   startedAt?: number;
   finishedAt?: number;
 }
 
-async function clusterSettings(kube: KubeClient): Promise<{ taintKey: string; defaultStrategy: EvictionStrategy | undefined }> {
+export async function clusterSettings(kube: KubeClient): Promise<{ taintKey: string; defaultStrategy: EvictionStrategy | undefined }> {
   const list = await kube.listCustom(KUBEVIRT_RESOURCE).catch(() => ({ items: [] as unknown[] }));
   const kv = list.items[0] as { spec?: { configuration?: { migrations?: unknown; evictionStrategy?: unknown } } } | undefined;
   const cfg = MigrationConfiguration.safeParse(kv?.spec?.configuration?.migrations ?? {});
@@ -43,7 +46,7 @@ async function clusterSettings(kube: KubeClient): Promise<{ taintKey: string; de
   return { taintKey: cfg.success ? cfg.data.nodeDrainTaintKey : 'kubevirt.io/drain', defaultStrategy: strat.success ? strat.data : undefined };
 }
 
-async function readNode(kube: KubeClient, name: string): Promise<Node> {
+export async function readNode(kube: KubeClient, name: string): Promise<Node> {
   try {
     const r = parseObject(Node, await kube.core.readNode({ name }));
     if (!r.ok) throw new Error(`node ${name} is malformed: ${r.reason}`);
@@ -136,8 +139,9 @@ export async function runDrain(nodeName: string, o: { kubeconfig?: string; dryRu
       const status = statusText(p);
       const pct = p.state === 'moved' ? 100 : p.total ? Math.floor(((p.total - (p.remaining ?? p.total)) / p.total) * 99) : 0;
       bars.get(p.vm.key)?.update(pct, { status });
-      if (!tty && o.output === 'table' && lastLine.get(p.vm.key) !== p.state + p.phase) {
-        lastLine.set(p.vm.key, p.state + p.phase);
+      const key = `${p.state}|${p.phase}|${p.target ?? ''}|${p.waiting ?? ''}|${p.failures}`;
+      if (!tty && o.output === 'table' && lastLine.get(p.vm.key) !== key) {
+        lastLine.set(p.vm.key, key);
         out(`  ${p.vm.key}: ${status}`);
       }
     }
@@ -182,8 +186,8 @@ function initialState(vm: PlannedVm): VmProgress {
 
 function statusText(p: VmProgress): string {
   switch (p.state) {
-    case 'waiting': return p.failures > 0 ? `retrying after ${p.failures} failure(s): ${p.lastReason ?? ''}` : 'queued';
-    case 'migrating': return `${p.phase}${p.remaining !== undefined ? ` ${formatBytes(p.remaining)} left` : ''}${p.rate ? ` @ ${formatRate(p.rate)}` : ''}${p.target ? ` → ${p.target}` : ''}`;
+    case 'waiting': return `${p.failures > 0 ? `retrying after ${p.failures} failure(s): ${p.lastReason ?? ''}` : 'queued'}${p.waiting ? ` (${p.waiting})` : ''}`;
+    case 'migrating': return `${p.phase}${p.remaining !== undefined ? ` ${formatBytes(p.remaining)} left` : ''}${p.rate ? ` @ ${formatRate(p.rate)}` : ''}${p.target ? ` → ${p.target}` : ''}${p.waiting ? ` (${p.waiting})` : ''}`;
     case 'moved': return `moved to ${p.target ?? '?'}`;
     case 'failed': return `failed ${p.failures}x: ${p.lastReason ?? ''}`;
     default: return p.state;
@@ -192,16 +196,16 @@ function statusText(p: VmProgress): string {
 
 async function refresh(kube: KubeClient, nodeName: string, progress: Map<string, VmProgress>, maxAttempts: number): Promise<void> {
   const vmis = new Map((await listVmis(kube)).map((v) => [`${v.metadata.namespace}/${v.metadata.name}`, v]));
-  const vmims = (await kube.listCustom(VMIM_RESOURCE)).items.flatMap((raw) => {
-    const r = parseObject(VirtualMachineInstanceMigration, raw);
-    return r.ok && r.value.metadata.annotations?.[Annotations.evacuationMigration] === nodeName ? [r.value] : [];
-  });
+  const { valid: all, targetPods, queued } = await readMigrationFacts(kube, VMIM_RESOURCE);
+  const podsOf = (m: VirtualMachineInstanceMigration) => targetPods.get(m.metadata.uid ?? '') ?? [];
+  const unfinished = (m: VirtualMachineInstanceMigration) => !['Succeeded', 'Failed'].includes(m.status?.phase ?? '');
   for (const p of progress.values()) {
     if (p.vm.action.kind !== 'migrate' || p.state === 'moved' || p.state === 'failed') continue;
     const vmi = vmis.get(p.vm.key);
-    const mine = vmims
+    const ofVm = all
       .filter((m) => m.metadata.namespace === p.vm.namespace && m.spec.vmiName === p.vm.name)
       .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
+    const mine = ofVm.filter((m) => m.metadata.annotations?.[Annotations.evacuationMigration] === nodeName);
     p.attempts = mine.length;
     p.failures = mine.filter((m) => m.status?.phase === 'Failed').length;
     const lastFailed = [...mine].reverse().find((m) => m.status?.phase === 'Failed');
@@ -209,6 +213,7 @@ async function refresh(kube: KubeClient, nodeName: string, progress: Map<string,
     if (!vmi || (vmi.status?.nodeName && vmi.status.nodeName !== nodeName)) {
       p.state = 'moved';
       p.target = vmi?.status?.nodeName;
+      p.waiting = undefined;
       p.finishedAt = Date.now();
       continue;
     }
@@ -217,19 +222,29 @@ async function refresh(kube: KubeClient, nodeName: string, progress: Map<string,
       p.finishedAt = Date.now();
       continue;
     }
-    const current = mine.find((m) => !['Succeeded', 'Failed'].includes(m.status?.phase ?? ''));
+    const current = mine.find(unfinished);
     const phase = current?.status?.phase || '';
     if (current && phase && phase !== 'Pending') {
       p.state = 'migrating';
       p.startedAt ??= Date.now();
       p.phase = phase;
-      p.target = current.status?.migrationState?.targetNode ?? vmi.status?.migrationState?.targetNode;
+      p.target = currentTarget(current, vmi, podsOf(current));
       p.remaining = current.status?.progress?.dataRemaining;
       p.total = current.status?.progress?.dataTotal;
       p.rate = current.status?.progress?.memoryBandwidth;
+      p.waiting = whyWaiting(current, podsOf(current), undefined);
     } else {
       p.state = 'waiting';
       p.phase = phase;
+      p.target = undefined;
+      // Evacuation waits for any other migration of the VM to end (one at a time, as in KubeVirt).
+      const other = current ? undefined : ofVm.find(unfinished);
+      if (other) {
+        const why = whyWaiting(other, podsOf(other), undefined);
+        p.waiting = `waiting for migration ${other.metadata.namespace}/${other.metadata.name} (${other.status?.phase || 'Pending'}) to end${why ? `; its ${why}` : ''}`;
+      } else {
+        p.waiting = current ? whyWaiting(current, podsOf(current), queued.get(current.metadata.uid ?? '')) : undefined;
+      }
     }
   }
 }

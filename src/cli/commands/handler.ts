@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { closeBus, connectBus } from '../../bus/connection.js';
+import { inboxPrefix } from '../../bus/subjects.js';
 import { startHandler } from '../../handler/handler.js';
 import { JobRecordStore } from '../../handler/jobRecords.js';
 import type { HypervisorDriver } from '../../hypervisor/driver.js';
@@ -9,7 +10,9 @@ import { watchedTlsMaterial } from '../../proxy/certFiles.js';
 import { tlsTransport } from '../../proxy/migrationTls.js';
 import type { Transport } from '../../proxy/transport.js';
 import { SimDriver } from '../../hypervisor/sim.js';
+import { SimJournal } from '../../hypervisor/simJournal.js';
 import { HandlerMetrics, handlerReadiness, liveness, natsConnectionCheck, startHealthServer } from '../../metrics/index.js';
+import { startTracing } from '../../tracing/setup.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { untilSignal } from '../shutdown.js';
 
@@ -27,6 +30,8 @@ export interface HandlerCommandOptions {
   migrationAddress?: string;
   migrationServerCerts?: string;
   migrationClientCerts?: string;
+  simJournal?: string;
+  otlpEndpoint?: string;
 }
 
 /** libvirtd's system socket, where a handler on a KubeVirt-style node finds it unless told otherwise. */
@@ -70,6 +75,8 @@ async function launcherDriver(o: HandlerCommandOptions & { podsDir: string }, lo
 
 export async function runHandler(o: HandlerCommandOptions): Promise<void> {
   const log = createLogger({ name: 'ferry-handler' }).child({ node: o.node });
+  const tracing = startTracing({ service: 'ferry-handler', otlpEndpoint: o.otlpEndpoint, attributes: { 'k8s.node.name': o.node } });
+  if (tracing) log.info({ traces: tracing.describe }, 'exporting spans of handler commands and hypervisor jobs');
   if (o.driver !== 'libvirt' && (o.libvirtUri || o.libvirtSocket || o.stateDir || o.podsDir)) {
     throw new Error('--libvirt-uri, --libvirt-socket, --pods-dir and --state-dir only apply with --driver libvirt');
   }
@@ -77,14 +84,16 @@ export async function runHandler(o: HandlerCommandOptions): Promise<void> {
     throw new Error('--migration-address and --migration-*-certs only apply with --pods-dir (the handlers\' migration proxy)');
   }
   const stops: Array<() => void> = [];
-  const driver: HypervisorDriver = o.driver !== 'libvirt' ? new SimDriver({ node: o.node, timeScale: o.timeScale })
+  if (o.driver === 'libvirt' && o.simJournal) throw new Error('--sim-journal only applies with --driver sim');
+  const driver: HypervisorDriver = o.driver !== 'libvirt' ? new SimDriver({ node: o.node, timeScale: o.timeScale, ...(o.simJournal ? { journal: new SimJournal(o.simJournal) } : {}) })
     : o.podsDir ? await launcherDriver({ ...o, podsDir: o.podsDir }, log, stops) : await libvirtDriver(o, log);
   // Only libvirt's migrations outlive this process; they are recorded so a restart can take them over.
   const records = o.driver === 'libvirt' ? await JobRecordStore.open(o.stateDir ?? join(DEFAULT_STATE_ROOT, `handler-${o.node}`)).catch(async (err: unknown) => {
     await driver.close();
     throw err;
   }) : undefined;
-  const nc = await connectBus({ servers: o.nats, name: `ferry-handler-${o.node}`, log, ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) }).catch(async (err: unknown) => {
+  // Several servers of one cluster may be given, comma-separated; the client fails over between them.
+  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: `ferry-handler-${o.node}`, log, inboxPrefix: inboxPrefix.handler(o.node), ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) }).catch(async (err: unknown) => {
     await driver.close();
     throw err;
   });
@@ -110,5 +119,6 @@ export async function runHandler(o: HandlerCommandOptions): Promise<void> {
     await driver.close();
     await health.close();
     await closeBus(nc);
+    await tracing?.shutdown();
   });
 }

@@ -1,9 +1,8 @@
 import { formatBytes } from '../../api/quantity.js';
-import { parseObject } from '../../api/meta.js';
-import { VirtualMachineInstanceMigration } from '../../api/vmim.js';
-import { describeApiError, isNotFound, VMIM_RESOURCE, type KubeClient } from '../../kube/client.js';
+import { VMIM_RESOURCE, type KubeClient } from '../../kube/client.js';
 import { age, formatRate, table } from '../format.js';
-import { kubeClientFor, splitRef } from '../kubeconfig.js';
+import { kubeClientFor } from '../kubeconfig.js';
+import { currentTarget, readMigrationFacts, whyWaiting } from '../migrationFacts.js';
 
 export async function runStatus(o: { kubeconfig?: string; namespace?: string; output: string; watch?: boolean }): Promise<void> {
   if (o.output !== 'table' && o.output !== 'json') throw new Error(`--output must be table or json, not "${o.output}"`);
@@ -24,44 +23,61 @@ export async function runStatus(o: { kubeconfig?: string; namespace?: string; ou
   }
 }
 
-async function renderStatus(kube: KubeClient, o: { namespace?: string; output: string }): Promise<string> {
-  const list = await kube.listCustom(VMIM_RESOURCE, o.namespace);
-  const items = list.items.flatMap((raw) => {
-    const r = parseObject(VirtualMachineInstanceMigration, raw);
-    return r.ok ? [r.value] : [];
-  });
-  items.sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
-  if (o.output === 'json') {
-    return `${JSON.stringify(items.map((m) => ({
-      namespace: m.metadata.namespace,
-      name: m.metadata.name,
-      vmi: m.spec.vmiName,
-      phase: m.status?.phase || 'Pending',
-      source: m.status?.migrationState?.sourceNode,
-      target: m.status?.migrationState?.targetNode,
-      progress: m.status?.progress,
-      reason: m.status?.migrationState?.failureReason,
-    })), null, 2)}\n`;
-  }
-  if (items.length === 0) return 'No migrations.\n';
-  const rows = items.map((m) => {
+interface Row {
+  namespace: string;
+  name: string;
+  vmi: string;
+  phase: string;
+  source: string | undefined;
+  target: string | undefined;
+  /** Bytes left and rate while Running. */
+  progress: string;
+  /** Why it failed, why it waits, or why the object is invalid. */
+  reason: string | undefined;
+  created: string | undefined;
+}
+
+export async function renderStatus(kube: KubeClient, o: { namespace?: string; output: string }): Promise<string> {
+  const facts = await readMigrationFacts(kube, VMIM_RESOURCE, o.namespace);
+  const rows: Row[] = facts.valid.map((m) => {
     const p = m.status?.progress;
     const ms = m.status?.migrationState;
     const phase = m.status?.phase || 'Pending';
-    const progress = phase === 'Running' && p?.dataTotal ? `${formatBytes(p.dataRemaining ?? 0)} left @ ${formatRate(p.memoryBandwidth)}` : phase === 'Failed' ? (ms?.failureReason ?? '') : '';
-    return [m.metadata.namespace ?? '', m.metadata.name, m.spec.vmiName, phase, ms?.sourceNode ?? '', ms?.targetNode ?? '', progress, age(m.metadata.creationTimestamp)];
+    const pods = facts.targetPods.get(m.metadata.uid ?? '') ?? [];
+    return {
+      namespace: m.metadata.namespace ?? 'default',
+      name: m.metadata.name,
+      vmi: m.spec.vmiName,
+      phase,
+      source: ms?.sourceNode,
+      target: currentTarget(m, undefined, pods),
+      progress: phase === 'Running' && p?.dataTotal ? `${formatBytes(p.dataRemaining ?? 0)} left @ ${formatRate(p.memoryBandwidth)}` : '',
+      reason: phase === 'Failed' ? ms?.failureReason ?? m.status?.conditions?.find((c) => c.type === 'Failed')?.message : waitingText(phase, whyWaiting(m, pods, facts.queued.get(m.metadata.uid ?? ''))),
+      created: m.metadata.creationTimestamp,
+    };
   });
-  return `${table(['NAMESPACE', 'NAME', 'VMI', 'PHASE', 'SOURCE', 'TARGET', 'PROGRESS', 'AGE'], rows)}\n`;
+  // Objects the controller ignores are listed too, so a user sees why nothing happens to them.
+  for (const bad of facts.invalid) {
+    rows.push({ namespace: bad.namespace, name: bad.name, vmi: bad.vmi ?? '', phase: 'Invalid', source: undefined, target: undefined, progress: '', reason: `ignored by the controller: ${bad.reason}`, created: bad.creationTimestamp });
+  }
+  rows.sort((a, b) => (a.created ?? '').localeCompare(b.created ?? ''));
+  if (o.output === 'json') {
+    return `${JSON.stringify(rows.map((r) => ({
+      namespace: r.namespace,
+      name: r.name,
+      vmi: r.vmi,
+      phase: r.phase,
+      source: r.source,
+      target: r.target,
+      progress: facts.valid.find((m) => m.metadata.namespace === r.namespace && m.metadata.name === r.name)?.status?.progress,
+      reason: r.reason,
+    })), null, 2)}\n`;
+  }
+  if (rows.length === 0) return 'No migrations.\n';
+  const body = rows.map((r) => [r.namespace, r.name, r.vmi, r.phase, r.source ?? '', r.target ?? '', r.progress || r.reason || '', age(r.created)]);
+  return `${table(['NAMESPACE', 'NAME', 'VMI', 'PHASE', 'SOURCE', 'TARGET', 'PROGRESS', 'AGE'], body, { maxWidths: [63, 63, 63] })}\n`;
 }
 
-export async function runCancel(ref: string, o: { kubeconfig?: string }): Promise<void> {
-  const { namespace, name } = splitRef(ref, 'VMIM');
-  const kube = kubeClientFor(o.kubeconfig);
-  try {
-    await kube.deleteCustom(VMIM_RESOURCE, namespace, name);
-  } catch (err) {
-    if (isNotFound(err)) throw new Error(`migration ${namespace}/${name} not found`);
-    throw new Error(`could not cancel ${namespace}/${name}: ${describeApiError(err)}`);
-  }
-  process.stdout.write(`migration ${namespace}/${name} cancelled (the VM stays where it runs unless it already switched over)\n`);
+function waitingText(phase: string, why: string | undefined): string | undefined {
+  return why && phase === 'Pending' ? `queued: ${why}` : why;
 }

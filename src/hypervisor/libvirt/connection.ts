@@ -1,10 +1,18 @@
 import { createConnection, type Socket } from 'node:net';
 import { ConnectionClosedError, LibvirtError } from './errors.js';
 import {
-  decodeHeader, encodeMessage, HEADER_BYTES, MAX_MESSAGE_BYTES, MessageStatus, MessageType,
-  readRemoteError, REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION, type MessageHeader,
+  decodeHeader, encodeMessage, HEADER_BYTES, KEEPALIVE_PROGRAM, KeepaliveProc, KEEPALIVE_PROTOCOL_VERSION, MAX_MESSAGE_BYTES,
+  MessageStatus, MessageType, readRemoteError, REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION, type MessageHeader,
 } from './protocol.js';
+import { FrameBuffer } from './frameBuffer.js';
 import { XdrReader } from './xdr.js';
+
+export interface KeepaliveOptions {
+  /** Quiet time after which a PING is sent (libvirt's keepalive_interval, default 5 s). */
+  intervalMs: number;
+  /** Unanswered intervals after which the daemon is taken for dead (keepalive_count, default 5). */
+  count: number;
+}
 
 interface Pending {
   procedure: string;
@@ -22,9 +30,13 @@ interface Pending {
 export class RpcConnection {
   private readonly pending = new Map<number, Pending>();
   private nextSerial = 1;
-  private inbox: Buffer = Buffer.alloc(0);
+  private readonly inbox = new FrameBuffer();
   private closedBy: Error | null = null;
   private readonly closeListeners = new Set<(reason: Error) => void>();
+  /** Keepalive: intervals in a row in which nothing came from the daemon. */
+  private quietIntervals = 0;
+  private heardFrom = false;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
 
   private constructor(private readonly socket: Socket, readonly socketPath: string) {
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
@@ -62,8 +74,7 @@ export class RpcConnection {
    */
   call(procedure: number, procedureName: string, args: Buffer = Buffer.alloc(0), timeoutMs?: number): Promise<XdrReader> {
     if (this.closedBy) return Promise.reject(new ConnectionClosedError(`${procedureName}: ${this.closedBy.message}`));
-    const serial = this.nextSerial;
-    this.nextSerial = this.nextSerial >= 0xffffffff ? 1 : this.nextSerial + 1;
+    const serial = this.takeSerial();
     const frame = encodeMessage({
       program: REMOTE_PROGRAM, version: REMOTE_PROTOCOL_VERSION, procedure,
       type: MessageType.CALL, serial, status: MessageStatus.OK,
@@ -86,6 +97,55 @@ export class RpcConnection {
     });
   }
 
+  /** The next serial not used by a call still waiting (after 2^32 calls the numbers come round). */
+  private takeSerial(): number {
+    for (;;) {
+      const serial = this.nextSerial;
+      this.nextSerial = this.nextSerial >= 0xffffffff ? 1 : this.nextSerial + 1;
+      if (!this.pending.has(serial)) return serial;
+    }
+  }
+
+  /** For tests of the wrap-around: the serial the next call would try first. */
+  set serialForTest(next: number) {
+    this.nextSerial = next;
+  }
+
+  /**
+   * libvirt's keepalive, once the daemon agreed to it (CONNECT_SUPPORTS_FEATURE):
+   * the daemon PINGs us when we are quiet and we answer PONG, or it drops us;
+   * we PING it after a quiet interval, and give up on it after `count` quiet
+   * intervals. Anything received counts as a sign of life. Without this a hung
+   * daemon is noticed only by call timeouts, and a migration's perform call,
+   * which has none, never.
+   */
+  startKeepalive(opts: KeepaliveOptions): void {
+    if (this.closedBy || this.keepaliveTimer) return;
+    const tick = () => {
+      if (this.closedBy) return;
+      if (this.heardFrom) {
+        this.quietIntervals = 0;
+      } else if (++this.quietIntervals >= opts.count) {
+        this.shutdown(new ConnectionClosedError(`libvirtd at ${this.socketPath} did not answer keepalive for ${(opts.intervalMs * opts.count) / 1000} s`));
+        this.socket.destroy();
+        return;
+      }
+      this.heardFrom = false;
+      if (this.quietIntervals > 0) this.sendKeepalive(KeepaliveProc.PING);
+      this.keepaliveTimer = setTimeout(tick, opts.intervalMs);
+      this.keepaliveTimer.unref();
+    };
+    this.keepaliveTimer = setTimeout(tick, opts.intervalMs);
+    this.keepaliveTimer.unref();
+  }
+
+  private sendKeepalive(procedure: number): void {
+    if (this.closedBy) return;
+    this.socket.write(encodeMessage({
+      program: KEEPALIVE_PROGRAM, version: KEEPALIVE_PROTOCOL_VERSION, procedure, type: MessageType.MESSAGE, serial: 0, status: MessageStatus.OK,
+    }, Buffer.alloc(0)));
+  }
+
   onClose(listener: (reason: Error) => void): () => void {
     this.closeListeners.add(listener);
     return () => this.closeListeners.delete(listener);
@@ -102,19 +162,24 @@ export class RpcConnection {
   }
 
   private receive(chunk: Buffer): void {
-    this.inbox = this.inbox.length === 0 ? chunk : Buffer.concat([this.inbox, chunk]);
-    while (this.inbox.length >= 4) {
-      const length = this.inbox.readUInt32BE(0);
+    this.heardFrom = true;
+    this.inbox.push(chunk);
+    for (let length = this.inbox.peekUInt32(); length !== undefined; length = this.inbox.peekUInt32()) {
       if (length < HEADER_BYTES || length > MAX_MESSAGE_BYTES) {
-        this.shutdown(new ConnectionClosedError(`libvirtd at ${this.socketPath} sent a frame of impossible length ${length}`));
-        this.socket.destroy();
+        this.corrupt(`sent a frame of impossible length ${length}`);
         return;
       }
       if (this.inbox.length < length) return;
-      const frame = this.inbox.subarray(4, length);
-      this.inbox = this.inbox.subarray(length);
+      const frame = this.inbox.take(length).subarray(4);
       this.dispatch(frame);
+      if (this.closedBy) return;
     }
+  }
+
+  /** The byte stream cannot be trusted any more: every call waiting on it fails now rather than hang. */
+  private corrupt(what: string): void {
+    this.shutdown(new ConnectionClosedError(`libvirtd at ${this.socketPath} ${what}; connection dropped`));
+    this.socket.destroy();
   }
 
   private dispatch(frame: Buffer): void {
@@ -122,10 +187,15 @@ export class RpcConnection {
     let header: MessageHeader;
     try {
       header = decodeHeader(r);
-    } catch {
+    } catch (err) {
+      this.corrupt(`sent a frame whose header does not decode (${(err as Error).message})`);
       return;
     }
-    // Events and keepalives are never asked for by this client; ignore them.
+    if (header.program === KEEPALIVE_PROGRAM) {
+      if (header.procedure === KeepaliveProc.PING) this.sendKeepalive(KeepaliveProc.PONG);
+      return;
+    }
+    // Events are never asked for by this client; ignore them.
     if (header.program !== REMOTE_PROGRAM || header.type !== MessageType.REPLY) return;
     const pending = this.pending.get(header.serial);
     if (!pending) return;
@@ -133,6 +203,10 @@ export class RpcConnection {
     const payload = new XdrReader(frame.subarray(HEADER_BYTES - 4));
     if (header.status === MessageStatus.OK) {
       pending.resolve(payload);
+      return;
+    }
+    if (header.status !== MessageStatus.ERROR) {
+      pending.reject(new Error(`${pending.procedure}: libvirtd replied with status ${header.status}, which this client does not speak`));
       return;
     }
     try {
@@ -145,6 +219,7 @@ export class RpcConnection {
   private shutdown(reason: Error): void {
     if (this.closedBy) return;
     this.closedBy = reason;
+    if (this.keepaliveTimer) clearTimeout(this.keepaliveTimer);
     for (const p of this.pending.values()) p.reject(new ConnectionClosedError(`${p.procedure}: ${reason.message}`, { cause: reason }));
     this.pending.clear();
     for (const l of this.closeListeners) l(reason);

@@ -40,7 +40,17 @@ export interface LibvirtDriverOptions {
   pollIntervalMs?: number;
   /** How long migrate() waits for libvirt to show the new job before returning it. */
   jobStartTimeoutMs?: number;
+  /**
+   * Outgoing migrations this node runs at once; one more is refused before
+   * anything starts. Default: libvirtd's max_client_requests (5) − 2. Each
+   * migration's perform call blocks a daemon worker for as long as it runs; the
+   * margin keeps aborts, statistics and speed changes answered.
+   */
+  maxOutboundMigrations?: number;
 }
+
+/** libvirtd's default max_client_requests. */
+export const LIBVIRTD_MAX_CLIENT_REQUESTS = 5;
 
 /** What a (possibly restarted) handler can learn about a domain's outgoing migration. */
 export interface MigrationInspection {
@@ -53,6 +63,15 @@ export interface MigrationInspection {
   stats?: JobStats;
   /** libvirt's error message of the last finished job, when it failed. */
   lastError?: string;
+}
+
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
 }
 
 function socketFromUri(uri: string): string {
@@ -96,6 +115,11 @@ export class LibvirtDriver implements HypervisorDriver {
   private readonly ports = new Map<string, number>();
   /** Outgoing migrations this instance started or attached to, by domain. */
   private readonly jobs = new Map<string, LibvirtMigrationJob>();
+  /** Outgoing migrations running or being started: counted against maxOutboundMigrations. */
+  private outbound = 0;
+  readonly maxOutboundMigrations: number;
+  /** The perform calls' own connections, closed with the driver (the migrations go on in libvirtd). */
+  private readonly performConns = new Set<LibvirtRemote>();
 
   constructor(opts: LibvirtDriverOptions) {
     if (!opts.socketPath && !opts.uri) throw new Error('LibvirtDriver needs socketPath or uri');
@@ -107,6 +131,24 @@ export class LibvirtDriver implements HypervisorDriver {
     this.pollIntervalMs = opts.pollIntervalMs ?? 400;
     this.jobStartTimeoutMs = opts.jobStartTimeoutMs ?? 5000;
     this.migrationHost = opts.migrationHost ?? '127.0.0.1';
+    this.maxOutboundMigrations = opts.maxOutboundMigrations ?? LIBVIRTD_MAX_CLIENT_REQUESTS - 2;
+    if (!Number.isInteger(this.maxOutboundMigrations) || this.maxOutboundMigrations < 1) {
+      throw new Error(`maxOutboundMigrations must be a whole number of at least 1, got ${opts.maxOutboundMigrations}`);
+    }
+  }
+
+  /** Outgoing migrations running (or starting) on this node now. */
+  get outboundMigrations(): number {
+    return this.outbound;
+  }
+
+  /** Takes an outbound slot now (synchronously, so concurrent starts cannot both get the last one). */
+  private takeOutboundSlot(name: string): () => void {
+    if (this.outbound >= this.maxOutboundMigrations) {
+      throw new Error(`cannot migrate ${name}: ${this.outbound} outgoing migrations already run on ${this.node}, the most this driver runs at once (maxOutboundMigrations ${this.maxOutboundMigrations})`);
+    }
+    this.outbound++;
+    return once(() => { this.outbound--; });
   }
 
   /** The libvirt URI other daemons use to reach this one. */
@@ -123,10 +165,22 @@ export class LibvirtDriver implements HypervisorDriver {
     }
     const opening = LibvirtRemote.open(this.socketPath);
     this.conn = opening;
+    // A daemon that dies is noticed (keepalive) and the next call reconnects.
+    void opening.then((r) => r.onClose((reason) => this.log.warn({ err: reason.message }, 'connection to libvirtd lost; the next call reconnects')), () => undefined);
     try {
       return await opening;
     } catch (err) {
       if (this.conn === opening) this.conn = null;
+      throw new Error(`cannot reach libvirtd of ${this.node} at ${this.socketPath}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** A connection of its own (for one perform call). */
+  private async open(): Promise<LibvirtRemote> {
+    if (this.closed) throw new Error(`libvirt driver for ${this.node} is closed`);
+    try {
+      return await LibvirtRemote.open(this.socketPath);
+    } catch (err) {
       throw new Error(`cannot reach libvirtd of ${this.node} at ${this.socketPath}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -276,27 +330,51 @@ export class LibvirtDriver implements HypervisorDriver {
       if (existing.migrationId === migrationId) return existing;
       throw new Error(`${name} on ${this.node} is already migrating (migration ${existing.migrationId})`);
     }
-    const r = await this.remote();
-    const dom = await this.lookup(r, name);
-    if (!dom) throw new Error(`cannot migrate ${name}: no such domain on ${this.node}`);
-    const raw = await r.getState(dom);
-    if (raw.state !== DomainStateCode.RUNNING) {
-      throw new Error(`cannot migrate ${name} from ${this.node}: it is not running (libvirt state ${raw.state}/${raw.reason})`);
+    const release = this.takeOutboundSlot(name);
+    let r: LibvirtRemote;
+    let dom: DomainRef;
+    let performConn: LibvirtRemote;
+    let flags: number;
+    try {
+      r = await this.remote();
+      const found = await this.lookup(r, name);
+      if (!found) throw new Error(`cannot migrate ${name}: no such domain on ${this.node}`);
+      dom = found;
+      const raw = await r.getState(dom);
+      if (raw.state !== DomainStateCode.RUNNING) {
+        throw new Error(`cannot migrate ${name} from ${this.node}: it is not running (libvirt state ${raw.state}/${raw.reason})`);
+      }
+      const localDisk = hasLocalWritableDisk(await r.getXmlDesc(dom));
+      flags = migrationFlags(controls, { localDisk });
+      // Applies to the migration about to start: libvirt keeps it for the domain.
+      if (controls.maxDowntimeMs > 0) await r.migrateSetMaxDowntime(dom, controls.maxDowntimeMs);
+      // The perform call blocks for the whole migration: it gets a connection of its own
+      // (as virsh does), so the daemon's per-client request limit never holds up the
+      // aborts, statistics and speed changes sent on the shared one.
+      performConn = await this.open();
+    } catch (err) {
+      release();
+      throw err;
     }
-    const localDisk = hasLocalWritableDisk(await r.getXmlDesc(dom));
-    const flags = migrationFlags(controls, { localDisk });
-    // Applies to the migration about to start: libvirt keeps it for the domain.
-    if (controls.maxDowntimeMs > 0) await r.migrateSetMaxDowntime(dom, controls.maxDowntimeMs);
 
     this.log.info({ domain: name, migrationId, targetNode: target.node, destUri, migrateUri, flags, controls }, 'starting peer-to-peer migration');
-    const perform = r.migratePerform3Params(dom, destUri, migrationParams(migrateUri, controls), flags);
+    const perform = performConn.migratePerform3Params(dom, destUri, migrationParams(migrateUri, controls), flags);
     let performEnded = false;
-    perform.then(() => { performEnded = true; }, () => { performEnded = true; });
+    this.performConns.add(performConn);
+    const performDone = () => {
+      performEnded = true;
+      this.performConns.delete(performConn);
+      void performConn.close();
+    };
+    perform.then(performDone, performDone);
 
     const job = LibvirtMigrationJob.started({
-      remote: r, dom, migrationId, node: this.node, clock: this.clock, pollIntervalMs: this.pollIntervalMs,
+      remote: () => this.remote(), dom, migrationId, node: this.node, clock: this.clock, pollIntervalMs: this.pollIntervalMs,
       log: this.log, bandwidthLimit: controls.bandwidth, postCopyAllowed: controls.postCopy, mode: 'PreCopy',
-      onSettled: () => { if (this.jobs.get(name) === job) this.jobs.delete(name); },
+      onSettled: () => {
+        release();
+        if (this.jobs.get(name) === job) this.jobs.delete(name);
+      },
     }, perform);
     this.jobs.set(name, job);
 
@@ -370,11 +448,17 @@ export class LibvirtDriver implements HypervisorDriver {
     const raw = await r.getState(dom);
     const mode: MigrationMode = inPostCopy(raw.state, raw.reason) ? 'PostCopy' : 'PreCopy';
     const bandwidthLimit = mibToBandwidth(await r.migrateGetMaxSpeed(dom).catch(() => 0));
+    // It runs whether or not there is room: count it, so that new starts wait for it.
+    this.outbound++;
+    const release = once(() => { this.outbound--; });
     const job = LibvirtMigrationJob.attached({
-      remote: r, dom, migrationId, node: this.node, clock: this.clock, pollIntervalMs: this.pollIntervalMs,
+      remote: () => this.remote(), dom, migrationId, node: this.node, clock: this.clock, pollIntervalMs: this.pollIntervalMs,
       // Whether post-copy was enabled is not visible from outside; libvirt refuses the switch if not.
       log: this.log, bandwidthLimit, postCopyAllowed: true, mode,
-      onSettled: () => { if (this.jobs.get(name) === job) this.jobs.delete(name); },
+      onSettled: () => {
+        release();
+        if (this.jobs.get(name) === job) this.jobs.delete(name);
+      },
     }, toJobStats(live!, { mode, bandwidthLimit }, 'running'));
     this.jobs.set(name, job);
     this.log.info({ domain: name, migrationId }, 'attached to running migration');
@@ -395,6 +479,8 @@ export class LibvirtDriver implements HypervisorDriver {
     const r = conn ? await conn.catch(() => null) : null;
     for (const job of this.jobs.values()) job.abandon(`libvirt driver for ${this.node} closed while the migration was running; it continues in libvirtd`);
     this.jobs.clear();
+    await Promise.all([...this.performConns].map((c) => c.close()));
+    this.performConns.clear();
     if (r) await r.close();
   }
 }

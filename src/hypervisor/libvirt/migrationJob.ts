@@ -9,9 +9,12 @@ import type { LibvirtRemote } from './remote.js';
 
 /** How long an attached job looks for libvirt's record of a job that just ended. */
 const RECORD_WAIT_MS = 5000;
+/** How long a job whose perform call lost its connection tries to reach libvirtd again before it says it cannot tell. */
+const RECHECK_WINDOW_MS = 30_000;
 
 export interface MigrationJobDeps {
-  remote: LibvirtRemote;
+  /** The connection for statistics and controls: the driver's shared one, reopened when it went away. */
+  remote: () => Promise<LibvirtRemote>;
   dom: DomainRef;
   migrationId: string;
   node: string;
@@ -25,6 +28,8 @@ export interface MigrationJobDeps {
   mode: MigrationMode;
   /** Called once, right after `done` settles. */
   onSettled?: (outcome: MigrationOutcome) => void;
+  /** How long to try reaching libvirtd again after the perform call's connection broke (default 30 s). */
+  recheckWindowMs?: number;
 }
 
 /**
@@ -49,7 +54,8 @@ export class LibvirtMigrationJob implements MigrationJob {
   private timer: TimerHandle | null = null;
   private finishing = false;
 
-  private constructor(private readonly d: MigrationJobDeps, private readonly attached: boolean) {
+  /** `attached`: the end is learned by polling (set too when a perform call lost its connection). */
+  private constructor(private readonly d: MigrationJobDeps, private attached: boolean) {
     this.migrationId = d.migrationId;
     this.mode = d.mode;
     this.bandwidthLimit = d.bandwidthLimit;
@@ -89,7 +95,7 @@ export class LibvirtMigrationJob implements MigrationJob {
   async setBandwidth(bytesPerSecond: number): Promise<void> {
     const mib = bandwidthToMiB(bytesPerSecond);
     this.assertRunning('set the bandwidth of');
-    await this.d.remote.migrateSetMaxSpeed(this.d.dom, mib);
+    await (await this.d.remote()).migrateSetMaxSpeed(this.d.dom, mib);
     this.bandwidthLimit = bytesPerSecond;
     this.latest = { ...this.latest, bandwidthLimit: bytesPerSecond };
     this.d.log.info({ migrationId: this.migrationId, domain: this.d.dom.name, bandwidth: bytesPerSecond, mib }, 'migration bandwidth changed');
@@ -98,7 +104,7 @@ export class LibvirtMigrationJob implements MigrationJob {
   async setMaxDowntime(ms: number): Promise<void> {
     if (!Number.isInteger(ms) || ms <= 0) throw new Error(`max downtime must be a positive whole number of ms, got ${ms}`);
     this.assertRunning('set the max downtime of');
-    await this.d.remote.migrateSetMaxDowntime(this.d.dom, ms);
+    await (await this.d.remote()).migrateSetMaxDowntime(this.d.dom, ms);
     this.d.log.info({ migrationId: this.migrationId, domain: this.d.dom.name, maxDowntimeMs: ms }, 'migration max downtime changed');
   }
 
@@ -107,7 +113,7 @@ export class LibvirtMigrationJob implements MigrationJob {
       throw new Error(`migration ${this.migrationId} of ${this.d.dom.name} was started without post-copy enabled; cannot switch to post-copy`);
     }
     this.assertRunning('switch to post-copy');
-    await this.d.remote.migrateStartPostCopy(this.d.dom);
+    await (await this.d.remote()).migrateStartPostCopy(this.d.dom);
     this.mode = 'PostCopy';
     this.latest = { ...this.latest, mode: 'PostCopy' };
     await this.awaitPostCopySwitch();
@@ -124,7 +130,7 @@ export class LibvirtMigrationJob implements MigrationJob {
     while (!this.outcome && this.d.clock.now() < deadline) {
       try {
         // Paused for post-copy, or already shut off because it completed.
-        const { state } = await this.d.remote.getState(this.d.dom);
+        const { state } = await (await this.d.remote()).getState(this.d.dom);
         if (state !== DomainStateCode.RUNNING) return;
       } catch {
         return;
@@ -138,7 +144,7 @@ export class LibvirtMigrationJob implements MigrationJob {
     const previous = this.abortReason;
     this.abortReason = reason;
     try {
-      await this.d.remote.abortJob(this.d.dom);
+      await (await this.d.remote()).abortJob(this.d.dom);
       this.d.log.info({ migrationId: this.migrationId, domain: this.d.dom.name, reason }, 'migration abort requested');
     } catch (err) {
       // "no job is active": it ended between our last look and the request.
@@ -151,9 +157,9 @@ export class LibvirtMigrationJob implements MigrationJob {
     }
   }
 
-  /** The driver is closing: stop watching and settle as failed with `reason`. */
+  /** The driver is closing: stop watching. The job goes on in libvirtd, so how it ends is not known here. */
   abandon(reason: string): void {
-    this.settle({ status: 'failed', reason, stats: { ...this.latest, phase: 'failed' } });
+    this.settle({ status: 'unknown', reason, stats: { ...this.latest } });
   }
 
   private ctx() {
@@ -173,7 +179,7 @@ export class LibvirtMigrationJob implements MigrationJob {
   }
 
   private async fetch(flags = 0): Promise<LibvirtJobStats> {
-    const reply = await this.d.remote.getJobStats(this.d.dom, flags);
+    const reply = await (await this.d.remote()).getJobStats(this.d.dom, flags);
     return { type: reply.type, params: paramsToRecord(reply.params) };
   }
 
@@ -229,11 +235,8 @@ export class LibvirtMigrationJob implements MigrationJob {
         return;
       }
       if (err instanceof ConnectionClosedError) {
-        this.settle({
-          status: 'failed',
-          reason: `lost the connection to libvirtd on ${this.d.node} while migrating ${this.d.dom.name}; the migration may still be running there (${err.message})`,
-          stats: { ...this.latest, phase: 'failed' },
-        });
+        this.finishing = false;
+        await this.recheck(err);
         return;
       }
       const message = isLibvirtError(err) ? err.libvirtMessage : (err as Error).message ?? String(err);
@@ -245,8 +248,53 @@ export class LibvirtMigrationJob implements MigrationJob {
         ? { status: 'aborted', reason: this.abortReason ?? message, stats }
         : { status: 'failed', reason: message, stats });
     } catch (e) {
-      this.settle({ status: 'failed', reason: `could not determine how migration ${this.migrationId} ended: ${(e as Error).message}`, stats: { ...this.latest, phase: 'failed' } });
+      this.settle({ status: 'unknown', reason: `could not determine how migration ${this.migrationId} of ${this.d.dom.name} on ${this.d.node} ended: ${(e as Error).message}`, stats: { ...this.latest } });
     }
+  }
+
+  /**
+   * The perform call's connection broke, which says nothing about the
+   * migration: a peer-to-peer job goes on inside libvirtd. Reach the daemon
+   * again and look: a job still running is watched by polling from now on; one
+   * that ended is judged from libvirt's record and the domain's state. Only
+   * when libvirtd cannot be reached within the window, or the domain is gone,
+   * is the outcome `unknown` (never `failed`: the guest may be on the target).
+   */
+  private async recheck(lost: Error): Promise<void> {
+    const { clock, log, dom, node } = this.d;
+    const fields = { migrationId: this.migrationId, domain: dom.name, node, err: lost.message };
+    log.warn(fields, 'lost the connection of the migration call; looking at the job again');
+    const windowMs = this.d.recheckWindowMs ?? RECHECK_WINDOW_MS;
+    const deadline = clock.now() + windowMs;
+    let gap = 200;
+    let lastError = lost.message;
+    while (!this.outcome) {
+      try {
+        const live = await this.fetch();
+        if (live.type === JobType.BOUNDED || live.type === JobType.UNBOUNDED) {
+          this.attached = true;
+          this.latest = toJobStats(live, this.ctx(), 'running');
+          log.warn(fields, 'the migration still runs in libvirtd; watching it by polling');
+          return;
+        }
+        await this.finishFromRecord();
+        return;
+      } catch (err) {
+        if (isLibvirtError(err, ErrorCode.NO_DOMAIN)) {
+          this.settle({ status: 'unknown', reason: `lost the connection to libvirtd on ${node} while migrating ${dom.name}, and the domain is gone from there now; cannot tell whether the migration completed`, stats: { ...this.latest } });
+          return;
+        }
+        lastError = (err as Error).message;
+      }
+      if (clock.now() + gap > deadline) break;
+      await new Promise<void>((resolve) => clock.setTimeout(resolve, gap));
+      gap = Math.min(gap * 2, 2000);
+    }
+    this.settle({
+      status: 'unknown',
+      reason: `lost the connection to libvirtd on ${node} while migrating ${dom.name} and could not reach it again within ${windowMs / 1000} s (${lastError}); the migration may have completed`,
+      stats: { ...this.latest },
+    });
   }
 
   /**
@@ -271,18 +319,17 @@ export class LibvirtMigrationJob implements MigrationJob {
     }
     if (this.outcome) return;
     if (!record) {
-      const state = await this.d.remote.getState(this.d.dom).catch(() => null);
+      const state = await this.d.remote().then((r) => r.getState(this.d.dom)).catch(() => null);
       if (state?.state === DomainStateCode.SHUTOFF && state.reason === ShutoffReason.MIGRATED) {
         this.d.log.warn({ migrationId: this.migrationId, domain: this.d.dom.name }, 'migration completed but libvirt kept no record; downtime unknown');
         this.settle({ status: 'completed', mode: this.mode, downtimeMs: 0, stats: { ...this.latest, phase: 'completed', dataRemaining: 0 } });
         return;
       }
-      this.settle({
-        status: 'failed',
-        reason: `the migration job of ${this.d.dom.name} on ${this.d.node} ended and libvirt kept no record of how` +
-          (state ? ` (domain state ${state.state}/${state.reason})` : ''),
-        stats: { ...this.latest, phase: 'failed' },
-      });
+      const reason = `the migration job of ${this.d.dom.name} on ${this.d.node} ended and libvirt kept no record of how` +
+        (state ? ` (domain state ${state.state}/${state.reason})` : '');
+      // Still running here: the guest did not leave. Anything else (gone, paused) may mean it is on the target.
+      if (state?.state === DomainStateCode.RUNNING) this.settle({ status: 'failed', reason, stats: { ...this.latest, phase: 'failed' } });
+      else this.settle({ status: 'unknown', reason: `${reason}; cannot tell whether it completed`, stats: { ...this.latest } });
       return;
     }
     if (record.type === JobType.COMPLETED) {

@@ -10,8 +10,12 @@ import { XdrReader, XdrWriter } from './xdr.js';
 
 export const REMOTE_PROGRAM = 0x20008086;
 export const REMOTE_PROTOCOL_VERSION = 1;
-/** Keepalive program: only sent by a server to clients that asked for it. */
+/** Keepalive program (virkeepaliveprotocol.x): PINGs and PONGs, once a client asked for it. */
 export const KEEPALIVE_PROGRAM = 0x6b656570;
+export const KEEPALIVE_PROTOCOL_VERSION = 1;
+export const KeepaliveProc = { PING: 1, PONG: 2 } as const;
+/** virDrvFeature VIR_DRV_FEATURE_PROGRAM_KEEPALIVE: the remote side speaks the keepalive program. */
+export const FEATURE_PROGRAM_KEEPALIVE = 10;
 
 /** Length word + 6 header words. */
 export const HEADER_BYTES = 28;
@@ -28,6 +32,7 @@ export const Proc = {
   DOMAIN_LOOKUP_BY_NAME: 23,
   DOMAIN_RESUME: 28,
   CONNECT_GET_HOSTNAME: 59,
+  CONNECT_SUPPORTS_FEATURE: 60,
   CONNECT_GET_URI: 110,
   DOMAIN_IS_PERSISTENT: 151,
   DOMAIN_ABORT_JOB: 164,

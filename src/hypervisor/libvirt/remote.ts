@@ -1,5 +1,6 @@
-import { RpcConnection } from './connection.js';
+import { RpcConnection, type KeepaliveOptions } from './connection.js';
 import {
+  FEATURE_PROGRAM_KEEPALIVE,
   Proc, readDomain, readTypedParam, writeDomain, writeTypedParam,
   type DomainRef, type ProcName, type TypedParam,
 } from './protocol.js';
@@ -25,6 +26,8 @@ export interface JobStatsReply {
  * long as the migration.
  */
 export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
+/** libvirt's own client defaults (keepalive_interval 5, keepalive_count 5). */
+export const DEFAULT_KEEPALIVE: KeepaliveOptions = { intervalMs: 5000, count: 5 };
 
 export class LibvirtRemote {
   private constructor(private readonly conn: RpcConnection, private readonly callTimeoutMs: number) {}
@@ -33,7 +36,11 @@ export class LibvirtRemote {
    * Connects to libvirtd's unix socket and opens `uri` on it (the URI the
    * daemon serves, `qemu:///system` for the QEMU driver).
    */
-  static async open(socketPath: string, uri = 'qemu:///system', opts: { connectTimeoutMs?: number; callTimeoutMs?: number } = {}): Promise<LibvirtRemote> {
+  static async open(
+    socketPath: string,
+    uri = 'qemu:///system',
+    opts: { connectTimeoutMs?: number; callTimeoutMs?: number; keepalive?: KeepaliveOptions | false } = {},
+  ): Promise<LibvirtRemote> {
     const conn = await RpcConnection.connect(socketPath, opts.connectTimeoutMs);
     const remote = new LibvirtRemote(conn, opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
     try {
@@ -42,7 +49,28 @@ export class LibvirtRemote {
       await conn.close();
       throw err;
     }
+    const keepalive = opts.keepalive ?? DEFAULT_KEEPALIVE;
+    if (keepalive && (await remote.supportsFeature(FEATURE_PROGRAM_KEEPALIVE))) {
+      conn.startKeepalive(keepalive);
+      remote.keepalive = true;
+    }
     return remote;
+  }
+
+  /** The daemon agreed to keepalive on this connection. */
+  keepalive = false;
+
+  /** virConnectSupportsFeature; a daemon that cannot say is taken as "no". */
+  async supportsFeature(feature: number): Promise<boolean> {
+    try {
+      const r = await this.call('CONNECT_SUPPORTS_FEATURE', (w) => w.int(feature));
+      const v = r.int();
+      r.end('CONNECT_SUPPORTS_FEATURE');
+      return v === 1;
+    } catch (err) {
+      if (this.conn.closed) throw err;
+      return false;
+    }
   }
 
   get closed(): boolean {

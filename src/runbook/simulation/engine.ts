@@ -359,7 +359,8 @@ export class MigrationEngine {
       } else this.complete(a);
       return;
     }
-    if (s.stage === 'precopy' && rules.progressTimeoutMs > 0 && this.now - a.track.lastProgressAt >= rules.progressTimeoutMs) {
+    // The same sum `schedule` woke us for: `now − last ≥ timeout` can round the other way and loop for ever.
+    if (s.stage === 'precopy' && rules.progressTimeoutMs > 0 && this.now >= a.track.lastProgressAt + rules.progressTimeoutMs) {
       this.fail(a, `live migration stuck for ${rules.progressTimeoutMs / 1000} seconds and has been aborted`);
       return;
     }

@@ -58,7 +58,7 @@ export function resultFor(uid: string, outcome: ResultMessage['outcome'] = 'comp
     mode: 'PreCopy',
     ...(outcome === 'completed' ? { downtimeMs: 42 } : { reason: `test ${outcome}` }),
     stats: {
-      phase: outcome,
+      phase: outcome === 'unknown' ? 'running' : outcome,
       mode: 'PreCopy',
       elapsedMs: 1000,
       dataTotal: 1024,

@@ -2,7 +2,7 @@ import { JSONCodec, type NatsConnection } from 'nats';
 import { startNatsServer, type NatsServerHandle } from '../../support/natsServer.js';
 import { RESULTS_STREAM, subjects } from '../../../src/bus/subjects.js';
 import type { ResultMessage } from '../../../src/bus/protocol.js';
-import { consumeResults, ensureResultsStream, publishResult, type ResultsConsumer } from '../../../src/bus/results.js';
+import { consumeResults, ensureResultsStream, publishResult, type ConsumeResultsOptions, type ResultsConsumer, type ResultVerdict } from '../../../src/bus/results.js';
 import { connectTest, recordingLogger, resultFor, sleep, unique, waitFor } from './helpers.js';
 
 // A server of its own: these tests create durable consumers on the fixed results stream.
@@ -22,8 +22,14 @@ afterAll(async () => {
 });
 
 /** A controller-side consumer that records what it was handed, restricted to this test's uids. */
-async function controller(conn: NatsConnection, durable: string, onResult?: (r: ResultMessage) => Promise<void>) {
+async function controller(
+  conn: NatsConnection,
+  durable: string,
+  onResult?: (r: ResultMessage) => Promise<ResultVerdict | void>,
+  more: Partial<ConsumeResultsOptions> = {},
+) {
   const got: ResultMessage[] = [];
+  const deadLetters: string[] = [];
   const log = recordingLogger();
   const c = await consumeResults(conn, {
     durable,
@@ -31,9 +37,19 @@ async function controller(conn: NatsConnection, durable: string, onResult?: (r: 
     retryDelayMs: 100,
     // A result handed to a pull request of the controller that just went away waits this long before redelivery.
     ackWaitMs: 1000,
-    onResult: async (r) => { if (onResult) await onResult(r); got.push(r); },
+    onDeadLetter: (reason) => { deadLetters.push(reason); },
+    onResult: async (r) => {
+      const verdict = onResult ? await onResult(r) : undefined;
+      got.push(r);
+      return verdict;
+    },
+    ...more,
   });
-  return { got, log, stop: () => c.stop(), track: () => consumers.push(c) };
+  return { got, log, deadLetters, stop: () => c.stop(), track: () => consumers.push(c) };
+}
+
+async function consumerInfo(durable: string) {
+  return (await nc.jetstreamManager()).consumers.info(RESULTS_STREAM, durable);
 }
 
 describe('migration results over JetStream', () => {
@@ -123,6 +139,7 @@ describe('migration results over JetStream', () => {
     expect(ctl.log.find('result fails its schema; discarded')).toHaveLength(1);
     expect(ctl.log.find('result is not JSON; discarded')).toHaveLength(1);
     expect(String(ctl.log.find('result fails its schema; discarded')[0]?.fields['reason'])).toMatch(/outcome/);
+    expect(ctl.deadLetters).toEqual(['invalid', 'invalid']);
     const info = await (await nc.jetstreamManager()).consumers.info(RESULTS_STREAM, durable);
     expect(info.num_ack_pending).toBe(0);
     expect(info.num_redelivered).toBe(0);
@@ -176,5 +193,97 @@ describe('migration results over JetStream', () => {
     expect(info.config.storage).toBe('file');
     expect(info.config.duplicate_window).toBeGreaterThanOrEqual(120e9);
     expect(info.config.max_age).toBe(3600e9);
+  });
+});
+
+describe('the result consumer under load and faults', () => {
+  test('results of different migrations are handled side by side; those of one migration one after another', async () => {
+    const durable = unique('ctl');
+    const [slow, fast] = [unique('uid-slow'), unique('uid-fast')];
+    const events: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    const ctl = await controller(nc, durable, async (r) => {
+      events.push(`start ${r.migrationUid === slow ? 'slow' : 'fast'} ${r.outcome}`);
+      if (r.migrationUid === slow && r.outcome === 'aborted') await gate;
+      events.push(`end ${r.migrationUid === slow ? 'slow' : 'fast'} ${r.outcome}`);
+    });
+    ctl.track();
+    const js = nc.jetstream();
+    await publishResult(js, resultFor(slow, 'aborted'));
+    await publishResult(js, resultFor(slow, 'completed', 2));
+    await publishResult(js, resultFor(fast, 'completed'));
+    await waitFor(() => events.includes('end fast completed'), 'the other migration\'s result, while the first one waits');
+    expect(events).not.toContain('start slow completed');
+    release();
+    await waitFor(() => events.includes('end slow completed'), 'the second result of the first migration');
+    const slowOnly = events.filter((e) => e.includes('slow'));
+    expect(slowOnly).toEqual(['start slow aborted', 'end slow aborted', 'start slow completed', 'end slow completed']);
+  });
+
+  test('a result whose handling takes longer than the ack wait is not redelivered meanwhile', async () => {
+    const durable = unique('ctl');
+    const uid = unique('uid');
+    let calls = 0;
+    const ctl = await controller(nc, durable, async (r) => {
+      if (r.migrationUid !== uid) return;
+      calls++;
+      await sleep(2500);
+    }, { ackWaitMs: 1000 });
+    ctl.track();
+    await publishResult(nc.jetstream(), resultFor(uid));
+    await waitFor(() => ctl.got.some((r) => r.migrationUid === uid), 'the slow handling to end', 10_000);
+    await sleep(300);
+    expect(calls).toBe(1);
+    expect((await consumerInfo(durable)).num_redelivered).toBe(0);
+  });
+
+  test('a result that fails on every delivery is dead-lettered after max_deliver: logged, counted, and not delivered again', async () => {
+    const durable = unique('ctl');
+    const uid = unique('uid');
+    let calls = 0;
+    const ctl = await controller(nc, durable, async (r) => {
+      if (r.migrationUid === uid) {
+        calls++;
+        throw new Error('VMIM not tracked yet');
+      }
+    }, { maxDeliver: 3, retryDelayMs: 50 });
+    ctl.track();
+    await publishResult(nc.jetstream(), resultFor(uid));
+    await waitFor(() => ctl.deadLetters.includes('max-deliveries'), 'the dead letter');
+    // (The stream also holds the invalid messages of an earlier test: dead letters of their own.)
+    expect(ctl.deadLetters.filter((r) => r !== 'invalid')).toEqual(['max-deliveries']);
+    expect(ctl.log.find('result dead-lettered: its handling failed on every delivery')[0]?.fields).toMatchObject({ migrationUid: uid, deliveries: 3, err: 'VMIM not tracked yet' });
+    await sleep(500);
+    expect(calls).toBe(3);
+    expect((await consumerInfo(durable)).num_ack_pending).toBe(0);
+  });
+
+  test('a result the controller has no use for is terminated, not redelivered', async () => {
+    const durable = unique('ctl');
+    const uid = unique('uid');
+    const ctl = await controller(nc, durable, async () => 'term');
+    ctl.track();
+    await publishResult(nc.jetstream(), resultFor(uid));
+    await waitFor(() => ctl.got.some((r) => r.migrationUid === uid), 'the result');
+    await sleep(1500); // past the ack wait
+    expect(ctl.got.filter((r) => r.migrationUid === uid)).toHaveLength(1);
+    expect((await consumerInfo(durable)).num_ack_pending).toBe(0);
+  });
+
+  test('the durable consumer deleted under the controller is made again, and later results still arrive', async () => {
+    const durable = unique('ctl');
+    const ctl = await controller(nc, durable);
+    ctl.track();
+    const before = unique('uid');
+    await publishResult(nc.jetstream(), resultFor(before));
+    await waitFor(() => ctl.got.some((r) => r.migrationUid === before), 'a result before the deletion');
+
+    await (await nc.jetstreamManager()).consumers.delete(RESULTS_STREAM, durable);
+    await waitFor(() => ctl.log.find('results consumer re-created').length > 0, 'the consumer to be made again', 10_000);
+    const after = unique('uid');
+    await publishResult(nc.jetstream(), resultFor(after));
+    await waitFor(() => ctl.got.some((r) => r.migrationUid === after), 'a result after the deletion', 10_000);
+    expect(ctl.log.find('results consumer lost; re-creating it').length).toBeGreaterThan(0);
   });
 });

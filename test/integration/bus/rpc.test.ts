@@ -26,6 +26,7 @@ function sampleRequests(uid: string): { [C in Command]: CommandRequest<C> } {
     'set-downtime': { ...ref(uid), maxDowntimeMs: 500 },
     'post-copy': ref(uid),
     'list-jobs': {},
+    'forget-job': ref(uid),
   };
 }
 
@@ -44,6 +45,7 @@ function echoHandlers(node: string, calls: Array<[Command, unknown]>): CommandHa
       seen('list-jobs', r);
       return { ok: true, node, jobs: [], domains: [{ name: guest.name, state: 'running', memoryBytes: guest.memoryBytes }] };
     },
+    'forget-job': async (r) => { seen('forget-job', r); return { ok: true, forgotten: r.attempt === 1 }; },
   };
 }
 
@@ -65,6 +67,7 @@ describe('command request/reply', () => {
     const list = await requestCommand(nc, node, 'list-jobs', {});
     expect(list.node).toBe(node);
     expect(list.domains).toEqual([{ name: 'default_vm-a', state: 'running', memoryBytes: 2 ** 30 }]);
+    expect(await requestCommand(nc, node, 'forget-job', reqs['forget-job'])).toEqual({ ok: true, forgotten: true });
 
     expect(calls.map(([c]) => c)).toEqual([...COMMANDS]);
     for (const [c, req] of calls) expect(req).toEqual(reqs[c]);
@@ -175,5 +178,25 @@ describe('command request/reply', () => {
     subs.push(serveCommands(nc, node, echoHandlers(node, calls), recordingLogger()));
     for (let i = 0; i < 10; i++) await requestCommand(nc, node, 'post-copy', ref(`u-${i}`));
     expect(calls).toHaveLength(10);
+  });
+
+  test('a handler runs at most maxConcurrent commands at once; the rest wait their turn and are all answered', async () => {
+    const node = unique('rpc-node');
+    let running = 0;
+    let most = 0;
+    const handlers = echoHandlers(node, []);
+    handlers['post-copy'] = async () => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise((r) => setTimeout(r, 50));
+      running--;
+      return { ok: true };
+    };
+    const log = recordingLogger();
+    subs.push(serveCommands(nc, node, handlers, log, { maxConcurrent: 3 }));
+    const replies = await Promise.all(Array.from({ length: 12 }, (_, i) => requestCommand(nc, node, 'post-copy', ref(`u-${i}`))));
+    expect(replies).toEqual(Array(12).fill({ ok: true }));
+    expect(most).toBe(3);
+    expect(log.find('command limit reached; the next commands wait').length).toBeGreaterThan(0);
   });
 });

@@ -39,7 +39,7 @@ describe('discovery', () => {
     const core = (await (await fetch(`${cluster.url}/api/v1`)).json()) as { resources: Record<string, unknown>[] };
     expect(core.resources).toContainEqual(expect.objectContaining({ name: 'pods/eviction', group: 'policy', version: 'v1', kind: 'Eviction', verbs: ['create'] }));
     const groups = (await (await fetch(`${cluster.url}/apis`)).json()) as { groups: { name: string }[] };
-    expect(groups.groups.map((g) => g.name).sort()).toEqual(['coordination.k8s.io', 'ferry.dev', 'kubevirt.io', 'migrations.kubevirt.io', 'policy']);
+    expect(groups.groups.map((g) => g.name).sort()).toEqual(['admissionregistration.k8s.io', 'coordination.k8s.io', 'ferry.dev', 'kubevirt.io', 'migrations.kubevirt.io', 'policy']);
   });
 
   test('a type registered at run time is served and discoverable at once', async () => {

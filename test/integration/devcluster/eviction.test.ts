@@ -60,26 +60,4 @@ describe('pods/eviction', () => {
     await evict('a');
     expect((await apiFailure(evict('b'))).httpCode).toBe(429);
   });
-
-  test('the onEviction hook answers before any budget is checked, and can be removed', async () => {
-    await runningPod('launcher', { app: 'vm' });
-    const seen: string[] = [];
-    const remove = cluster.onEviction(async (pod, eviction) => {
-      seen.push(`${pod.metadata.name} ${eviction.kind}`);
-      return { code: 429, message: 'VMI vm-1 is migrating off this node; retry later' };
-    });
-    expect(await apiFailure(evict('launcher'))).toMatchObject({ httpCode: 429, reason: 'TooManyRequests', message: 'VMI vm-1 is migrating off this node; retry later' });
-    expect(seen).toEqual(['launcher Eviction']);
-    remove();
-    await evict('launcher');
-    const pod = await c.core.readNamespacedPod({ name: 'launcher', namespace: 'default' });
-    expect(pod.metadata?.deletionTimestamp).toBeInstanceOf(Date);
-  });
-
-  test('a hook that lets the eviction through still leaves the budget check in force', async () => {
-    await runningPod('launcher', { app: 'vm' });
-    await pdb('vm', { app: 'vm' }, { minAvailable: 1 });
-    cluster.onEviction(async () => null);
-    expect((await apiFailure(evict('launcher'))).httpCode).toBe(429);
-  });
 });

@@ -125,6 +125,11 @@ export class ScriptedJob implements MigrationJob {
     this.end({ status: 'completed', mode: this.current.mode, downtimeMs, stats: { ...this.current, phase: 'completed', dataRemaining: 0, downtimeMs } });
   }
 
+  /** The driver lost sight of the job and cannot tell how it ended. */
+  lose(reason: string): void {
+    this.end({ status: 'unknown', reason, stats: { ...this.current } });
+  }
+
   fail(reason: string): void {
     this.end({ status: 'failed', reason, stats: { ...this.current, phase: 'failed' } });
   }

@@ -9,7 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  decodeHeader, encodeMessage, MessageStatus, MessageType, REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION, writeDomain,
+  decodeHeader, encodeMessage, KEEPALIVE_PROGRAM, KeepaliveProc, MessageStatus, MessageType, REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION, writeDomain,
   type DomainRef, type MessageHeader,
 } from '../../../src/hypervisor/libvirt/protocol.js';
 import { XdrReader, XdrWriter } from '../../../src/hypervisor/libvirt/xdr.js';
@@ -51,6 +51,12 @@ export class FakeLibvirtd {
   readonly handlers = new Map<number, Handler>();
   /** Procedure numbers in the order calls arrived. */
   readonly calls: number[] = [];
+  /** Keepalive messages from clients ('PING' | 'PONG'), in order. */
+  readonly keepalives: string[] = [];
+  /** A hung daemon: reads everything, answers nothing (keepalive PINGs included). */
+  hung = false;
+  /** Serials of the calls, in the order they arrived. */
+  readonly serials: number[] = [];
 
   private constructor() {
     this.dir = mkdtempSync(join(tmpdir(), 'ferry-fake-libvirtd-'));
@@ -74,6 +80,11 @@ export class FakeLibvirtd {
   /** Sends raw bytes to every connected client (events, keepalives, garbage). */
   broadcast(frame: Buffer): void {
     for (const s of this.sockets) s.write(frame);
+  }
+
+  /** Sends a keepalive PING to every client, as libvirtd does to a quiet client. */
+  ping(): void {
+    this.broadcast(encodeMessage({ program: KEEPALIVE_PROGRAM, version: 1, procedure: KeepaliveProc.PING, type: MessageType.MESSAGE, serial: 0, status: MessageStatus.OK }, Buffer.alloc(0)));
   }
 
   /** Drops every client connection, as a dying daemon would. */
@@ -106,7 +117,16 @@ export class FakeLibvirtd {
   private async answer(s: Socket, frame: Buffer): Promise<void> {
     const r = new XdrReader(frame);
     const header = decodeHeader(r);
+    if (header.program === KEEPALIVE_PROGRAM) {
+      this.keepalives.push(header.procedure === KeepaliveProc.PING ? 'PING' : 'PONG');
+      if (header.procedure === KeepaliveProc.PING && !this.hung && !s.destroyed) {
+        s.write(encodeMessage({ ...header, procedure: KeepaliveProc.PONG }, Buffer.alloc(0)));
+      }
+      return;
+    }
     this.calls.push(header.procedure);
+    this.serials.push(header.serial);
+    if (this.hung) return;
     const handler = this.handlers.get(header.procedure);
     const reply = handler ? await handler(new XdrReader(frame.subarray(24)), header) : fail(3, `fake libvirtd: no handler for procedure ${header.procedure}`);
     const replyHeader: MessageHeader = {

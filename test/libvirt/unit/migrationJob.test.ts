@@ -37,7 +37,7 @@ afterEach(async () => {
 
 function deps(over: Partial<MigrationJobDeps> = {}): MigrationJobDeps {
   return {
-    remote, dom, migrationId: 'm-1', node: 'node-a', clock: systemClock, pollIntervalMs: 20, log: silentLogger,
+    remote: async () => (remote.closed ? (remote = await LibvirtRemote.open(fake.socketPath)) : remote), dom, migrationId: 'm-1', node: 'node-a', clock: systemClock, pollIntervalMs: 20, log: silentLogger,
     bandwidthLimit: 1 * MiB, postCopyAllowed: false, mode: 'PreCopy', onSettled: () => { settledCount++; }, ...over,
   };
 }
@@ -100,16 +100,42 @@ test('a libvirt failure ends as failed with libvirt\'s message; controls after t
   expect(settledCount).toBe(1);
 });
 
-test('losing the daemon connection settles the job once, as failed, saying the migration may go on', async () => {
-  statsServe(() => runningStats(1), () => jobReply(0, []));
+test('losing the perform call\'s connection while the job goes on in libvirtd: the job is watched again and completes', async () => {
+  let finished = false;
+  statsServe(() => (finished ? jobReply(0, []) : runningStats(1)), () => (finished ? jobReply(3, [u('downtime', 17)]) : jobReply(0, [])));
   const job = start(gate());
   await new Promise((r) => setTimeout(r, 50));
   fake.dropClients();
+  await new Promise((r) => setTimeout(r, 300));
+  expect((await job.stats()).phase).toBe('running');
+  finished = true;
+  expect(await job.done).toMatchObject({ status: 'completed', downtimeMs: 17 });
+  expect(settledCount).toBe(1);
+});
+
+test('losing the connection and finding the domain gone is unknown, not failed: the guest may be on the target', async () => {
+  statsServe(() => runningStats(1), () => jobReply(0, []));
+  const job = start(gate());
+  await new Promise((r) => setTimeout(r, 50));
+  statsServe(() => fail(42, 'Domain not found: no domain with matching uuid'), () => fail(42, 'Domain not found'));
+  fake.dropClients();
   const outcome = await job.done;
-  expect(outcome.status).toBe('failed');
-  expect((outcome as Extract<MigrationOutcome, { status: 'failed' }>).reason).toMatch(/lost the connection to libvirtd on node-a .* may still be running/);
+  expect(outcome.status).toBe('unknown');
+  expect((outcome as Extract<MigrationOutcome, { status: 'unknown' }>).reason).toMatch(/domain is gone .* cannot tell whether the migration completed/);
+  expect(settledCount).toBe(1);
+});
+
+test('losing the daemon for longer than the re-check window settles the job once, as unknown', async () => {
+  statsServe(() => runningStats(1), () => jobReply(0, []));
+  const job = start(gate(), { recheckWindowMs: 400 });
+  await new Promise((r) => setTimeout(r, 50));
+  await fake.stop();
+  const outcome = await job.done;
+  expect(outcome.status).toBe('unknown');
+  expect((outcome as Extract<MigrationOutcome, { status: 'unknown' }>).reason).toMatch(/lost the connection to libvirtd on node-a .* could not reach it again within 0.4 s/);
   await new Promise((r) => setTimeout(r, 100));
   expect(settledCount).toBe(1);
+  fake = await FakeLibvirtd.start(); // for afterEach
 });
 
 test('controls reach libvirt in its units, and post-copy is refused when it was not enabled', async () => {

@@ -11,7 +11,7 @@ describe('draining the small rack', () => {
   const scenario = loadScenario(scenarioFile('small-rack'));
   const drained = new Set(scenario.drain);
 
-  for (const name of ['ferry', 'kubevirt-default'] as const) {
+  for (const name of ['ferry', 'kubevirt-tuned', 'kubevirt-default'] as const) {
     test(`${name}: every VM leaves the drained node, within every limit and NIC`, () => {
       const { result, policy } = simulate(scenario, name);
       expect(result.unfinished).toEqual([]);
@@ -130,5 +130,69 @@ describe('scenario files', () => {
       ),
     ).toThrow(/vm v runs on c, which is not a node[\s\S]*node a holds .* but has only[\s\S]*drain names z, which is not a node/);
     expect(() => parseScenario({ nodes: [{ name: 'a', nic: '1Gi', memory: '1Gi', colour: 'red' }], drain: ['a'] }, 'bad')).toThrow(/colour/);
+  });
+});
+
+describe('kubevirt-tuned is KubeVirt given the scenario\'s config', () => {
+  const base = {
+    defaults: { nic: '1000Mi', memory: '64Gi' },
+    nodes: [{ name: 'a' }, { name: 'b' }, { name: 'c' }],
+    vms: Array.from({ length: 6 }, (_, i) => ({ name: `vm-${i}`, node: 'a', memory: '2Gi' })),
+    drain: ['a'],
+  };
+
+  test('its count limits and per-migration bandwidth apply; kubevirt-default ignores them', () => {
+    const s = parseScenario({ ...base, config: { parallelMigrationsPerCluster: 3, parallelOutboundMigrationsPerNode: 3, bandwidthPerMigration: '100Mi' } }, 'capped');
+    const tuned = simulate(s, 'kubevirt-tuned');
+    expect(tuned.policy.limits).toEqual({ cluster: 3, outbound: 3, inbound: Infinity });
+    expect(tuned.result.peakClusterConcurrency).toBe(3);
+    // Three streams of 100Mi/s: 300Mi/s of a 1000Mi/s NIC, so 12Gi takes 40.96 s.
+    expect(tuned.result.peakNic['a']!.peak).toBeCloseTo(300 * 2 ** 20, -3);
+    expect(tuned.result.makespanMs! / 1000).toBeCloseTo((12 * 1024) / 300, 1);
+    const dflt = simulate(s, 'kubevirt-default');
+    expect(dflt.policy.limits.outbound).toBe(2);
+    expect(dflt.result.peakNic['a']!.peak).toBeCloseTo(1000 * 2 ** 20, -3);
+  });
+
+  test('with allowPostCopy a migration past its completion timeout switches to post-copy instead of failing', () => {
+    const hot = { nodes: base.nodes, defaults: base.defaults, vms: [{ name: 'hot', node: 'a', memory: '4Gi', dirtyRate: '2000Mi', workingSet: '4Gi' }], drain: ['a'] };
+    const s = parseScenario({ ...hot, config: { allowPostCopy: true, completionTimeoutPerGiB: 10 } }, 'postcopy');
+    const tuned = simulate(s, 'kubevirt-tuned', { maxVirtualMs: 600_000 }).result;
+    expect(tuned.failed).toBe(0);
+    expect(tuned.unfinished).toEqual([]);
+    const dflt = simulate(s, 'kubevirt-default', { maxVirtualMs: 600_000 }).result;
+    expect(dflt.failed).toBeGreaterThan(0);
+    expect(dflt.unfinished).toEqual(['hot']);
+  });
+});
+
+describe('every shipped scenario (but scale-10k)', () => {
+  for (const name of ['small-rack', 'rolling-50', 'write-heavy', 'rolling-30', 'hetero-nics', 'nearly-full']) {
+    test(`${name}: ferry moves everything and is never slower than kubevirt-tuned`, () => {
+      const s = loadScenario(scenarioFile(name));
+      const ferry = simulate(s, 'ferry').result;
+      const tuned = simulate(s, 'kubevirt-tuned').result;
+      expect(ferry.unfinished).toEqual([]);
+      expect(ferry.failed).toBe(0);
+      expect(tuned.unfinished).toEqual([]);
+      expect(ferry.makespanMs!).toBeLessThanOrEqual(tuned.makespanMs! * (1 + 1e-9));
+    });
+  }
+
+  test('with no config, Ferry adapts: rolling-30 within 10 % of the lower bound, ≥ 2× KubeVirt as shipped', () => {
+    const s = loadScenario(scenarioFile('rolling-30'));
+    expect(s.pinned).toEqual({});
+    const ferry = simulate(s, 'ferry').result;
+    expect(ferry.makespanMs! / bounds(s).lower.ms).toBeLessThanOrEqual(1.1);
+    expect(ferry.peakClusterConcurrency).toBeGreaterThan(5);
+    expect(simulate(s, 'kubevirt-default').result.makespanMs! / ferry.makespanMs!).toBeGreaterThanOrEqual(2);
+  });
+
+  test('with no config, busy guests get what they need to send little more than alone (≤ 1.05 × the pre-copy bound)', () => {
+    for (const name of ['hetero-nics', 'nearly-full']) {
+      const s = loadScenario(scenarioFile(name));
+      const ferry = simulate(s, 'ferry').result;
+      expect({ name, ratio: ferry.makespanMs! / bounds(s).precopy!.ms <= 1.05 }).toEqual({ name, ratio: true });
+    }
   });
 });

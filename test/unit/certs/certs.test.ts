@@ -117,6 +117,24 @@ describe('certificates', () => {
     }
   });
 
+  it('a client trusting the old and the new CA (same name, as during a rotation) accepts servers of either', async () => {
+    const clock = new ManualClock(Date.now());
+    const oldCa = await createCa({ commonName: 'ferry-ca', validity: DAY, clock });
+    const newCa = await createCa({ commonName: 'ferry-ca', validity: DAY, clock });
+    const client = await issue(newCa, { commonName: 'client', usage: 'client', validity: DAY, clock });
+    const clientMaterial = new TlsMaterial({ ...client, caPem: newCa.certPem + oldCa.certPem });
+    for (const ca of [oldCa, newCa]) {
+      const leaf = await issue(ca, { commonName: 'ferry-webhook', dnsNames: ['localhost'], usage: 'server', validity: DAY, clock });
+      const { server: srv, port } = await verdictServer(new TlsMaterial({ ...leaf, caPem: ca.certPem }), []);
+      try {
+        const r = await dial(port, { secureContext: clientMaterial.secureContext() });
+        expect(r.serverSerial).toBe(new X509Certificate(leaf.certPem).serialNumber);
+      } finally {
+        srv.close();
+      }
+    }
+  });
+
   it('refuses material whose key is not the certificate\'s, and keeps serving the old one', async () => {
     const { ca, server, client } = await pki();
     const material = new TlsMaterial({ ...server, caPem: ca.certPem });

@@ -24,7 +24,7 @@ function stats(phase: JobStats['phase'], over: Partial<JobStats> = {}): JobStats
   };
 }
 
-function resultOf(outcome: ResultMessage['outcome']): ResultMessage {
+function resultOf(outcome: Exclude<ResultMessage['outcome'], 'unknown'>): ResultMessage {
   return { migrationUid: 'uid-1', attempt: 1, vmi: 'default/vm-1', node: 'node-1', outcome, mode: 'PreCopy', stats: stats(outcome), at: '2025-01-01T00:00:05.000Z' };
 }
 
@@ -63,14 +63,16 @@ describe('recoveryStep', () => {
     expect(step.outcome.status === 'failed' && step.outcome.reason).toMatch(/still running there/);
   });
 
-  test('a domain that vanished without a recorded outcome is reported failed, saying the outcome is unknown', () => {
+  test('a domain that vanished without a recorded outcome is reported unknown, never failed: the guest may be on the target', () => {
     const step = recoveryStep(record, seen('missing'), opts);
-    expect(step).toMatchObject({ kind: 'settle', outcome: { status: 'failed', reason: expect.stringMatching(/cannot tell whether it completed/) } });
+    expect(step).toMatchObject({ kind: 'settle', outcome: { status: 'unknown', reason: expect.stringMatching(/cannot tell whether it completed/) } });
   });
 
-  test('paused with no job is looked at again, and failed only on the last look', () => {
+  test('paused with no job is looked at again; on the last look it is unknown, or failed when libvirt recorded a failure', () => {
     expect(recoveryStep(record, seen('paused'), opts)).toEqual({ kind: 'look-again' });
-    expect(recoveryStep(record, seen('paused'), { ...opts, lastLook: true })).toMatchObject({ kind: 'settle', outcome: { status: 'failed' } });
+    expect(recoveryStep(record, seen('paused'), { ...opts, lastLook: true })).toMatchObject({ kind: 'settle', outcome: { status: 'unknown' } });
+    expect(recoveryStep(record, seen('paused', { stats: stats('failed'), lastError: 'boom' }), { ...opts, lastLook: true }))
+      .toMatchObject({ kind: 'settle', outcome: { status: 'failed', reason: 'boom' } });
   });
 });
 
@@ -126,6 +128,7 @@ function recordingSource(): RecoveringSource & { calls: string[] } {
     adopt: (r) => { calls.push(`adopt ${r.domain}`); },
     settleUnwatched: (r, o: MigrationOutcome) => { calls.push(`settle ${r.domain} ${o.status}`); },
     republish: (r) => { calls.push(`republish ${r.domain} ${r.result.outcome}`); },
+    restoreTombstone: (r) => { calls.push(`tombstone ${r.domain} ${r.result.outcome}`); },
   };
 }
 
@@ -145,7 +148,7 @@ describe('recoverSourceJobs', () => {
     const driver = new FakeDriver();
     driver.looks = [seen('running', { migrating: true })];
     const source = recordingSource();
-    expect(await run(driver, source)).toEqual({ attached: ['default_vm-1'], settled: [], republished: [], left: [] });
+    expect(await run(driver, source)).toEqual({ attached: ['default_vm-1'], settled: [], republished: [], tombstones: [], left: [] });
     expect(source.calls).toEqual(['adopt default_vm-1']);
   });
 
@@ -166,6 +169,15 @@ describe('recoverSourceJobs', () => {
     const source = recordingSource();
     expect(await run(driver, source)).toMatchObject({ republished: ['default_vm-1'], left: [] });
     expect(source.calls).toEqual(['republish default_vm-1 aborted']);
+  });
+
+  test('an outcome published before the restart becomes a tombstone again, without asking the hypervisor or publishing', async () => {
+    await store.save({ ...record, result: resultOf('completed'), published: true });
+    const driver = new FakeDriver();
+    driver.looks = [new Error('must not be asked')];
+    const source = recordingSource();
+    expect(await run(driver, source)).toMatchObject({ tombstones: ['default_vm-1'], republished: [], left: [] });
+    expect(source.calls).toEqual(['tombstone default_vm-1 completed']);
   });
 
   test('when the hypervisor cannot be asked, the record stays for the next start', async () => {

@@ -25,6 +25,7 @@ const domainEvents: MigrationEvent[] = [
   { type: 'MIGRATION_ABORTED', reason: 'cancelled' },
   { type: 'ABORT', reason: 'VMIM deleted' },
   { type: 'VMI_GONE', reason: 'VMI deleted' },
+  { type: 'NODE_LOST', node: 'node-a', reason: 'source node lost' },
 ];
 
 /** Results of the invoked actors, as the chart receives them. */
@@ -37,6 +38,14 @@ const actorEvents = [
   { type: 'xstate.error.actor.startSource', error: new Error('no answer') },
   { type: 'xstate.done.actor.finalizeSuccess' },
   { type: 'xstate.error.actor.finalizeSuccess', error: new Error('conflict') },
+  { type: 'xstate.done.actor.requestAbort', output: { state: 'aborting' } },
+  { type: 'xstate.done.actor.requestAbort', output: { state: 'not-found' } },
+  { type: 'xstate.error.actor.requestAbort', error: new Error('timeout') },
+  { type: 'xstate.done.actor.startPostCopy' },
+  { type: 'xstate.error.actor.startPostCopy', error: new Error('not running') },
+  { type: 'xstate.done.actor.inspect', output: { kind: 'unknown', why: 'silence' } },
+  { type: 'xstate.done.actor.inspect', output: { kind: 'completed', why: 'target runs it' } },
+  { type: 'xstate.error.actor.inspect', error: new Error('boom') },
 ] as unknown as MigrationEvent[];
 
 /** Every timer of the chart firing: xstate names them `xstate.after.<delay>.<state id>`. */
@@ -66,8 +75,9 @@ const reachedNodes = (snapshots: MigrationSnapshot[]) =>
 
 describe('the migration chart as a graph', () => {
   const allNodeIds = getStateNodes(migrationMachine.root).map((n: AnyStateNode) => n.id);
-  // Resume is left on the way to the first resting state; its exits are covered by the resume tests.
-  const restingNodeIds = allNodeIds.filter((id) => id !== 'migration.Resume');
+  // Resume is left on the way to the first resting state; its exits (and TargetReady.checking,
+  // entered only from it) are covered by the resume tests.
+  const restingNodeIds = allNodeIds.filter((id) => id !== 'migration.Resume' && id !== 'migration.TargetReady.checking');
 
   it('has exactly the VMIM phases as top-level states, plus the transient Resume', () => {
     expect(Object.keys(migrationMachine.root.states).sort()).toEqual([...MigrationPhase.options, 'Resume'].sort());
@@ -135,10 +145,8 @@ describe('describeChart', () => {
     for (const timer of ['unschedulableTimeout', 'pendingPodTimeout', 'targetReadyTimeout', 'progressTimeout', 'completionTimeout', 'abortRetry', 'retryDelay']) {
       expect(events).toContain(`after(${timer})`);
     }
-    expect(nodes.flatMap((n) => n.invoke).sort()).toEqual(['finalizeSuccess', 'handOff', 'prepareTarget', 'startSource']);
-    expect(nodes.flatMap((n) => n.entry)).toEqual(
-      expect.arrayContaining(['createTargetPod', 'requestAbort', 'startPostCopy', 'recordSuccess', 'recordFailure']),
-    );
+    expect(nodes.flatMap((n) => n.invoke).sort()).toEqual(['finalizeSuccess', 'handOff', 'inspect', 'inspect', 'prepareTarget', 'requestAbort', 'startPostCopy', 'startSource']);
+    expect(nodes.flatMap((n) => n.entry)).toEqual(expect.arrayContaining(['createTargetPod', 'recordSuccess', 'recordFailure']));
     const guards = nodes.flatMap((n) => n.transitions.map((t) => t.guard)).filter(Boolean);
     expect(guards).toEqual(expect.arrayContaining(['resumeAt(Running)', 'and(completionTimeoutEnabled, postCopyAllowed)', 'progressTimeoutEnabled']));
   });

@@ -46,7 +46,7 @@ describe('a migration that goes well', () => {
     expect(m.actors.finalizeSuccess).toHaveBeenCalledTimes(1);
     expect(m.actions.recordSuccess).toHaveBeenCalledTimes(1);
     expect(m.actions.recordFailure).not.toHaveBeenCalled();
-    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+    expect(m.actors.requestAbort).not.toHaveBeenCalled();
     expect(m.context()).toMatchObject({ mode: 'PreCopy', downtimeMs: 42, targetAddress: '10.0.0.9:49152', abortRequested: false });
     expect(m.context().failureReason).toBeUndefined();
     expect(m.context().lastStats?.dataRemaining).toBe(gib(1));
@@ -95,7 +95,7 @@ describe('abort (VMIM deleted or ferry cancel)', () => {
       m.send({ type: 'ABORT', reason: 'VMIM deleted' });
       expect(m.value()).toBe('Failed');
       expect(m.context()).toMatchObject({ abortRequested: true, failureReason: 'aborted: VMIM deleted' });
-      expect(m.actions.requestAbort).not.toHaveBeenCalled();
+      expect(m.actors.requestAbort).not.toHaveBeenCalled();
       expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
     },
   );
@@ -103,9 +103,9 @@ describe('abort (VMIM deleted or ferry cancel)', () => {
   it('in TargetReady asks the source to abort and waits for its answer', async () => {
     const m = await inPhase('TargetReady');
     m.send({ type: 'ABORT', reason: 'VMIM deleted' });
-    expect(m.value()).toEqual({ Running: 'aborting' });
-    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
-    expect(m.actions.requestAbort.mock.calls[0]?.[0].context).toMatchObject({ abortRequested: true, abortReason: 'aborted: VMIM deleted' });
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
+    expect(m.actors.requestAbort.mock.calls[0]?.[0]).toMatchObject({ abortRequested: true, abortReason: 'aborted: VMIM deleted' });
     expect(m.actions.recordFailure).not.toHaveBeenCalled();
 
     m.send({ type: 'MIGRATION_ABORTED', reason: 'job cancelled' });
@@ -116,8 +116,8 @@ describe('abort (VMIM deleted or ferry cancel)', () => {
   it('while migrating asks the source to abort, then fails with the user reason once it confirms', async () => {
     const m = await inPhase('Running');
     m.send({ type: 'ABORT', reason: 'ferry cancel' });
-    expect(m.value()).toEqual({ Running: 'aborting' });
-    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
     expect(m.context().abortRequested).toBe(true);
 
     m.send({ type: 'MIGRATION_ABORTED', reason: 'job cancelled' });
@@ -130,11 +130,11 @@ describe('abort (VMIM deleted or ferry cancel)', () => {
     const m = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));
     await m.toRunning();
     await m.advance(150_000);
-    expect(m.value()).toEqual({ Running: 'postCopy' });
+    expect(m.matches({ Running: 'postCopy' })).toBe(true);
 
     m.send({ type: 'ABORT', reason: 'VMIM deleted' });
-    expect(m.value()).toEqual({ Running: 'postCopy' });
-    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+    expect(m.matches({ Running: 'postCopy' })).toBe(true);
+    expect(m.actors.requestAbort).not.toHaveBeenCalled();
     expect(m.context().abortRequested).toBe(true);
     expect(m.context().abortRefused).toMatch(/VMIM deleted.*post-copy/);
 
@@ -154,19 +154,20 @@ describe('abort (VMIM deleted or ferry cancel)', () => {
     finalize.resolve();
     await settle();
     expect(m.value()).toBe('Succeeded');
-    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+    expect(m.actors.requestAbort).not.toHaveBeenCalled();
   });
 
   it('is re-sent to the source until it answers, never given up', async () => {
     const m = await inPhase('Running');
     m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+    await settle();
     await m.advance(5_000 - 1);
-    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
     await m.advance(1);
-    expect(m.actions.requestAbort).toHaveBeenCalledTimes(2);
-    await m.advance(3600_000);
-    expect(m.value()).toEqual({ Running: 'aborting' });
-    expect(m.actions.requestAbort).toHaveBeenCalledTimes(2 + (3600_000) / 5_000);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(2);
+    for (let i = 0; i < 3600_000 / 5_000; i++) await m.advance(5_000);
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(2 + (3600_000) / 5_000);
     // A second request adds nothing: the first reason stays the one reported.
     m.send({ type: 'ABORT', reason: 'again' });
     expect(m.context().abortReason).toBe('aborted: VMIM deleted');
@@ -183,7 +184,7 @@ describe('abort (VMIM deleted or ferry cancel)', () => {
     expect(m.actions.recordFailure).not.toHaveBeenCalled();
     // No abort retries keep firing after the race is decided.
     await m.advance(60_000);
-    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
   });
 });
 
@@ -193,14 +194,14 @@ describe('target pod gone', () => {
     m.send({ type: 'TARGET_POD_GONE', reason: 'evicted' });
     expect(m.value()).toBe('Failed');
     expect(m.context().failureReason).toBe('target pod is down: evicted');
-    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+    expect(m.actors.requestAbort).not.toHaveBeenCalled();
   });
 
   it.each(['TargetReady', 'Running'] as const)('in %s aborts on the source first', async (phase) => {
     const m = await inPhase(phase);
     m.send({ type: 'TARGET_POD_GONE', reason: 'node-b lost' });
-    expect(m.value()).toEqual({ Running: 'aborting' });
-    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
     expect(m.context().abortRequested).toBe(false);
     m.send({ type: 'MIGRATION_ABORTED', reason: 'job cancelled' });
     expect(m.context().failureReason).toBe('target pod is down: node-b lost');
@@ -210,9 +211,9 @@ describe('target pod gone', () => {
     const m = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));
     await m.toRunning();
     await m.advance(150_000);
-    expect(m.value()).toEqual({ Running: 'postCopy' });
+    expect(m.matches({ Running: 'postCopy' })).toBe(true);
     m.send({ type: 'TARGET_POD_GONE', reason: 'node-b lost' });
-    expect(m.value()).toEqual({ Running: 'postCopy' });
+    expect(m.matches({ Running: 'postCopy' })).toBe(true);
     m.send({ type: 'MIGRATION_FAILED', reason: 'post-copy failed: target lost' });
     expect(m.value()).toBe('Failed');
     expect(m.context().failureReason).toBe('post-copy failed: target lost');
@@ -230,8 +231,8 @@ describe('VMI gone', () => {
   it.each(['TargetReady', 'Running'] as const)('in %s aborts on the source first', async (phase) => {
     const m = await inPhase(phase);
     m.send({ type: 'VMI_GONE', reason: 'VMI stopped' });
-    expect(m.value()).toEqual({ Running: 'aborting' });
-    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
     m.send({ type: 'MIGRATION_FAILED', reason: 'domain shut down' });
     expect(m.value()).toBe('Failed');
     expect(m.context().failureReason).toBe('domain shut down');
@@ -242,8 +243,8 @@ describe('VMI gone', () => {
     await m.toRunning();
     await m.advance(150_000);
     m.send({ type: 'VMI_GONE', reason: 'VMI stopped' });
-    expect(m.value()).toEqual({ Running: 'aborting' });
-    expect(m.actions.requestAbort).toHaveBeenCalledTimes(1);
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
   });
 
   it('while completing fails instead of retrying forever against a missing VMI', async () => {
@@ -293,12 +294,160 @@ describe('failures reported by the handlers', () => {
     expect(m.actors.startSource).not.toHaveBeenCalled();
   });
 
-  it('fails when the source cannot start', async () => {
+  it('fails when the source refuses to start (a definite error: nothing started)', async () => {
     const m = startMigration();
-    m.actors.startSource.mockRejectedValue(new Error('source handler on node-a did not answer'));
+    m.actors.startSource.mockRejectedValue(Object.assign(new Error('handler node-a refused start-source: no such domain'), { definite: true }));
     await m.toRunning();
     expect(m.value()).toBe('Failed');
-    expect(m.context().failureReason).toBe('source failed to start: source handler on node-a did not answer');
+    expect(m.context().failureReason).toBe('source failed to start: handler node-a refused start-source: no such domain');
+    expect(m.actors.inspect).not.toHaveBeenCalled();
+  });
+});
+
+describe('uncertainty is a state, not a failure', () => {
+  const ambiguous = () => new Error('handler node-a did not answer start-source within 5000 ms');
+
+  it('a start-source timeout asks both handlers instead of failing, and follows a source that is streaming', async () => {
+    const m = startMigration();
+    m.actors.startSource.mockRejectedValue(ambiguous());
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'migrating', why: 'the source handler reports the migration as running', sourceJob: 'running' });
+    await m.toRunning();
+    await settle();
+    expect(m.actors.inspect).toHaveBeenCalledTimes(1);
+    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 7 });
+    await settle();
+    expect(m.value()).toBe('Succeeded');
+  });
+
+  it('finalizes on the target when the guest runs there, whatever the source said', async () => {
+    const m = startMigration();
+    m.actors.startSource.mockRejectedValue(ambiguous());
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'completed', why: "the guest's domain is running on the target" });
+    await m.toRunning();
+    await settle();
+    await settle();
+    expect(m.value()).toBe('Succeeded');
+    expect(m.actors.finalizeSuccess).toHaveBeenCalledTimes(1);
+  });
+
+  it('fails with the original reason only when the guest is known to be on the source', async () => {
+    const m = startMigration();
+    m.actors.startSource.mockRejectedValue(ambiguous());
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'failed', why: 'the guest runs on the source and no migration of it runs there' });
+    await m.toRunning();
+    await settle();
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('source failed to start: handler node-a did not answer start-source within 5000 ms');
+  });
+
+  it('keeps asking with back-off while nobody answers, reports once at the bound, and never fails on a silence', async () => {
+    const m = startMigration();
+    m.actors.startSource.mockRejectedValue(ambiguous());
+    await m.toRunning();
+    await settle();
+    expect(m.actors.inspect).toHaveBeenCalledTimes(1);
+    // Back-off: 1 s, 2 s, 4 s, then capped at the abort interval (5 s).
+    await m.advance(1_000);
+    expect(m.actors.inspect).toHaveBeenCalledTimes(2);
+    await m.advance(2_000);
+    expect(m.actors.inspect).toHaveBeenCalledTimes(3);
+    await m.advance(4_000);
+    expect(m.actors.inspect).toHaveBeenCalledTimes(4);
+    await m.advance(5_000);
+    expect(m.actors.inspect).toHaveBeenCalledTimes(5);
+    expect(m.actions.reportUnresolved).not.toHaveBeenCalled();
+    for (let i = 0; i < 22; i++) await m.advance(5_000); // 12 s + 110 s: past the 120 s bound
+    expect(m.actions.reportUnresolved).toHaveBeenCalledTimes(1);
+    expect(m.context().unresolved).toBe(true);
+    for (let i = 0; i < 720; i++) await m.advance(5_000);
+    expect(m.actions.reportUnresolved).toHaveBeenCalledTimes(1);
+    expect(m.phase()).toBe('Running');
+    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    // A late answer still settles it.
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'failed', why: 'the guest runs on the source' });
+    await m.advance(5_000);
+    expect(m.value()).toBe('Failed');
+  });
+
+  it('an abort answered "not-found" is not read as "nothing ran": it asks, and a guest on the target wins', async () => {
+    const m = await inPhase('Running');
+    m.actors.requestAbort.mockResolvedValueOnce({ state: 'not-found' });
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'completed', why: 'the guest left the source and its domain is incoming on the target' });
+    m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+    await settle();
+    await settle();
+    expect(m.value()).toBe('Succeeded');
+    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+  });
+
+  it('an abort that finds the source still migrating goes back to aborting', async () => {
+    const m = await inPhase('Running');
+    m.actors.requestAbort.mockResolvedValueOnce({ state: 'already-finished' });
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'migrating', why: 'running', sourceJob: 'running' });
+    m.send({ type: 'ABORT', reason: 'VMIM deleted' });
+    await settle();
+    await settle();
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(2);
+  });
+
+  it('a failure the source cannot vouch for goes to the arbiter', async () => {
+    const m = await inPhase('Running');
+    m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell whether it completed', uncertain: true });
+    expect(m.matches({ Running: 'resolving' })).toBe(true);
+    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+  });
+
+  it.each([['migrating'], ['aborting'], ['postCopy']] as const)('a lost source node in %s goes to the arbiter, which may decide from the target alone', async (sub) => {
+    const m = startMigration(migrationInput({ allowPostCopy: sub === 'postCopy', memoryBytes: gib(1) }, { progressMs: 0 }));
+    await m.toRunning();
+    if (sub === 'aborting') m.send({ type: 'ABORT', reason: 'ferry cancel' });
+    if (sub === 'postCopy') await m.advance(150_000);
+    await settle();
+    expect(m.matches({ Running: sub })).toBe(true);
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'failed', why: "the source node is lost and the target's domain is only incoming" });
+    m.send({ type: 'NODE_LOST', node: 'node-a', reason: 'source node node-a is lost' });
+    expect(m.context().sourceLost).toBe(true);
+    expect(m.actors.inspect.mock.calls.at(-1)?.[0]).toMatchObject({ sourceLost: true });
+    await settle();
+    expect(m.value()).toBe('Failed');
+  });
+});
+
+describe('post-copy switch', () => {
+  it('that fails leaves the chart in pre-copy, and abort still works', async () => {
+    const m = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));
+    m.actors.startPostCopy.mockRejectedValueOnce(new Error('handler node-a refused post-copy: the job is not running'));
+    await m.toRunning();
+    await m.advance(150_000);
+    expect(m.actors.startPostCopy).toHaveBeenCalledTimes(1);
+    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.context().mode).toBe('PreCopy');
+    expect(m.context().retryError).toMatch(/post-copy switch failed/);
+    m.send({ type: 'ABORT', reason: 'ferry cancel' });
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
+  });
+
+  it('an abort during the switch waits for it: honoured if the switch fails, refused if it lands', async () => {
+    const failing = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));
+    failing.actors.startPostCopy.mockRejectedValueOnce(new Error('timeout'));
+    await failing.toRunning();
+    failing.clock.advance(150_000);
+    failing.send({ type: 'ABORT', reason: 'ferry cancel' });
+    await settle();
+    expect(failing.matches({ Running: 'aborting' })).toBe(true);
+
+    const landing = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));
+    await landing.toRunning();
+    landing.clock.advance(150_000);
+    landing.send({ type: 'ABORT', reason: 'ferry cancel' });
+    await settle();
+    expect(landing.value()).toEqual({ Running: { postCopy: 'switched' } });
+    expect(landing.context().abortRefused).toMatch(/post-copy had started/);
+    expect(landing.actors.requestAbort).not.toHaveBeenCalled();
   });
 });
 

@@ -52,9 +52,13 @@ describe('resuming after a controller restart', () => {
     expect(m.context().targetAddress).toBe('10.0.0.9:49152');
   });
 
-  it('resumes TargetReady by asking the source to start again', async () => {
-    const m = startMigration(migrationInput({ resumePhase: 'TargetReady', ...recorded, targetAddress: '10.0.0.9:49152' }));
-    expect(m.value()).toBe('TargetReady');
+  it('resumes TargetReady by asking both handlers first, and starts the source only when it never heard of the migration', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'TargetReady', ...recorded, targetAddress: '10.0.0.9:49152' }), {
+      inspect: { kind: 'failed', why: 'the guest runs on the source and no migration of it runs there' },
+    });
+    expect(m.value()).toEqual({ TargetReady: 'checking' });
+    expect(m.actors.startSource).not.toHaveBeenCalled();
+    await settle();
     expect(m.actors.startSource).toHaveBeenCalledTimes(1);
     expect(m.actors.startSource.mock.calls[0]?.[0]).toMatchObject({ targetAddress: '10.0.0.9:49152' });
     expect(m.actors.prepareTarget).not.toHaveBeenCalled();
@@ -62,24 +66,42 @@ describe('resuming after a controller restart', () => {
     expect(m.phase()).toBe('Running');
   });
 
+  it('resumes TargetReady without a second start when the source already runs the migration', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'TargetReady', ...recorded, targetAddress: '10.0.0.9:49152' }), { inspect: { kind: 'migrating', why: 'running', sourceJob: 'running' } });
+    await settle();
+    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.actors.startSource).not.toHaveBeenCalled();
+  });
+
+  it('resumes TargetReady into finalisation when the guest already left the source', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'TargetReady', ...recorded, targetAddress: '10.0.0.9:49152' }), { inspect: { kind: 'completed', why: 'the guest left the source' } });
+    await settle();
+    await settle();
+    expect(m.value()).toBe('Succeeded');
+    expect(m.actors.startSource).not.toHaveBeenCalled();
+  });
+
   it('resumes Running in pre-copy, watching progress and completion from the restart', async () => {
-    const m = startMigration(migrationInput({ resumePhase: 'Running', ...recorded, memoryBytes: 4 * GiB }));
+    const m = startMigration(migrationInput({ resumePhase: 'Running', ...recorded, memoryBytes: 4 * GiB }), { inspect: { kind: 'migrating', why: 'running', sourceJob: 'running' } });
+    expect(m.value()).toEqual({ Running: { resolving: 'asking' } });
+    await settle();
     expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
     expect(m.actors.startSource).not.toHaveBeenCalled();
     m.send({ type: 'PROGRESS', stats: stats(GiB) });
     await m.advance(150_000 - 1);
     expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
     await m.advance(1);
-    expect(m.value()).toEqual({ Running: 'aborting' });
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
   });
 
-  it('resumes Running in post-copy without timers, re-issuing the switch', async () => {
-    const m = startMigration(migrationInput({ resumePhase: 'Running', mode: 'PostCopy', allowPostCopy: true, ...recorded }));
-    expect(m.value()).toEqual({ Running: 'postCopy' });
-    expect(m.actions.startPostCopy).toHaveBeenCalledTimes(1);
+  it('resumes Running in post-copy without timers and without re-issuing the switch', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'Running', mode: 'PostCopy', allowPostCopy: true, ...recorded }), { inspect: { kind: 'migrating', why: 'running', sourceJob: 'running' } });
+    await settle();
+    expect(m.value()).toEqual({ Running: { postCopy: 'switched' } });
+    expect(m.actors.startPostCopy).not.toHaveBeenCalled();
     expect(m.clock.pendingTimers()).toBe(0);
     m.send({ type: 'ABORT', reason: 'VMIM deleted' });
-    expect(m.actions.requestAbort).not.toHaveBeenCalled();
+    expect(m.actors.requestAbort).not.toHaveBeenCalled();
   });
 
   it('resumes Succeeded by recording the success again', () => {

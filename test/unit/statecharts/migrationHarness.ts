@@ -8,6 +8,8 @@ import { createActor, fromPromise, type Actor } from 'xstate';
 import {
   migrationMachine,
   phaseOf,
+  type AbortAnswer,
+  type Inspection,
   type MigrationActorInput,
   type MigrationContext,
   type MigrationInput,
@@ -28,6 +30,7 @@ export const TIMEOUTS: MigrationTimeouts = {
   completionPerGiBMs: 150_000,
   abortRetryMs: 5_000,
   retryMs: 1_000,
+  resolveMs: 120_000,
 };
 
 export function migrationInput(over: Partial<MigrationInput> = {}, timeouts: Partial<MigrationTimeouts> = {}): MigrationInput {
@@ -64,7 +67,8 @@ export const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 type ActionMock = jest.Mock<(args: { context: MigrationContext }) => void>;
 
-export function startMigration(input: MigrationInput = migrationInput()) {
+/** `first` sets what the first call of an actor answers, for actors invoked the moment the chart starts. */
+export function startMigration(input: MigrationInput = migrationInput(), first: { inspect?: Inspection } = {}) {
   const clock = new ManualClock();
   const delays: number[] = [];
   const schedule = clock.setTimeout.bind(clock);
@@ -74,18 +78,22 @@ export function startMigration(input: MigrationInput = migrationInput()) {
   const actionMock = (): ActionMock => jest.fn((_args: { context: MigrationContext }) => {});
   const actions = {
     createTargetPod: actionMock(),
-    requestAbort: actionMock(),
-    startPostCopy: actionMock(),
     recordSuccess: actionMock(),
     recordFailure: actionMock(),
+    reportUnresolved: actionMock(),
   };
   const actors = {
     handOff: jest.fn(async (_input: MigrationActorInput): Promise<void> => {}),
     prepareTarget: jest.fn(async (_input: MigrationActorInput): Promise<PreparedTarget> => ({ address: '10.0.0.9:49152' })),
     startSource: jest.fn(async (_input: MigrationActorInput): Promise<void> => {}),
     finalizeSuccess: jest.fn(async (_input: MigrationActorInput): Promise<void> => {}),
+    requestAbort: jest.fn(async (_input: MigrationActorInput): Promise<AbortAnswer> => ({ state: 'aborting' })),
+    startPostCopy: jest.fn(async (_input: MigrationActorInput): Promise<void> => {}),
+    // By default nobody answers: the chart must keep asking.
+    inspect: jest.fn(async (_input: MigrationActorInput): Promise<Inspection> => ({ kind: 'unknown', why: 'no handler answered' })),
   };
 
+  if (first.inspect) actors.inspect.mockResolvedValueOnce(first.inspect);
   const machine = migrationMachine.provide({
     actions,
     actors: {
@@ -93,6 +101,9 @@ export function startMigration(input: MigrationInput = migrationInput()) {
       prepareTarget: fromPromise<PreparedTarget, MigrationActorInput>(({ input }) => actors.prepareTarget(input)),
       startSource: fromPromise<void, MigrationActorInput>(({ input }) => actors.startSource(input)),
       finalizeSuccess: fromPromise<void, MigrationActorInput>(({ input }) => actors.finalizeSuccess(input)),
+      requestAbort: fromPromise<AbortAnswer, MigrationActorInput>(({ input }) => actors.requestAbort(input)),
+      startPostCopy: fromPromise<void, MigrationActorInput>(({ input }) => actors.startPostCopy(input)),
+      inspect: fromPromise<Inspection, MigrationActorInput>(({ input }) => actors.inspect(input)),
     },
   });
 

@@ -1,0 +1,63 @@
+import { parseObject } from '../api/meta.js';
+import { Pod } from '../api/core.js';
+import { Labels, VirtualMachineInstance } from '../api/vmi.js';
+import { FINAL_PHASES, VirtualMachineInstanceMigration } from '../api/vmim.js';
+import { budgetName } from '../controller/disruptionBudgets.js';
+import type { StoredObject } from '../devcluster/object.js';
+import { domainOf, type InvariantChecker, type Violation } from './invariants.js';
+
+/** A job a handler still reports after the faults stopped. */
+export interface ActiveHandlerJob { node: string; role: 'source' | 'target'; migrationUid: string; state: string; domain: string }
+
+/** Handler job states that mean "still doing something"; the rest are records of finished work. */
+const ACTIVE = new Set(['starting', 'running', 'preparing', 'prepared']);
+
+/**
+ * What must hold once the faults have stopped and every migration has ended:
+ * each guest runs exactly where its VMI says, with one launcher pod and a
+ * budget of one; nothing of a migration is left (target pods, open
+ * migrationState, incoming or shut-off copies, handler jobs, running jobs).
+ */
+export function quiescenceViolations(s: {
+  at: number;
+  vmis: readonly StoredObject[];
+  pods: readonly StoredObject[];
+  pdbs: readonly StoredObject[];
+  vmims: readonly StoredObject[];
+  checker: InvariantChecker;
+  handlerJobs: readonly ActiveHandlerJob[];
+}): Violation[] {
+  const out: Violation[] = [];
+  const fail = (subject: string, message: string) => out.push({ invariant: 'quiescence', at: s.at, subject, message });
+  for (const raw of s.vmims) {
+    const m = parseObject(VirtualMachineInstanceMigration, raw);
+    if (m.ok && !FINAL_PHASES.has(m.value.status?.phase as never)) fail(`${m.value.metadata.namespace}/${m.value.metadata.name}`, `migration still ${m.value.status?.phase || 'without a phase'} after the faults stopped`);
+  }
+  const pods = s.pods.flatMap((p) => {
+    const r = parseObject(Pod, p);
+    return r.ok && !r.value.metadata.deletionTimestamp ? [r.value] : [];
+  });
+  for (const raw of s.vmis) {
+    const r = parseObject(VirtualMachineInstance, raw);
+    if (!r.ok) continue;
+    const vmi = r.value;
+    const key = `${vmi.metadata.namespace}/${vmi.metadata.name}`;
+    const domain = domainOf(vmi.metadata.namespace ?? 'default', vmi.metadata.name);
+    const node = vmi.status?.nodeName;
+    const truth = s.checker.domains.get(domain) ?? new Map<string, string>();
+    const running = s.checker.runningNode(domain);
+    if (running !== node) fail(key, `the VMI says it runs on ${node ?? 'no node'}, the hypervisors say ${running ?? `nowhere or on several nodes (${[...truth].map(([n, st]) => `${st} on ${n}`).join(', ') || 'nothing'})`}`);
+    for (const [n, st] of truth) if (n !== running) fail(key, `leftover ${st} copy of ${domain} on ${n}`);
+    const launchers = pods.filter((p) => p.metadata.labels?.[Labels.createdBy] === vmi.metadata.uid);
+    if (launchers.length !== 1 || launchers[0]?.spec?.nodeName !== node) {
+      fail(key, `expected one launcher pod on ${node}, found ${launchers.map((p) => `${p.metadata.name} on ${p.spec?.nodeName ?? '?'}`).join(', ') || 'none'}`);
+    }
+    const ms = vmi.status?.migrationState;
+    if (ms?.migrationUid && !ms.completed && !ms.failed) fail(key, `migrationState of ${ms.migrationUid} is still open`);
+    const pdb = s.pdbs.find((p) => p.metadata.name === budgetName(vmi) && p.metadata.namespace === vmi.metadata.namespace) as { spec?: { minAvailable?: number } } | undefined;
+    if (pdb && pdb.spec?.minAvailable !== 1) fail(key, `disruption budget still asks for ${pdb.spec?.minAvailable} pods`);
+  }
+  for (const j of s.handlerJobs) if (ACTIVE.has(j.state)) fail(j.node, `handler still holds ${j.role} job ${j.migrationUid} (${j.domain}) in state ${j.state}`);
+  for (const j of s.checker.jobs.values()) fail(j.node, `migration job of ${j.domain} to ${j.target} still runs in the hypervisor`);
+  return out;
+}

@@ -1,0 +1,132 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { connect, JSONCodec, nkeyAuthenticator, type NatsConnection } from 'nats';
+import { ResultMessage } from '../../src/bus/protocol.js';
+import { consumeResults, publishResult } from '../../src/bus/results.js';
+import { requestCommand } from '../../src/bus/rpc.js';
+import { inboxPrefix, subjects } from '../../src/bus/subjects.js';
+import { startHandler, type RunningHandler } from '../../src/handler/handler.js';
+import { SimDriver } from '../../src/hypervisor/sim.js';
+import { silentLogger } from '../../src/util/log.js';
+import { planNatsAuth, renderAuthConf, type NatsAuthPlan } from '../../scripts/lib/natsAuth.js';
+import { findGenerated, render } from '../deploy/render.js';
+import { freePort, startNatsServer, type NatsServerHandle } from '../support/natsServer.js';
+
+/**
+ * What one node's credentials can do to another, on the NATS server as
+ * deployed (deploy/'s nats.conf with generated per-role users): a handler
+ * cannot command another node, read results, or publish as the controller,
+ * and nobody gets in without credentials.
+ */
+const json = JSONCodec<unknown>();
+const enc = (v: unknown) => json.encode(v);
+
+describe('security: one node\'s handler credentials against another node', () => {
+  let dir: string;
+  let server: NatsServerHandle | undefined;
+  let url: string;
+  let plan: NatsAuthPlan;
+  const conns: NatsConnection[] = [];
+  const asUser = async (seed: string, name: string) => {
+    // Each role replies under its own inbox prefix, as ferry controller and ferry handler connect.
+    const node = plan.handlers.find((h) => h.seed === seed)?.node;
+    const nc = await connect({ servers: url, name, inboxPrefix: node ? inboxPrefix.handler(node) : inboxPrefix.controller(), authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) });
+    conns.push(nc);
+    return nc;
+  };
+  const handlerSeed = (node: string) => plan.handlers.find((h) => h.node === node)!.seed;
+  /** The first asynchronous permission error the server sends this connection. */
+  const permissionError = async (nc: NatsConnection, timeoutMs = 2000) => {
+    const deadline = Date.now() + timeoutMs;
+    const it = nc.status()[Symbol.asyncIterator]();
+    while (Date.now() < deadline) {
+      const next = await Promise.race([it.next(), new Promise<undefined>((r) => setTimeout(() => r(undefined), deadline - Date.now()))]);
+      if (!next || next.done) break;
+      const ctx = (next.value as { permissionContext?: { operation: string; subject: string } }).permissionContext;
+      if (next.value.data === 'PERMISSIONS_VIOLATION' && ctx) return `Permissions Violation for ${ctx.operation === 'publish' ? 'Publish' : 'Subscription'} to "${ctx.subject}"`;
+    }
+    return undefined;
+  };
+
+  beforeAll(async () => {
+    plan = planNatsAuth(['node-1', 'node-2']);
+    const natsConf = findGenerated(render('overlays/standalone'), 'ConfigMap', 'ferry-nats-config').data as Record<string, string>;
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-security-'));
+    mkdirSync(path.join(dir, 'auth'));
+    writeFileSync(path.join(dir, 'nats.conf'), natsConf['nats.conf']!.replace('store_dir: /data/jetstream', `store_dir: ${JSON.stringify(path.join(dir, 'js'))}`));
+    writeFileSync(path.join(dir, 'auth', 'auth.conf'), renderAuthConf(plan));
+    server = await startNatsServer({ configFile: path.join(dir, 'nats.conf'), storeDir: path.join(dir, 'js'), extraArgs: ['-m', String(await freePort())], env: { ...process.env, SERVER_NAME: 'ferry-security' } });
+    url = server.url;
+  });
+  afterAll(async () => {
+    for (const nc of conns) if (!nc.isClosed()) await nc.close();
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('an unauthenticated client and a client with an unknown key are refused', async () => {
+    await expect(connect({ servers: url, reconnect: false })).rejects.toThrow(/Authorization Violation/i);
+    const stranger = 'SUAGMJH5XLGZKQQWAWKRZJIGMOU4HPFUYLXJMXOO5NLFEO2OOQJ5LPRDPM'; // a valid user seed the server does not know
+    await expect(connect({ servers: url, reconnect: false, authenticator: nkeyAuthenticator(new TextEncoder().encode(stranger)) })).rejects.toThrow(/Authorization Violation/i);
+  });
+
+  test('node-1\'s handler cannot command node-2: the server drops the command and says why', async () => {
+    const h2 = await asUser(handlerSeed('node-2'), 'handler-node-2');
+    const driver = new SimDriver({ node: 'node-2' });
+    const handler: RunningHandler = startHandler({ nc: h2, node: 'node-2', driver, log: silentLogger });
+    try {
+      await h2.flush();
+      const h1 = await asUser(handlerSeed('node-1'), 'handler-node-1');
+      const denied = permissionError(h1);
+      await expect(requestCommand(h1, 'node-2', 'abort', { migrationUid: 'u', attempt: 1, vmi: 'default/vm-1', reason: 'forged' }, { timeoutMs: 500 })).rejects.toMatchObject({ code: expect.stringMatching(/timeout|unreachable/) });
+      expect(await denied).toMatch(/Permissions Violation for Publish to "ferry\.v1\.node\.node-2\.abort"/);
+    } finally {
+      await handler.stop();
+      await driver.close();
+    }
+  });
+
+  test('node-1\'s handler cannot publish as the controller (commands, stream changes, consumer acks)', async () => {
+    const h1 = await asUser(handlerSeed('node-1'), 'handler-node-1-ctl');
+    for (const subject of [subjects.command('node-1', 'start-source'), '$JS.API.STREAM.DELETE.FERRY_RESULTS', '$JS.API.CONSUMER.DELETE.FERRY_RESULTS.ferry-controller', '$JS.ACK.FERRY_RESULTS.ferry-controller.1.1.1.1.0']) {
+      const denied = permissionError(h1);
+      h1.publish(subject, enc({}));
+      expect(await denied).toContain(`Permissions Violation for Publish to "${subject}"`);
+    }
+  });
+
+  test('node-1\'s handler cannot read the controller\'s or node-2\'s replies (results are delivered to the controller\'s inbox)', async () => {
+    const h1 = await asUser(handlerSeed('node-1'), 'handler-node-1-inbox');
+    for (const subject of ['_INBOX.>', `${inboxPrefix.controller()}.>`, `${inboxPrefix.handler('node-2')}.>`]) {
+      const denied = permissionError(h1);
+      const sub = h1.subscribe(subject);
+      expect(await denied).toBe(`Permissions Violation for Subscription to "${subject}"`);
+      sub.unsubscribe();
+    }
+  });
+
+  test('node-1\'s handler cannot read results: not from the subjects, not from the stream', async () => {
+    const controller = await asUser(plan.controller.seed, 'controller-sec');
+    const h1 = await asUser(handlerSeed('node-1'), 'handler-node-1-read');
+    const h2 = await asUser(handlerSeed('node-2'), 'handler-node-2-pub');
+    const consumer = await consumeResults(controller, { log: silentLogger, onResult: async () => undefined });
+    try {
+      const deniedSub = permissionError(h1);
+      const snoop = h1.subscribe(subjects.allResults());
+      expect(await deniedSub).toMatch(/Permissions Violation for Subscription to "ferry\.v1\.result\.>"/);
+      snoop.unsubscribe();
+      const result = ResultMessage.parse({
+        migrationUid: 'sec-1', attempt: 1, vmi: 'default/vm-2', node: 'node-2', outcome: 'completed', mode: 'PreCopy',
+        stats: { phase: 'completed', mode: 'PreCopy', elapsedMs: 1, dataTotal: 1, dataProcessed: 1, dataRemaining: 0, memoryBandwidth: 0, dirtyRate: 0, iteration: 1, autoConvergeThrottle: 0, bandwidthLimit: 0 },
+        at: new Date().toISOString(),
+      });
+      await publishResult(h2.jetstream(), result, { ackTimeoutMs: 2000 });
+      const deniedGet = permissionError(h1);
+      h1.publish('$JS.API.STREAM.MSG.GET.FERRY_RESULTS', enc({ last_by_subj: subjects.result('sec-1') }));
+      expect(await deniedGet).toContain('Permissions Violation for Publish to "$JS.API.STREAM.MSG.GET.FERRY_RESULTS"');
+    } finally {
+      await consumer.stop();
+    }
+  });
+});

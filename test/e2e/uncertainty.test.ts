@@ -1,0 +1,302 @@
+/**
+ * Ferry when it does not know (issue 10): the real controller and handlers on
+ * the sim driver over a real nats-server, with a fault injected at the exact
+ * moment each finding names. Each test fails on the controller that read
+ * "timed out" or "no record" as "nothing happened".
+ */
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import type { NatsConnection } from 'nats';
+import { closeBus, connectBus } from '../../src/bus/connection.js';
+import { RESULTS_STREAM, subjects } from '../../src/bus/subjects.js';
+import { FerryConfig } from '../../src/config/ferryConfig.js';
+import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
+import { startHandler } from '../../src/handler/handler.js';
+import type { HypervisorDriver } from '../../src/hypervisor/driver.js';
+import { VMIM_RESOURCE, type JsonPatchOp } from '../../src/kube/client.js';
+import { silentLogger } from '../../src/util/log.js';
+import { createVmim, getVmi, getVmim, launcherPods, waitForPhase } from '../support/cluster.js';
+import { waitFor } from '../support/wait.js';
+
+/** Test hooks around one node's driver: gate or delay `migrate`, count boots. */
+class Faults {
+  migrateDelayMs = 0;
+  gate: Promise<void> | undefined;
+  onMigrate: (() => void) | undefined;
+  postCopyFails = false;
+  boots: string[] = [];
+
+  wrap(node: string, d: HypervisorDriver): HypervisorDriver {
+    const faults = this;
+    return new Proxy(d, {
+      get(target, prop, receiver) {
+        if (prop === 'migrate') {
+          return async (...args: Parameters<HypervisorDriver['migrate']>) => {
+            faults.onMigrate?.();
+            if (faults.gate) await faults.gate;
+            if (faults.migrateDelayMs) await new Promise((r) => setTimeout(r, faults.migrateDelayMs));
+            const job = await target.migrate(...args);
+            if (!faults.postCopyFails) return job;
+            return new Proxy(job, {
+              get(j, p, r) {
+                if (p === 'startPostCopy') return async () => { throw new Error('post-copy is not possible for this guest (injected)'); };
+                const v = Reflect.get(j, p, r) as unknown;
+                return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(j) : v;
+              },
+            });
+          };
+        }
+        if (prop === 'ensureRunning') {
+          return async (guest: Parameters<HypervisorDriver['ensureRunning']>[0]) => {
+            const before = (await target.listDomains()).some((x) => x.name === guest.name);
+            await target.ensureRunning(guest);
+            if (!before) faults.boots.push(`${guest.name}@${node}`);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  }
+}
+
+async function domainsOf(env: DevEnvironment, name: string): Promise<Array<{ node: string; state: string }>> {
+  const out: Array<{ node: string; state: string }> = [];
+  for (const [node, a] of env.agents) for (const d of await a.driver.listDomains()) if (d.name === name) out.push({ node, state: d.state });
+  return out;
+}
+
+/** A handler process restart: a new handler on the same driver, with an empty memory of jobs. */
+async function restartHandler(env: DevEnvironment, node: string): Promise<void> {
+  const agent = env.agents.get(node)!;
+  await agent.handler.stop();
+  agent.handler = startHandler({ nc: agent.nc, node, driver: agent.driver, log: silentLogger, progressIntervalMs: 250 });
+}
+
+/** The result of a migration, lost before the controller read it (it was queued behind others, or never delivered). */
+async function dropResult(nc: NatsConnection, uid: string): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.purge(RESULTS_STREAM, { filter: subjects.result(uid) });
+}
+
+describe('when a command times out or a record is gone', () => {
+  let env: DevEnvironment;
+  let nc: NatsConnection;
+  const faults = new Map<string, Faults>();
+  const f = (node: string) => faults.get(node)!;
+
+  beforeAll(async () => {
+    // 2 Gi guests at 256 Mi/s: a few seconds of streaming, enough to act in the middle.
+    const config = FerryConfig.parse({ commandTimeoutMs: 400, limits: { defaultNicCapacity: '256Mi' }, timeouts: { retrySeconds: 0.2, abortRetrySeconds: 1 } });
+    env = await startDevEnvironment({
+      nodes: 3,
+      vms: 6,
+      natsUrl: process.env['NATS_URL']!,
+      config,
+      timeScale: 2,
+      wrapDriver: (node, d) => {
+        const x = new Faults();
+        faults.set(node, x);
+        return x.wrap(node, d);
+      },
+    });
+    nc = await connectBus({ servers: env.natsUrl, name: 'uncertainty-test', log: silentLogger });
+  });
+  afterAll(async () => {
+    if (nc) await closeBus(nc);
+    await env?.stop();
+  });
+  afterEach(() => {
+    for (const x of faults.values()) {
+      x.migrateDelayMs = 0;
+      x.gate = undefined;
+      x.onMigrate = undefined;
+      x.boots = [];
+    }
+  });
+
+  test('start-source times out while the source streams, then completes: Succeeded, the guest on the target once', async () => {
+    const vmi = await getVmi(env.kube, 'vm-1');
+    const source = vmi.status!.nodeName!;
+    // The handler answers start-source only after the controller gave up waiting (400 ms).
+    f(source).migrateDelayMs = 1200;
+    const name = await createVmim(env.kube, 'vm-1');
+    const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 30_000);
+    expect(done.status?.conditions?.find((c) => c.type === 'Failed')?.message).toBeUndefined();
+    expect(done.status?.phase).toBe('Succeeded');
+    const after = await getVmi(env.kube, 'vm-1');
+    expect(after.status?.nodeName).not.toBe(source);
+    expect(await domainsOf(env, 'default_vm-1')).toEqual([{ node: after.status!.nodeName!, state: 'running' }]);
+    const pods = await waitFor('one launcher pod', async () => {
+      const p = await launcherPods(env.kube, vmi.metadata.uid!);
+      return p.length === 1 ? p : undefined;
+    });
+    expect(pods[0]!.spec?.nodeName).toBe(after.status?.nodeName);
+  }, 40_000);
+
+  test('a handler restart after completion, then an abort: no pod that holds the guest is deleted', async () => {
+    const vmi = await getVmi(env.kube, 'vm-2');
+    const source = vmi.status!.nodeName!;
+    const name = await createVmim(env.kube, 'vm-2');
+    const running = await waitForPhase(env.kube, name, ['Running']);
+    const uid = running.metadata.uid!;
+    // The controller is away while the migration completes; its result never reaches it.
+    await env.stopController();
+    await waitFor('the guest to leave the source', async () => !(await domainsOf(env, 'default_vm-2')).some((d) => d.node === source), { timeoutMs: 30_000 });
+    await dropResult(nc, uid);
+    await restartHandler(env, source); // forgets the finished job: abort now answers not-found
+    await env.kube.deleteCustom(VMIM_RESOURCE, 'default', name); // the user aborts
+    await env.startController();
+    await waitFor('the VMIM to be gone', async () => (await getVmim(env.kube, name)) === undefined, { timeoutMs: 30_000 });
+
+    const after = await getVmi(env.kube, 'vm-2');
+    const target = after.status!.nodeName!;
+    expect(target).not.toBe(source);
+    expect(after.status?.migrationState).toMatchObject({ migrationUid: uid, completed: true, failed: false });
+    expect(await domainsOf(env, 'default_vm-2')).toEqual([{ node: target, state: 'running' }]);
+    const pods = await waitFor('one launcher pod', async () => {
+      const p = await launcherPods(env.kube, vmi.metadata.uid!);
+      return p.length === 1 ? p : undefined;
+    });
+    expect(pods[0]!.spec?.nodeName).toBe(target);
+  }, 60_000);
+
+  test('a controller crash between the start-source send and the phase write resumes without booting a second copy', async () => {
+    const vmi = await getVmi(env.kube, 'vm-4');
+    const source = vmi.status!.nodeName!;
+    let release!: () => void;
+    f(source).gate = new Promise<void>((r) => (release = r));
+    const sent = new Promise<void>((r) => (f(source).onMigrate = r));
+    const name = await createVmim(env.kube, 'vm-4');
+    await sent; // start-source reached the source...
+    await env.stopController(); // ...and the controller dies before writing Running
+    expect((await getVmim(env.kube, name))?.status?.phase).toBe('TargetReady');
+    f(source).onMigrate = undefined;
+    release();
+    await waitFor('the guest to leave the source', async () => !(await domainsOf(env, 'default_vm-4')).some((d) => d.node === source), { timeoutMs: 30_000 });
+    const uid = (await getVmim(env.kube, name))!.metadata.uid!;
+    await dropResult(nc, uid);
+    await restartHandler(env, source);
+    await env.startController();
+
+    const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 30_000);
+    expect(done.status?.phase).toBe('Succeeded');
+    const after = await getVmi(env.kube, 'vm-4');
+    expect(after.status?.nodeName).not.toBe(source);
+    // No replayed start booted the guest again on the source.
+    expect([...faults.values()].flatMap((x) => x.boots)).toEqual([]);
+    expect(await domainsOf(env, 'default_vm-4')).toEqual([{ node: after.status!.nodeName!, state: 'running' }]);
+  }, 60_000);
+
+  test('a cleanup that fails once is retried: the next migration of that VMI is admitted', async () => {
+    const vmi = await getVmi(env.kube, 'vm-5');
+    const source = vmi.status!.nodeName!;
+    // Closing the VMI's migration state fails once, as a flaky API server would.
+    const kube = env.kube;
+    const real = kube.patchCustomStatusJson.bind(kube);
+    let failures = 0;
+    kube.patchCustomStatusJson = async (r, ns, n, ops: JsonPatchOp[]) => {
+      if (failures === 0 && n === 'vm-5' && ops.some((o) => o.path === '/status/migrationState/failed')) {
+        failures++;
+        throw Object.assign(new Error('etcdserver: request timed out'), { code: 500 });
+      }
+      return real(r, ns, n, ops);
+    };
+    try {
+      const first = await createVmim(env.kube, 'vm-5');
+      await waitForPhase(env.kube, first, ['Running']);
+      await env.kube.deleteCustom(VMIM_RESOURCE, 'default', first);
+      await waitFor('the aborted VMIM to be gone', async () => (await getVmim(env.kube, first)) === undefined, { timeoutMs: 30_000 });
+      expect(failures).toBe(1);
+      expect((await getVmi(env.kube, 'vm-5')).status?.migrationState).toMatchObject({ completed: true, failed: true, abortStatus: 'Succeeded' });
+    } finally {
+      kube.patchCustomStatusJson = real;
+    }
+    const second = await createVmim(env.kube, 'vm-5');
+    const done = await waitForPhase(env.kube, second, ['Succeeded', 'Failed'], 30_000);
+    expect(done.status?.conditions?.find((c) => c.type === 'Failed')?.message).toBeUndefined();
+    expect(done.status?.phase).toBe('Succeeded');
+    expect((await getVmi(env.kube, 'vm-5')).status?.nodeName).not.toBe(source);
+  }, 60_000);
+});
+
+describe('when the source node is lost', () => {
+  let env: DevEnvironment;
+  beforeAll(async () => {
+    // 64 Mi/s: the migration is still streaming when the node goes.
+    const config = FerryConfig.parse({ limits: { defaultNicCapacity: '64Mi' }, commandTimeoutMs: 300, timeouts: { nodeLostSeconds: 1, retrySeconds: 0.2, abortRetrySeconds: 1, resolveSeconds: 20 } });
+    env = await startDevEnvironment({ nodes: 3, vms: 3, natsUrl: process.env['NATS_URL']!, config });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('mid-Running: the migration resolves within the bound and its slot is freed', async () => {
+    const vmi = await getVmi(env.kube, 'vm-2'); // 2 Gi at 64 Mi/s: ~30 s
+    const source = vmi.status!.nodeName!;
+    const name = await createVmim(env.kube, 'vm-2');
+    await waitForPhase(env.kube, name, ['Running']);
+    const target = (await getVmi(env.kube, 'vm-2')).status!.migrationState!.targetNode!;
+    expect(env.controller!.activeCount()).toBe(1);
+
+    // The node dies: its handler goes silent and the node controller marks it NotReady.
+    await env.agents.get(source)!.handler.stop();
+    await env.kube.core.patchNodeStatus(
+      { name: source, body: { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: 'Kubelet stopped posting node status.' }] } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const lostAt = Date.now();
+    const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 20_000);
+    expect(Date.now() - lostAt).toBeLessThan(15_000);
+    expect(done.status?.phase).toBe('Failed');
+    expect(done.status?.conditions?.find((c) => c.type === 'Failed')?.message).toMatch(new RegExp(`source node ${source} is lost`));
+    await waitFor('the slot to be freed', () => env.controller!.activeCount() === 0);
+    // The target only ever had an incoming shell: it is removed, and the VMI still names the source.
+    await waitFor('the target pod to be removed', async () => !(await launcherPods(env.kube, vmi.metadata.uid!)).some((p) => p.spec?.nodeName === target));
+    expect((await env.agents.get(target)!.driver.listDomains()).find((d) => d.name === 'default_vm-2')).toBeUndefined();
+    expect((await getVmi(env.kube, 'vm-2')).status?.nodeName).toBe(source);
+  }, 40_000);
+});
+
+describe('a post-copy switch that fails', () => {
+  let env: DevEnvironment;
+  const faults = new Map<string, Faults>();
+  beforeAll(async () => {
+    const config = FerryConfig.parse({ limits: { defaultNicCapacity: '64Mi' } });
+    env = await startDevEnvironment({
+      nodes: 2,
+      vms: 2,
+      natsUrl: process.env['NATS_URL']!,
+      config,
+      wrapDriver: (node, d) => {
+        const x = new Faults();
+        x.postCopyFails = true;
+        faults.set(node, x);
+        return x.wrap(node, d);
+      },
+    });
+    // Post-copy after a 1 s completion budget per GiB.
+    await env.kube.patchCustom({ group: 'kubevirt.io', version: 'v1', plural: 'kubevirts' }, 'kubevirt', 'kubevirt', {
+      spec: { configuration: { migrations: { allowPostCopy: true, completionTimeoutPerGiB: 1 } } },
+    });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('leaves the migration in pre-copy, and an abort still works', async () => {
+    const vmi = await getVmi(env.kube, 'vm-2'); // 2 Gi at 64 Mi/s: far beyond its 2 s budget
+    const source = vmi.status!.nodeName!;
+    const name = await createVmim(env.kube, 'vm-2');
+    await waitForPhase(env.kube, name, ['Running']);
+    // Past the 2 s budget the controller asks for post-copy, which the source refuses.
+    await new Promise((r) => setTimeout(r, 4000));
+    expect((await getVmim(env.kube, name))?.status?.phase).toBe('Running');
+    expect((await getVmi(env.kube, 'vm-2')).status?.migrationState?.mode).toBe('PreCopy');
+    await env.kube.deleteCustom(VMIM_RESOURCE, 'default', name);
+    await waitFor('the VMIM to be gone', async () => (await getVmim(env.kube, name)) === undefined, { timeoutMs: 20_000 });
+    const after = await getVmi(env.kube, 'vm-2');
+    expect(after.status?.nodeName).toBe(source);
+    expect(after.status?.migrationState).toMatchObject({ failed: true, abortStatus: 'Succeeded', mode: 'PreCopy' });
+    expect((await env.agents.get(source)!.driver.listDomains()).find((d) => d.name === 'default_vm-2')?.state).toBe('running');
+  }, 40_000);
+});

@@ -1,0 +1,54 @@
+import { mkdtempSync, rmSync, appendFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SimDriver } from '../../../src/hypervisor/sim.js';
+import { openJobs, parseJournal, replayJournal, SimJournal } from '../../../src/hypervisor/simJournal.js';
+import { ManualClock } from '../../../src/util/clock.js';
+
+describe('sim driver journal (ground truth that outlives the handler)', () => {
+  let dir: string;
+  beforeEach(() => { dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-journal-')); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a driver on the same journal finds the guests where the last one left them', async () => {
+    const file = path.join(dir, 'node-1.jsonl');
+    const clock = new ManualClock(1000);
+    const a = new SimDriver({ node: 'node-1', clock, journal: new SimJournal(file) });
+    await a.ensureRunning({ name: 'default_vm-1', memoryBytes: 2 ** 30 });
+    await a.prepareIncoming({ name: 'default_vm-2', memoryBytes: 2 ** 29 }, 'm-2');
+    const b = new SimDriver({ node: 'node-1', clock, journal: new SimJournal(file) });
+    expect(await b.listDomains()).toEqual([
+      { name: 'default_vm-1', state: 'running', memoryBytes: 2 ** 30 },
+      { name: 'default_vm-2', state: 'incoming', memoryBytes: 2 ** 29 },
+    ]);
+    // The incoming domain remembers its migration: finishing it works after the restart.
+    expect(await b.finishIncoming('default_vm-2', 'm-2')).toBe('running');
+  });
+
+  it('records job start and end, and a restart ends the jobs its predecessor left open as lost', async () => {
+    const file = path.join(dir, 'node-1.jsonl');
+    const clock = new ManualClock(0);
+    const a = new SimDriver({ node: 'node-1', clock, journal: new SimJournal(file) });
+    await a.ensureRunning({ name: 'default_vm-1', memoryBytes: 2 ** 30 });
+    const job = await a.migrate('default_vm-1', { node: 'node-2', address: 'sim://node-2/m-1' }, { bandwidth: 1e8, maxDowntimeMs: 300, autoConverge: false, postCopy: false }, 'm-1');
+    await job.setBandwidth(5e7);
+    const j = new SimJournal(file);
+    expect(j.read().filter((e) => e.job).map((e) => [e.job, e.bandwidth, e.targetNode])).toEqual([['start', 1e8, 'node-2'], ['bandwidth', 5e7, undefined]]);
+    expect(openJobs(j.read())).toHaveLength(1);
+    // The process dies here (no close): a new driver on the journal closes the job.
+    const b = new SimDriver({ node: 'node-1', clock, journal: new SimJournal(file) });
+    expect(openJobs(j.read())).toEqual([]);
+    expect(j.read().at(-1)).toMatchObject({ job: 'end', outcome: 'lost', migrationId: 'm-1' });
+    expect(await b.listDomains()).toEqual([{ name: 'default_vm-1', state: 'running', memoryBytes: 2 ** 30 }]);
+    await a.close();
+  });
+
+  it('skips a torn last line', () => {
+    const file = path.join(dir, 'x.jsonl');
+    const j = new SimJournal(file);
+    j.append({ at: 1, node: 'n', domain: 'd', state: 'running' });
+    appendFileSync(file, '{"at":2,"node":"n","dom');
+    expect(parseJournal('{"at":1}\nnot json\n')).toEqual([]);
+    expect([...replayJournal(j.read()).keys()]).toEqual(['d']);
+  });
+});

@@ -127,6 +127,8 @@ export class MigrationController {
       vmi: (ns, name) => this.getVmi(ns, name),
       podsOfVmi: (ns, vmiUid) => this.podsOfVmi(ns, vmiUid),
       fence,
+      // Beside KubeVirt its virt-handler acts on the VMI's hand-off markers: keep them on the VMIM until the end.
+      markersOn: opts.ownerLabel ? 'vmim' : 'vmi',
     };
     this.cleanup = new FailureCleanup({
       kube: this.kube,

@@ -9,8 +9,13 @@ import { Annotations, Labels } from '../api/vmi.js';
  * the source's node binding. Pure: no I/O.
  */
 
-/** Spec fields that bind a pod to where the source runs, or are set by the cluster: not copied. */
-const NOT_COPIED = new Set(['nodeName', 'hostname', 'subdomain', 'schedulerName', 'ephemeralContainers']);
+/**
+ * Spec fields that bind a pod to where the source runs, or are set by the
+ * cluster: not copied. The node selector is rendered afresh from the VMI and
+ * the VMIM (as KubeVirt renders it from the VMI): the source's may carry the
+ * previous migration's pin to the node the VM now runs on.
+ */
+const NOT_COPIED = new Set(['nodeName', 'nodeSelector', 'hostname', 'subdomain', 'schedulerName', 'ephemeralContainers']);
 
 /** Labels and annotations of the source pod that describe the source only. */
 const SOURCE_ONLY_LABELS = new Set<string>([Labels.migrationJobUID, 'pod-template-hash', 'controller-revision-hash']);
@@ -23,7 +28,7 @@ export interface TargetPodSpecInput {
   vmiUid: string;
   migrationUid: string;
   migrationName: string;
-  /** Node selector of the target: the VMIM's addedNodeSelector and the VMI's, plus a pin when the limits core chose the node. */
+  /** Node selector of the target: the VMIM's addedNodeSelector and the VMI's, plus a pin when the limits core chose the node (the source pod's is not used). */
   nodeSelector: Record<string, string>;
   /** Used only when there is no source pod to copy (a VMI whose pod is gone). */
   fallbackContainers: V1PodSpec['containers'];
@@ -58,7 +63,7 @@ export function targetPodParts(input: TargetPodSpecInput): TargetPodParts {
   const spec: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(src)) if (!NOT_COPIED.has(k) && v !== undefined) spec[k] = clone(v);
   const containers = Array.isArray(src['containers']) && src['containers'].length > 0 ? clone(src['containers']) : clone(input.fallbackContainers);
-  const nodeSelector = { ...((src['nodeSelector'] as Record<string, string> | undefined) ?? {}), ...input.nodeSelector };
+  const nodeSelector = input.nodeSelector;
   const labels: Record<string, string> = {};
   for (const [k, v] of Object.entries(input.source?.labels ?? {})) if (!SOURCE_ONLY_LABELS.has(k)) labels[k] = v;
   const annotations: Record<string, string> = {};

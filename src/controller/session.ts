@@ -8,7 +8,7 @@ import type { Command } from '../bus/subjects.js';
 import type { CommandReply, CommandRequest } from '../bus/protocol.js';
 import type { FerryConfig } from '../config/ferryConfig.js';
 import type { Priority } from '../limits/types.js';
-import { isConflict, isNotFound, statusCode, VMI_RESOURCE, type JsonPatchOp, type KubeClient } from '../kube/client.js';
+import { isConflict, isNotFound, statusCode, VMI_RESOURCE, VMIM_RESOURCE, type JsonPatchOp, type KubeClient } from '../kube/client.js';
 import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import type { AbortAnswer, Inspection, MigrationActorInput } from '../../statecharts/migration.js';
@@ -31,6 +31,14 @@ export interface SessionEnv {
   podsOfVmi: (namespace: string, vmiUid: string) => Pod[];
   /** Resolves when this replica may write (still the leader); throws when it may not. */
   fence: () => Promise<void>;
+  /**
+   * Where the in-flight migrationState lives. 'vmi' (standalone, default): on
+   * the VMI, as KubeVirt's controller writes it. 'vmim' (beside KubeVirt): on
+   * the VMIM Ferry owns, because KubeVirt's virt-handler acts on the VMI's
+   * markers (migrationState.sourceNode/targetNode, the migrationTargetNodeName
+   * label); the VMI then gets only the final state a completed migration leaves.
+   */
+  markersOn?: 'vmi' | 'vmim';
 }
 
 /** The facts of a migration its I/O needs: the chart's context (see statecharts/migration.ts). */
@@ -102,7 +110,8 @@ export class MigrationSession {
     this.baseLog = env.log.child({ namespace: this.namespace, vmim: this.name, uid: this.uid, vmi: this.vmiKey });
     this.log = this.baseLog.child({ phase: this.phase });
     this.memoryBytes = vmi ? guestMemoryBytes(vmi) : 1024 ** 3;
-    const ms = vmi?.status?.migrationState;
+    const ms = this.markersOnVmim ? vmim.status?.migrationState ?? undefined : vmi?.status?.migrationState;
+    if (this.markersOnVmim && ms?.migrationUid === this.uid) this.vmimMarkers = { ...ms };
     this.restored = {};
     if (ms && ms.migrationUid === this.uid) {
       for (const k of ['sourceNode', 'sourcePod', 'targetNode', 'targetPod'] as const) if (ms[k]) this.restored[k] = ms[k];
@@ -123,6 +132,26 @@ export class MigrationSession {
   /** This migration's logger without the phase (for lines that name a phase themselves). */
   get logBase(): Logger {
     return this.baseLog;
+  }
+
+  /** Beside KubeVirt: this migration's state as written to its VMIM so far. */
+  private vmimMarkers: MigrationState = {};
+
+  private get markersOnVmim(): boolean {
+    return this.env.markersOn === 'vmim';
+  }
+
+  /** This migration's recorded state, wherever it is kept; undefined before the hand-off. */
+  private markers(vmi: VirtualMachineInstance | undefined): MigrationState | undefined {
+    const ms = this.markersOnVmim ? this.vmimMarkers : vmi?.status?.migrationState ?? undefined;
+    return ms?.migrationUid === this.uid ? ms : undefined;
+  }
+
+  /** Merges into the VMIM's migrationState (beside KubeVirt, where the in-flight state lives). */
+  private async patchVmimMarkers(fields: MigrationState): Promise<void> {
+    const clean = stripUndefined(fields);
+    await this.env.kube.patchCustomStatus(VMIM_RESOURCE, this.namespace, this.name, { status: { migrationState: clean } });
+    this.vmimMarkers = { ...this.vmimMarkers, ...clean };
   }
 
   /** Every log line about this migration carries its current phase. */
@@ -243,6 +272,11 @@ export class MigrationSession {
       ...(this.policyName ? { migrationPolicyName: this.policyName } : {}),
     };
     await this.env.fence();
+    if (this.markersOnVmim) {
+      // No marker on the VMI: virt-handler would take part (deploy/README.md, beside KubeVirt).
+      await this.patchVmimMarkers({ ...state, ...stripUndefined(this.markers(vmi) ?? {}) });
+      return;
+    }
     if (existing?.migrationUid === this.uid) {
       // A replay: keep what this migration already recorded (its start time, its address).
       await this.patchMigrationState({ ...state, ...stripUndefined(existing) });
@@ -283,8 +317,8 @@ export class MigrationSession {
     const vmi = this.currentVmi();
     const cfg = this.effective;
     const bandwidth = this.allottedBandwidth;
-    const existing = vmi.status?.migrationState;
-    if (!(existing?.migrationUid === this.uid && existing.startTimestamp)) {
+    const existing = this.markers(vmi);
+    if (!existing?.startTimestamp) {
       await this.env.fence();
       try {
         await this.patchMigrationState({ startTimestamp: new Date(this.env.clock.now()).toISOString(), mode: 'PreCopy' });
@@ -375,7 +409,26 @@ export class MigrationSession {
     const targetPod = this.targetLauncherPods().find((p) => p.metadata.name === facts.targetPod);
     const ms = vmi.status?.migrationState;
     const now = new Date(this.env.clock.now()).toISOString();
-    if (vmi.status?.nodeName !== targetNode || ms?.migrationUid !== this.uid || !ms.completed) {
+    if (this.markersOnVmim && (vmi.status?.nodeName !== targetNode || ms?.migrationUid !== this.uid || !ms.completed)) {
+      // The VMI's first sight of this migration is its end, whole, as a completed KubeVirt migration leaves it.
+      const final: MigrationState = {
+        ...this.vmimMarkers,
+        migrationUid: this.uid,
+        completed: true,
+        failed: false,
+        mode,
+        endTimestamp: this.vmimMarkers.endTimestamp ?? now,
+        targetNodeDomainDetected: true,
+        targetNodeDomainReadyTimestamp: this.vmimMarkers.targetNodeDomainReadyTimestamp ?? now,
+        ...(this.vmimMarkers.abortStatus === 'Aborting' ? { abortStatus: 'Failed' as const } : {}),
+      };
+      await this.patchVmiStatusJson([
+        { op: 'add', path: '/status/migrationState', value: stripUndefined(final) },
+        { op: 'add', path: '/status/nodeName', value: targetNode },
+      ]);
+      await this.patchVmimMarkers(final);
+      vmi = this.currentVmi();
+    } else if (vmi.status?.nodeName !== targetNode || ms?.migrationUid !== this.uid || !ms.completed) {
       await this.patchVmiStatus({
         nodeName: targetNode,
         migrationState: {
@@ -410,7 +463,7 @@ export class MigrationSession {
         metadata: { labels: { [Labels.nodeName]: targetNode, [Labels.migrationTargetNodeName]: null } },
       });
     }
-    const source = ms?.sourcePod ?? this.sourceLauncherPod(facts.sourceNode)?.metadata.name;
+    const source = (this.markersOnVmim ? this.vmimMarkers.sourcePod : ms?.sourcePod) ?? this.sourceLauncherPod(facts.sourceNode)?.metadata.name;
     if (source && source !== facts.targetPod) await this.env.kube.deletePod(this.namespace, source);
     this.log.info({ from: facts.sourceNode, to: targetNode, mode }, 'migration succeeded; VMI moved');
   }
@@ -436,6 +489,7 @@ export class MigrationSession {
   }
 
   handedOff(): boolean {
+    if (this.markersOnVmim) return this.vmimMarkers.migrationUid === this.uid;
     const vmi = this.env.vmi(this.namespace, this.vmiName);
     return vmi?.status?.migrationState?.migrationUid === this.uid;
   }
@@ -461,6 +515,7 @@ export class MigrationSession {
 
   /** Merges into this migration's state only: the uid guard keeps a stale writer off a newer migration. */
   private async patchMigrationState(fields: MigrationState): Promise<void> {
+    if (this.markersOnVmim) return this.patchVmimMarkers(fields);
     const ops: JsonPatchOp[] = [{ op: 'test', path: '/status/migrationState/migrationUid', value: this.uid }];
     for (const [k, v] of Object.entries(fields)) if (v !== undefined) ops.push({ op: 'add', path: `/status/migrationState/${k}`, value: v });
     try {

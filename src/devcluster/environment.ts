@@ -217,7 +217,8 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
 
     // What the launchers do: every running VMI's guest runs in its node's hypervisor, so
     // what a handler reports (list-jobs domains) is the truth the controller's arbiter reads.
-    await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
+    // In launcher mode each launcher pod booted its own guest when it started.
+    if (!launcherMode) await bootGuests(kube, new Map([...agents].map(([n, a]) => [n, a.driver])), log);
 
     let controller: MigrationController | undefined;
     let runbooks: RunbookController | undefined;

@@ -123,7 +123,9 @@ export class Kubelet {
           this.cancel(e.object.metadata.uid);
           // Removed at once (grace period 0, or by a finalizer-free force delete): its processes go too.
           const runtime = this.opts.runtime;
-          if (runtime?.handles(e.object) && !this.stopping.has(e.object.metadata.uid)) {
+          // A pod this kubelet stopped itself is removed after its processes: nothing left to stop.
+          if (this.stopping.delete(e.object.metadata.uid)) return;
+          if (runtime?.handles(e.object)) {
             void runtime.stop(e.object).catch((err: unknown) => this.opts.log?.(`kubelet: stopping deleted pod ${e.object.metadata.name}: ${(err as Error).message}`));
           }
         } else this.sync(e.object);
@@ -223,10 +225,11 @@ export class Kubelet {
       this.stopping.add(uid);
       // The pod object goes only once its processes are gone, as with a real kubelet.
       void runtime.stop(pod).catch((err: unknown) => this.opts.log?.(`kubelet: stopping pod ${namespace}/${name}: ${(err as Error).message}`)).finally(() => {
-        this.stopping.delete(uid);
         try {
+          // Its DELETED event clears `stopping`.
           this.store.delete('pods', name, { namespace, gracePeriodSeconds: 0, preconditions: { uid } });
         } catch (err) {
+          this.stopping.delete(uid);
           if (!isApiError(err) || err.code !== 404) this.opts.log?.(`kubelet: ${(err as Error).message}`);
         }
       });

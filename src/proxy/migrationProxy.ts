@@ -37,7 +37,9 @@ function splice(a: net.Socket, b: net.Socket, done: (err: Error | undefined) => 
   // proxy does: neither libvirt's RPC nor QEMU's stream half-closes on purpose,
   // and a half-open pair would keep the launcher's socket open forever.
   const end = (err: NodeJS.ErrnoException | null) => {
-    if (err && !firstErr) firstErr = err;
+    // Only the first direction's end says how the connection ended; the other
+    // one then reports our own destroy ("premature close").
+    if (err && finished === 0) firstErr = err;
     if (finished++ === 0) {
       a.destroy();
       b.destroy();

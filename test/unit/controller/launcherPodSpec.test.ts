@@ -6,7 +6,8 @@ const sourceSpec = {
   serviceAccountName: 'default',
   securityContext: { runAsUser: 107, fsGroup: 107 },
   tolerations: [{ key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 }],
-  nodeSelector: { 'kubevirt.io/schedulable': 'true' },
+  // The previous migration's pin: must not follow the VM to its next target.
+  nodeSelector: { 'kubernetes.io/hostname': 'node-1', 'kubevirt.io/schedulable': 'true' },
   affinity: {
     nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] }] } },
   },
@@ -46,7 +47,8 @@ test('same containers, volumes, resources, service account, security context and
   expect(spec.terminationGracePeriodSeconds).toBe(210);
   expect(spec.nodeName).toBeUndefined();
   expect(spec.hostname).toBeUndefined();
-  expect(spec.nodeSelector).toEqual({ 'kubevirt.io/schedulable': 'true', 'kubernetes.io/hostname': 'node-3' });
+  // Rendered from the VMI and the VMIM (as given), not copied from the source pod.
+  expect(spec.nodeSelector).toEqual({ 'kubernetes.io/hostname': 'node-3' });
 });
 
 test('required anti-affinity by hostname on the VMI\'s created-by label, beside the source\'s own affinity', () => {

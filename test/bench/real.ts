@@ -39,16 +39,21 @@ export interface RealResult {
   unfinished: string[];
   /** VMIMs by final phase. */
   phases: Record<string, number>;
+  /** Median wall ms from admission (Scheduling) to Running: what the control plane adds before the first byte. */
+  setupWallMs: number;
   /** Median wall ms a VMIM spent in each phase (from its creation), as its status records them. */
   phaseWallMs: Record<string, number>;
   /** API requests the control plane made during the drain, by verb. */
   apiRequests: Record<string, number>;
+  /** Writes by verb and resource (`PATCH virtualmachineinstancemigrations/status`). */
+  apiWrites: Record<string, number>;
 }
 
 export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealResult> {
   const timeScale = o.timeScale ?? 1;
   const config = scenarioFerryConfig(s, { evacuation: { backoffBaseSeconds: 20 / timeScale } });
   const requests: Record<string, number> = {};
+  const writes: Record<string, number> = {};
   let counting = false;
   const env: DevEnvironment = await startDevEnvironment({
     scenario: s,
@@ -61,8 +66,13 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
       podTerminationDelayMs: 10,
       schedulerIntervalMs: 100,
       log: (line) => {
-        const verb = /^(GET|POST|PUT|PATCH|DELETE) /.exec(line)?.[1];
-        if (counting && verb) requests[verb] = (requests[verb] ?? 0) + 1;
+        const m = /^(GET|POST|PUT|PATCH|DELETE) (\S+)/.exec(line);
+        if (!counting || !m) return;
+        requests[m[1]!] = (requests[m[1]!] ?? 0) + 1;
+        if (m[1] !== 'GET') {
+          const what = `${m[1]} ${resourceOf(m[2]!)}`;
+          writes[what] = (writes[what] ?? 0) + 1;
+        }
       },
     },
   });
@@ -99,6 +109,7 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
     const wallMs = (finished ? endedAt : performance.now()) - t0;
     const phases: Record<string, number> = {};
     const spent: Record<string, number[]> = {};
+    const setup: number[] = [];
     for (const m of env.cluster.store.list('virtualmachineinstancemigrations').items) {
       const st = (m as { status?: { phase?: string; phaseTransitionTimestamps?: Array<{ phase: string; phaseTransitionTimestamp: string }> } }).status;
       const p = st?.phase ?? '(none)';
@@ -106,9 +117,12 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
       const ts = st?.phaseTransitionTimestamps ?? [];
       const created = Date.parse(m.metadata.creationTimestamp ?? '');
       let prev = { phase: '(created)', at: created };
+      let admitted: number | undefined;
       for (const t of ts) {
         const at = Date.parse(t.phaseTransitionTimestamp);
         (spent[prev.phase] ??= []).push(at - prev.at);
+        if (t.phase === 'Scheduling') admitted = at;
+        if (t.phase === 'Running' && admitted !== undefined) setup.push(at - admitted);
         prev = { phase: t.phase, at };
       }
     }
@@ -120,7 +134,9 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
       unfinished: [...leaving].sort(),
       phases,
       phaseWallMs: Object.fromEntries(Object.entries(spent).map(([p, xs]) => [p, median(xs)])),
+      setupWallMs: median(setup),
       apiRequests: requests,
+      apiWrites: writes,
     };
   } finally {
     await env.stop();
@@ -130,4 +146,13 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.floor(s.length / 2)]!;
+}
+
+/** `/apis/g/v/namespaces/ns/things/name/status?x` → `things/status`. */
+function resourceOf(url: string): string {
+  const parts = url.split('?')[0]!.split('/').filter(Boolean);
+  const at = parts[0] === 'api' ? 2 : 3;
+  const rest = parts.slice(at);
+  const [resource, , sub] = rest[0] === 'namespaces' && rest.length > 2 ? rest.slice(2) : rest;
+  return sub ? `${resource}/${sub}` : resource ?? url;
 }

@@ -16,7 +16,8 @@ const program = new Command()
   .option('--max-hours <h>', 'give up on VMs not moved after this much virtual time', '48')
   .option('--real', 'also drain through the real controller, NATS and handlers (sim driver), and compare with virtual time')
   .option('--time-scale <x>', 'with --real: scenario seconds per wall second', '1')
-  .action(async (opts: { scenario: string; policy?: PolicyName; json?: string; maxHours: string; real?: boolean; timeScale: string }) => {
+  .option('--measure', 'with --real: run the controller in its own process and report its CPU and RSS, the API server process RSS and NATS messages')
+  .action(async (opts: { scenario: string; policy?: PolicyName; json?: string; maxHours: string; real?: boolean; timeScale: string; measure?: boolean }) => {
     const scenario = loadScenario(opts.scenario);
     const maxHours = Number(opts.maxHours);
     if (!(maxHours > 0)) throw new ScenarioError(`--max-hours must be a positive number, got ${opts.maxHours}`);
@@ -30,6 +31,7 @@ const program = new Command()
       console.log(`\nreal control plane: ${scenario.nodes.length} nodes, ${scenario.vms.length} VMIs, time scale ${timeScale} …`);
       real = await runReal(scenario, {
         timeScale,
+        measure: opts.measure === true,
         timeoutMs: maxHours * 3600_000 / timeScale,
         onProgress: (left, total) => { if (left % Math.max(1, Math.round(total / 10)) === 0) console.log(`  ${total - left}/${total} moved`); },
       });

@@ -216,7 +216,8 @@ async function startControllerProcess(dir: string, config: object, natsUrl: stri
   const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', main, 'controller', '--kubeconfig', path.join(dir, 'kubeconfig'), '--nats', natsUrl, '--config', cfg, '--no-leader-elect', '--metrics-port', '0'],
+    // FERRY_BENCH_CONTROLLER_NODE_OPTIONS: extra node flags for the controller (e.g. --cpu-prof --cpu-prof-dir=DIR).
+    [...(process.env['FERRY_BENCH_CONTROLLER_NODE_OPTIONS']?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', main, 'controller', '--kubeconfig', path.join(dir, 'kubeconfig'), '--nats', natsUrl, '--config', cfg, '--no-leader-elect', '--metrics-port', '0'],
     { stdio: ['ignore', out, out] },
   );
   const deadline = Date.now() + 60_000;

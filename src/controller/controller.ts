@@ -248,6 +248,8 @@ export class MigrationController {
   private podsOfVmi(ns: string, vmiUid: string): Pod[] {
     const out: Pod[] = [];
     for (const raw of this.pods.list(ns)) {
+      // Look at the label before parsing: the namespace holds every VM's launcher pod.
+      if (raw.metadata?.labels?.[Labels.createdBy] !== vmiUid) continue;
       const r = parseObject(Pod, raw);
       if (r.ok && r.value.metadata.labels?.[Labels.createdBy] === vmiUid) out.push(r.value);
     }

@@ -39,7 +39,7 @@ test('the cluster a scenario describes: NICs and memory on the nodes, the guest 
   expect(vmi.value.status?.nodeName).toBe('fast');
   // What the controller hands the handler, and so what the sim driver migrates.
   expect(guestSpecFor(vmi.value)).toEqual({ name: 'default_db', memoryBytes: 16 * 2 ** 30, dirtyRate: 300 * 2 ** 20, workingSet: 2 * 2 ** 30, zeroFraction: 0.25 });
-  const kv = cluster.store.tryGet('kubevirts', 'kubevirt', 'kubevirt') as { spec: { configuration: { migrations: unknown } } };
+  const kv = cluster.store.tryGet('kubevirts', 'kubevirt', 'kubevirt') as unknown as { spec: { configuration: { migrations: unknown } } };
   // The cluster limit is left out, so it stays unpinned (adaptive), as in the virtual-time bench.
   expect(kv.spec.configuration.migrations).toEqual({ parallelOutboundMigrationsPerNode: 3, allowAutoConverge: true });
   const config = scenarioFerryConfig(scenario);

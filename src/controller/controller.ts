@@ -1,5 +1,6 @@
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { NatsConnection, Subscription } from 'nats';
+import type { z } from 'zod';
 import { parseObject, objectKey } from '../api/meta.js';
 import { Pod } from '../api/core.js';
 import { defaultMigrationConfiguration, MigrationConfiguration, PENDING_POD_TIMEOUT_S, UNSCHEDULABLE_POD_TIMEOUT_S } from '../api/migrationConfig.js';
@@ -313,14 +314,14 @@ export class MigrationController {
 
   private getVmi(ns: string, name: string): VirtualMachineInstance | undefined {
     const raw = this.vmis?.get(name, ns);
-    if (!raw) return undefined;
-    const r = parseObject(VirtualMachineInstance, raw);
-    return r.ok ? r.value : undefined;
+    return raw ? parsedOnce(VirtualMachineInstance, raw) : undefined;
   }
 
   private podsOfVmi(ns: string, vmiUid: string): Pod[] {
     const out: Pod[] = [];
     for (const raw of this.pods.list(ns)) {
+      // Look at the label before parsing: the namespace holds every VM's launcher pod.
+      if (raw.metadata?.labels?.[Labels.createdBy] !== vmiUid) continue;
       const r = parseObject(Pod, raw);
       if (r.ok && r.value.metadata.labels?.[Labels.createdBy] === vmiUid) out.push(r.value);
     }
@@ -640,6 +641,21 @@ export class MigrationController {
     return undefined;
   }
 
+}
+
+/**
+ * Admission runs on every batch of events and reads every tracked VMI and every
+ * node: parse each cached object once. The informer replaces an object when its
+ * version changes, so the raw object is the cache key; callers only read the result.
+ */
+const parseCache = new WeakMap<object, { schema: unknown; value: unknown }>();
+function parsedOnce<T extends z.ZodType>(schema: T, raw: object): z.infer<T> | undefined {
+  const hit = parseCache.get(raw);
+  if (hit && hit.schema === schema) return hit.value as z.infer<T> | undefined;
+  const r = parseObject(schema, raw);
+  const value = r.ok ? r.value : undefined;
+  parseCache.set(raw, { schema, value });
+  return value;
 }
 
 function keyOf(o: KubernetesObject): string {

@@ -159,8 +159,10 @@ export class Evacuation {
     for (const uid of this.failureSeen.keys()) if (!vmimUids.has(uid)) this.failureSeen.delete(uid);
   }
 
-  private parsedVmis(): VirtualMachineInstance[] {
+  /** `only` looks at the raw object first, so a node's reconcile parses that node's VMIs, not the cluster's. */
+  private parsedVmis(only?: (status: { nodeName?: string; evacuationNodeName?: string } | undefined) => boolean): VirtualMachineInstance[] {
     return this.d.vmis.list().flatMap((raw) => {
+      if (only && !only((raw as { status?: { nodeName?: string; evacuationNodeName?: string } }).status)) return [];
       const r = parseObject(VirtualMachineInstance, raw);
       return r.ok ? [r.value] : [];
     });
@@ -182,7 +184,9 @@ export class Evacuation {
     const tainted = node !== undefined && hasDrainTaint(node, taintKey);
     const cordoned = node?.spec?.unschedulable === true;
     const vmims = this.parsedVmims();
-    const vmis = this.parsedVmis().filter((v) => v.status?.nodeName === name || v.status?.evacuationNodeName === name);
+    const vmis = this.parsedVmis((st) => st?.nodeName === name || st?.evacuationNodeName === name).filter(
+      (v) => v.status?.nodeName === name || v.status?.evacuationNodeName === name,
+    );
 
     for (const vmi of vmis) {
       const onNode = vmi.status?.nodeName === name;

@@ -1,4 +1,4 @@
-import { predictMigration } from '../hypervisor/precopy.js';
+import { convergenceBandwidth, predictMigration } from '../hypervisor/precopy.js';
 import { DEFAULT_MAX_DOWNTIME_MS } from './convergence.js';
 import type { BandwidthDemand, LimitsConfig } from './types.js';
 
@@ -90,7 +90,7 @@ export function resolveLimits(input: ResolveInput): LimitsConfig {
 
 const GiB = 2 ** 30;
 /** Relative precision of the efficient share: the bisection stops within this of it. */
-const PRECISION = 0.005;
+const PRECISION = 0.01;
 const CACHE_LIMIT = 50_000;
 const cache = new Map<string, number>();
 
@@ -124,8 +124,11 @@ export function efficientShare(m: BandwidthDemand, full: number, completionTimeo
   };
   let share = full;
   if (alone.bytes < Infinity && ok(full)) {
-    // Bisection on a log scale between nothing much and the full path.
-    let lo = Math.min(full, 2 ** 20);
+    // Bisection on a log scale, from the least rate that could possibly do (it cannot
+    // send its memory in time below memory ÷ deadline, nor converge below the model's
+    // bound) up to the full path.
+    const floor = Math.max(2 ** 20, Number.isFinite(deadline) ? m.memoryBytes / (deadline / 1000) : 0, convergenceBandwidth(guest, downtime));
+    let lo = Math.min(full, floor);
     let hi = full;
     if (ok(lo)) hi = lo;
     else {

@@ -187,7 +187,9 @@ export class RunbookController {
   }
 
   private settings() {
+    const kv = this.kubevirts.list()[0] as { spec?: { configuration?: { migrations?: unknown } } } | undefined;
     return this.opts.settings?.() ?? settingsFrom(this.migrationConfig(), this.config, {
+      kubevirtMigrations: kv?.spec?.configuration?.migrations ?? {},
       ...(this.opts.timeScale !== undefined ? { timeScale: this.opts.timeScale } : {}),
       ...(this.opts.overheads ? { overheads: this.opts.overheads } : {}),
     });

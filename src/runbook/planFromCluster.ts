@@ -20,7 +20,7 @@ function parseAll<T>(items: readonly unknown[], schema: { safeParse(d: unknown):
 }
 
 /** Reads what the planner needs from a cluster, as the controller's caches would hold it. */
-export async function readCluster(kube: KubeClient): Promise<{ cluster: ClusterSnapshot; migrations: MigrationConfiguration }> {
+export async function readCluster(kube: KubeClient): Promise<{ cluster: ClusterSnapshot; migrations: MigrationConfiguration; kubevirtMigrations: unknown }> {
   const [nodes, vmis, vmims, kubevirts] = await Promise.all([
     kube.core.listNode(),
     kube.listCustom(VMI_RESOURCE),
@@ -41,6 +41,7 @@ export async function readCluster(kube: KubeClient): Promise<{ cluster: ClusterS
       clusterEvictionStrategy: strategy.success ? strategy.data : undefined,
     },
     migrations: migrations.success ? migrations.data : MigrationConfiguration.parse({}),
+    kubevirtMigrations: kv?.spec?.configuration?.migrations ?? {},
   };
 }
 
@@ -65,9 +66,10 @@ export async function planFromCluster(
   const now = opts.now ?? Date.now();
   const window = occurrenceAt(resolved.window, now);
   if (!window) throw new Error('the window is over: no occurrence of it is left');
-  const { cluster, migrations } = await readCluster(kube);
+  const { cluster, migrations, kubevirtMigrations } = await readCluster(kube);
   const { selected, missing } = selectNodes(spec, cluster.nodes);
   const settings = settingsFrom(migrations, opts.config ?? defaultFerryConfig, {
+    kubevirtMigrations,
     ...(opts.timeScale !== undefined ? { timeScale: opts.timeScale } : {}),
     ...(opts.overheads ? { overheads: opts.overheads } : {}),
   });

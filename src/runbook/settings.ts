@@ -1,5 +1,6 @@
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import type { FerryConfig } from '../config/ferryConfig.js';
+import { pinnedIn, resolveLimits } from '../limits/adaptive.js';
 import { DEV_CLUSTER_OVERHEADS, type Overheads, type PlanSettings } from './plan.js';
 
 /** What the planner needs beyond the cluster's objects, in force right now. */
@@ -20,18 +21,18 @@ export type SettingsProvider = () => RunbookSettings;
 export function settingsFrom(
   migrations: MigrationConfiguration,
   config: FerryConfig,
-  opts: { timeScale?: number; overheads?: Overheads } = {},
+  opts: { timeScale?: number; overheads?: Overheads; kubevirtMigrations?: unknown } = {},
 ): RunbookSettings {
+  // The KubeVirt CR's migrations block as written tells which limits it pins; the rest adapt, as in the controller.
+  const limits = resolveLimits({
+    pins: [pinnedIn(opts.kubevirtMigrations ?? migrations), pinnedIn(config.limits)],
+    bandwidthBudget: config.limits.bandwidthBudget,
+    defaultNicCapacity: config.limits.defaultNicCapacity,
+    bandwidthPerMigration: migrations.bandwidthPerMigration,
+    completionTimeoutPerGiB: migrations.completionTimeoutPerGiB,
+  });
   return {
-    limits: {
-      parallelMigrationsPerCluster: migrations.parallelMigrationsPerCluster,
-      parallelOutboundMigrationsPerNode: migrations.parallelOutboundMigrationsPerNode,
-      // The planner keeps KubeVirt's parsed limits (pinned); Ferry's inbound default before adaptive concurrency was 2.
-      parallelInboundMigrationsPerNode: config.limits.parallelInboundMigrationsPerNode ?? 2,
-      bandwidthBudget: config.limits.bandwidthBudget,
-      defaultNicCapacity: config.limits.defaultNicCapacity,
-      bandwidthPerMigration: migrations.bandwidthPerMigration,
-    },
+    limits,
     rules: {
       progressTimeoutMs: migrations.progressTimeout * 1000,
       completionTimeoutPerGiB: migrations.completionTimeoutPerGiB,

@@ -1,4 +1,11 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { stringify as toYaml } from 'yaml';
+import { freePort, startNatsServer, type NatsServerHandle } from '../../src/bus/natsServer.js';
 import { scenarioFerryConfig } from '../../src/devcluster/scenarioSeed.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import type { Scenario } from '../../src/devcluster/scenarioFile.js';
@@ -28,6 +35,20 @@ export interface RealOptions {
   log?: Logger;
   /** Told every time a drained node has one VM fewer. */
   onProgress?: (left: number, total: number) => void;
+  /**
+   * Run the controller as `ferry controller` in a process of its own (API
+   * server, handlers and sims stay in this one) and measure it: CPU seconds,
+   * peak RSS, and the NATS messages of the whole drain. Ignores `natsUrl`.
+   */
+  measure?: boolean;
+}
+
+export interface Measurements {
+  controllerCpuSeconds: number;
+  controllerPeakRssMb: number;
+  /** This process: the embedded API server, every handler and sim driver, and the bench itself. */
+  apiServerProcessPeakRssMb: number;
+  natsMessages: number;
 }
 
 export interface RealResult {
@@ -39,34 +60,56 @@ export interface RealResult {
   unfinished: string[];
   /** VMIMs by final phase. */
   phases: Record<string, number>;
+  /** Median wall ms from admission (Scheduling) to Running: what the control plane adds before the first byte. */
+  setupWallMs: number;
   /** Median wall ms a VMIM spent in each phase (from its creation), as its status records them. */
   phaseWallMs: Record<string, number>;
   /** API requests the control plane made during the drain, by verb. */
   apiRequests: Record<string, number>;
+  /** Writes by verb and resource (`PATCH virtualmachineinstancemigrations/status`). */
+  apiWrites: Record<string, number>;
+  measured?: Measurements;
 }
 
 export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealResult> {
   const timeScale = o.timeScale ?? 1;
   const config = scenarioFerryConfig(s, { evacuation: { backoffBaseSeconds: 20 / timeScale } });
   const requests: Record<string, number> = {};
+  const writes: Record<string, number> = {};
   let counting = false;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-real-'));
+  let nats: NatsServerHandle | undefined;
+  let monitor = 0;
+  if (o.measure) {
+    monitor = await freePort();
+    nats = await startNatsServer({ extraArgs: ['-m', String(monitor)] });
+  }
+  const natsUrl = nats?.url ?? o.natsUrl;
   const env: DevEnvironment = await startDevEnvironment({
     scenario: s,
     config,
     timeScale,
-    ...(o.natsUrl ? { natsUrl: o.natsUrl } : {}),
+    ...(natsUrl ? { natsUrl } : {}),
+    ...(o.measure ? { controller: false, kubeconfigPath: path.join(dir, 'kubeconfig') } : {}),
     ...(o.log ? { log: o.log } : {}),
     cluster: {
       podStartDelayMs: o.podStartDelayMs ?? 20,
       podTerminationDelayMs: 10,
       schedulerIntervalMs: 100,
       log: (line) => {
-        const verb = /^(GET|POST|PUT|PATCH|DELETE) /.exec(line)?.[1];
-        if (counting && verb) requests[verb] = (requests[verb] ?? 0) + 1;
+        const m = /^(GET|POST|PUT|PATCH|DELETE) (\S+)/.exec(line);
+        if (!counting || !m) return;
+        requests[m[1]!] = (requests[m[1]!] ?? 0) + 1;
+        if (m[1] !== 'GET') {
+          const what = `${m[1]} ${resourceOf(m[2]!)}`;
+          writes[what] = (writes[what] ?? 0) + 1;
+        }
       },
     },
   });
+  let child: ChildProcess | undefined;
   try {
+    if (o.measure) child = await startControllerProcess(dir, config, natsUrl!);
     const drained = new Set(s.drain);
     const leaving = new Set(s.vms.filter((v) => drained.has(v.node)).map((v) => v.name));
     const total = leaving.size;
@@ -84,6 +127,8 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
         resolveDone();
       }
     });
+    const cpu0 = child ? cpuSeconds(child.pid!) : 0;
+    const msgs0 = o.measure ? await natsMessages(monitor) : 0;
     counting = true;
     const t0 = performance.now();
     // As `kubectl drain` after KubeVirt's taint: cordon and taint each node, in the scenario's order.
@@ -96,9 +141,18 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
     clearTimeout(timer);
     watch.stop();
     counting = false;
+    const measured: Measurements | undefined = child
+      ? {
+          controllerCpuSeconds: cpuSeconds(child.pid!) - cpu0,
+          controllerPeakRssMb: peakRssMb(child.pid!),
+          apiServerProcessPeakRssMb: peakRssMb(process.pid),
+          natsMessages: (await natsMessages(monitor)) - msgs0,
+        }
+      : undefined;
     const wallMs = (finished ? endedAt : performance.now()) - t0;
     const phases: Record<string, number> = {};
     const spent: Record<string, number[]> = {};
+    const setup: number[] = [];
     for (const m of env.cluster.store.list('virtualmachineinstancemigrations').items) {
       const st = (m as { status?: { phase?: string; phaseTransitionTimestamps?: Array<{ phase: string; phaseTransitionTimestamp: string }> } }).status;
       const p = st?.phase ?? '(none)';
@@ -106,9 +160,12 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
       const ts = st?.phaseTransitionTimestamps ?? [];
       const created = Date.parse(m.metadata.creationTimestamp ?? '');
       let prev = { phase: '(created)', at: created };
+      let admitted: number | undefined;
       for (const t of ts) {
         const at = Date.parse(t.phaseTransitionTimestamp);
         (spent[prev.phase] ??= []).push(at - prev.at);
+        if (t.phase === 'Scheduling') admitted = at;
+        if (t.phase === 'Running' && admitted !== undefined) setup.push(at - admitted);
         prev = { phase: t.phase, at };
       }
     }
@@ -120,14 +177,77 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
       unfinished: [...leaving].sort(),
       phases,
       phaseWallMs: Object.fromEntries(Object.entries(spent).map(([p, xs]) => [p, median(xs)])),
+      setupWallMs: median(setup),
       apiRequests: requests,
+      apiWrites: writes,
+      ...(measured ? { measured } : {}),
     };
   } finally {
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child!.once('exit', r));
+    }
     await env.stop();
+    await nats?.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.floor(s.length / 2)]!;
+}
+
+/** `/apis/g/v/namespaces/ns/things/name/status?x` → `things/status`. */
+function resourceOf(url: string): string {
+  const parts = url.split('?')[0]!.split('/').filter(Boolean);
+  const at = parts[0] === 'api' ? 2 : 3;
+  const rest = parts.slice(at);
+  const [resource, , sub] = rest[0] === 'namespaces' && rest.length > 2 ? rest.slice(2) : rest;
+  return sub ? `${resource}/${sub}` : resource ?? url;
+}
+
+/** `ferry controller` against the embedded cluster, as it runs in a real deployment (one replica, no election). */
+async function startControllerProcess(dir: string, config: object, natsUrl: string): Promise<ChildProcess> {
+  const cfg = path.join(dir, 'ferry.yaml');
+  writeFileSync(cfg, toYaml(config));
+  const logFile = path.join(dir, 'controller.log');
+  const out = openSync(logFile, 'w');
+  const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+  const child = spawn(
+    process.execPath,
+    // FERRY_BENCH_CONTROLLER_NODE_OPTIONS: extra node flags for the controller (e.g. --cpu-prof --cpu-prof-dir=DIR).
+    [...(process.env['FERRY_BENCH_CONTROLLER_NODE_OPTIONS']?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', main, 'controller', '--kubeconfig', path.join(dir, 'kubeconfig'), '--nats', natsUrl, '--config', cfg, '--no-leader-elect', '--metrics-port', '0'],
+    { stdio: ['ignore', out, out] },
+  );
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const text = readFileSync(logFile, 'utf8');
+    if (text.includes('caches synced')) return child;
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`ferry controller did not start:\n${text.slice(-2000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** utime + stime of a process, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of stat(5), counted from after the command name (field 3 is index 0).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Peak resident set (VmHWM) of a process, in MB. */
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function natsMessages(monitorPort: number): Promise<number> {
+  const r = await fetch(`http://127.0.0.1:${monitorPort}/varz`);
+  const v = (await r.json()) as { in_msgs: number };
+  return v.in_msgs;
 }

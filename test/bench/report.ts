@@ -176,18 +176,34 @@ export function compare(r: BenchReport): Speedup[] {
 
 /** The real control plane's drain beside the virtual-time one. */
 export function renderReal(
-  r: { makespanS: number | null; wallMs: number; timeScale: number; unfinished: string[]; phases: Record<string, number>; phaseWallMs: Record<string, number>; apiRequests: Record<string, number> },
+  r: { makespanS: number | null; wallMs: number; timeScale: number; unfinished: string[]; phases: Record<string, number>; phaseWallMs: Record<string, number>; apiRequests: Record<string, number>; apiWrites: Record<string, number>; measured?: { controllerCpuSeconds: number; controllerPeakRssMb: number; apiServerProcessPeakRssMb: number; natsMessages: number } },
   virtualS: number | null,
+  withLatency?: { makespanS: number | null; startDelayMs: number; finishDelayMs: number },
 ): string {
   const lines = [
     `makespan, virtual time         ${fmt(virtualS)} s`,
     `makespan, real control plane   ${fmt(r.makespanS)} s  (${(r.wallMs / 1000).toFixed(1)} s wall × ${r.timeScale})`,
   ];
   if (r.makespanS !== null && virtualS !== null && virtualS > 0) lines.push(`real ÷ virtual                 ${(r.makespanS / virtualS).toFixed(3)}`);
+  if (withLatency) {
+    lines.push(`virtual + control-plane latency ${fmt(withLatency.makespanS)} s  (${(withLatency.startDelayMs / 1000).toFixed(2)} s admission → first byte as measured, ${(withLatency.finishDelayMs / 1000).toFixed(2)} s to free the slot)`);
+    if (r.makespanS !== null && withLatency.makespanS) lines.push(`real ÷ that                    ${(r.makespanS / withLatency.makespanS).toFixed(3)}`);
+  }
   lines.push(`VMIMs by phase                 ${Object.entries(r.phases).map(([p, n]) => `${p} ${n}`).join(', ')}`);
   lines.push(`median wall ms per phase       ${Object.entries(r.phaseWallMs).map(([p, ms]) => `${p} ${ms.toFixed(0)}`).join(', ')}`);
   const writes = ['POST', 'PUT', 'PATCH', 'DELETE'].reduce((sum, v) => sum + (r.apiRequests[v] ?? 0), 0);
   lines.push(`API requests                   ${Object.entries(r.apiRequests).map(([v, n]) => `${v} ${n}`).join(', ')} (${writes} writes)`);
+  const migrations = Object.values(r.phases).reduce((a, b) => a + b, 0);
+  if (migrations > 0) lines.push(`API writes per migration       ${(writes / migrations).toFixed(1)}: ${Object.entries(r.apiWrites).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${(n / migrations).toFixed(1)}`).join(', ')}`);
+  const m = r.measured;
+  if (m && migrations > 0) {
+    lines.push(`controller CPU                 ${m.controllerCpuSeconds.toFixed(1)} s (${((m.controllerCpuSeconds * 1000) / migrations).toFixed(1)} ms per migration)`);
+    lines.push(`controller peak RSS            ${m.controllerPeakRssMb.toFixed(0)} MB`);
+    lines.push(`API server process peak RSS    ${m.apiServerProcessPeakRssMb.toFixed(0)} MB (with every handler and sim driver in it)`);
+    lines.push(`NATS messages                  ${m.natsMessages} (${(m.natsMessages / migrations).toFixed(1)} per migration)`);
+    const total = Object.values(r.apiRequests).reduce((a, b) => a + b, 0);
+    lines.push(`API requests per migration     ${(total / migrations).toFixed(1)}`);
+  }
   if (r.unfinished.length > 0) lines.push(`never left the drained nodes: ${r.unfinished.slice(0, 10).join(', ')}${r.unfinished.length > 10 ? ', …' : ''}`);
   return lines.join('\n');
 }

@@ -10,6 +10,9 @@ export const DEFAULT_MAX_VIRTUAL_MS = 48 * 3600 * 1000;
 export interface SimOptions {
   /** Stop (and report the VMs left) when virtual time passes this. */
   maxVirtualMs?: number;
+  /** Control-plane latency per migration (virtual ms): admission → first byte, last byte → slot free. Default 0. */
+  startDelayMs?: number;
+  finishDelayMs?: number;
 }
 
 /** The engine's own statistics, plus what a drain benchmark reports around them. */
@@ -35,7 +38,10 @@ export class DrainSimulator {
 
   run(): SimResult {
     const wall0 = performance.now();
-    const engine = new MigrationEngine(this.scenario.nodes, this.scenario.vms, this.policy);
+    const engine = new MigrationEngine(this.scenario.nodes, this.scenario.vms, this.policy, {
+      startDelayMs: this.options.startDelayMs ?? 0,
+      finishDelayMs: this.options.finishDelayMs ?? 0,
+    });
     engine.drain(this.scenario.drain);
     const finished = engine.run({ maxMs: this.options.maxVirtualMs ?? DEFAULT_MAX_VIRTUAL_MS });
     const s = engine.stats;

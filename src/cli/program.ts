@@ -57,6 +57,8 @@ export function buildProgram(): Command {
     .option('--leader-elect-renew-deadline <seconds>', 'a leader that could not renew for this long steps down (shorter than the lease)', positive('--leader-elect-renew-deadline'), 10)
     .option('--leader-elect-retry-period <seconds>', 'pause between attempts to acquire or renew', positive('--leader-elect-retry-period'), 2)
     .option('--nats-nkey <file>', 'NATS nkey seed file of the controller user (see deploy/README.md)')
+    .option('--nats-ca <file>', 'CA certificate that signed the NATS servers\' certificates (TLS; see deploy/README.md)')
+    .option('--results-replicas <n>', 'create the results stream with this many replicas (3 on a three-server NATS cluster)', int('--results-replicas'))
     .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
     .action((o) => runController(o));
 
@@ -71,6 +73,7 @@ export function buildProgram(): Command {
     .option('--libvirt-uri <uri>', 'libvirt driver: libvirtd\'s URI instead, qemu+unix:///system?socket=PATH')
     .option('--state-dir <dir>', 'libvirt driver: where running migrations are recorded so a restarted handler takes them over (default /var/lib/ferry/handler-NODE)')
     .option('--nats-nkey <file>', 'NATS nkey seed file of this node\'s handler user (see deploy/README.md)')
+    .option('--nats-ca <file>', 'CA certificate that signed the NATS servers\' certificates (TLS; see deploy/README.md)')
     .option('--sim-journal <file>', 'sim driver: keep this node\'s guests in this file, so a restarted handler finds them (ferry dev --processes)')
     .addOption(metricsPortOption(8081))
     .action((o) => runHandler(o));

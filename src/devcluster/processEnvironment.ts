@@ -3,12 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
-import { connect, nanos, RetentionPolicy, StorageType } from 'nats';
+import { connect } from 'nats';
 import { parseObject } from '../api/meta.js';
 import { VirtualMachineInstance } from '../api/vmi.js';
-import { ensureResultsStream } from '../bus/results.js';
+import { ensureResultsReplicas } from '../bus/resultsReplicas.js';
 import { startNatsCluster, type NatsCluster } from '../bus/natsCluster.js';
-import { RESULTS_STREAM, subjects } from '../bus/subjects.js';
 import { domainName, guestMemoryBytes } from '../controller/guest.js';
 import { SimJournal } from '../hypervisor/simJournal.js';
 import { KubeClient, VMI_RESOURCE } from '../kube/client.js';
@@ -74,19 +73,7 @@ export const LEASE_NAME = 'ferry-controller';
 async function createReplicatedResultsStream(urls: readonly string[], replicas: number): Promise<void> {
   const nc = await connect({ servers: [...urls] });
   try {
-    const jsm = await nc.jetstreamManager();
-    await jsm.streams.add({
-      name: RESULTS_STREAM,
-      subjects: [subjects.allResults()],
-      storage: StorageType.File,
-      retention: RetentionPolicy.Limits,
-      num_replicas: replicas,
-      max_age: nanos(7 * 24 * 3600 * 1000),
-    }).catch(async (err: unknown) => {
-      if ((err as { api_error?: { err_code?: number } }).api_error?.err_code !== 10058) throw err;
-    });
-    // The controller's own ensure then only updates what it sets, and keeps the replicas.
-    await ensureResultsStream(jsm);
+    await ensureResultsReplicas(await nc.jetstreamManager(), replicas);
   } finally {
     await nc.close();
   }

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KubeConfig } from '@kubernetes/client-node';
+import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
 import { connect } from 'nats';
 import { parseObject } from '../api/meta.js';
 import { VirtualMachineInstance } from '../api/vmi.js';
@@ -14,6 +14,7 @@ import { KubeClient, VMI_RESOURCE } from '../kube/client.js';
 import { evacuationWebhook } from './evictionWebhook.js';
 import { seedDemo, startDevCluster, type DevCluster, type DevClusterOptions } from './index.js';
 import { SupervisedProcess, type SupervisorEvent } from './supervisor.js';
+import { SUPERVISOR_PID_ENV } from './parentWatch.js';
 
 /**
  * `ferry dev --processes`: the dev environment with real process boundaries.
@@ -127,7 +128,7 @@ export async function startProcessEnvironment(opts: ProcessEnvironmentOptions = 
     for (const f of journals.values()) rmSync(f, { force: true });
     await seedJournals(kube, journals);
 
-    const env = { ...process.env, FERRY_LOG_LEVEL: 'info', ...opts.env };
+    const env = { ...process.env, FERRY_LOG_LEVEL: 'info', ...opts.env, [SUPERVISOR_PID_ENV]: String(process.pid) };
     const child = (name: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
       const p = new SupervisedProcess(
         { name, command: process.execPath, args: [FERRY_BIN, ...args], env: { ...env, ...extraEnv }, logFile: path.join(dir, 'logs', `${name}.log`) },
@@ -185,7 +186,6 @@ export async function startProcessEnvironment(opts: ProcessEnvironmentOptions = 
 
 export async function leaseHolder(kube: KubeClient): Promise<string | undefined> {
   try {
-    const { CoordinationV1Api } = await import('@kubernetes/client-node');
     const lease = await kube.kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: LEASE_NAME, namespace: LEASE_NAMESPACE });
     return lease.spec?.holderIdentity ?? undefined;
   } catch {

@@ -18,6 +18,7 @@ describe('chaos campaign (short, fixed seed)', () => {
   it(`keeps every invariant over ${MIGRATIONS} migrations under faults (seed ${SEED})`, async () => {
     const r = await runCampaign({ migrations: MIGRATIONS, seed: SEED, baseline: 10, timeScale: 4, concurrency: 4, faultGapMs: [500, 1500], maxMs: MAX_MS });
     const faults = Object.values(r.faults).reduce((a, b) => a + b, 0);
+    process.stdout.write(`chaos (seed ${SEED}): ${r.migrations.finished} migrations, ${faults} faults (${Object.entries(r.faults).map(([k, n]) => `${k} ${n}`).join(', ')}), ${r.violations.length} violations in ${(r.durationMs / 1000).toFixed(0)} s\n`);
     const evidence = r.violations.length === 0 ? '' : [
       `seed ${r.seed}: ${r.violations.length} violation(s); evidence in ${r.dir}`,
       ...r.violations.map((v) => `${v.invariant} (${v.subject}): ${v.message}`),

@@ -15,6 +15,8 @@ export interface BusOptions {
   nkeyFile?: string;
   /** Where this process's replies arrive (see inboxPrefix in subjects.ts); nats.js's `_INBOX` by default. */
   inboxPrefix?: string;
+  /** CA certificate (PEM) that signed the NATS servers' certificates: verifies them over TLS (tls:// URLs). */
+  caFile?: string;
 }
 
 /** Reads the seed on every (re)connect, so a rotated key file is picked up without a restart. */
@@ -44,6 +46,7 @@ export async function connectBus(opts: BusOptions): Promise<NatsConnection> {
     waitOnFirstConnect: opts.waitOnFirstConnect ?? false,
     ...(opts.nkeyFile ? { authenticator: nkeyAuthenticator(nkeyFrom(opts.nkeyFile)) } : {}),
     ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
+    ...(opts.caFile ? { tls: { caFile: opts.caFile } } : {}),
   });
   const log = opts.log;
   log.info({ name: opts.name, server: nc.getServer() }, 'connected to NATS');

@@ -49,6 +49,10 @@ export interface CampaignOptions {
   faultGapMs?: readonly [number, number];
   /** Record violations and carry on, instead of stopping at the first (to collect every defect of a long run). */
   keepGoing?: boolean;
+  /** Stop injecting and creating after this long even if fewer migrations finished (then quiesce and report). */
+  maxMs?: number;
+  /** Aborted (Ctrl-C): stop as if the time were up. */
+  signal?: AbortSignal;
   dir?: string;
   log?: (line: string) => void;
 }
@@ -443,13 +447,15 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
 
   // Until enough migrations are done, or a violation.
   let lastReport = 0;
-  while (!halted && checker.finished() < o.migrations) {
+  const timeUp = () => (o.maxMs !== undefined && Date.now() - t0 > o.maxMs) || o.signal?.aborted === true;
+  while (!halted && checker.finished() < o.migrations && !timeUp()) {
     await sleep(500);
     if (Date.now() - lastReport > 10_000) {
       lastReport = Date.now();
       log(`  ${checker.finished()}/${o.migrations} migrations done, ${faults.length} faults, ${openVmims().length} in flight, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     }
   }
+  if (timeUp()) observations.push(`stopped after ${((Date.now() - t0) / 60_000).toFixed(1)} min with ${checker.finished()} of ${o.migrations} migrations finished (${o.signal?.aborted ? 'interrupted' : 'time limit'})`);
   const faultsEnd = Date.now();
   const finishedAtFaultsEnd = checker.finished();
   stopWork = true;

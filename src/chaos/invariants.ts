@@ -64,6 +64,11 @@ export class InvariantChecker {
   readonly domains = new Map<string, Map<string, string>>();
   readonly jobs = new Map<string, Job>();
   private readonly noneSince = new Map<string, number>();
+  /** Guests that were seen on no node, not in transit. */
+  private readonly lost = new Set<string>();
+  /** Migrations whose source finished sending: their incoming copy holds the guest until the target resumes it. */
+  private readonly completed = new Set<string>();
+  private readonly incomingOf = new Map<string, string>();
   private readonly vmims = new Map<string, Tracked>();
   /** [start, end) of periods when faults held things up; end undefined while it lasts. */
   private readonly holdUps: Array<{ from: number; to: number | undefined }> = [];
@@ -78,8 +83,8 @@ export class InvariantChecker {
   private readonly reported = new Set<string>();
 
   /** One violation per invariant and subject: the first is the evidence, repeats add nothing. */
-  private fail(v: Violation): void {
-    const key = `${v.invariant}|${v.subject}`;
+  private fail(v: Violation, variant = ''): void {
+    const key = `${v.invariant}|${v.subject}|${variant}`;
     if (this.reported.has(key)) return;
     this.reported.add(key);
     this.violations.push(v);
@@ -127,6 +132,7 @@ export class InvariantChecker {
     const key = `${e.node}/${e.domain}/${e.migrationId ?? ''}`;
     if (e.job === 'end') {
       this.jobs.delete(key);
+      if (e.outcome === 'completed' && e.migrationId) this.completed.add(e.migrationId);
       return;
     }
     if (e.job === 'start') {
@@ -187,20 +193,41 @@ export class InvariantChecker {
     if (!where) this.domains.set(e.domain, (where = new Map()));
     if (e.state === 'gone') where.delete(e.node);
     else where.set(e.node, e.state);
+    const ik = `${e.domain}@${e.node}`;
+    if (e.state === 'incoming' && e.migrationId) this.incomingOf.set(ik, e.migrationId);
+    else if (e.state !== 'incoming') this.incomingOf.delete(ik);
     const running = [...where].filter(([, s]) => s === 'running').map(([n]) => n);
     if (running.length > 1) {
       this.fail({ invariant: 'single-copy', at: e.at, subject: e.domain, message: `${e.domain} runs on ${running.join(' and ')} at once` });
     }
     if (running.length === 1) {
+      // A guest that comes back from nowhere was booted afresh: whatever ran before is gone.
+      if (this.lost.has(e.domain) && e.state === 'running' && !e.migrationId) {
+        this.fail({ invariant: 'guest-lost', at: e.at, subject: e.domain, message: `${e.domain} was booted afresh on ${e.node} after it had been lost` }, 'fresh-boot');
+      }
+      this.lost.delete(e.domain);
       this.noneSince.delete(e.domain);
       return;
     }
-    if (running.length === 0 && !this.noneSince.has(e.domain)) {
-      if (!inTransit(where)) {
+    if (running.length === 0) {
+      // Checked on every change: a copy in transit that is then dropped leaves nothing.
+      if (!this.inTransit(e.domain, where)) {
+        this.lost.add(e.domain);
         this.fail({ invariant: 'guest-lost', at: e.at, subject: e.domain, message: `${e.domain} runs nowhere and is not being migrated (${describe(where)})` });
       }
-      this.noneSince.set(e.domain, e.at);
+      if (!this.noneSince.has(e.domain)) this.noneSince.set(e.domain, e.at);
     }
+  }
+
+  /**
+   * The guest is between two copies: an incoming copy exists and the source let
+   * go (post-copy: paused; switchover: shut off or already forgotten after its
+   * job completed).
+   */
+  private inTransit(domain: string, where: Map<string, string>): boolean {
+    const states = [...where.values()];
+    if (states.includes('incoming') && (states.includes('paused') || states.includes('shutoff'))) return true;
+    return [...where].some(([node, s]) => s === 'incoming' && this.completed.has(this.incomingOf.get(`${domain}@${node}`) ?? ''));
   }
 
   /** The VMIM as stored at `at`. */
@@ -306,11 +333,7 @@ export class InvariantChecker {
   }
 }
 
-/** An incoming copy exists and the source has let go (post-copy: paused; switchover: shut off). */
-function inTransit(where: Map<string, string>): boolean {
-  const states = [...where.values()];
-  return states.includes('incoming') && (states.includes('paused') || states.includes('shutoff'));
-}
+
 
 function describe(where: Map<string, string> | undefined): string {
   if (!where || where.size === 0) return 'on no node';

@@ -29,10 +29,21 @@ const program = new Command()
   .option('--dir <dir>', 'keep journals, logs and state here (default: a temporary directory, kept on a violation)')
   .option('--keep-going', 'record violations and carry on instead of stopping at the first', false)
   .option('--time-scale <x>', 'sim time per real time', Number, 1)
+  .option('--max-minutes <m>', 'stop creating migrations and injecting faults after this long, then quiesce and report', Number)
+  .option('--fault-gap <lo-hi>', 'pause between faults, ms (default 1000-3000)')
   .option('--json <file>', 'also write the result as JSON here')
   .option('--report <file>', 'where the Markdown report goes', 'docs/reliability.md')
   .option('--no-report', 'do not write the Markdown report')
-  .action(async (o: { migrations: number; seed: number; faults?: FaultKind[]; baseline?: number; nodes: number; vms: number; concurrency: number; dir?: string; json?: string; report: string | false; keepGoing: boolean; timeScale: number }) => {
+  .action(async (o: { migrations: number; seed: number; faults?: FaultKind[]; baseline?: number; nodes: number; vms: number; concurrency: number; dir?: string; json?: string; report: string | false; keepGoing: boolean; timeScale: number; maxMinutes?: number; faultGap?: string }) => {
+    // Ctrl-C ends the run early but still quiesces, checks and reports (a second one exits at once).
+    const interrupted = new AbortController();
+    process.once('SIGINT', () => {
+      process.stdout.write('\ninterrupted: stopping the workload and the faults, then checking and reporting (Ctrl-C again to quit now)\n');
+      interrupted.abort();
+      process.once('SIGINT', () => process.exit(130));
+    });
+    const gap = o.faultGap?.split('-').map(Number);
+    if (gap && (gap.length !== 2 || gap.some((x) => !Number.isFinite(x) || x < 0))) throw new InvalidArgumentError('--fault-gap must be LO-HI in ms, e.g. 3000-6000');
     const result = await runCampaign({
       migrations: o.migrations,
       seed: o.seed,
@@ -40,13 +51,16 @@ const program = new Command()
       vms: o.vms,
       concurrency: o.concurrency,
       keepGoing: o.keepGoing,
+      signal: interrupted.signal,
+      ...(o.maxMinutes !== undefined ? { maxMs: o.maxMinutes * 60_000 } : {}),
+      ...(gap ? { faultGapMs: [gap[0]!, gap[1]!] as const } : {}),
       timeScale: o.timeScale,
       ...(o.faults ? { faults: o.faults } : {}),
       ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
       ...(o.dir ? { dir: o.dir } : {}),
       log: (line) => process.stdout.write(`${line}\n`),
     });
-    const command = `npm run chaos -- --migrations ${o.migrations} --seed ${o.seed}${o.faults ? ` --faults ${o.faults.join(',')}` : ''}${o.keepGoing ? ' --keep-going' : ''}${o.timeScale !== 1 ? ` --time-scale ${o.timeScale}` : ''}`;
+    const command = `npm run chaos -- --migrations ${o.migrations} --seed ${o.seed}${o.faults ? ` --faults ${o.faults.join(',')}` : ''}${o.keepGoing ? ' --keep-going' : ''}${o.timeScale !== 1 ? ` --time-scale ${o.timeScale}` : ''}${o.maxMinutes !== undefined ? ` --max-minutes ${o.maxMinutes}` : ''}${o.faultGap ? ` --fault-gap ${o.faultGap}` : ''}`;
     if (o.json) writeFileSync(o.json, JSON.stringify(result, null, 2));
     if (o.report) writeFileSync(o.report, reliabilityReport(result, command, new Date()));
     const total = Object.values(result.faults).reduce((a, b) => a + b, 0);

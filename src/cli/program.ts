@@ -56,6 +56,8 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .option('--leader-elect-renew-deadline <seconds>', 'a leader that could not renew for this long steps down (shorter than the lease)', positive('--leader-elect-renew-deadline'), 10)
     .option('--leader-elect-retry-period <seconds>', 'pause between attempts to acquire or renew', positive('--leader-elect-retry-period'), 2)
     .option('--nats-nkey <file>', 'NATS nkey seed file of the controller user (see deploy/README.md)')
+    .option('--nats-ca <file>', 'CA certificate that signed the NATS servers\' certificates (TLS; see deploy/README.md)')
+    .option('--results-replicas <n>', 'create the results stream with this many replicas (3 on a three-server NATS cluster)', int('--results-replicas'))
     .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
     .option('--otlp-endpoint <url>', 'send a trace per migration to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing)')
     .action(async (o) => (await import('./commands/controller.js')).runController(o));
@@ -86,6 +88,7 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .option('--migration-address <ip>', 'with --pods-dir: address the migration proxy listens on and publishes (default $POD_IP)')
     .option('--migration-server-certs <dir>', 'with --pods-dir: tls.crt/tls.key/ca.crt of this handler\'s proxy server identity (reloaded on change)')
     .option('--migration-client-certs <dir>', 'with --pods-dir: tls.crt/tls.key/ca.crt of the migration client identity (reloaded on change)')
+    .option('--nats-ca <file>', 'CA certificate that signed the NATS servers\' certificates (TLS; see deploy/README.md)')
     .option('--sim-journal <file>', 'sim driver: keep this node\'s guests in this file, so a restarted handler finds them (ferry dev --processes)')
     .option('--otlp-endpoint <url>', 'send a trace per migration to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing)')
     .addOption(metricsPortOption(8081))

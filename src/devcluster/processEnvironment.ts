@@ -2,13 +2,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KubeConfig } from '@kubernetes/client-node';
-import { connect, nanos, RetentionPolicy, StorageType } from 'nats';
+import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
+import { connect } from 'nats';
 import { parseObject } from '../api/meta.js';
 import { VirtualMachineInstance } from '../api/vmi.js';
-import { ensureResultsStream } from '../bus/results.js';
+import { ensureResultsReplicas } from '../bus/resultsReplicas.js';
 import { startNatsCluster, type NatsCluster } from '../bus/natsCluster.js';
-import { RESULTS_STREAM, subjects } from '../bus/subjects.js';
 import { domainName, guestMemoryBytes } from '../controller/guest.js';
 import { SimJournal } from '../hypervisor/simJournal.js';
 import { KubeClient, VMI_RESOURCE } from '../kube/client.js';
@@ -16,6 +15,7 @@ import { startDevWebhook } from './webhook.js';
 import { seedDemo, startDevCluster, type DevCluster, type DevClusterOptions } from './index.js';
 import { silentLogger } from '../util/log.js';
 import { SupervisedProcess, type SupervisorEvent } from './supervisor.js';
+import { SUPERVISOR_PID_ENV } from './parentWatch.js';
 
 /**
  * `ferry dev --processes`: the dev environment with real process boundaries.
@@ -75,19 +75,7 @@ export const LEASE_NAME = 'ferry-controller';
 async function createReplicatedResultsStream(urls: readonly string[], replicas: number): Promise<void> {
   const nc = await connect({ servers: [...urls] });
   try {
-    const jsm = await nc.jetstreamManager();
-    await jsm.streams.add({
-      name: RESULTS_STREAM,
-      subjects: [subjects.allResults()],
-      storage: StorageType.File,
-      retention: RetentionPolicy.Limits,
-      num_replicas: replicas,
-      max_age: nanos(7 * 24 * 3600 * 1000),
-    }).catch(async (err: unknown) => {
-      if ((err as { api_error?: { err_code?: number } }).api_error?.err_code !== 10058) throw err;
-    });
-    // The controller's own ensure then only updates what it sets, and keeps the replicas.
-    await ensureResultsStream(jsm);
+    await ensureResultsReplicas(await nc.jetstreamManager(), replicas);
   } finally {
     await nc.close();
   }
@@ -141,7 +129,7 @@ export async function startProcessEnvironment(opts: ProcessEnvironmentOptions = 
     for (const f of journals.values()) rmSync(f, { force: true });
     await seedJournals(kube, journals);
 
-    const env = { ...process.env, FERRY_LOG_LEVEL: 'info', ...opts.env };
+    const env = { ...process.env, FERRY_LOG_LEVEL: 'info', ...opts.env, [SUPERVISOR_PID_ENV]: String(process.pid) };
     const child = (name: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
       const p = new SupervisedProcess(
         { name, command: process.execPath, args: [FERRY_BIN, ...args], env: { ...env, ...extraEnv }, logFile: path.join(dir, 'logs', `${name}.log`) },
@@ -199,7 +187,6 @@ export async function startProcessEnvironment(opts: ProcessEnvironmentOptions = 
 
 export async function leaseHolder(kube: KubeClient): Promise<string | undefined> {
   try {
-    const { CoordinationV1Api } = await import('@kubernetes/client-node');
     const lease = await kube.kc.makeApiClient(CoordinationV1Api).readNamespacedLease({ name: LEASE_NAME, namespace: LEASE_NAMESPACE });
     return lease.spec?.holderIdentity ?? undefined;
   } catch {

@@ -139,6 +139,9 @@ export class SimDriver implements HypervisorDriver {
       }
       return;
     }
+    // With a journal every guest is known from the start: one that is absent here is not here, and booting
+    // it would start a second, empty guest (or hide that the real one was lost).
+    if (this.journal) throw new Error(`sim node ${this.node}: no domain ${guest.name} on this node`);
     this.put({ name: guest.name, state: 'running', guest: this.guestModel(guest) });
   }
 

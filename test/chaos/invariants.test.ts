@@ -79,7 +79,8 @@ describe('invariant checker', () => {
     const c = checker();
     c.vmim(vmim('Running', ['Pending', 'Running']), 1);
     c.vmim(vmim('Scheduling', ['Pending', 'Running', 'Scheduling']), 2);
-    expect(c.violations.map((v) => v.invariant)).toEqual(['phase-order', 'phase-order']);
+    // One report per invariant and migration: the first is the evidence.
+    expect(c.violations.map((v) => v.invariant)).toEqual(['phase-order']);
     const d = checker();
     d.vmim(vmim('Running', ['Pending', 'Running', 'Running']), 1);
     expect(d.violations.map((v) => v.invariant)).toEqual(['phase-once']);
@@ -106,5 +107,25 @@ describe('invariant checker', () => {
     expect(c.violations).toEqual([]);
     c.tick(14_100);
     expect(c.violations.map((v) => v.invariant)).toEqual(['bounded-time']);
+  });
+});
+
+describe('invariant checker: a copy in transit that is dropped', () => {
+  it('reports the guest lost when the target copy goes while the source has let go, and a fresh boot afterwards', () => {
+    const c = checker();
+    c.journal(at(0, 'n1', 'd', 'running'));
+    c.journal(at(1, 'n2', 'd', 'incoming', { migrationId: 'm' }));
+    c.journal(at(1, 'n1', 'd', 'running', { job: 'start', targetNode: 'n2', bandwidth: 100, migrationId: 'm' }));
+    c.journal(at(2, 'n1', 'd', 'running', { job: 'end', outcome: 'completed', migrationId: 'm' }));
+    c.journal(at(2, 'n1', 'd', 'shutoff'));
+    c.journal(at(2, 'n1', 'd', 'gone'));
+    expect(c.violations).toEqual([]);
+    c.journal(at(3, 'n2', 'd', 'gone'));
+    expect(c.violations).toMatchObject([{ invariant: 'guest-lost', at: 3 }]);
+    const d = checker();
+    d.journal(at(0, 'n1', 'e', 'running'));
+    d.journal(at(1, 'n1', 'e', 'gone'));
+    d.journal(at(9, 'n1', 'e', 'running'));
+    expect(d.violations.map((v) => v.message)).toEqual(['e runs nowhere and is not being migrated (on no node)', 'e was booted afresh on n1 after it had been lost']);
   });
 });

@@ -1,6 +1,3 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { connect, JSONCodec, nkeyAuthenticator, type NatsConnection } from 'nats';
 import { ResultMessage } from '../../src/bus/protocol.js';
 import { consumeResults, publishResult } from '../../src/bus/results.js';
@@ -9,9 +6,9 @@ import { inboxPrefix, subjects } from '../../src/bus/subjects.js';
 import { startHandler, type RunningHandler } from '../../src/handler/handler.js';
 import { SimDriver } from '../../src/hypervisor/sim.js';
 import { silentLogger } from '../../src/util/log.js';
-import { planNatsAuth, renderAuthConf, type NatsAuthPlan } from '../../scripts/lib/natsAuth.js';
-import { findGenerated, render } from '../deploy/render.js';
-import { freePort, startNatsServer, type NatsServerHandle } from '../support/natsServer.js';
+import { startDevCluster } from '../../src/devcluster/index.js';
+import type { NatsAuthPlan } from '../../scripts/lib/natsAuth.js';
+import { startDeployedNats, type DeployedNats } from '../deploy/deployedNats.js';
 
 /**
  * What one node's credentials can do to another, on the NATS server as
@@ -23,18 +20,10 @@ const json = JSONCodec<unknown>();
 const enc = (v: unknown) => json.encode(v);
 
 describe('security: one node\'s handler credentials against another node', () => {
-  let dir: string;
-  let server: NatsServerHandle | undefined;
-  let url: string;
+  let nats: DeployedNats;
   let plan: NatsAuthPlan;
-  const conns: NatsConnection[] = [];
-  const asUser = async (seed: string, name: string) => {
-    // Each role replies under its own inbox prefix, as ferry controller and ferry handler connect.
-    const node = plan.handlers.find((h) => h.seed === seed)?.node;
-    const nc = await connect({ servers: url, name, inboxPrefix: node ? inboxPrefix.handler(node) : inboxPrefix.controller(), authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) });
-    conns.push(nc);
-    return nc;
-  };
+  let url: string;
+  const asUser = (seed: string, name: string) => nats.asUser(seed, name);
   const handlerSeed = (node: string) => plan.handlers.find((h) => h.node === node)!.seed;
   /** The first asynchronous permission error the server sends this connection. */
   const permissionError = async (nc: NatsConnection, timeoutMs = 2000) => {
@@ -50,25 +39,18 @@ describe('security: one node\'s handler credentials against another node', () =>
   };
 
   beforeAll(async () => {
-    plan = planNatsAuth(['node-1', 'node-2']);
-    const natsConf = findGenerated(render('overlays/standalone'), 'ConfigMap', 'ferry-nats-config').data as Record<string, string>;
-    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-security-'));
-    mkdirSync(path.join(dir, 'auth'));
-    writeFileSync(path.join(dir, 'nats.conf'), natsConf['nats.conf']!.replace('store_dir: /data/jetstream', `store_dir: ${JSON.stringify(path.join(dir, 'js'))}`));
-    writeFileSync(path.join(dir, 'auth', 'auth.conf'), renderAuthConf(plan));
-    server = await startNatsServer({ configFile: path.join(dir, 'nats.conf'), storeDir: path.join(dir, 'js'), extraArgs: ['-m', String(await freePort())], env: { ...process.env, SERVER_NAME: 'ferry-security' } });
-    url = server.url;
-  });
+    nats = await startDeployedNats(['node-1', 'node-2']);
+    plan = nats.plan;
+    url = nats.urls[0]!;
+  }, 60_000);
   afterAll(async () => {
-    for (const nc of conns) if (!nc.isClosed()) await nc.close();
-    await server?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await nats?.stop();
   });
 
   test('an unauthenticated client and a client with an unknown key are refused', async () => {
-    await expect(connect({ servers: url, reconnect: false })).rejects.toThrow(/Authorization Violation/i);
+    await expect(connect({ servers: url, reconnect: false, tls: { caFile: nats.caFile } })).rejects.toThrow(/Authorization Violation/i);
     const stranger = 'SUAGMJH5XLGZKQQWAWKRZJIGMOU4HPFUYLXJMXOO5NLFEO2OOQJ5LPRDPM'; // a valid user seed the server does not know
-    await expect(connect({ servers: url, reconnect: false, authenticator: nkeyAuthenticator(new TextEncoder().encode(stranger)) })).rejects.toThrow(/Authorization Violation/i);
+    await expect(connect({ servers: url, reconnect: false, tls: { caFile: nats.caFile }, authenticator: nkeyAuthenticator(new TextEncoder().encode(stranger)) })).rejects.toThrow(/Authorization Violation/i);
   });
 
   test('node-1\'s handler cannot command node-2: the server drops the command and says why', async () => {
@@ -127,6 +109,25 @@ describe('security: one node\'s handler credentials against another node', () =>
       expect(await deniedGet).toContain('Permissions Violation for Publish to "$JS.API.STREAM.MSG.GET.FERRY_RESULTS"');
     } finally {
       await consumer.stop();
+    }
+  });
+});
+
+describe('security: the API server refuses clients without a valid token', () => {
+  it('answers 401 to a wrong token and 403 to no token (anonymous: discovery and health only)', async () => {
+    const cluster = await startDevCluster({ rbac: true });
+    try {
+      const pods = `${cluster.url}/api/v1/namespaces/default/pods`;
+      const wrong = await fetch(pods, { headers: { Authorization: 'Bearer not-the-token' } });
+      expect(wrong.status).toBe(401);
+      expect(((await wrong.json()) as { reason: string }).reason).toBe('Unauthorized');
+      const anonymous = await fetch(pods);
+      expect(anonymous.status).toBe(403);
+      expect(((await anonymous.json()) as { message: string }).message).toMatch(/system:anonymous/);
+      expect((await fetch(`${cluster.url}/version`)).status).toBe(200);
+      expect((await fetch(pods, { headers: { Authorization: `Bearer ${cluster.token}` } })).status).toBe(200);
+    } finally {
+      await cluster.close();
     }
   });
 });

@@ -59,7 +59,7 @@ describe.each(['overlays/standalone', 'overlays/with-kubevirt'])('deploy/%s work
     const [c] = containers(d) as [Obj];
     const args = c['args'] as string[];
     expect(args[0]).toBe('controller');
-    expect(argAfter(args, '--nats')).toBe('nats://ferry-nats.ferry-system.svc:4222');
+    expect(argAfter(args, '--nats')).toBe('tls://ferry-nats.ferry-system.svc:4222');
     expect(args).not.toContain('--no-leader-elect');
     const port = Number(argAfter(args, '--metrics-port'));
     expect(at(c, 'ports', 0, 'containerPort')).toBe(port);
@@ -131,6 +131,42 @@ describe.each(['overlays/standalone', 'overlays/with-kubevirt'])('deploy/%s work
     const store = /store_dir:\s*(\S+)/.exec(conf)![1]!;
     const dataMount = mounts.find((m) => store.startsWith(`${m['mountPath']}/`))!;
     expect(at(sts, 'spec', 'volumeClaimTemplates').map((t: Obj) => at(t, 'metadata', 'name'))).toContain(dataMount['name']);
+  });
+
+  test('NATS is a three-server JetStream cluster, TLS on client and route connections; clients verify it and keep results at three replicas', () => {
+    const sts = find(objects(), 'StatefulSet', 'ferry-nats');
+    expect(at(sts, 'spec', 'replicas')).toBe(3);
+    expect(at(sts, 'spec', 'podManagementPolicy')).toBe('Parallel');
+    const conf = (findGenerated(objects(), 'ConfigMap', 'ferry-nats-config')['data'] as Record<string, string>)['nats.conf']!;
+    // Routes name each of the three pods through the headless Service, on the port the pods declare.
+    const headless = at(sts, 'spec', 'serviceName') as string;
+    const routes = [...conf.matchAll(/nats-route:\/\/([^\s:]+):(\d+)/g)].map((m) => [m[1], Number(m[2])]);
+    expect(routes).toEqual([0, 1, 2].map((i) => [`ferry-nats-${i}.${headless}.ferry-system.svc`, 6222]));
+    const [c] = containers(sts) as [Obj];
+    expect((c['ports'] as Obj[]).find((p) => p['name'] === 'cluster')?.['containerPort']).toBe(6222);
+    // Both tls blocks (clients, routes) use files of the mounted ferry-nats-tls Secret; routes verify each other.
+    const tlsFiles = [...conf.matchAll(/(cert_file|key_file|ca_file):\s*(\S+)/g)].map((m) => m[2]!);
+    expect(tlsFiles).toHaveLength(6);
+    const mounts = c['volumeMounts'] as Obj[];
+    for (const f of tlsFiles) {
+      const m = mounts.find((x) => f.startsWith(`${x['mountPath']}/`))!;
+      expect(at((podSpec(sts)['volumes'] as Obj[]).find((v) => v['name'] === m['name']), 'secret', 'secretName')).toBe('ferry-nats-tls');
+    }
+    expect(/cluster\s*{[\s\S]*tls\s*{[\s\S]*verify:\s*true/.test(conf)).toBe(true);
+    // Controller and handlers verify the servers with the Secret's CA only, and the controller asks for three replicas.
+    for (const [kind, name] of [['Deployment', 'ferry-controller'], ['DaemonSet', 'ferry-handler']] as const) {
+      const w = find(objects(), kind, name);
+      const [wc] = containers(w) as [Obj];
+      const args = wc['args'] as string[];
+      const ca = argAfter(args, '--nats-ca')!;
+      const m = (wc['volumeMounts'] as Obj[]).find((x) => ca.startsWith(`${x['mountPath']}/`))!;
+      const vol = (podSpec(w)['volumes'] as Obj[]).find((v) => v['name'] === m['name'])!;
+      expect(at(vol, 'secret', 'secretName')).toBe('ferry-nats-tls');
+      expect(at(vol, 'secret', 'items')).toEqual([{ key: 'ca.crt', path: path.basename(ca) }]);
+      if (name === 'ferry-controller') expect(argAfter(args, '--results-replicas')).toBe('3');
+    }
+    // A budget keeps a quorum through drains.
+    expect(at(find(objects(), 'PodDisruptionBudget', 'ferry-nats'), 'spec', 'maxUnavailable')).toBe(1);
   });
 
   test('every Service selects pods that exist and targets a port they declare', () => {

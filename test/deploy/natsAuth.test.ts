@@ -1,18 +1,15 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { connect, nkeyAuthenticator, type NatsConnection } from 'nats';
+import { connect } from 'nats';
 import { watchHeartbeats } from '../../src/bus/heartbeat.js';
 import { publishResult, consumeResults } from '../../src/bus/results.js';
+import { ensureResultsReplicas } from '../../src/bus/resultsReplicas.js';
 import { handlerQueue, requestCommand } from '../../src/bus/rpc.js';
-import { inboxPrefix, subjects } from '../../src/bus/subjects.js';
+import { subjects } from '../../src/bus/subjects.js';
 import type { ResultMessage } from '../../src/bus/protocol.js';
 import { startHandler, type RunningHandler } from '../../src/handler/handler.js';
 import { SimDriver } from '../../src/hypervisor/sim.js';
 import { silentLogger } from '../../src/util/log.js';
-import { freePort, startNatsServer, type NatsServerHandle } from '../support/natsServer.js';
-import { existingSeeds, natsAuthSecrets, planNatsAuth, renderAuthConf, SECRET_NAMES, type NatsAuthPlan } from '../../scripts/lib/natsAuth.js';
-import { findGenerated, render } from './render.js';
+import { startDeployedNats, type DeployedNats } from './deployedNats.js';
+import { existingSeeds, natsAuthSecrets, planNatsAuth, SECRET_NAMES, type NatsAuthPlan } from '../../scripts/lib/natsAuth.js';
 
 /**
  * The NATS server as deployed (the rendered nats.conf ConfigMap plus the
@@ -21,48 +18,27 @@ import { findGenerated, render } from './render.js';
  * its own node.
  */
 describe('NATS per-role users', () => {
-  let dir: string;
-  let server: NatsServerHandle | undefined;
-  let url: string;
+  let nats: DeployedNats;
   let plan: NatsAuthPlan;
-  const conns: NatsConnection[] = [];
-  const asUser = async (seed: string, name: string) => {
-    // Each role replies under its own inbox prefix, as ferry controller and ferry handler connect.
-    const node = plan.handlers.find((h) => h.seed === seed)?.node;
-    const nc = await connect({ servers: url, name, inboxPrefix: node ? inboxPrefix.handler(node) : inboxPrefix.controller(), authenticator: nkeyAuthenticator(new TextEncoder().encode(seed)) });
-    conns.push(nc);
-    return nc;
-  };
+  let url: string;
+  const asUser = (seed: string, name: string) => nats.asUser(seed, name);
   const handlerSeed = (node: string) => plan.handlers.find((h) => h.node === node)!.seed;
 
   beforeAll(async () => {
-    plan = planNatsAuth(['node-1', 'node-2']);
-    const natsConf = findGenerated(render('overlays/standalone'), 'ConfigMap', 'ferry-nats-config').data as Record<string, string>;
-    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-nats-auth-'));
-    mkdirSync(path.join(dir, 'auth'));
-    // The shipped config, with the volume path replaced by a temporary directory.
-    const conf = natsConf['nats.conf']!;
-    expect(conf).toContain('store_dir: /data/jetstream');
-    writeFileSync(path.join(dir, 'nats.conf'), conf.replace('store_dir: /data/jetstream', `store_dir: ${JSON.stringify(path.join(dir, 'js'))}`));
-    writeFileSync(path.join(dir, 'auth', 'auth.conf'), renderAuthConf(plan));
-    // Address, port and store are overridden (loopback, free ports, the temporary directory).
-    server = await startNatsServer({
-      configFile: path.join(dir, 'nats.conf'),
-      storeDir: path.join(dir, 'js'),
-      extraArgs: ['-m', String(await freePort())],
-      env: { ...process.env, SERVER_NAME: 'ferry-nats-test' },
-    });
-    url = server.url;
-  });
+    // Three servers with the shipped nats.conf (TLS on clients and routes), as deployed.
+    nats = await startDeployedNats(['node-1', 'node-2']);
+    plan = nats.plan;
+    url = nats.urls[0]!;
+  }, 60_000);
 
   afterAll(async () => {
-    for (const nc of conns) if (!nc.isClosed()) await nc.close();
-    await server?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await nats?.stop();
   });
 
   test('a client without credentials is refused', async () => {
-    await expect(connect({ servers: url, reconnect: false })).rejects.toThrow(/Authorization Violation/i);
+    await expect(connect({ servers: url, reconnect: false, tls: { caFile: nats.caFile } })).rejects.toThrow(/Authorization Violation/i);
+    // Nor does a client that does not trust the servers' CA (TLS is required on every client connection).
+    await expect(connect({ servers: url, reconnect: false })).rejects.toThrow(/certificate/i);
   });
 
   test('the controller commands a node\'s handler, which only serves its own node', async () => {
@@ -109,6 +85,14 @@ describe('NATS per-role users', () => {
     sub.unsubscribe();
     expect(heard.every((n) => n === 'node-2')).toBe(true);
     expect(heard.length).toBeGreaterThan(0);
+  });
+
+  test('the controller keeps the results stream at three replicas on the three servers (--results-replicas 3)', async () => {
+    const controller = await asUser(plan.controller.seed, 'controller-replicas');
+    expect(await ensureResultsReplicas(await controller.jetstreamManager(), 3)).toBe(3);
+    const info = await (await controller.jetstreamManager()).streams.info('FERRY_RESULTS');
+    expect(info.config.num_replicas).toBe(3);
+    expect([info.cluster?.leader, ...(info.cluster?.replicas ?? []).map((r) => r.name)].sort()).toEqual(['ferry-nats-0', 'ferry-nats-1', 'ferry-nats-2']);
   });
 
   test('a handler publishes a result through JetStream and the controller consumes and acknowledges it', async () => {

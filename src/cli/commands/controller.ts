@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { closeBus, connectBus } from '../../bus/connection.js';
 import { inboxPrefix } from '../../bus/subjects.js';
+import { ensureResultsReplicas } from '../../bus/resultsReplicas.js';
 import { loadFerryConfig } from '../../config/ferryConfig.js';
 import { MigrationController } from '../../controller/controller.js';
 import { RunbookController } from '../../runbook/controller.js';
@@ -24,6 +25,8 @@ export async function runController(o: {
   leaderElectRenewDeadline?: number;
   leaderElectRetryPeriod?: number;
   natsNkey?: string;
+  natsCa?: string;
+  resultsReplicas?: number;
   ownerLabel?: string;
   otlpEndpoint?: string;
 }): Promise<void> {
@@ -34,7 +37,12 @@ export async function runController(o: {
   const config = loadFerryConfig(o.config);
   const kube = kubeClientFor(o.kubeconfig);
   // Several servers of one cluster may be given, comma-separated; the client fails over between them.
-  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: 'ferry-controller', log, inboxPrefix: inboxPrefix.controller(), ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
+  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: 'ferry-controller', log, inboxPrefix: inboxPrefix.controller(), ...(o.natsCa ? { caFile: o.natsCa } : {}), ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) });
+  // Before the controller's own ensure, which would create a stream of one replica.
+  if (o.resultsReplicas !== undefined) {
+    const replicas = await ensureResultsReplicas(await nc.jetstreamManager(), o.resultsReplicas);
+    log.info({ replicas }, 'results stream replicated');
+  }
   const metrics = new ControllerMetrics();
   // Filled in below when leader election is on; the controller reads it on every command and write.
   let elector: LeaderElector | undefined;

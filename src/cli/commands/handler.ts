@@ -34,6 +34,7 @@ export interface HandlerCommandOptions {
   otlpEndpoint?: string;
   /** libvirt: outgoing migrations at once on this node (default max_client_requests − 2). */
   libvirtMaxOutbound?: number;
+  natsCa?: string;
 }
 
 /** libvirtd's system socket, where a handler on a KubeVirt-style node finds it unless told otherwise. */
@@ -95,7 +96,7 @@ export async function runHandler(o: HandlerCommandOptions): Promise<void> {
     throw err;
   }) : undefined;
   // Several servers of one cluster may be given, comma-separated; the client fails over between them.
-  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: `ferry-handler-${o.node}`, log, inboxPrefix: inboxPrefix.handler(o.node), ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) }).catch(async (err: unknown) => {
+  const nc = await connectBus({ servers: o.nats.split(',').map((s) => s.trim()).filter((s) => s !== ''), name: `ferry-handler-${o.node}`, log, inboxPrefix: inboxPrefix.handler(o.node), ...(o.natsCa ? { caFile: o.natsCa } : {}), ...(o.natsNkey ? { nkeyFile: o.natsNkey } : {}) }).catch(async (err: unknown) => {
     await driver.close();
     throw err;
   });

@@ -13,6 +13,7 @@ describe('sim driver journal (ground truth that outlives the handler)', () => {
   it('a driver on the same journal finds the guests where the last one left them', async () => {
     const file = path.join(dir, 'node-1.jsonl');
     const clock = new ManualClock(1000);
+    new SimJournal(file).append({ at: 0, node: 'node-1', domain: 'default_vm-1', state: 'running', memoryBytes: 2 ** 30 });
     const a = new SimDriver({ node: 'node-1', clock, journal: new SimJournal(file) });
     await a.ensureRunning({ name: 'default_vm-1', memoryBytes: 2 ** 30 });
     await a.prepareIncoming({ name: 'default_vm-2', memoryBytes: 2 ** 29 }, 'm-2');
@@ -28,6 +29,7 @@ describe('sim driver journal (ground truth that outlives the handler)', () => {
   it('records job start and end, and a restart ends the jobs its predecessor left open as lost', async () => {
     const file = path.join(dir, 'node-1.jsonl');
     const clock = new ManualClock(0);
+    new SimJournal(file).append({ at: 0, node: 'node-1', domain: 'default_vm-1', state: 'running', memoryBytes: 2 ** 30 });
     const a = new SimDriver({ node: 'node-1', clock, journal: new SimJournal(file) });
     await a.ensureRunning({ name: 'default_vm-1', memoryBytes: 2 ** 30 });
     const job = await a.migrate('default_vm-1', { node: 'node-2', address: 'sim://node-2/m-1' }, { bandwidth: 1e8, maxDowntimeMs: 300, autoConverge: false, postCopy: false }, 'm-1');
@@ -50,5 +52,18 @@ describe('sim driver journal (ground truth that outlives the handler)', () => {
     appendFileSync(file, '{"at":2,"node":"n","dom');
     expect(parseJournal('{"at":1}\nnot json\n')).toEqual([]);
     expect([...replayJournal(j.read()).keys()]).toEqual(['d']);
+  });
+});
+
+describe('sim driver with a journal: every guest is known', () => {
+  it('refuses to boot a guest that is not on the node instead of starting an empty second one', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-journal-'));
+    try {
+      const d = new SimDriver({ node: 'node-1', journal: new SimJournal(path.join(dir, 'n.jsonl')) });
+      await expect(d.ensureRunning({ name: 'default_vm-9', memoryBytes: 2 ** 30 })).rejects.toThrow('sim node node-1: no domain default_vm-9 on this node');
+      expect(await d.listDomains()).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

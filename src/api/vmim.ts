@@ -30,13 +30,24 @@ export const MigrationProgress = z.looseObject({
 });
 export type MigrationProgress = z.infer<typeof MigrationProgress>;
 
+// Kubernetes label syntax (apimachinery's IsQualifiedName / IsValidLabelValue): the target
+// pod's nodeSelector is built from these, and the API server refuses a pod with a bad one.
+const labelName = /^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$/;
+const labelPrefix = /^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$/;
+const LabelKey = z.string().refine((k) => {
+  const i = k.lastIndexOf('/');
+  const [prefix, name] = i < 0 ? [undefined, k] : [k.slice(0, i), k.slice(i + 1)];
+  return labelName.test(name) && (prefix === undefined || labelPrefix.test(prefix));
+}, 'not a valid label key (an optional DNS prefix and "/", then at most 63 of A-Z a-z 0-9 - _ ., starting and ending alphanumeric)');
+const LabelValue = z.string().refine((v) => v === '' || labelName.test(v), 'not a valid label value (at most 63 of A-Z a-z 0-9 - _ ., starting and ending alphanumeric)');
+
 export const VirtualMachineInstanceMigration = z.looseObject({
   apiVersion: z.string().optional(),
   kind: z.string().optional(),
   metadata: ObjectMeta,
   spec: z.looseObject({
     vmiName: z.string().min(1, 'spec.vmiName is required'),
-    addedNodeSelector: z.record(z.string(), z.string()).optional(),
+    addedNodeSelector: z.record(LabelKey, LabelValue).optional(),
   }),
   status: z
     .looseObject({

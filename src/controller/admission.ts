@@ -55,6 +55,34 @@ export class Admission {
     });
   }
 
+  /**
+   * What `s` may send now from `source` to `target` without any NIC or the
+   * cluster budget going over: capacity minus what every other started
+   * migration may still be sending (its acknowledged or in-flight setting,
+   * whichever is higher). The limits core shares out allotments; this keeps
+   * the moments between a decision and its acknowledgements inside them too.
+   */
+  headroom(s: MigrationSession, source: string, target: string): number {
+    const config = this.limitsConfig();
+    const nic = new Map(this.nodeStates().map((n) => [n.name, n.nicCapacity ?? config.defaultNicCapacity]));
+    const cap = (node: string) => nic.get(node) ?? config.defaultNicCapacity;
+    let out = 0;
+    let inbound = 0;
+    let total = 0;
+    for (const t of this.d.tracked()) {
+      const o = t.session;
+      if (o === s) continue;
+      const bw = o.mayBeSending();
+      if (bw <= 0) continue;
+      total += bw;
+      if (o.sourceNode === source) out += bw;
+      if ((o.targetNode ?? o.pinnedTarget) === target) inbound += bw;
+    }
+    let free = Math.min(cap(source) - out, cap(target) - inbound);
+    if (config.bandwidthBudget > 0) free = Math.min(free, config.bandwidthBudget - total);
+    return Math.max(0, free);
+  }
+
   limitsConfig(): LimitsConfig {
     const m = this.d.migrations();
     return resolveLimits({
@@ -152,10 +180,20 @@ export class Admission {
       if (!t || bw === undefined) continue;
       t.session.allottedBandwidth = bw;
       const applied = t.session.appliedBandwidth;
-      if (t.session.sourceStarted && t.session.phase === 'Running' && (applied === undefined || Math.abs(applied - bw) > Math.max(1, applied * 0.01))) {
-        t.session.setBandwidth(bw).then(
-          () => t.writer.bandwidth(bw),
-          (err: unknown) => t.session.log.warn({ err: String(err), bandwidth: bw }, 'could not change bandwidth'),
+      if (!t.session.sourceStarted || t.session.phase !== 'Running' || t.session.bandwidthInFlight !== undefined) continue;
+      // A raise only into room others have acknowledged giving up; the next pass raises the rest.
+      const target = t.session.targetNode ?? t.session.pinnedTarget;
+      const next = applied !== undefined && bw > applied && t.session.sourceNode && target
+        ? Math.max(applied, Math.min(bw, Math.floor(this.headroom(t.session, t.session.sourceNode, target))))
+        : bw;
+      if (applied === undefined || Math.abs(applied - next) > Math.max(1, applied * 0.01)) {
+        t.session.setBandwidth(next).then(
+          () => {
+            t.writer.bandwidth(next);
+            // Room given back may let another migration rise now.
+            if (next < (applied ?? Infinity)) this.schedule();
+          },
+          (err: unknown) => t.session.log.warn({ err: String(err), bandwidth: next }, 'could not change bandwidth'),
         );
       }
     }

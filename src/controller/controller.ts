@@ -130,6 +130,7 @@ export class MigrationController {
       fence,
       // Beside KubeVirt its virt-handler acts on the VMI's hand-off markers: keep them on the VMIM until the end.
       markersOn: opts.ownerLabel ? 'vmim' : 'vmi',
+      headroom: (s, source, target) => this.admission.headroom(s, source, target),
     };
     this.cleanup = new FailureCleanup({
       kube: this.kube,
@@ -385,6 +386,7 @@ export class MigrationController {
       const [vns, vname] = key.slice(4).split('/') as [string, string];
       const vmi = this.getVmi(vns, vname);
       if (vmi) await this.budgets?.reconcile(vmi, this.clusterEvictionStrategy);
+      if (vmi) await this.closeOrphanState(vmi);
       return;
     }
     const [ns, name] = key.split('/') as [string, string];
@@ -627,6 +629,35 @@ export class MigrationController {
     t.lastFact = fact;
     if (event.type === 'REJECTED') this.opts.metrics?.admission('rejected', rejectionReasonClass(event.reason));
     t.actor.send(event);
+  }
+
+  /**
+   * Level-triggered from the VMI's side: a migrationState left open by a
+   * migration that is over (its VMIM final, or gone with no actor left) blocks
+   * every later migration of the VMI. This catches what the VMIM-keyed cleanup
+   * cannot see, such as a hand-off written by a replica that lost the lease
+   * after the new leader had already cleaned up. Cleanup asks the arbiter
+   * before it removes any pod, so an unknown outcome is never guessed.
+   */
+  private async closeOrphanState(vmi: VirtualMachineInstance): Promise<void> {
+    const ms = vmi.status?.migrationState;
+    if (!ms?.migrationUid || ms.completed) return;
+    const t = this.tracked.get(ms.migrationUid);
+    if (t && !FINAL_PHASES.has(t.session.phase)) return;
+    const ns = vmi.metadata.namespace ?? 'default';
+    const raw = this.vmims.list(ns).find((o) => o.metadata?.uid === ms.migrationUid);
+    if (raw) {
+      const r = parseObject(VirtualMachineInstanceMigration, raw);
+      if (r.ok && FINAL_PHASES.has((r.value.status?.phase || 'Pending') as MigrationPhase)) await this.cleanup.run(r.value);
+      return;
+    }
+    if (t) return; // its final phase is still being written; the VMIM-keyed cleanup runs then
+    // The VMIM is gone and nothing tracks it: only the VMI's own record is left to go by.
+    await this.cleanup.run({
+      metadata: { uid: ms.migrationUid, namespace: ns, name: `(deleted migration ${ms.migrationUid})` },
+      spec: { vmiName: vmi.metadata.name },
+      status: { conditions: [{ type: 'Failed', status: 'True', message: 'its VirtualMachineInstanceMigration was deleted before its outcome was recorded' }] },
+    } as VirtualMachineInstanceMigration);
   }
 
   /** KubeVirt allows one active migration per VMI; the older VMIM wins. */

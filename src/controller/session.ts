@@ -1,7 +1,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { Labels, type MigrationState, type VirtualMachineInstance } from '../api/vmi.js';
-import type { MigrationPhase, VirtualMachineInstanceMigration } from '../api/vmim.js';
+import { FINAL_PHASES, type MigrationPhase, type VirtualMachineInstanceMigration } from '../api/vmim.js';
 import type { Pod } from '../api/core.js';
 import type { MigrationTrace } from '../tracing/migration.js';
 import type { Command } from '../bus/subjects.js';
@@ -39,6 +39,12 @@ export interface SessionEnv {
    * label); the VMI then gets only the final state a completed migration leaves.
    */
   markersOn?: 'vmi' | 'vmim';
+  /**
+   * Bandwidth this migration may use now without any node's NIC or the cluster
+   * budget carrying more than its capacity, counting what other migrations may
+   * still be sending (an unacknowledged reduction is not yet in effect).
+   */
+  headroom?: (s: MigrationSession, sourceNode: string, targetNode: string) => number;
 }
 
 /** The facts of a migration its I/O needs: the chart's context (see statecharts/migration.ts). */
@@ -75,6 +81,14 @@ export class MigrationSession {
   /** Bandwidth the limits core allotted (bytes/s) and what the source was last told. */
   allottedBandwidth = 0;
   appliedBandwidth: number | undefined;
+  /** A bandwidth change sent but not acknowledged: until it is, the higher of the two may be in effect. */
+  bandwidthInFlight: number | undefined;
+
+  /** The most this migration may be sending now, as far as the controller can know. */
+  mayBeSending(): number {
+    if (!this.sourceStarted || FINAL_PHASES.has(this.phase)) return 0;
+    return Math.max(this.appliedBandwidth ?? 0, this.bandwidthInFlight ?? 0);
+  }
   sourceStarted = false;
   lastDirtyRate = 0;
   lastRemaining: number | undefined;
@@ -316,7 +330,7 @@ export class MigrationSession {
     }
     const vmi = this.currentVmi();
     const cfg = this.effective;
-    const bandwidth = this.allottedBandwidth;
+    const bandwidth = await this.startingBandwidth(sourceNode, targetNode);
     const existing = this.markers(vmi);
     if (!existing?.startTimestamp) {
       await this.env.fence();
@@ -327,13 +341,23 @@ export class MigrationSession {
       }
     }
     this.sourceStarted = true;
-    const reply = await this.command(sourceNode, 'start-source', {
+    // Until the source answers, this is what it may be sending (not the allotment, which later passes change).
+    this.bandwidthInFlight = bandwidth;
+    let reply: CommandReply<'start-source'>;
+    try {
+      reply = await this.command(sourceNode, 'start-source', {
       ...this.ref,
       guest: this.guestOf(vmi),
       targetNode,
       targetAddress,
       controls: { bandwidth, maxDowntimeMs: this.appliedDowntimeMs, autoConverge: cfg.allowAutoConverge, postCopy: cfg.allowPostCopy },
-    });
+      });
+    } catch (err) {
+      this.appliedBandwidth = Math.max(this.appliedBandwidth ?? 0, bandwidth);
+      throw err;
+    } finally {
+      this.bandwidthInFlight = undefined;
+    }
     this.appliedBandwidth = bandwidth;
     if (reply.state !== 'started' && reply.state !== 'running') {
       // A job this source already ended (a replayed start): its result may be gone; find out where the guest is.
@@ -367,10 +391,41 @@ export class MigrationSession {
     );
   }
 
+  /**
+   * The bandwidth to start with: the allotment, but no more than is free now on
+   * both NICs and in the budget. Reductions of other migrations that made room
+   * for this one may not have landed yet; starting at the full allotment then
+   * would put a NIC over its capacity for a moment. Admission raises it to the
+   * allotment once they have. Waits (bounded) while nothing is free.
+   */
+  private async startingBandwidth(sourceNode: string, targetNode: string): Promise<number> {
+    const want = this.allottedBandwidth;
+    if (!this.env.headroom || want <= 0) return want;
+    const deadline = this.env.clock.now() + 10_000;
+    for (;;) {
+      const free = Math.floor(this.env.headroom(this, sourceNode, targetNode));
+      // Below 1 MiB/s a start is pointless; 0 would mean "unlimited" to libvirt.
+      if (free >= Math.min(want, 1024 * 1024)) return Math.min(want, free);
+      if (this.env.clock.now() >= deadline) {
+        throw new NotSentError(`no bandwidth free on ${sourceNode} → ${targetNode} after 10 s (other migrations' reductions not acknowledged)`);
+      }
+      await new Promise<void>((r) => this.env.clock.setTimeout(r, 200));
+    }
+  }
+
   async setBandwidth(bytesPerSecond: number): Promise<void> {
     if (!this.sourceNode || !this.sourceStarted) return;
-    await this.command(this.sourceNode, 'set-bandwidth', { ...this.ref, bytesPerSecond });
-    this.appliedBandwidth = bytesPerSecond;
+    this.bandwidthInFlight = bytesPerSecond;
+    try {
+      await this.command(this.sourceNode, 'set-bandwidth', { ...this.ref, bytesPerSecond });
+      this.appliedBandwidth = bytesPerSecond;
+    } catch (err) {
+      // It may have landed: count the higher of the two as possibly in effect.
+      this.appliedBandwidth = Math.max(this.appliedBandwidth ?? 0, bytesPerSecond);
+      throw err;
+    } finally {
+      this.bandwidthInFlight = undefined;
+    }
   }
 
   async setDowntime(maxDowntimeMs: number): Promise<void> {

@@ -135,7 +135,7 @@ export class Admission {
         pending.push(s);
         const q: QueuedMigration = { id: s.uid, sourceNode: s.sourceNode, priority: s.priority, enqueuedAt: s.enqueuedAt, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
         if (workingSet) q.workingSet = workingSet;
-        if (s.effective.bandwidthPerMigration > 0) q.bandwidthCap = s.effective.bandwidthPerMigration;
+        if (capOf(s.effective.bandwidthPerMigration) > 0) q.bandwidthCap = capOf(s.effective.bandwidthPerMigration);
         // `ferry migrate --node` / spec.addedNodeSelector's hostname pins the placement.
         const userTarget = s.addedNodeSelector?.['kubernetes.io/hostname'];
         if (userTarget) q.targetNode = userTarget;
@@ -143,7 +143,7 @@ export class Admission {
       } else {
         const r: RunningMigration = { id: s.uid, sourceNode: s.sourceNode ?? '', priority: s.priority, memoryBytes: s.memoryBytes, dirtyRate, maxDowntimeMs: s.appliedDowntimeMs, allowAutoConverge: s.effective.allowAutoConverge, allowPostCopy: s.effective.allowPostCopy };
         if (workingSet) r.workingSet = workingSet;
-        if (s.effective.bandwidthPerMigration > 0) r.bandwidthCap = s.effective.bandwidthPerMigration;
+        if (capOf(s.effective.bandwidthPerMigration) > 0) r.bandwidthCap = capOf(s.effective.bandwidthPerMigration);
         const target = s.targetNode ?? s.pinnedTarget;
         if (target) r.targetNode = target;
         if (s.lastRemaining !== undefined) r.dataRemaining = s.lastRemaining;
@@ -226,4 +226,13 @@ export class Admission {
       s.log.info('no schedulable node besides the source; starting anyway so the scheduler can report why');
     }
   }
+}
+
+/**
+ * libvirt takes the per-migration bandwidth in whole MiB/s and reads 0 as "no
+ * limit", as KubeVirt passes it: a cap under 1 MiB/s is no cap.
+ */
+function capOf(bandwidthPerMigration: number): number {
+  const MiB = 1024 * 1024;
+  return Math.floor(bandwidthPerMigration / MiB) * MiB;
 }

@@ -617,6 +617,7 @@ export class MigrationController {
       vmi,
       targetPods: s.targetLauncherPods(),
       targetPodSeen: t.targetPodSeen,
+      pinnedHostname: s.addedNodeSelector?.['kubernetes.io/hostname'],
       missingVmiReason: vmi ? undefined : unusableVmiReason(this.vmis.get(s.vmiName, s.namespace), s.vmiKey),
       otherActive: s.phase === 'Pending' && vmi ? this.otherActiveMigration(s, vmi) : undefined,
     });

@@ -18,6 +18,8 @@ export interface Observed {
   otherActive: string | undefined;
   /** Why the VMI is unusable when the cache has no valid copy (missing, or failing the schema). */
   missingVmiReason?: string | undefined;
+  /** The node `spec.addedNodeSelector` pins by hostname (`ferry migrate --node`). */
+  pinnedHostname?: string | undefined;
 }
 
 const WITH_TARGET_POD: ReadonlySet<MigrationPhase> = new Set(['Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running']);
@@ -39,6 +41,11 @@ export function factOf(o: Observed): { event?: MigrationEvent; targetPodSeen: bo
     const migratable = isLiveMigratable(vmi);
     if (!migratable.ok) return { event: { type: 'REJECTED', reason: `Cannot migrate VMI, Reason: ${migratable.reason}` }, targetPodSeen: seen };
     if (o.otherActive) return { event: { type: 'REJECTED', reason: `another migration job (${o.otherActive}) is in progress for VMI ${o.vmiKey}` }, targetPodSeen: seen };
+    // A target pod pinned to the node the VM already runs on can never be placed (it is anti-affine to the source):
+    // say so now rather than after the unschedulable timeout.
+    if (o.pinnedHostname && o.pinnedHostname === vmi.status?.nodeName) {
+      return { event: { type: 'REJECTED', reason: `VMI ${o.vmiKey} already runs on ${o.pinnedHostname}, the node spec.addedNodeSelector names` }, targetPodSeen: seen };
+    }
     return { targetPodSeen: seen };
   }
   if (!WITH_TARGET_POD.has(o.phase)) return { targetPodSeen: seen };

@@ -71,7 +71,9 @@ describe('MigrationPolicy, KubeVirt config and VMIM fuzzing through the API and 
         // The VMIM is deleted once its finalizer is released.
         if (created) for (let t = 0; t < 50 && (await getVmim(env.kube, name)); t++) await new Promise((r) => setTimeout(r, 100));
       }
-    }), { numRuns: 8, endOnFailure: true });
+    // A fixed seed keeps the suite repeatable (this one found the pinned-to-own-node and sub-MiB-cap defects);
+    // FERRY_FUZZ_SEED=<n> explores others.
+    }), { numRuns: 8, endOnFailure: true, seed: Number(process.env['FERRY_FUZZ_SEED'] ?? 991268268) });
   }, 300_000);
 
   it('afterwards a plain migration succeeds', async () => {

@@ -33,6 +33,11 @@ describe('facts: what the objects tell the chart', () => {
     expect(factOf(observed({ vmi: vmi({ phase: 'Succeeded' }) })).event).toEqual({ type: 'VMI_GONE', reason: 'VMI default/vm-a is Succeeded' });
   });
 
+  it('a migration pinned to the node the VM already runs on is rejected at once, saying so', () => {
+    expect(factOf(observed({ phase: 'Pending', pinnedHostname: 'node-a' })).event).toEqual({ type: 'REJECTED', reason: 'VMI default/vm-a already runs on node-a, the node spec.addedNodeSelector names' });
+    expect(factOf(observed({ phase: 'Pending', pinnedHostname: 'node-b' })).event).toBeUndefined();
+  });
+
   it('one active migration per VMI: a pending one behind another is rejected, naming it', () => {
     expect(factOf(observed({ phase: 'Pending', otherActive: 'default/first' })).event).toMatchObject({ type: 'REJECTED', reason: expect.stringMatching(/another migration job \(default\/first\)/) });
     expect(factOf(observed({ phase: 'Pending' })).event).toBeUndefined();

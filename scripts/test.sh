@@ -29,11 +29,29 @@ count() {
   ' "$1"
 }
 
+# Names every failed test (and suite that failed to run) of a jest --json result file, one line each, so the
+# end of the log says what failed even when the middle of a long log is cut.
+failures() {
+  node -e '
+    const fs = require("fs");
+    let r = {};
+    try { r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")); } catch { process.exit(0); }
+    const rel = (p) => require("path").relative(process.cwd(), p);
+    for (const s of r.testResults ?? []) {
+      const bad = (s.assertionResults ?? []).filter((a) => a.status === "failed");
+      for (const a of bad) console.log("[test] FAILED " + rel(s.name) + " › " + a.fullName);
+      if (!bad.length && s.status === "failed") console.log("[test] FAILED " + rel(s.name) + ": " + String(s.message ?? "").split("\n").find((l) => l.trim()) );
+    }
+  ' "$1"
+}
+failed_list=""
+
 lane='/test/libvirt/[^/]+\.test\.ts$'
 main=$(mktemp /tmp/ferry-jest-XXXXXX.json)
 NODE_OPTIONS=--experimental-vm-modules npx --no-install jest --json --outputFile="$main" --testPathIgnorePatterns "$lane" "$@"
 main_rc=$?
 read -r passed failed pending <<<"$(count "$main")"
+failed_list+="$(failures "$main")"$'\n'
 rm -f "$main"
 
 lane_rc=0
@@ -57,12 +75,14 @@ else
     NODE_OPTIONS=--experimental-vm-modules npx --no-install jest --json --outputFile="$out" --runInBand 'test/libvirt/[^/]+\.test\.ts$'
     lane_rc=$?
     read -r lp lf lpend <<<"$(count "$out")"
+    failed_list+="$(failures "$out")"$'\n'
     rm -f "$out"
     passed=$((passed + lp)); failed=$((failed + lf)); pending=$((pending + lpend))
   fi
 fi
 
 failed=$((failed + failed_tc))
+printf '%s' "$failed_list" | grep -v '^$' || true
 echo "[test] typecheck: $([ $failed_tc = 0 ] && echo ok || echo FAILED); skipped tests: $pending; wall time: $(( $(date +%s) - start )) s"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ] && [ "$main_rc" = 0 ] && [ "$lane_rc" = 0 ]

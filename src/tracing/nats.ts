@@ -1,4 +1,4 @@
-import { context, propagation, SpanKind, SpanStatusCode, trace, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
 import { headers, type MsgHdrs } from 'nats';
 import { Attr, tracer } from './migration.js';
 
@@ -18,28 +18,24 @@ export async function tracedRequest<T>(node: string, command: string, send: (hdr
   const ctx = trace.setSpan(context.active(), span);
   const hdrs = headers();
   propagation.inject(ctx, hdrs, setter);
-  try {
-    const out = await context.with(ctx, () => send(hdrs.keys().length > 0 ? hdrs : undefined));
-    span.end();
-    return out;
-  } catch (err) {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-    span.end();
-    throw err;
-  }
+  return runInSpan(span, ctx, () => send(hdrs.keys().length > 0 ? hdrs : undefined));
 }
 
 /** Serves a command inside a server span that continues the sender's trace from the message headers. */
 export async function tracedServe<T>(hdrs: MsgHdrs | undefined, node: string, command: string, attrs: Record<string, string | number>, serve: () => Promise<T>): Promise<T> {
   const parent = propagation.extract(context.active(), hdrs, getter);
   const span = tracer().startSpan(`handler ${command}`, { kind: SpanKind.SERVER, attributes: { [Attr.command]: command, [Attr.node]: node, ...attrs } }, parent);
+  return runInSpan(span, trace.setSpan(parent, span), serve);
+}
+
+/** Runs work as the span's context and ends the span, marked as an error when the work throws. */
+async function runInSpan<T>(span: Span, ctx: Context, work: () => Promise<T>): Promise<T> {
   try {
-    const out = await context.with(trace.setSpan(parent, span), serve);
-    span.end();
-    return out;
+    return await context.with(ctx, work);
   } catch (err) {
     span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-    span.end();
     throw err;
+  } finally {
+    span.end();
   }
 }

@@ -8,7 +8,7 @@ import { SimDriver } from '../../src/hypervisor/sim.js';
 import { silentLogger } from '../../src/util/log.js';
 import { startDevCluster } from '../../src/devcluster/index.js';
 import type { NatsAuthPlan } from '../../scripts/lib/natsAuth.js';
-import { startDeployedNats, type DeployedNats } from '../deploy/deployedNats.js';
+import { useDeployedNats, type DeployedNats } from '../deploy/deployedNats.js';
 
 /**
  * What one node's credentials can do to another, on the NATS server as
@@ -20,11 +20,12 @@ const json = JSONCodec<unknown>();
 const enc = (v: unknown) => json.encode(v);
 
 describe('security: one node\'s handler credentials against another node', () => {
+  const deployed = useDeployedNats(['node-1', 'node-2']);
   let nats: DeployedNats;
   let plan: NatsAuthPlan;
   let url: string;
   const asUser = (seed: string, name: string) => nats.asUser(seed, name);
-  const handlerSeed = (node: string) => plan.handlers.find((h) => h.node === node)!.seed;
+  const handlerSeed = (node: string) => deployed.handlerSeed(node);
   /** The first asynchronous permission error the server sends this connection. */
   const permissionError = async (nc: NatsConnection, timeoutMs = 2000) => {
     const deadline = Date.now() + timeoutMs;
@@ -38,13 +39,10 @@ describe('security: one node\'s handler credentials against another node', () =>
     return undefined;
   };
 
-  beforeAll(async () => {
-    nats = await startDeployedNats(['node-1', 'node-2']);
+  beforeAll(() => {
+    nats = deployed.nats;
     plan = nats.plan;
     url = nats.urls[0]!;
-  }, 60_000);
-  afterAll(async () => {
-    await nats?.stop();
   });
 
   test('an unauthenticated client and a client with an unknown key are refused', async () => {

@@ -99,3 +99,31 @@ export async function startDeployedNats(nodes: string[]): Promise<DeployedNats> 
     throw err;
   }
 }
+
+/**
+ * The deployed NATS for a describe block: started before its tests (three servers take a while), stopped after.
+ * Read `nats` and the `handlerSeed` of a node inside tests only.
+ */
+export function useDeployedNats(nodes: string[]): { readonly nats: DeployedNats; handlerSeed(node: string): string } {
+  let nats: DeployedNats | undefined;
+  beforeAll(async () => {
+    nats = await startDeployedNats(nodes);
+  }, 60_000);
+  afterAll(async () => {
+    await nats?.stop();
+  });
+  const started = () => {
+    if (!nats) throw new Error('useDeployedNats: the servers exist only inside tests');
+    return nats;
+  };
+  return {
+    get nats() {
+      return started();
+    },
+    handlerSeed: (node) => {
+      const h = started().plan.handlers.find((x) => x.node === node);
+      if (!h) throw new Error(`useDeployedNats: no handler user for ${node}`);
+      return h.seed;
+    },
+  };
+}

@@ -8,7 +8,7 @@ import type { ResultMessage } from '../../src/bus/protocol.js';
 import { startHandler, type RunningHandler } from '../../src/handler/handler.js';
 import { SimDriver } from '../../src/hypervisor/sim.js';
 import { silentLogger } from '../../src/util/log.js';
-import { startDeployedNats, type DeployedNats } from './deployedNats.js';
+import { useDeployedNats, type DeployedNats } from './deployedNats.js';
 import { existingSeeds, natsAuthSecrets, planNatsAuth, SECRET_NAMES, type NatsAuthPlan } from '../../scripts/lib/natsAuth.js';
 
 /**
@@ -18,21 +18,17 @@ import { existingSeeds, natsAuthSecrets, planNatsAuth, SECRET_NAMES, type NatsAu
  * its own node.
  */
 describe('NATS per-role users', () => {
+  const deployed = useDeployedNats(['node-1', 'node-2']);
   let nats: DeployedNats;
   let plan: NatsAuthPlan;
   let url: string;
   const asUser = (seed: string, name: string) => nats.asUser(seed, name);
-  const handlerSeed = (node: string) => plan.handlers.find((h) => h.node === node)!.seed;
+  const handlerSeed = (node: string) => deployed.handlerSeed(node);
 
-  beforeAll(async () => {
-    // Three servers with the shipped nats.conf (TLS on clients and routes), as deployed.
-    nats = await startDeployedNats(['node-1', 'node-2']);
+  beforeAll(() => {
+    nats = deployed.nats;
     plan = nats.plan;
     url = nats.urls[0]!;
-  }, 60_000);
-
-  afterAll(async () => {
-    await nats?.stop();
   });
 
   test('a client without credentials is refused', async () => {

@@ -8,7 +8,7 @@
  * Needs root and Debian packages (setup.sh installs them); when the machine
  * cannot run it, every test here FAILS saying why (see README.md).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
@@ -40,18 +40,28 @@ afterAll(() => {
   if (process.env['FERRY_KEEP'] !== '1') rmSync(root, { recursive: true, force: true });
 });
 
-/** Every launcher process (libvirtd and its QEMUs) of the world, to check none outlives it. */
-async function launcherPids(): Promise<number[]> {
-  const { execFile } = await import('node:child_process');
-  const out = await new Promise<string>((resolve) => execFile('pgrep', ['-f', `libvirtd|qemu-system`], (_e, stdout) => resolve(stdout)));
-  return out.trim().split('\n').filter(Boolean).map(Number);
+/**
+ * Every launcher process (libvirtd and its QEMUs) this world started, from their pid files under the world's own
+ * directory: other libvirt daemons on the machine (another lane, a developer's) are none of this test's business.
+ */
+function launcherPids(worldRoot: string): number[] {
+  const files = readdirSync(worldRoot, { recursive: true, encoding: 'utf8' }).filter((f) => /(^|\/)launcher\.pid$|(^|\/)qemu\/[^/]+\.pid$/.test(f));
+  return files.flatMap((f) => {
+    try {
+      const pid = Number(readFileSync(join(worldRoot, f), 'utf8').trim());
+      return Number.isInteger(pid) && pid > 0 ? [pid] : [];
+    } catch {
+      return [];
+    }
+  });
 }
 
 afterEach(async () => {
   const e = env;
   env = undefined;
   if (!e) return;
-  const before = await launcherPids();
+  const before = launcherPids(join(root, `w${worlds}`));
+  expect(before.length).toBeGreaterThan(0);
   await e.stop();
   expect(e.launchers!.pods.count).toBe(0);
   // Stopping the world stops every launcher daemon and QEMU it started.

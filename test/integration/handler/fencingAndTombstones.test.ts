@@ -2,34 +2,25 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from 'nats';
-import { startNatsServer, type NatsServerHandle } from '../../support/natsServer.js';
-import { ensureResultsStream } from '../../../src/bus/results.js';
 import { CommandError, isDefinite, requestCommand } from '../../../src/bus/rpc.js';
-import { startHandler, EPOCH_FILE, type RunningHandler } from '../../../src/handler/handler.js';
+import { startHandler, EPOCH_FILE } from '../../../src/handler/handler.js';
 import { JobRecordStore } from '../../../src/handler/jobRecords.js';
 import type { TombstoneLimits } from '../../../src/handler/tombstones.js';
 import { ManualClock } from '../../../src/util/clock.js';
-import { connectTest, recordingLogger, unique, waitFor } from '../bus/helpers.js';
+import { recordingLogger, unique, waitFor } from '../bus/helpers.js';
 import { ScriptedDriver } from './scriptedDriver.js';
-import { prepareReq, refFor, resultOf, startReq } from './support.js';
+import { prepareReq, refFor, resultOf, startReq, useHandlerBus } from './support.js';
 
-let server: NatsServerHandle;
+const bus = useHandlerBus();
+const running = bus.running;
 let nc: NatsConnection;
-const running: RunningHandler[] = [];
 const dirs: string[] = [];
 
-beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTest(server.url);
-  await ensureResultsStream(await nc.jetstreamManager());
+beforeAll(() => {
+  nc = bus.nc;
 });
-afterEach(async () => {
-  for (const h of running.splice(0)) await h.stop();
+afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-afterAll(async () => {
-  await nc.drain();
-  await server.stop();
 });
 
 function stateDir(): string {

@@ -1,37 +1,28 @@
 import type { NatsConnection, Subscription } from 'nats';
-import { startNatsServer, type NatsServerHandle } from '../../support/natsServer.js';
 import { SimDriver, simAddress } from '../../../src/hypervisor/sim.js';
 import type { HypervisorDriver } from '../../../src/hypervisor/driver.js';
-import { ensureResultsStream } from '../../../src/bus/results.js';
 import { requestCommand, CommandError } from '../../../src/bus/rpc.js';
 import { subscribeProgress } from '../../../src/bus/progress.js';
 import { watchHeartbeats } from '../../../src/bus/heartbeat.js';
 import type { Heartbeat, ProgressMessage } from '../../../src/bus/protocol.js';
-import { startHandler, type RunningHandler } from '../../../src/handler/handler.js';
-import { connectTest, recordingLogger, sleep, unique, waitFor } from '../bus/helpers.js';
+import { startHandler } from '../../../src/handler/handler.js';
+import { recordingLogger, sleep, unique, waitFor } from '../bus/helpers.js';
 import { ScriptedDriver } from './scriptedDriver.js';
-import { CRAWL, prepareReq, refFor, resultOf, startReq } from './support.js';
+import { CRAWL, prepareReq, refFor, resultOf, startReq, useHandlerBus } from './support.js';
 
-// A server of its own: the handler publishes to the fixed results stream.
-let server: NatsServerHandle;
+const bus = useHandlerBus();
+const running = bus.running;
 let nc: NatsConnection;
-const running: RunningHandler[] = [];
 const drivers: HypervisorDriver[] = [];
 const subs: Subscription[] = [];
 
-beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connectTest(server.url);
-  await ensureResultsStream(await nc.jetstreamManager());
+beforeAll(() => {
+  nc = bus.nc;
 });
+// After the bus's own afterEach has stopped the handlers that drive them.
 afterEach(async () => {
-  for (const h of running.splice(0)) await h.stop();
   for (const d of drivers.splice(0)) await d.close();
   for (const s of subs.splice(0)) s.unsubscribe();
-});
-afterAll(async () => {
-  await nc.drain();
-  await server.stop();
 });
 
 function handlerWith<D extends HypervisorDriver>(node: string, driver: D) {

@@ -1,7 +1,10 @@
 import type { JetStreamManager, NatsConnection } from 'nats';
 import { RESULTS_STREAM, subjects } from '../../../src/bus/subjects.js';
 import type { CommandRequest, ResultMessage } from '../../../src/bus/protocol.js';
-import { waitFor } from '../bus/helpers.js';
+import { ensureResultsStream } from '../../../src/bus/results.js';
+import type { RunningHandler } from '../../../src/handler/handler.js';
+import { startNatsServer, type NatsServerHandle } from '../../support/natsServer.js';
+import { connectTest, waitFor } from '../bus/helpers.js';
 
 export const controls = { bandwidth: 0, maxDowntimeMs: 300, autoConverge: false, postCopy: false };
 
@@ -44,4 +47,33 @@ export async function resultOf(nc: NatsConnection, uid: string, timeoutMs = 5000
   await waitFor(async () => (await storedResults(jsm, uid)) > 0, `the result of ${uid}`, timeoutMs);
   const m = await jsm.streams.getMessage(RESULTS_STREAM, { last_by_subj: subjects.result(uid) });
   return m.json<ResultMessage>();
+}
+
+/**
+ * A nats-server of the suite's own (a handler publishes to the fixed results stream, which another suite must not
+ * see), a connection to it with the stream made, and the handlers a test starts, stopped after each test.
+ */
+export function useHandlerBus(): { readonly nc: NatsConnection; readonly running: RunningHandler[] } {
+  let server: NatsServerHandle | undefined;
+  let nc: NatsConnection | undefined;
+  const running: RunningHandler[] = [];
+  beforeAll(async () => {
+    server = await startNatsServer();
+    nc = await connectTest(server.url);
+    await ensureResultsStream(await nc.jetstreamManager());
+  });
+  afterEach(async () => {
+    for (const h of running.splice(0)) await h.stop();
+  });
+  afterAll(async () => {
+    await nc?.drain();
+    await server?.stop();
+  });
+  return {
+    get nc() {
+      if (!nc) throw new Error('useHandlerBus: the connection exists only inside tests');
+      return nc;
+    },
+    running,
+  };
 }

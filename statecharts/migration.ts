@@ -103,6 +103,8 @@ export interface MigrationContext {
   unresolved: boolean;
   /** The source node is confirmed lost (NotReady, no heartbeat). */
   sourceLost: boolean;
+  /** The target node is confirmed lost (NotReady, no heartbeat): the migration cannot finish there. */
+  targetLost: boolean;
   /** The arbiter said "failed, and the source has no job" once already (it must hold a second time). */
   failureSeen: boolean;
 }
@@ -120,7 +122,8 @@ export type MigrationEvent =
   | { type: 'MIGRATION_ABORTED'; reason: string }
   | { type: 'ABORT'; reason: string }
   | { type: 'VMI_GONE'; reason: string }
-  | { type: 'NODE_LOST'; node: string; reason: string };
+  | { type: 'NODE_LOST'; node: string; reason: string }
+  | { type: 'TARGET_NODE_LOST'; node: string; reason: string };
 
 /** What every I/O actor is given: the migration as it stands when the actor starts. */
 export type MigrationActorInput = Readonly<MigrationContext>;
@@ -252,6 +255,7 @@ export const migrationMachine = setup({
     recordUnknown: assign(({ context }, params: { why: string }) => ({ unknownWhy: params.why, inspections: context.inspections + 1 })),
     markUnresolved: assign({ unresolved: true }),
     markSourceLost: assign({ sourceLost: true }),
+    markTargetLost: assign({ targetLost: true }),
     markFailureSeen: assign({ failureSeen: true }),
     refusePendingAbort: assign(({ context }) =>
       context.abortReason !== undefined && context.abortRefused === undefined
@@ -331,6 +335,7 @@ export const migrationMachine = setup({
       inspections: 0,
       unresolved: false,
       sourceLost: false,
+      targetLost: false,
       failureSeen: false,
     };
   },
@@ -417,6 +422,8 @@ export const migrationMachine = setup({
           ],
         },
         VMI_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) } },
+        // Nothing has started on the source: the guest stays there, and the target goes with its node.
+        TARGET_NODE_LOST: { target: 'Failed', actions: ['markTargetLost', { type: 'fail', params: ({ event }) => ({ reason: event.reason }) }] },
       },
       after: {
         pendingPodTimeout: {
@@ -458,6 +465,8 @@ export const migrationMachine = setup({
           ],
         },
         VMI_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) } },
+        // Nothing has started on the source: the guest stays there, and the target goes with its node.
+        TARGET_NODE_LOST: { target: 'Failed', actions: ['markTargetLost', { type: 'fail', params: ({ event }) => ({ reason: event.reason }) }] },
       },
       after: {
         targetReadyTimeout: {
@@ -499,6 +508,8 @@ export const migrationMachine = setup({
           ],
         },
         VMI_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) } },
+        // Nothing has started on the source: the guest stays there, and the target goes with its node.
+        TARGET_NODE_LOST: { target: 'Failed', actions: ['markTargetLost', { type: 'fail', params: ({ event }) => ({ reason: event.reason }) }] },
       },
       after: {
         targetReadyTimeout: {
@@ -582,6 +593,11 @@ export const migrationMachine = setup({
         NODE_LOST: {
           target: 'Running.resolving',
           actions: ['markSourceLost', { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) }],
+        },
+        // The start may have reached the source: have it cancelled, never assume it did not.
+        TARGET_NODE_LOST: {
+          target: 'Running.aborting',
+          actions: ['markTargetLost', { type: 'beginAbort', params: ({ event }) => ({ reason: event.reason, requested: false }) }],
         },
         // The source may report before its start acknowledgement arrives.
         MIGRATION_COMPLETED: {
@@ -694,6 +710,11 @@ export const migrationMachine = setup({
               target: 'resolving',
               actions: ['markSourceLost', { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) }],
             },
+            // Pre-copy to a dead target can never finish; the guest still runs on the source.
+            TARGET_NODE_LOST: {
+              target: 'aborting',
+              actions: ['markTargetLost', { type: 'beginAbort', params: ({ event }) => ({ reason: event.reason, requested: false }) }],
+            },
           },
         },
 
@@ -748,6 +769,7 @@ export const migrationMachine = setup({
               target: 'resolving',
               actions: ['markSourceLost', { type: 'beginResolving', params: ({ context }) => ({ reason: context.abortReason ?? 'aborted' }) }],
             },
+            TARGET_NODE_LOST: { actions: 'markTargetLost' },
           },
         },
 
@@ -814,6 +836,9 @@ export const migrationMachine = setup({
               target: 'resolving',
               actions: ['markSourceLost', { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) }],
             },
+            // The guest ran on the target and cannot be pulled back: only the source's result
+            // says how it ended. Nothing is removed on Ferry's guess.
+            TARGET_NODE_LOST: { actions: 'markTargetLost' },
           },
         },
 
@@ -890,6 +915,10 @@ export const migrationMachine = setup({
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
             },
             NODE_LOST: { actions: 'markSourceLost' },
+            // If the source turns out to be still streaming, it is told to stop: the target is gone.
+            TARGET_NODE_LOST: {
+              actions: ['markTargetLost', { type: 'beginAbort', params: ({ event }) => ({ reason: event.reason, requested: false }) }],
+            },
           },
         },
 
@@ -920,6 +949,9 @@ export const migrationMachine = setup({
                 }),
               },
             },
+            // The guest ran on the target: it went with the node. The finalisation keeps
+            // trying (the VMI must name where the guest was); the node's owner decides next.
+            TARGET_NODE_LOST: { actions: 'markTargetLost' },
             // Nothing left to move the VMI onto; retrying would never end.
             VMI_GONE: {
               target: '#migration.Failed',

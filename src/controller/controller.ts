@@ -580,23 +580,29 @@ export class MigrationController {
   }
 
   /**
-   * Node loss (M3): a node whose handler is silent for nodeLostSeconds and whose
-   * Node is NotReady runs nothing any more. Its outgoing migrations go to the
-   * arbiter, which may then decide from the target's answer alone.
+   * Node loss (M3, issue 10 item 5): a node whose handler is silent for
+   * nodeLostSeconds and whose Node is NotReady runs nothing any more. A lost
+   * source sends its migrations to the arbiter, which may then decide from the
+   * target's answer alone. A lost target ends what has not started on the source
+   * (the guest never left it) and has the source cancel what has.
    */
   private detectLostNodes(): void {
     if (!this.nodes?.synced()) return;
     for (const t of this.tracked.values()) {
       const s = t.session;
-      if (s.phase !== 'TargetReady' && s.phase !== 'Running') continue;
+      if (s.phase === 'Pending' || FINAL_PHASES.has(s.phase)) continue;
       const ctx = t.actor.context();
-      const node = ctx.sourceNode;
-      if (!node || ctx.sourceLost) continue;
-      const silentMs = this.liveness.silentFor(node);
-      if (silentMs === undefined) continue;
-      const reason = `source node ${node} is lost: NotReady, and no heartbeat from its handler for ${Math.round(silentMs / 1000)}s`;
-      s.log.warn({ node }, reason);
-      t.actor.send({ type: 'NODE_LOST', node, reason });
+      for (const side of ['source', 'target'] as const) {
+        const node = side === 'source' ? ctx.sourceNode : ctx.targetNode;
+        const known = side === 'source' ? ctx.sourceLost : ctx.targetLost;
+        // A lost source before TargetReady took the guest with it: nothing of Ferry's to resolve.
+        if (!node || known || (side === 'source' && s.phase !== 'TargetReady' && s.phase !== 'Running')) continue;
+        const silentMs = this.liveness.silentFor(node);
+        if (silentMs === undefined) continue;
+        const reason = `${side} node ${node} is lost: NotReady, and no heartbeat from its handler for ${Math.round(silentMs / 1000)}s`;
+        s.log.warn({ node, side }, reason);
+        t.actor.send({ type: side === 'source' ? 'NODE_LOST' : 'TARGET_NODE_LOST', node, reason });
+      }
     }
   }
 

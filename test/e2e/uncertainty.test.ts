@@ -265,6 +265,85 @@ describe('when the source node is lost', () => {
   }, 40_000);
 });
 
+/** The node dies: its handler goes silent and the node controller marks it NotReady. */
+async function loseNode(env: DevEnvironment, node: string): Promise<void> {
+  await env.agents.get(node)!.handler.stop();
+  await env.kube.core.patchNodeStatus(
+    { name: node, body: { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: 'Kubelet stopped posting node status.' }] } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+}
+
+describe('when the target node is lost', () => {
+  let env: DevEnvironment;
+  beforeAll(async () => {
+    // 64 Mi/s: the migration is still streaming when the node goes.
+    const config = FerryConfig.parse({ limits: { defaultNicCapacity: '64Mi' }, commandTimeoutMs: 300, timeouts: { nodeLostSeconds: 1, retrySeconds: 0.2, abortRetrySeconds: 1, resolveSeconds: 20 } });
+    env = await startDevEnvironment({ nodes: 3, vms: 3, natsUrl: process.env['NATS_URL']!, config });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('mid-Running: the source cancels, the VM stays on the source within the bound, and the slot is freed', async () => {
+    const vmi = await getVmi(env.kube, 'vm-2'); // 2 Gi at 64 Mi/s: ~30 s
+    const source = vmi.status!.nodeName!;
+    const name = await createVmim(env.kube, 'vm-2');
+    await waitForPhase(env.kube, name, ['Running']);
+    const target = (await getVmi(env.kube, 'vm-2')).status!.migrationState!.targetNode!;
+    expect(env.controller!.activeCount()).toBe(1);
+
+    await loseNode(env, target);
+    const lostAt = Date.now();
+    const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 20_000);
+    expect(Date.now() - lostAt).toBeLessThan(15_000);
+    expect(done.status?.phase).toBe('Failed');
+    expect(done.status?.conditions?.find((c) => c.type === 'Failed')?.message).toMatch(new RegExp(`target node ${target} is lost`));
+    await waitFor('the slot to be freed', () => env.controller!.activeCount() === 0);
+    await waitFor('the target pod to be removed', async () => !(await launcherPods(env.kube, vmi.metadata.uid!)).some((p) => p.spec?.nodeName === target));
+    const after = await getVmi(env.kube, 'vm-2');
+    expect(after.status?.nodeName).toBe(source);
+    expect(after.status?.migrationState).toMatchObject({ completed: true, failed: true });
+    // The source stopped streaming: its guest runs, and no job is left on it.
+    expect((await env.agents.get(source)!.driver.listDomains()).find((d) => d.name === 'default_vm-2')?.state).toBe('running');
+    expect((await requestCommand(env.agents.get(source)!.nc, source, 'list-jobs', {})).jobs.filter((j) => j.migrationUid === done.metadata.uid && j.state === 'running')).toEqual([]);
+  }, 40_000);
+});
+
+describe('when the target node is lost before anything streams', () => {
+  let env: DevEnvironment;
+  beforeAll(async () => {
+    const config = FerryConfig.parse({ commandTimeoutMs: 300, timeouts: { nodeLostSeconds: 1, retrySeconds: 0.2, abortRetrySeconds: 1, resolveSeconds: 20 } });
+    // The target pod is placed at once but its kubelet takes a minute to start it: the
+    // migration waits in Scheduling, where only node-loss detection can end it early.
+    env = await startDevEnvironment({ nodes: 3, vms: 3, natsUrl: process.env['NATS_URL']!, config, cluster: { podStartDelayMs: 60_000 } });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('the migration fails at once with the reason, the VM stays on the source and the slot is freed', async () => {
+    const vmi = await getVmi(env.kube, 'vm-1');
+    const source = vmi.status!.nodeName!;
+    const name = await createVmim(env.kube, 'vm-1');
+    const pod = await waitFor('the target pod to be placed', async () => (await launcherPods(env.kube, vmi.metadata.uid!)).find((p) => p.spec?.nodeName && p.spec.nodeName !== source), { timeoutMs: 10_000 });
+    const target = pod.spec!.nodeName!;
+    expect((await getVmim(env.kube, name))?.status?.phase).toBe('Scheduling');
+    expect(env.controller!.activeCount()).toBe(1);
+
+    await loseNode(env, target);
+    const lostAt = Date.now();
+    const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 20_000);
+    expect(Date.now() - lostAt).toBeLessThan(15_000);
+    expect(done.status?.phase).toBe('Failed');
+    expect(done.status?.conditions?.find((c) => c.type === 'Failed')?.message).toMatch(new RegExp(`target node ${target} is lost`));
+    await waitFor('the slot to be freed', () => env.controller!.activeCount() === 0);
+    await waitFor('the target pod to be removed', async () => (await launcherPods(env.kube, vmi.metadata.uid!)).every((p) => p.spec?.nodeName === source));
+    expect((await getVmi(env.kube, 'vm-1')).status?.nodeName).toBe(source);
+    expect((await env.agents.get(source)!.driver.listDomains()).find((d) => d.name === 'default_vm-1')?.state).toBe('running');
+  }, 40_000);
+});
+
 describe('a post-copy switch that fails', () => {
   let env: DevEnvironment;
   const faults = new Map<string, Faults>();

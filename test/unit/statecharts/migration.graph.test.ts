@@ -26,6 +26,7 @@ const domainEvents: MigrationEvent[] = [
   { type: 'ABORT', reason: 'VMIM deleted' },
   { type: 'VMI_GONE', reason: 'VMI deleted' },
   { type: 'NODE_LOST', node: 'node-a', reason: 'source node lost' },
+  { type: 'TARGET_NODE_LOST', node: 'node-b', reason: 'target node lost' },
 ];
 
 /** Results of the invoked actors, as the chart receives them. */

@@ -434,6 +434,48 @@ describe('uncertainty is a state, not a failure', () => {
   });
 });
 
+describe('a lost target node', () => {
+  it.each([['Scheduling'], ['Scheduled'], ['PreparingTarget']] as const)('in %s fails at once: nothing started on the source', async (phase) => {
+    const m = await inPhase(phase);
+    m.send({ type: 'TARGET_NODE_LOST', node: 'node-b', reason: 'target node node-b is lost' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context()).toMatchObject({ targetLost: true, failureReason: 'target node node-b is lost' });
+    expect(m.actors.requestAbort).not.toHaveBeenCalled();
+  });
+
+  it.each([['TargetReady'], ['Running']] as const)('in %s has the source cancel, and fails once it confirms', async (phase) => {
+    const m = await inPhase(phase);
+    m.send({ type: 'TARGET_NODE_LOST', node: 'node-b', reason: 'target node node-b is lost' });
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
+    m.send({ type: 'MIGRATION_ABORTED', reason: 'cancelled' });
+    expect(m.value()).toBe('Failed');
+    expect(m.context().failureReason).toBe('target node node-b is lost');
+  });
+
+  it('in post-copy is only noted: the guest ran on the target and nothing is removed on a guess', async () => {
+    const m = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));
+    await m.toRunning();
+    await m.advance(150_000);
+    await settle();
+    expect(m.matches({ Running: 'postCopy' })).toBe(true);
+    m.send({ type: 'TARGET_NODE_LOST', node: 'node-b', reason: 'target node node-b is lost' });
+    expect(m.matches({ Running: 'postCopy' })).toBe(true);
+    expect(m.context().targetLost).toBe(true);
+    expect(m.actors.requestAbort).not.toHaveBeenCalled();
+  });
+
+  it('while resolving, a source found still streaming is told to stop', async () => {
+    const m = await inPhase('Running');
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'migrating', why: 'running', sourceJob: 'running' });
+    m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell whether it completed', uncertain: true });
+    m.send({ type: 'TARGET_NODE_LOST', node: 'node-b', reason: 'target node node-b is lost' });
+    await settle();
+    await settle();
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+  });
+});
+
 describe('post-copy switch', () => {
   it('that fails leaves the chart in pre-copy, and abort still works', async () => {
     const m = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));

@@ -170,6 +170,7 @@ export class MigrationController {
       vmims: () => this.vmims?.list() ?? [],
       progressWriteIntervalMs: opts.progressWriteIntervalMs,
       rebalance: () => this.admission.schedule(),
+      onWrongNode: opts.metrics ? () => opts.metrics?.resultDeadLetter('wrong-node') : undefined,
     });
     this.queue = new Workqueue((key) => this.reconcile(key), {
       workers: opts.workers ?? 4,
@@ -262,7 +263,7 @@ export class MigrationController {
       this.liveness.beat(b.node);
       metrics?.heartbeat(b.node);
     }, this.log);
-    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.bus.onResult(m), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
+    this.results = await consumeResults(this.opts.nc, { onResult: (m, origin) => this.bus.onResult(m, origin), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
     // Admission is re-run periodically too: limits depend on time (back-off) and on objects we don't watch.
     const tick = () => {
       if (this.stopped) return;

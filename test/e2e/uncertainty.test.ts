@@ -5,10 +5,12 @@
  * "timed out" or "no record" as "nothing happened".
  */
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import type { NatsConnection } from 'nats';
+import { JSONCodec, type NatsConnection } from 'nats';
 import { closeBus, connectBus } from '../../src/bus/connection.js';
 import { RESULTS_STREAM, subjects } from '../../src/bus/subjects.js';
 import { requestCommand } from '../../src/bus/rpc.js';
+import { ResultMessage } from '../../src/bus/protocol.js';
+import { publishResult } from '../../src/bus/results.js';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { startHandler } from '../../src/handler/handler.js';
@@ -76,7 +78,7 @@ async function restartHandler(env: DevEnvironment, node: string): Promise<void> 
 /** The result of a migration, lost before the controller read it (it was queued behind others, or never delivered). */
 async function dropResult(nc: NatsConnection, uid: string): Promise<void> {
   const jsm = await nc.jetstreamManager();
-  await jsm.streams.purge(RESULTS_STREAM, { filter: subjects.result(uid) });
+  await jsm.streams.purge(RESULTS_STREAM, { filter: subjects.resultsOf(uid) });
 }
 
 describe('when a command times out or a record is gone', () => {
@@ -194,6 +196,36 @@ describe('when a command times out or a record is gone', () => {
     expect([...faults.values()].flatMap((x) => x.boots)).toEqual([]);
     expect(await domainsOf(env, 'default_vm-4')).toEqual([{ node: after.status!.nodeName!, state: 'running' }]);
   }, 60_000);
+
+  test('a result from a node that is not the source changes nothing; the source\'s own result still lands', async () => {
+    const vmi = await getVmi(env.kube, 'vm-3');
+    const source = vmi.status!.nodeName!;
+    // The source holds the start until the forged results have been tried.
+    let release!: () => void;
+    f(source).gate = new Promise<void>((r) => (release = r));
+    const sent = new Promise<void>((r) => (f(source).onMigrate = r));
+    const name = await createVmim(env.kube, 'vm-3');
+    await sent;
+    const uid = (await getVmim(env.kube, name))!.metadata.uid!;
+    const other = [...env.agents.keys()].find((n) => n !== source)!;
+    const forged = ResultMessage.parse({
+      migrationUid: uid, attempt: 1, vmi: 'default/vm-3', node: other, outcome: 'completed', mode: 'PreCopy', downtimeMs: 1,
+      stats: { phase: 'completed', mode: 'PreCopy', elapsedMs: 1, dataTotal: 1, dataProcessed: 1, dataRemaining: 0, memoryBandwidth: 0, dirtyRate: 0, iteration: 1, autoConvergeThrottle: 0, bandwidthLimit: 0 },
+      at: new Date().toISOString(),
+    });
+    // Another node's "completed" under its own name, and one that claims the source's name in the body.
+    await publishResult(nc.jetstream(), forged);
+    await nc.jetstream().publish(subjects.result(uid, other), JSONCodec().encode({ ...forged, node: source }));
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(['TargetReady', 'Running']).toContain((await getVmim(env.kube, name))?.status?.phase);
+    expect((await getVmi(env.kube, 'vm-3')).status?.nodeName).toBe(source);
+    expect((await domainsOf(env, 'default_vm-3')).find((d) => d.node === source)?.state).toBe('running');
+    release();
+    // The real result is not shadowed by the forged one (JetStream's duplicate id names the node).
+    const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 30_000);
+    expect(done.status?.phase).toBe('Succeeded');
+    expect((await getVmi(env.kube, 'vm-3')).status?.nodeName).not.toBe(source);
+  }, 40_000);
 
   test('a cleanup that fails once is retried: the next migration of that VMI is admitted', async () => {
     const vmi = await getVmi(env.kube, 'vm-5');

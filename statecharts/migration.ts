@@ -107,6 +107,10 @@ export interface MigrationContext {
   targetLost: boolean;
   /** The arbiter said "failed, and the source has no job" once already (it must hold a second time). */
   failureSeen: boolean;
+  /** Failed attempts of recordFailure so far (drives its back-off). */
+  failureRecords: number;
+  /** Last error of recordFailure, while it is retried. */
+  failureRecordError?: string;
 }
 
 export type MigrationEvent =
@@ -220,7 +224,8 @@ export const migrationMachine = setup({
     // resumed actor enters its phase (and runs its entry actions) again.
     createTargetPod: () => {},
     recordSuccess: () => {},
-    recordFailure: () => {},
+    /** Tells the operators it failed and why (Event + log); it cannot fail. */
+    reportFailure: () => {},
     /** Tells the operators the arbiter could not decide within its bound (Event + condition). */
     reportUnresolved: () => {},
 
@@ -257,6 +262,7 @@ export const migrationMachine = setup({
     markSourceLost: assign({ sourceLost: true }),
     markTargetLost: assign({ targetLost: true }),
     markFailureSeen: assign({ failureSeen: true }),
+    countFailureRecord: assign(({ context }, params: { message: string }) => ({ failureRecords: context.failureRecords + 1, failureRecordError: params.message })),
     refusePendingAbort: assign(({ context }) =>
       context.abortReason !== undefined && context.abortRefused === undefined
         ? { abortRefused: `abort (${context.abortReason}) not honoured: post-copy had started and the guest already runs on the target node` }
@@ -270,6 +276,11 @@ export const migrationMachine = setup({
     finalizeSuccess: fromPromise<void, MigrationActorInput>(async () => notProvided('finalizeSuccess')),
     requestAbort: fromPromise<AbortAnswer, MigrationActorInput>(async () => notProvided('requestAbort')),
     startPostCopy: fromPromise<void, MigrationActorInput>(async () => notProvided('startPostCopy')),
+    /**
+     * Undoes what a failed migration left (target pods, only on the arbiter's word; the
+     * VMI's open migrationState). Retried by the chart with back-off until it succeeds.
+     */
+    recordFailure: fromPromise<void, MigrationActorInput>(async () => notProvided('recordFailure')),
     /** Asks the source and the target handler what runs where and judges it (never throws for an unanswered side). */
     inspect: fromPromise<Inspection, MigrationActorInput>(async () => notProvided('inspect')),
   },
@@ -311,6 +322,8 @@ export const migrationMachine = setup({
     resolveRetry: ({ context }) =>
       timerMs(Math.min(Math.max(context.timeouts.abortRetryMs, context.timeouts.retryMs), context.timeouts.retryMs * 2 ** Math.min(Math.max(0, context.inspections - 1), 20))),
     resolveTimeout: ({ context }) => timerMs(context.timeouts.resolveMs),
+    // Exponential from retryMs, capped at 30 s: a cleanup blocked by an unknown outcome is retried for good.
+    failureRetry: ({ context }) => timerMs(Math.min(30_000, context.timeouts.retryMs * 2 ** Math.min(Math.max(0, context.failureRecords - 1), 20))),
   },
 }).createMachine({
   id: 'migration',
@@ -337,6 +350,7 @@ export const migrationMachine = setup({
       sourceLost: false,
       targetLost: false,
       failureSeen: false,
+      failureRecords: 0,
     };
   },
   states: {
@@ -963,7 +977,27 @@ export const migrationMachine = setup({
     },
 
     Succeeded: { type: 'final', entry: 'recordSuccess' },
-    Failed: { type: 'final', entry: 'recordFailure' },
+    Failed: {
+      description: 'The guest stays on the source: what the migration left is undone, retried until it is.',
+      entry: 'reportFailure',
+      initial: 'recording',
+      states: {
+        recording: {
+          invoke: {
+            id: 'recordFailure',
+            src: 'recordFailure',
+            input: ({ context }) => context,
+            onDone: 'recorded',
+            onError: {
+              target: 'backoff',
+              actions: { type: 'countFailureRecord', params: ({ event }) => ({ message: errorMessage(event.error) }) },
+            },
+          },
+        },
+        backoff: { after: { failureRetry: 'recording' } },
+        recorded: { type: 'final' },
+      },
+    },
   },
 });
 

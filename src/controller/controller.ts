@@ -503,6 +503,10 @@ export class MigrationController {
     };
     let resolveSettled!: () => void;
     const settled = new Promise<void>((r) => (resolveSettled = r));
+    // The Failed phase is written after the first cleanup attempt, so that the VMIM's final
+    // copy of the VMI's migration state is the closed one when the cleanup can close it.
+    let firstRecordDone!: () => void;
+    const firstRecord = new Promise<void>((r) => (firstRecordDone = r));
     const restored = session.restored;
     const actor = createMigrationActor({
       session,
@@ -538,13 +542,8 @@ export class MigrationController {
         if (p === 'Succeeded' || p === 'Failed') migrationTrace.end(p, this.clock.now(), snapshotInfo.failureReason);
         else migrationTrace.phase(p, this.clock.now());
         // The outcome must reach the VMIM: keep trying until the write goes through.
-        // A failure is cleaned up first (best effort; the reconciler retries it from
-        // Failed), so the VMIM's final copy of the VMI's migration state is the closed one.
-        const cleaned = p === 'Failed'
-          ? this.cleanup.run(vmim, { reason: snapshotInfo.failureReason, aborted: snapshotInfo.abortRequested }).catch((err: unknown) =>
-              session.log.warn({ err: describeApiError(err) }, 'cleanup after failure incomplete; the reconciler retries it'),
-            )
-          : Promise.resolve();
+        // A failure waits for the chart's first cleanup attempt (recordFailure).
+        const cleaned = p === 'Failed' ? firstRecord : Promise.resolve();
         const persist = (): void => {
           writer.phase(p, snapshotInfo).then(
             () => {
@@ -565,6 +564,13 @@ export class MigrationController {
         };
         void cleaned.then(persist);
         this.admission.schedule();
+      },
+      recordFailure: async (ctx) => {
+        try {
+          await this.cleanup.run(vmim, { reason: ctx.failureReason, aborted: ctx.abortRequested });
+        } finally {
+          firstRecordDone();
+        }
       },
       onUnresolved: (why) => {
         const msg = `Ferry cannot tell where the guest runs after ${this.config.timeouts.resolveSeconds}s of asking (${why}); it keeps asking and removes nothing until it knows`;

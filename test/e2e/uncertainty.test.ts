@@ -360,7 +360,7 @@ describe('when the target node is lost before anything streams', () => {
     const name = await createVmim(env.kube, 'vm-1');
     const pod = await waitFor('the target pod to be placed', async () => (await launcherPods(env.kube, vmi.metadata.uid!)).find((p) => p.spec?.nodeName && p.spec.nodeName !== source), { timeoutMs: 10_000 });
     const target = pod.spec!.nodeName!;
-    expect((await getVmim(env.kube, name))?.status?.phase).toBe('Scheduling');
+    await waitForPhase(env.kube, name, ['Scheduling']);
     expect(env.controller!.activeCount()).toBe(1);
 
     await loseNode(env, target);

@@ -692,22 +692,6 @@ export const migrationMachine = setup({
             ],
           },
           on: {
-            MIGRATION_COMPLETED: {
-              target: 'completing',
-              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
-            },
-            MIGRATION_FAILED: [
-              {
-                guard: 'uncertainFailure',
-                target: 'resolving',
-                actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
-              },
-              { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
-            ],
-            MIGRATION_ABORTED: {
-              target: '#migration.Failed',
-              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
-            },
             ABORT: {
               target: 'aborting',
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
@@ -759,23 +743,6 @@ export const migrationMachine = setup({
           },
           on: {
             PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
-            // Completion wins over an abort: the guest already runs on the target.
-            MIGRATION_COMPLETED: {
-              target: 'completing',
-              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
-            },
-            MIGRATION_FAILED: [
-              {
-                guard: 'uncertainFailure',
-                target: 'resolving',
-                actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
-              },
-              { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
-            ],
-            MIGRATION_ABORTED: {
-              target: '#migration.Failed',
-              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
-            },
             ABORT: {
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
             },
@@ -826,22 +793,6 @@ export const migrationMachine = setup({
           },
           on: {
             PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
-            MIGRATION_COMPLETED: {
-              target: 'completing',
-              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
-            },
-            MIGRATION_FAILED: [
-              {
-                guard: 'uncertainFailure',
-                target: 'resolving',
-                actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
-              },
-              { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
-            ],
-            MIGRATION_ABORTED: {
-              target: '#migration.Failed',
-              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
-            },
             VMI_GONE: {
               target: 'aborting',
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: vmiGone(event.reason), requested: false }) },
@@ -911,19 +862,10 @@ export const migrationMachine = setup({
           },
           on: {
             PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
-            // A result from the source settles it.
-            MIGRATION_COMPLETED: {
-              target: 'completing',
-              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
-            },
             MIGRATION_FAILED: [
               { guard: 'uncertainFailure' },
               { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
             ],
-            MIGRATION_ABORTED: {
-              target: '#migration.Failed',
-              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
-            },
             // Remembered: if the source turns out to be still migrating, the abort is sent then.
             ABORT: {
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
@@ -971,7 +913,32 @@ export const migrationMachine = setup({
               target: '#migration.Failed',
               actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) },
             },
+            // The outcome is known; a late or repeated result changes nothing.
+            MIGRATION_COMPLETED: {},
+            MIGRATION_FAILED: {},
+            MIGRATION_ABORTED: {},
           },
+        },
+      },
+      // The source's result settles the migration from every sub-state that streams or asks
+      // (migrating, aborting, postCopy, resolving); completion wins over an abort, as the
+      // guest already runs on the target. `resolving` keeps an uncertain failure to itself.
+      on: {
+        MIGRATION_COMPLETED: {
+          target: '.completing',
+          actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
+        },
+        MIGRATION_FAILED: [
+          {
+            guard: 'uncertainFailure',
+            target: '.resolving',
+            actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
+          },
+          { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+        ],
+        MIGRATION_ABORTED: {
+          target: '#migration.Failed',
+          actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
         },
       },
     },

@@ -434,6 +434,37 @@ describe('uncertainty is a state, not a failure', () => {
   });
 });
 
+describe('a result from the source', () => {
+  it.each([['migrating'], ['aborting'], ['resolving']] as const)('settles the migration from %s', async (sub) => {
+    const m = await inPhase('Running');
+    if (sub === 'aborting') m.send({ type: 'ABORT', reason: 'ferry cancel' });
+    if (sub === 'resolving') m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell whether it completed', uncertain: true });
+    expect(m.matches({ Running: sub })).toBe(true);
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 7 });
+    expect(m.matches({ Running: 'completing' })).toBe(true);
+    expect(m.context().downtimeMs).toBe(7);
+  });
+
+  it('changes nothing once the migration is completing', async () => {
+    const m = await inPhase('Running');
+    m.actors.finalizeSuccess.mockImplementation(never);
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 7 });
+    for (const ev of [{ type: 'MIGRATION_FAILED', reason: 'late' }, { type: 'MIGRATION_ABORTED', reason: 'late' }, { type: 'MIGRATION_FAILED', reason: 'cannot tell', uncertain: true }] as const) m.send(ev);
+    expect(m.matches({ Running: 'completing' })).toBe(true);
+    expect(m.context().failureReason).toBeUndefined();
+  });
+
+  it('an uncertain failure while resolving keeps it resolving', async () => {
+    const m = await inPhase('Running');
+    m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell whether it completed', uncertain: true });
+    m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell, again', uncertain: true });
+    expect(m.matches({ Running: 'resolving' })).toBe(true);
+    m.send({ type: 'MIGRATION_FAILED', reason: 'connection reset' });
+    expect(m.phase()).toBe('Failed');
+    expect(m.context().failureReason).toBe('connection reset');
+  });
+});
+
 describe('recording a failure', () => {
   it('is an invoked actor: its failure is retried with growing back-off on the clock, and the chart rests only once it succeeds', async () => {
     const m = await inPhase('Scheduling');

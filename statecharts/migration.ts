@@ -103,8 +103,14 @@ export interface MigrationContext {
   unresolved: boolean;
   /** The source node is confirmed lost (NotReady, no heartbeat). */
   sourceLost: boolean;
+  /** The target node is confirmed lost (NotReady, no heartbeat): the migration cannot finish there. */
+  targetLost: boolean;
   /** The arbiter said "failed, and the source has no job" once already (it must hold a second time). */
   failureSeen: boolean;
+  /** Failed attempts of recordFailure so far (drives its back-off). */
+  failureRecords: number;
+  /** Last error of recordFailure, while it is retried. */
+  failureRecordError?: string;
 }
 
 export type MigrationEvent =
@@ -120,7 +126,8 @@ export type MigrationEvent =
   | { type: 'MIGRATION_ABORTED'; reason: string }
   | { type: 'ABORT'; reason: string }
   | { type: 'VMI_GONE'; reason: string }
-  | { type: 'NODE_LOST'; node: string; reason: string };
+  | { type: 'NODE_LOST'; node: string; reason: string }
+  | { type: 'TARGET_NODE_LOST'; node: string; reason: string };
 
 /** What every I/O actor is given: the migration as it stands when the actor starts. */
 export type MigrationActorInput = Readonly<MigrationContext>;
@@ -217,7 +224,8 @@ export const migrationMachine = setup({
     // resumed actor enters its phase (and runs its entry actions) again.
     createTargetPod: () => {},
     recordSuccess: () => {},
-    recordFailure: () => {},
+    /** Tells the operators it failed and why (Event + log); it cannot fail. */
+    reportFailure: () => {},
     /** Tells the operators the arbiter could not decide within its bound (Event + condition). */
     reportUnresolved: () => {},
 
@@ -252,7 +260,9 @@ export const migrationMachine = setup({
     recordUnknown: assign(({ context }, params: { why: string }) => ({ unknownWhy: params.why, inspections: context.inspections + 1 })),
     markUnresolved: assign({ unresolved: true }),
     markSourceLost: assign({ sourceLost: true }),
+    markTargetLost: assign({ targetLost: true }),
     markFailureSeen: assign({ failureSeen: true }),
+    countFailureRecord: assign(({ context }, params: { message: string }) => ({ failureRecords: context.failureRecords + 1, failureRecordError: params.message })),
     refusePendingAbort: assign(({ context }) =>
       context.abortReason !== undefined && context.abortRefused === undefined
         ? { abortRefused: `abort (${context.abortReason}) not honoured: post-copy had started and the guest already runs on the target node` }
@@ -266,6 +276,11 @@ export const migrationMachine = setup({
     finalizeSuccess: fromPromise<void, MigrationActorInput>(async () => notProvided('finalizeSuccess')),
     requestAbort: fromPromise<AbortAnswer, MigrationActorInput>(async () => notProvided('requestAbort')),
     startPostCopy: fromPromise<void, MigrationActorInput>(async () => notProvided('startPostCopy')),
+    /**
+     * Undoes what a failed migration left (target pods, only on the arbiter's word; the
+     * VMI's open migrationState). Retried by the chart with back-off until it succeeds.
+     */
+    recordFailure: fromPromise<void, MigrationActorInput>(async () => notProvided('recordFailure')),
     /** Asks the source and the target handler what runs where and judges it (never throws for an unanswered side). */
     inspect: fromPromise<Inspection, MigrationActorInput>(async () => notProvided('inspect')),
   },
@@ -307,6 +322,8 @@ export const migrationMachine = setup({
     resolveRetry: ({ context }) =>
       timerMs(Math.min(Math.max(context.timeouts.abortRetryMs, context.timeouts.retryMs), context.timeouts.retryMs * 2 ** Math.min(Math.max(0, context.inspections - 1), 20))),
     resolveTimeout: ({ context }) => timerMs(context.timeouts.resolveMs),
+    // Exponential from retryMs, capped at 30 s: a cleanup blocked by an unknown outcome is retried for good.
+    failureRetry: ({ context }) => timerMs(Math.min(30_000, context.timeouts.retryMs * 2 ** Math.min(Math.max(0, context.failureRecords - 1), 20))),
   },
 }).createMachine({
   id: 'migration',
@@ -331,7 +348,9 @@ export const migrationMachine = setup({
       inspections: 0,
       unresolved: false,
       sourceLost: false,
+      targetLost: false,
       failureSeen: false,
+      failureRecords: 0,
     };
   },
   states: {
@@ -417,6 +436,8 @@ export const migrationMachine = setup({
           ],
         },
         VMI_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) } },
+        // Nothing has started on the source: the guest stays there, and the target goes with its node.
+        TARGET_NODE_LOST: { target: 'Failed', actions: ['markTargetLost', { type: 'fail', params: ({ event }) => ({ reason: event.reason }) }] },
       },
       after: {
         pendingPodTimeout: {
@@ -458,6 +479,8 @@ export const migrationMachine = setup({
           ],
         },
         VMI_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) } },
+        // Nothing has started on the source: the guest stays there, and the target goes with its node.
+        TARGET_NODE_LOST: { target: 'Failed', actions: ['markTargetLost', { type: 'fail', params: ({ event }) => ({ reason: event.reason }) }] },
       },
       after: {
         targetReadyTimeout: {
@@ -499,6 +522,8 @@ export const migrationMachine = setup({
           ],
         },
         VMI_GONE: { target: 'Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) } },
+        // Nothing has started on the source: the guest stays there, and the target goes with its node.
+        TARGET_NODE_LOST: { target: 'Failed', actions: ['markTargetLost', { type: 'fail', params: ({ event }) => ({ reason: event.reason }) }] },
       },
       after: {
         targetReadyTimeout: {
@@ -583,6 +608,11 @@ export const migrationMachine = setup({
           target: 'Running.resolving',
           actions: ['markSourceLost', { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) }],
         },
+        // The start may have reached the source: have it cancelled, never assume it did not.
+        TARGET_NODE_LOST: {
+          target: 'Running.aborting',
+          actions: ['markTargetLost', { type: 'beginAbort', params: ({ event }) => ({ reason: event.reason, requested: false }) }],
+        },
         // The source may report before its start acknowledgement arrives.
         MIGRATION_COMPLETED: {
           target: 'Running.completing',
@@ -662,22 +692,6 @@ export const migrationMachine = setup({
             ],
           },
           on: {
-            MIGRATION_COMPLETED: {
-              target: 'completing',
-              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
-            },
-            MIGRATION_FAILED: [
-              {
-                guard: 'uncertainFailure',
-                target: 'resolving',
-                actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
-              },
-              { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
-            ],
-            MIGRATION_ABORTED: {
-              target: '#migration.Failed',
-              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
-            },
             ABORT: {
               target: 'aborting',
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
@@ -693,6 +707,11 @@ export const migrationMachine = setup({
             NODE_LOST: {
               target: 'resolving',
               actions: ['markSourceLost', { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) }],
+            },
+            // Pre-copy to a dead target can never finish; the guest still runs on the source.
+            TARGET_NODE_LOST: {
+              target: 'aborting',
+              actions: ['markTargetLost', { type: 'beginAbort', params: ({ event }) => ({ reason: event.reason, requested: false }) }],
             },
           },
         },
@@ -724,23 +743,6 @@ export const migrationMachine = setup({
           },
           on: {
             PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
-            // Completion wins over an abort: the guest already runs on the target.
-            MIGRATION_COMPLETED: {
-              target: 'completing',
-              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
-            },
-            MIGRATION_FAILED: [
-              {
-                guard: 'uncertainFailure',
-                target: 'resolving',
-                actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
-              },
-              { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
-            ],
-            MIGRATION_ABORTED: {
-              target: '#migration.Failed',
-              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
-            },
             ABORT: {
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
             },
@@ -748,6 +750,7 @@ export const migrationMachine = setup({
               target: 'resolving',
               actions: ['markSourceLost', { type: 'beginResolving', params: ({ context }) => ({ reason: context.abortReason ?? 'aborted' }) }],
             },
+            TARGET_NODE_LOST: { actions: 'markTargetLost' },
           },
         },
 
@@ -790,22 +793,6 @@ export const migrationMachine = setup({
           },
           on: {
             PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
-            MIGRATION_COMPLETED: {
-              target: 'completing',
-              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
-            },
-            MIGRATION_FAILED: [
-              {
-                guard: 'uncertainFailure',
-                target: 'resolving',
-                actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
-              },
-              { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
-            ],
-            MIGRATION_ABORTED: {
-              target: '#migration.Failed',
-              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
-            },
             VMI_GONE: {
               target: 'aborting',
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: vmiGone(event.reason), requested: false }) },
@@ -814,6 +801,9 @@ export const migrationMachine = setup({
               target: 'resolving',
               actions: ['markSourceLost', { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) }],
             },
+            // The guest ran on the target and cannot be pulled back: only the source's result
+            // says how it ended. Nothing is removed on Ferry's guess.
+            TARGET_NODE_LOST: { actions: 'markTargetLost' },
           },
         },
 
@@ -872,24 +862,19 @@ export const migrationMachine = setup({
           },
           on: {
             PROGRESS: { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
-            // A result from the source settles it.
-            MIGRATION_COMPLETED: {
-              target: 'completing',
-              actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
-            },
             MIGRATION_FAILED: [
               { guard: 'uncertainFailure' },
               { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
             ],
-            MIGRATION_ABORTED: {
-              target: '#migration.Failed',
-              actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
-            },
             // Remembered: if the source turns out to be still migrating, the abort is sent then.
             ABORT: {
               actions: { type: 'beginAbort', params: ({ event }) => ({ reason: abortedBy(event.reason), requested: true }) },
             },
             NODE_LOST: { actions: 'markSourceLost' },
+            // If the source turns out to be still streaming, it is told to stop: the target is gone.
+            TARGET_NODE_LOST: {
+              actions: ['markTargetLost', { type: 'beginAbort', params: ({ event }) => ({ reason: event.reason, requested: false }) }],
+            },
           },
         },
 
@@ -920,18 +905,66 @@ export const migrationMachine = setup({
                 }),
               },
             },
+            // The guest ran on the target: it went with the node. The finalisation keeps
+            // trying (the VMI must name where the guest was); the node's owner decides next.
+            TARGET_NODE_LOST: { actions: 'markTargetLost' },
             // Nothing left to move the VMI onto; retrying would never end.
             VMI_GONE: {
               target: '#migration.Failed',
               actions: { type: 'fail', params: ({ event }) => ({ reason: vmiGone(event.reason) }) },
             },
+            // The outcome is known; a late or repeated result changes nothing.
+            MIGRATION_COMPLETED: {},
+            MIGRATION_FAILED: {},
+            MIGRATION_ABORTED: {},
           },
+        },
+      },
+      // The source's result settles the migration from every sub-state that streams or asks
+      // (migrating, aborting, postCopy, resolving); completion wins over an abort, as the
+      // guest already runs on the target. `resolving` keeps an uncertain failure to itself.
+      on: {
+        MIGRATION_COMPLETED: {
+          target: '.completing',
+          actions: { type: 'recordCompletion', params: ({ event }) => ({ mode: event.mode, downtimeMs: event.downtimeMs }) },
+        },
+        MIGRATION_FAILED: [
+          {
+            guard: 'uncertainFailure',
+            target: '.resolving',
+            actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
+          },
+          { target: '#migration.Failed', actions: { type: 'fail', params: ({ event }) => ({ reason: event.reason }) } },
+        ],
+        MIGRATION_ABORTED: {
+          target: '#migration.Failed',
+          actions: { type: 'fail', params: ({ context, event }) => ({ reason: context.abortReason ?? event.reason }) },
         },
       },
     },
 
     Succeeded: { type: 'final', entry: 'recordSuccess' },
-    Failed: { type: 'final', entry: 'recordFailure' },
+    Failed: {
+      description: 'The guest stays on the source: what the migration left is undone, retried until it is.',
+      entry: 'reportFailure',
+      initial: 'recording',
+      states: {
+        recording: {
+          invoke: {
+            id: 'recordFailure',
+            src: 'recordFailure',
+            input: ({ context }) => context,
+            onDone: 'recorded',
+            onError: {
+              target: 'backoff',
+              actions: { type: 'countFailureRecord', params: ({ event }) => ({ message: errorMessage(event.error) }) },
+            },
+          },
+        },
+        backoff: { after: { failureRetry: 'recording' } },
+        recorded: { type: 'final' },
+      },
+    },
   },
 });
 

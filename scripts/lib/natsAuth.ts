@@ -48,7 +48,8 @@ export function handlerPermissions(node: string): Permissions {
       allow: [
         subjects.heartbeat(node),
         subjects.allProgress(),
-        subjects.allResults(),
+        // Its own results only: the controller checks the subject's node against the result and the migration.
+        subjects.nodeResults(node),
       ],
     },
     subscribe: { allow: [subjects.nodeCommands(node), inbox(inboxPrefix.handler(node))] },

@@ -155,6 +155,10 @@ export const Heartbeat = z.object({
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
-export function resultMessageId(r: Pick<ResultMessage, 'migrationUid' | 'attempt' | 'outcome'>): string {
-  return `${r.migrationUid}-${r.attempt}-${r.outcome}`;
+/**
+ * The id JetStream deduplicates a result by. It names the node, so a result
+ * forged by another node cannot take the id of the source's real one.
+ */
+export function resultMessageId(r: Pick<ResultMessage, 'migrationUid' | 'attempt' | 'outcome' | 'node'>): string {
+  return `${r.migrationUid}-${r.attempt}-${r.outcome}-${r.node}`;
 }

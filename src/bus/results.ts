@@ -75,7 +75,7 @@ export async function publishResult(js: JetStreamClient, msg: ResultMessage, opt
   let backoff = opts.minBackoffMs ?? 100;
   for (let attempt = 1; ; attempt++) {
     try {
-      const ack = await js.publish(subjects.result(result.migrationUid), json.encode(result), {
+      const ack = await js.publish(subjects.result(result.migrationUid, result.node), json.encode(result), {
         msgID,
         timeout: opts.ackTimeoutMs ?? 2000,
       });
@@ -101,4 +101,4 @@ function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-export { consumeResults, type ConsumeResultsOptions, type DeadLetterReason, type ResultsConsumer, type ResultVerdict } from './resultsConsumer.js';
+export { consumeResults, type ConsumeResultsOptions, type DeadLetterReason, type ResultOrigin, type ResultsConsumer, type ResultVerdict } from './resultsConsumer.js';

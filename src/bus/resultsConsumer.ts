@@ -16,7 +16,7 @@ import { KeyedLimiter } from '../util/keyedLimiter.js';
 import type { Logger } from '../util/log.js';
 import { ResultMessage } from './protocol.js';
 import { ensureResultsStream } from './results.js';
-import { CONTROLLER_DURABLE, RESULTS_STREAM, subjects } from './subjects.js';
+import { CONTROLLER_DURABLE, parseResultSubject, RESULTS_STREAM, subjects, subjectToken } from './subjects.js';
 import { zodReason } from './zodReason.js';
 
 /**
@@ -27,12 +27,18 @@ import { zodReason } from './zodReason.js';
 export type ResultVerdict = 'ack' | 'term';
 
 /** Why a result was given up: it is not a result, or every delivery failed. */
-export type DeadLetterReason = 'invalid' | 'max-deliveries';
+export type DeadLetterReason = 'invalid' | 'max-deliveries' | 'wrong-node';
+
+/** Where a result came from, as far as the bus can tell. */
+export interface ResultOrigin {
+  /** The node token of the subject it was published on (undefined for results stored before it carried one). */
+  subjectNode: string | undefined;
+}
 
 export interface ConsumeResultsOptions {
   durable?: string;
   /** Resolves (void ⇒ ack) once the result is handled; a rejection redelivers it later. */
-  onResult: (msg: ResultMessage) => Promise<ResultVerdict | void>;
+  onResult: (msg: ResultMessage, origin: ResultOrigin) => Promise<ResultVerdict | void>;
   log: Logger;
   /** Called for every result given up, with why (count it: ferry_result_dead_letters_total). */
   onDeadLetter?: (reason: DeadLetterReason) => void;
@@ -170,9 +176,8 @@ async function watchStatus(messages: ConsumerMessages, durable: string, log: Log
 }
 
 /** The migration a message is about; unparseable ones share a key, and are answered at once anyway. */
-const RESULT_PREFIX = subjects.result('x').slice(0, -1);
 function keyOf(m: JsMsg): string {
-  return m.subject.startsWith(RESULT_PREFIX) ? m.subject.slice(RESULT_PREFIX.length) : '?';
+  return parseResultSubject(m.subject)?.uid ?? '?';
 }
 
 /** Tells the server the message is in hand every third of the ack wait; the returned function stops it. */
@@ -216,9 +221,18 @@ async function handle(m: JsMsg, ctx: HandleContext): Promise<void> {
     }
     const r = parsed.data;
     const fields = { ...where, migrationUid: r.migrationUid, attempt: r.attempt, vmi: r.vmi, outcome: r.outcome };
+    // The server lets a node publish only under its own node token: a body that names
+    // another node, or another migration, than its subject is forged or broken.
+    const origin = parseResultSubject(m.subject);
+    if (origin && ((origin.node !== undefined && origin.node !== subjectToken(r.node)) || origin.uid !== subjectToken(r.migrationUid))) {
+      opts.log.error({ ...fields, node: r.node }, 'result names another node or migration than the subject it was published on; ignored');
+      opts.onDeadLetter?.('wrong-node');
+      m.term();
+      return;
+    }
     let verdict: ResultVerdict | void;
     try {
-      verdict = await opts.onResult(r);
+      verdict = await opts.onResult(r, { subjectNode: origin?.node });
     } catch (err) {
       const reason = (err as Error).message;
       if (m.info.deliveryCount >= maxDeliver) {

@@ -24,12 +24,36 @@ function token(s: string): string {
   return s.replace(/\./g, '_');
 }
 
+/**
+ * Splits a result subject: `node` and `uid` as tokens (a '.' escaped as '_').
+ * Results stored before the node joined the subject have no `node`.
+ */
+export function parseResultSubject(subject: string): { node?: string; uid: string } | undefined {
+  const rest = subject.startsWith(`${PREFIX}.result.`) ? subject.slice(`${PREFIX}.result.`.length).split('.') : [];
+  if (rest.length === 1 && rest[0]) return { uid: rest[0] };
+  if (rest.length === 2 && rest[0] && rest[1]) return { node: rest[0], uid: rest[1] };
+  return undefined;
+}
+
+/** A name as it appears in a subject token. */
+export function subjectToken(s: string): string {
+  return token(s);
+}
+
 export const subjects = {
   command: (node: string, command: Command) => `${PREFIX}.node.${token(node)}.${command}`,
   nodeCommands: (node: string) => `${PREFIX}.node.${token(node)}.>`,
   progress: (uid: string) => `${PREFIX}.migration.${token(uid)}.progress`,
   allProgress: () => `${PREFIX}.migration.*.progress`,
-  result: (uid: string) => `${PREFIX}.result.${token(uid)}`,
+  /**
+   * A source publishes its result under its own node, so NATS permissions can
+   * bind a handler's credentials to its results (`nodeResults`), and the
+   * controller can check that the node a result names is the one it came from.
+   */
+  result: (uid: string, node: string) => `${PREFIX}.result.${token(node)}.${token(uid)}`,
+  /** Every result of one migration, whichever node published it. */
+  resultsOf: (uid: string) => `${PREFIX}.result.*.${token(uid)}`,
+  nodeResults: (node: string) => `${PREFIX}.result.${token(node)}.>`,
   allResults: () => `${PREFIX}.result.>`,
   heartbeat: (node: string) => `${PREFIX}.heartbeat.${token(node)}`,
   allHeartbeats: () => `${PREFIX}.heartbeat.*`,

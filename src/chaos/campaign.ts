@@ -508,7 +508,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     const before = snapshot();
     const truthBefore = JSON.stringify([...checker.domains].map(([d, m]) => [d, [...m]]));
     const js = observer.jetstream();
-    for (const r of replays) await js.publish(subjects.result(r.migrationUid), json.encode(r), { msgID: `chaos-replay-${r.migrationUid}-${r.attempt}-${r.outcome}` });
+    for (const r of replays) await js.publish(subjects.result(r.migrationUid, r.node), json.encode(r), { msgID: `chaos-replay-${r.migrationUid}-${r.attempt}-${r.outcome}` });
     await sleep(4000);
     feed();
     const after = snapshot();

@@ -1,7 +1,8 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { FINAL_PHASES, type MigrationPhase } from '../api/vmim.js';
 import type { ProgressMessage, ResultMessage } from '../bus/protocol.js';
-import type { ResultVerdict } from '../bus/results.js';
+import type { ResultOrigin, ResultVerdict } from '../bus/results.js';
+import { subjectToken } from '../bus/subjects.js';
 import type { FerryConfig } from '../config/ferryConfig.js';
 import { downtimeForIteration } from '../limits/downtime.js';
 import type { Clock } from '../util/clock.js';
@@ -20,6 +21,8 @@ export interface BusBridgeDeps {
   progressWriteIntervalMs?: number | undefined;
   /** Asks admission to re-balance bandwidth (a dirty rate moved). */
   rebalance: () => void;
+  /** Counts a result ignored because it did not come from its migration's source node. */
+  onWrongNode?: (() => void) | undefined;
 }
 
 /**
@@ -60,7 +63,7 @@ export class BusBridge {
     if (dirtyChanged) this.d.rebalance();
   }
 
-  async onResult(m: ResultMessage): Promise<ResultVerdict | void> {
+  async onResult(m: ResultMessage, origin: ResultOrigin = { subjectNode: undefined }): Promise<ResultVerdict | void> {
     const t = this.d.find(m.migrationUid);
     if (!t) {
       const known = this.d.vmims().find((o) => o.metadata?.uid === m.migrationUid);
@@ -70,6 +73,17 @@ export class BusBridge {
         throw new Error(`result for ${m.vmi} arrived before its migration was tracked`);
       }
       this.d.log.info({ uid: m.migrationUid, outcome: m.outcome }, 'result for a finished or unknown migration; terminated');
+      return 'term';
+    }
+    // Only the source publishes a result: one from any other node (its credentials let it publish
+    // under its own name only) is forged or misrouted, and must not move the migration.
+    const source = t.actor.context().sourceNode ?? t.session.sourceNode;
+    if (m.node !== source || (origin.subjectNode !== undefined && origin.subjectNode !== subjectToken(source))) {
+      t.session.log.error(
+        { resultNode: m.node, subjectNode: origin.subjectNode, sourceNode: source, outcome: m.outcome },
+        'ignoring a result that does not come from the migration\'s source node',
+      );
+      this.d.onWrongNode?.();
       return 'term';
     }
     t.writer.progress(m.stats);

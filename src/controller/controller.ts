@@ -1,39 +1,37 @@
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { NatsConnection, Subscription } from 'nats';
 import type { z } from 'zod';
-import { parseObject, objectKey } from '../api/meta.js';
+import { parseObject } from '../api/meta.js';
 import { Pod } from '../api/core.js';
-import { defaultMigrationConfiguration, MigrationConfiguration, PENDING_POD_TIMEOUT_S, UNSCHEDULABLE_POD_TIMEOUT_S } from '../api/migrationConfig.js';
-import { effectiveConfiguration, MIGRATION_POLICY_RESOURCE, type MigrationPolicy } from '../api/migrationPolicy.js';
-import { Annotations, EvictionStrategy, Labels, VirtualMachineInstance } from '../api/vmi.js';
-import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
+import { defaultMigrationConfiguration, MigrationConfiguration } from '../api/migrationConfig.js';
+import { MIGRATION_POLICY_RESOURCE, type MigrationPolicy } from '../api/migrationPolicy.js';
+import { EvictionStrategy, Labels, VirtualMachineInstance } from '../api/vmi.js';
+import { VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
 import { subscribeProgress } from '../bus/progress.js';
 import { watchHeartbeats } from '../bus/heartbeat.js';
-import { migrationView, rejectionReasonClass, type ControllerMetrics, type ControllerSnapshot } from '../metrics/index.js';
+import { migrationView, type ControllerMetrics, type ControllerSnapshot } from '../metrics/index.js';
 import { consumeResults, type ResultsConsumer } from '../bus/results.js';
 import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
 import { pinnedIn, type PinnedLimits } from '../limits/adaptive.js';
-import { describeApiError, isConflict, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
+import { describeApiError, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { Workqueue } from '../kube/workqueue.js';
 import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
-import { MigrationTrace } from '../tracing/migration.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
 import { PolicyReporter, selectPolicy } from './policies.js';
-import { unusableVmiReason } from './vmiFacts.js';
 import { Evacuation } from './evacuation.js';
 import { DisruptionBudgets } from './disruptionBudgets.js';
-import { createMigrationActor } from './migrationActor.js';
-import { MigrationSession, type SessionEnv } from './session.js';
-import { StatusWriter, type PhaseInfo } from './statusWriter.js';
+import type { SessionEnv } from './session.js';
 import { FailureCleanup } from './cleanup.js';
 import { NodeSide } from './nodeSide.js';
 import { Admission } from './admission.js';
 import { BusBridge } from './busBridge.js';
 import type { Tracked } from './tracked.js';
-import { NodeLiveness } from './nodeLiveness.js';
-import { factOf } from './facts.js';
+import { NodeLiveness, reportLostNodes } from './nodeLiveness.js';
+import { MigrationRegistry } from './registry.js';
+import { MigrationReconciler } from './reconciler.js';
+import { trackMigration } from './tracking.js';
 
 export interface ControllerOptions {
   kube: KubeClient;
@@ -73,7 +71,8 @@ export class MigrationController {
   private readonly clock: Clock;
   private readonly config: FerryConfig;
   private readonly events: EventRecorder;
-  private readonly tracked = new Map<string, Tracked>(); // by VMIM uid
+  private readonly registry = new MigrationRegistry();
+  private readonly reconciler: MigrationReconciler;
   private readonly queue: Workqueue;
   private readonly nodeSide: NodeSide;
   private readonly cleanup: FailureCleanup;
@@ -96,7 +95,6 @@ export class MigrationController {
   private progressSub: Subscription | undefined;
   private heartbeatSub: Subscription | undefined;
   private tickTimer: unknown;
-  private readonly invalidSeen = new Set<string>();
   private readonly env: SessionEnv;
   private evacuation: Evacuation | undefined;
   private budgets: DisruptionBudgets | undefined;
@@ -155,8 +153,8 @@ export class MigrationController {
       metrics: opts.metrics,
       migrations: () => this.migrationConfig,
       kubevirtPins: () => this.kubevirtPins,
-      tracked: () => this.tracked.values(),
-      find: (uid) => this.tracked.get(uid),
+      tracked: () => this.registry.values(),
+      find: (uid) => this.registry.get(uid),
       vmi: (ns, name) => this.getVmi(ns, name),
       nodes: () => this.nodes?.list() ?? [],
       synced: () => this.vmims?.synced() ?? false,
@@ -166,10 +164,11 @@ export class MigrationController {
       config: this.config,
       clock: this.clock,
       log: this.log,
-      find: (uid) => this.tracked.get(uid),
+      find: (uid) => this.registry.get(uid),
       vmims: () => this.vmims?.list() ?? [],
       progressWriteIntervalMs: opts.progressWriteIntervalMs,
       rebalance: () => this.admission.schedule(),
+      onWrongNode: opts.metrics ? () => opts.metrics?.resultDeadLetter('wrong-node') : undefined,
     });
     this.queue = new Workqueue((key) => this.reconcile(key), {
       workers: opts.workers ?? 4,
@@ -182,6 +181,22 @@ export class MigrationController {
       },
       onIdle: () => this.admission.schedule(),
     });
+    this.reconciler = new MigrationReconciler({
+      kube: this.kube,
+      log: this.log,
+      events: this.events,
+      metrics: opts.metrics,
+      registry: this.registry,
+      cleanup: this.cleanup,
+      vmims: { get: (name, ns) => this.vmims.get(name, ns), list: (ns) => this.vmims.list(ns) },
+      vmi: (ns, name) => this.getVmi(ns, name),
+      rawVmi: (name, ns) => this.vmis.get(name, ns),
+      budgets: () => this.budgets,
+      clusterEvictionStrategy: () => this.clusterEvictionStrategy,
+      track: (vmim, phase) => this.track(vmim, phase),
+      forgetBus: (uid) => this.bus.forget(uid),
+      enqueue: (key) => this.enqueue(key),
+    });
     opts.metrics?.setSnapshotProvider(() => this.metricsSnapshot());
   }
 
@@ -193,7 +208,7 @@ export class MigrationController {
       migrations: this.vmims.list().flatMap((raw) => {
         const r = parseObject(VirtualMachineInstanceMigration, raw);
         if (!r.ok) return [];
-        const s = this.tracked.get(r.value.metadata.uid ?? '')?.session;
+        const s = this.registry.get(r.value.metadata.uid ?? '')?.session;
         return [migrationView(r.value, s && { phase: s.phase, priority: s.priority, sourceNode: s.sourceNode, targetNode: s.targetNode ?? s.pinnedTarget, bandwidth: s.allottedBandwidth })];
       }),
       limits: cfg,
@@ -262,12 +277,12 @@ export class MigrationController {
       this.liveness.beat(b.node);
       metrics?.heartbeat(b.node);
     }, this.log);
-    this.results = await consumeResults(this.opts.nc, { onResult: (m) => this.bus.onResult(m), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
+    this.results = await consumeResults(this.opts.nc, { onResult: (m, origin) => this.bus.onResult(m, origin), log: this.log, ...(metrics ? { onDeadLetter: metrics.resultDeadLetter } : {}) });
     // Admission is re-run periodically too: limits depend on time (back-off) and on objects we don't watch.
     const tick = () => {
       if (this.stopped) return;
       this.admission.schedule();
-      this.detectLostNodes();
+      if (this.nodes?.synced()) reportLostNodes(this.registry.values(), this.liveness);
       this.tickTimer = this.clock.setTimeout(tick, 1000);
     };
     tick();
@@ -294,8 +309,7 @@ export class MigrationController {
     await this.results?.stop();
     this.progressSub?.unsubscribe();
     this.heartbeatSub?.unsubscribe();
-    for (const t of this.tracked.values()) t.actor.stop();
-    this.tracked.clear();
+    this.registry.clear();
     for (const inf of this.informers) await inf.stop();
   }
 
@@ -306,9 +320,7 @@ export class MigrationController {
 
   /** Active (admitted, unfinished) migrations, for tests and metrics. */
   activeCount(): number {
-    let n = 0;
-    for (const t of this.tracked.values()) if (!FINAL_PHASES.has(t.session.phase) && t.session.phase !== 'Pending') n++;
-    return n;
+    return this.registry.activeCount();
   }
 
   // ---------- caches ----------
@@ -353,12 +365,12 @@ export class MigrationController {
     const ns = o.metadata?.namespace;
     this.enqueue(`vmi:${ns ?? 'default'}/${name ?? ''}`);
     this.evacuation?.onVmiChange(o);
-    for (const t of this.tracked.values()) if (t.session.vmiName === name && t.session.namespace === ns) this.enqueue(`${ns}/${t.session.name}`);
+    for (const t of this.registry.values()) if (t.session.vmiName === name && t.session.namespace === ns) this.enqueue(`${ns}/${t.session.name}`);
   }
 
   private onPod(o: Obj): void {
     const uid = o.metadata?.labels?.[Labels.migrationJobUID];
-    const t = uid ? this.tracked.get(uid) : undefined;
+    const t = uid ? this.registry.get(uid) : undefined;
     if (t) this.enqueue(`${t.session.namespace}/${t.session.name}`);
     else this.admission.schedule();
   }
@@ -375,304 +387,40 @@ export class MigrationController {
     return this.queue.whenIdle();
   }
 
-  private findTrackedByKey(key: string): Tracked | undefined {
-    for (const t of this.tracked.values()) if (`${t.session.namespace}/${t.session.name}` === key) return t;
-    return undefined;
+  /** Converges one key (see MigrationReconciler). Safe to call any number of times. */
+  reconcile(key: string): Promise<void> {
+    return this.reconciler.reconcile(key);
   }
 
-  /** Converges one VMIM towards what its objects say. Safe to call any number of times. */
-  async reconcile(key: string): Promise<void> {
-    if (key.startsWith('vmi:')) {
-      const [vns, vname] = key.slice(4).split('/') as [string, string];
-      const vmi = this.getVmi(vns, vname);
-      if (vmi) await this.budgets?.reconcile(vmi, this.clusterEvictionStrategy);
-      if (vmi) await this.closeOrphanState(vmi);
-      return;
-    }
-    const [ns, name] = key.split('/') as [string, string];
-    const raw = this.vmims.get(name, ns);
-    if (!raw) {
-      // Gone without our finalizer (created before we ran, or force-removed): abort what runs.
-      const t = this.findTrackedByKey(key);
-      if (!t) return;
-      if (FINAL_PHASES.has(t.session.phase)) {
-        // Over, and nothing left to write it on: let it go (the final phase requeues this key).
-        t.actor.stop();
-        this.tracked.delete(t.session.uid);
-        this.bus.forget(t.session.uid);
-        return;
-      }
-      t.actor.send({ type: 'ABORT', reason: 'VMIM was deleted' });
-      return;
-    }
-    const parsed = parseObject(VirtualMachineInstanceMigration, raw);
-    if (!parsed.ok) {
-      const seen = `${raw.metadata?.uid}@${raw.metadata?.resourceVersion}`;
-      if (!this.invalidSeen.has(seen)) {
-        // Only dedupes warnings: a bound keeps it from growing with every edit of every bad object.
-        if (this.invalidSeen.size >= 10_000) this.invalidSeen.clear();
-        this.invalidSeen.add(seen);
-        this.log.warn({ vmim: key, reason: parsed.reason }, 'ignoring invalid VirtualMachineInstanceMigration');
-        this.events.record({ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', namespace: ns, name, uid: raw.metadata?.uid }, 'Warning', 'InvalidMigration', `Ignored: ${parsed.reason}`);
-      }
-      return;
-    }
-    const vmim = parsed.value;
-    const uid = vmim.metadata.uid ?? '';
-    const phase = vmim.status?.phase || undefined;
-    let t = this.tracked.get(uid);
-
-    if (phase && FINAL_PHASES.has(phase) && (!t || t.session.phase === phase)) {
-      await t?.settled;
-      // Level-triggered: whatever a Failed migration left open is closed here, retried
-      // by the queue until it lands; only then may the VMIM go.
-      if (phase === 'Failed') await this.cleanup.run(vmim);
-      // Final, written, its result handled: the handlers may drop their tombstones.
-      if (t && !t.forgotten) {
-        t.forgotten = true;
-        await t.session.forgetJob(t.actor.context());
-      }
-      await this.removeFinalizer(vmim);
-      if (t) {
-        t.actor.stop();
-        this.tracked.delete(uid);
-        this.bus.forget(uid);
-      }
-      return;
-    }
-
-    if (!t) {
-      if (!(vmim.metadata.finalizers ?? []).includes(MIGRATION_FINALIZER) || vmim.metadata.labels?.[Labels.vmiName] !== vmim.spec.vmiName) {
-        if (vmim.metadata.deletionTimestamp && !phase) {
-          // Deleted before we ever touched it: nothing to undo.
-          return;
-        }
-        await this.adopt(vmim);
-        return; // the update comes back through the watch
-      }
-      t = this.track(vmim, phase);
-    }
-    this.feedFacts(t, vmim);
-  }
-
-  /** First sight of a VMIM: add our finalizer (so a delete becomes an abort we see) and the vmi-name label. */
-  private async adopt(vmim: VirtualMachineInstanceMigration): Promise<void> {
-    const finalizers = [...new Set([...(vmim.metadata.finalizers ?? []), MIGRATION_FINALIZER])];
-    try {
-      await this.kube.patchCustomJson(VMIM_RESOURCE, vmim.metadata.namespace ?? 'default', vmim.metadata.name, [
-        { op: 'test', path: '/metadata/resourceVersion', value: vmim.metadata.resourceVersion },
-        { op: 'add', path: '/metadata/finalizers', value: finalizers },
-        { op: 'add', path: '/metadata/labels', value: { ...(vmim.metadata.labels ?? {}), [Labels.vmiName]: vmim.spec.vmiName } },
-      ]);
-    } catch (err) {
-      if (isConflict(err) || isNotFound(err) || (err as { code?: number }).code === 422) return; // re-read via the watch
-      throw err;
-    }
-  }
-
-  private async removeFinalizer(vmim: VirtualMachineInstanceMigration): Promise<void> {
-    const finalizers = vmim.metadata.finalizers ?? [];
-    if (!finalizers.includes(MIGRATION_FINALIZER)) return;
-    try {
-      await this.kube.patchCustomJson(VMIM_RESOURCE, vmim.metadata.namespace ?? 'default', vmim.metadata.name, [
-        { op: 'test', path: '/metadata/resourceVersion', value: vmim.metadata.resourceVersion },
-        { op: 'replace', path: '/metadata/finalizers', value: finalizers.filter((f) => f !== MIGRATION_FINALIZER) },
-      ]);
-    } catch (err) {
-      if (isConflict(err) || isNotFound(err) || (err as { code?: number }).code === 422) {
-        if (!isNotFound(err)) this.enqueue(objectKey({ namespace: vmim.metadata.namespace, name: vmim.metadata.name }));
-        return;
-      }
-      throw err;
-    }
-  }
-
+  /** Starts following an adopted VMIM (see tracking.ts). */
   private track(vmim: VirtualMachineInstanceMigration, phase: MigrationPhase | undefined): Tracked {
-    const vmi = this.getVmi(vmim.metadata.namespace ?? 'default', vmim.spec.vmiName);
-    const policy = vmi ? this.policyFor(vmi) : undefined;
-    const session = new MigrationSession(this.env, vmim, vmi, { name: policy?.metadata.name, effective: effectiveConfiguration(this.migrationConfig, policy) });
-    const writer = new StatusWriter(this.kube, vmim, session.logBase, () => this.getVmi(session.namespace, session.vmiName), { clock: this.clock, fence: this.env.fence });
-    const migrationTrace = new MigrationTrace({ uid: session.uid, namespace: session.namespace, name: session.name, vmi: session.vmiName, createdMs: session.enqueuedAt }, this.clock.now());
-    session.trace = migrationTrace;
-    const cfg = session.effective;
-    const ann = vmim.metadata.annotations ?? {};
-    const secs = (k: string, d: number) => {
-      const v = Number(ann[k]);
-      return Number.isFinite(v) && v > 0 ? v : d;
-    };
-    let resolveSettled!: () => void;
-    const settled = new Promise<void>((r) => (resolveSettled = r));
-    const restored = session.restored;
-    const actor = createMigrationActor({
-      session,
-      clock: this.clock,
-      input: {
-        migrationUid: session.uid,
-        vmiKey: session.vmiKey,
-        attempt: session.attempt,
-        memoryBytes: session.memoryBytes,
-        allowPostCopy: cfg.allowPostCopy,
-        timeouts: {
-          unschedulableMs: secs(Annotations.unschedulablePodTimeout, UNSCHEDULABLE_POD_TIMEOUT_S) * 1000,
-          pendingPodMs: secs(Annotations.pendingPodTimeout, PENDING_POD_TIMEOUT_S) * 1000,
-          targetReadyMs: this.config.timeouts.targetReadySeconds * 1000,
-          progressMs: cfg.progressTimeout * 1000,
-          completionPerGiBMs: cfg.completionTimeoutPerGiB * 1000,
-          abortRetryMs: this.config.timeouts.abortRetrySeconds * 1000,
-          retryMs: this.config.timeouts.retrySeconds * 1000,
-          resolveMs: this.config.timeouts.resolveSeconds * 1000,
-        },
-        ...(phase ? { resumePhase: phase } : {}),
-        ...(phase && FINAL_PHASES.has(phase) ? {} : {}),
-        ...(restored.sourceNode ?? session.sourceNode ? { sourceNode: (restored.sourceNode ?? session.sourceNode)! } : {}),
-        ...(restored.targetNode ? { targetNode: restored.targetNode } : {}),
-        ...(restored.targetPod ? { targetPod: restored.targetPod } : {}),
-        ...(restored.targetAddress ? { targetAddress: restored.targetAddress } : {}),
-        ...(vmi?.status?.migrationState?.migrationUid === session.uid && vmi.status.migrationState.mode ? { mode: vmi.status.migrationState.mode } : {}),
+    return trackMigration(
+      {
+        kube: this.kube,
+        clock: this.clock,
+        config: this.config,
+        env: this.env,
+        metrics: this.opts.metrics,
+        cleanup: this.cleanup,
+        migrationConfig: () => this.migrationConfig,
+        vmi: (ns, name) => this.getVmi(ns, name),
+        policyFor: (vmi) => this.policyFor(vmi),
+        register: (t) => this.registry.add(t),
+        schedule: () => this.admission.schedule(),
+        sourceFreed: (node) => this.evacuation?.enqueue(node),
+        enqueue: (key) => this.enqueue(key),
+        later: (fn, ms) => this.later(fn, ms),
+        stopped: () => this.stopped,
       },
-      onPhase: (p: MigrationPhase, snapshotInfo: PhaseInfo) => {
-        // The phase a restarted controller resumes in was counted by its predecessor.
-        if (p !== phase) this.opts.metrics?.phaseTransition(session.namespace, session.vmiName, p, (this.clock.now() - session.enqueuedAt) / 1000);
-        session.setPhase(p);
-        if (p === 'Succeeded' || p === 'Failed') migrationTrace.end(p, this.clock.now(), snapshotInfo.failureReason);
-        else migrationTrace.phase(p, this.clock.now());
-        // The outcome must reach the VMIM: keep trying until the write goes through.
-        // A failure is cleaned up first (best effort; the reconciler retries it from
-        // Failed), so the VMIM's final copy of the VMI's migration state is the closed one.
-        const cleaned = p === 'Failed'
-          ? this.cleanup.run(vmim, { reason: snapshotInfo.failureReason, aborted: snapshotInfo.abortRequested }).catch((err: unknown) =>
-              session.log.warn({ err: describeApiError(err) }, 'cleanup after failure incomplete; the reconciler retries it'),
-            )
-          : Promise.resolve();
-        const persist = (): void => {
-          writer.phase(p, snapshotInfo).then(
-            () => {
-              if (!FINAL_PHASES.has(p)) return;
-              t.finalWritten = true;
-              // Its source node may have VMIs waiting for this one to end (evacuation).
-              this.evacuation?.enqueue(session.sourceNode);
-              resolveSettled();
-              this.admission.schedule();
-              this.enqueue(`${session.namespace}/${session.name}`);
-            },
-            (err: unknown) => {
-              session.log.error({ err: describeApiError(err) }, `could not record phase ${p}; retrying`);
-              // Only while it is still the current phase: a later one supersedes it.
-              if (!this.stopped && session.phase === p) this.later(persist, 5000);
-            },
-          );
-        };
-        void cleaned.then(persist);
-        this.admission.schedule();
-      },
-      onUnresolved: (why) => {
-        const msg = `Ferry cannot tell where the guest runs after ${this.config.timeouts.resolveSeconds}s of asking (${why}); it keeps asking and removes nothing until it knows`;
-        session.event('Warning', 'MigrationUnresolved', msg);
-        session.log.error({ why }, 'migration outcome unresolved; still asking');
-        writer.condition('MigrationUnresolved', 'True', 'OutcomeUnknown', msg);
-      },
-      log: session.log,
-    });
-    const t: Tracked = { session, actor, writer, settled, lastFact: '', targetPodSeen: false, finalWritten: false };
-    this.tracked.set(session.uid, t);
-    session.log.info({ phase: phase ?? '(new)' }, phase ? 'resumed migration' : 'tracking new migration');
-    return t;
-  }
-
-  /**
-   * Node loss (M3): a node whose handler is silent for nodeLostSeconds and whose
-   * Node is NotReady runs nothing any more. Its outgoing migrations go to the
-   * arbiter, which may then decide from the target's answer alone.
-   */
-  private detectLostNodes(): void {
-    if (!this.nodes?.synced()) return;
-    for (const t of this.tracked.values()) {
-      const s = t.session;
-      if (s.phase !== 'TargetReady' && s.phase !== 'Running') continue;
-      const ctx = t.actor.context();
-      const node = ctx.sourceNode;
-      if (!node || ctx.sourceLost) continue;
-      const silentMs = this.liveness.silentFor(node);
-      if (silentMs === undefined) continue;
-      const reason = `source node ${node} is lost: NotReady, and no heartbeat from its handler for ${Math.round(silentMs / 1000)}s`;
-      s.log.warn({ node }, reason);
-      t.actor.send({ type: 'NODE_LOST', node, reason });
-    }
+      vmim,
+      phase,
+    );
   }
 
   private policyFor(vmi: VirtualMachineInstance): MigrationPolicy | undefined {
     const ns = this.namespaces.get(vmi.metadata.namespace ?? 'default') as { metadata?: { labels?: Record<string, string> } } | undefined;
     return selectPolicy(this.policies.list(), vmi.metadata.labels ?? {}, ns?.metadata?.labels ?? {});
   }
-
-  /** Translates what the objects say now into chart events; the chart ignores what doesn't apply. */
-  private feedFacts(t: Tracked, vmim: VirtualMachineInstanceMigration): void {
-    const s = t.session;
-    const vmi = this.getVmi(s.namespace, s.vmiName);
-    const deleted = vmim.metadata.deletionTimestamp !== undefined;
-    const { event, targetPodSeen } = factOf({
-      phase: s.phase,
-      vmiKey: s.vmiKey,
-      deleted,
-      vmi,
-      targetPods: s.targetLauncherPods(),
-      targetPodSeen: t.targetPodSeen,
-      pinnedHostname: s.addedNodeSelector?.['kubernetes.io/hostname'],
-      missingVmiReason: vmi ? undefined : unusableVmiReason(this.vmis.get(s.vmiName, s.namespace), s.vmiKey),
-      otherActive: s.phase === 'Pending' && vmi ? this.otherActiveMigration(s, vmi) : undefined,
-    });
-    t.targetPodSeen = targetPodSeen;
-    if (deleted) t.writer.abortRequested();
-    if (!event) return;
-    // Only changes reach the chart: a level seen again is not news.
-    const fact = JSON.stringify(event);
-    if (fact === t.lastFact) return;
-    t.lastFact = fact;
-    if (event.type === 'REJECTED') this.opts.metrics?.admission('rejected', rejectionReasonClass(event.reason));
-    t.actor.send(event);
-  }
-
-  /**
-   * Level-triggered from the VMI's side: a migrationState left open by a
-   * migration that is over (its VMIM final, or gone with no actor left) blocks
-   * every later migration of the VMI. This catches what the VMIM-keyed cleanup
-   * cannot see, such as a hand-off written by a replica that lost the lease
-   * after the new leader had already cleaned up. Cleanup asks the arbiter
-   * before it removes any pod, so an unknown outcome is never guessed.
-   */
-  private async closeOrphanState(vmi: VirtualMachineInstance): Promise<void> {
-    const ms = vmi.status?.migrationState;
-    if (!ms?.migrationUid || ms.completed) return;
-    const t = this.tracked.get(ms.migrationUid);
-    if (t && !FINAL_PHASES.has(t.session.phase)) return;
-    const ns = vmi.metadata.namespace ?? 'default';
-    const raw = this.vmims.list(ns).find((o) => o.metadata?.uid === ms.migrationUid);
-    if (raw) {
-      const r = parseObject(VirtualMachineInstanceMigration, raw);
-      if (r.ok && FINAL_PHASES.has((r.value.status?.phase || 'Pending') as MigrationPhase)) await this.cleanup.run(r.value);
-      return;
-    }
-    if (t) return; // its final phase is still being written; the VMIM-keyed cleanup runs then
-    // The VMIM is gone and nothing tracks it: only the VMI's own record is left to go by.
-    await this.cleanup.run({
-      metadata: { uid: ms.migrationUid, namespace: ns, name: `(deleted migration ${ms.migrationUid})` },
-      spec: { vmiName: vmi.metadata.name },
-      status: { conditions: [{ type: 'Failed', status: 'True', message: 'its VirtualMachineInstanceMigration was deleted before its outcome was recorded' }] },
-    } as VirtualMachineInstanceMigration);
-  }
-
-  /** KubeVirt allows one active migration per VMI; the older VMIM wins. */
-  private otherActiveMigration(s: MigrationSession, vmi: VirtualMachineInstance): string | undefined {
-    const ms = vmi.status?.migrationState;
-    if (ms?.migrationUid && ms.migrationUid !== s.uid && !ms.completed && !ms.failed) return ms.migrationUid;
-    for (const o of this.tracked.values()) {
-      const os = o.session;
-      if (os === s || os.vmiName !== s.vmiName || os.namespace !== s.namespace || FINAL_PHASES.has(os.phase)) continue;
-      if (os.phase !== 'Pending' || os.enqueuedAt < s.enqueuedAt || (os.enqueuedAt === s.enqueuedAt && os.name < s.name)) return `${os.namespace}/${os.name}`;
-    }
-    return undefined;
-  }
-
 }
 
 /**

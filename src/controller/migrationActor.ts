@@ -28,6 +28,8 @@ export function createMigrationActor(opts: {
   onPhase: (phase: MigrationPhase, info: PhaseInfo) => void;
   /** The arbiter found no answer within its bound: tell the operators. */
   onUnresolved: (why: string) => void;
+  /** Undoes what the failed migration left; a rejection is retried by the chart with back-off. */
+  recordFailure: (context: Readonly<MigrationContext>) => Promise<void>;
 }): MigrationActorHandle {
   const { session } = opts;
   // Read through the session: its logger is re-bound with the phase as the migration moves.
@@ -58,9 +60,7 @@ export function createMigrationActor(opts: {
     actions: {
       createTargetPod: () => retrying('creating the target pod', 'Scheduling', () => session.createTargetPod()),
       recordSuccess: ({ context }) => session.recordSuccess(facts(context)),
-      // The cleanup itself is the reconciler's (level-triggered, retried by the workqueue,
-      // and only on positive knowledge that the guest is not on the target); this only reports.
-      recordFailure: ({ context }) => {
+      reportFailure: ({ context }) => {
         session.event('Warning', context.abortRequested ? 'MigrationAborted' : 'FailedMigration', `Migration of ${session.vmiKey} failed: ${context.failureReason ?? 'unknown failure'}`);
         session.log.warn({ reason: context.failureReason, aborted: context.abortRequested }, 'migration failed; the VM stays on the source');
       },
@@ -81,6 +81,14 @@ export function createMigrationActor(opts: {
         }
       }),
       inspect: fromPromise<Inspection, MigrationActorInput>(async ({ input }) => session.inspect(facts(input))),
+      recordFailure: fromPromise<void, MigrationActorInput>(async ({ input }) => {
+        try {
+          await opts.recordFailure(input);
+        } catch (err) {
+          log.warn({ err: String((err as Error).message ?? err), attempt: input.failureRecords + 1 }, 'cleanup after failure incomplete; retrying');
+          throw err;
+        }
+      }),
     },
   });
 

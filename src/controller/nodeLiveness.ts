@@ -1,6 +1,8 @@
 import { Node } from '../api/core.js';
 import { parseObject } from '../api/meta.js';
+import { FINAL_PHASES } from '../api/vmim.js';
 import type { Clock } from '../util/clock.js';
+import type { Tracked } from './tracked.js';
 
 export interface NodeLivenessDeps {
   clock: Clock;
@@ -42,5 +44,31 @@ export class NodeLiveness {
     if (!raw) return false;
     const r = parseObject(Node, raw);
     return r.ok && (r.value.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+  }
+}
+
+/**
+ * Node loss (M3, issue 10 item 5): tells each migration's chart about a lost
+ * node it depends on, once. A lost source sends its migrations to the arbiter,
+ * which may then decide from the target's answer alone. A lost target ends what
+ * has not started on the source (the guest never left it) and has the source
+ * cancel what has. A source lost before TargetReady took the guest with it:
+ * nothing of Ferry's to resolve.
+ */
+export function reportLostNodes(tracked: Iterable<Tracked>, liveness: Pick<NodeLiveness, 'silentFor'>): void {
+  for (const t of tracked) {
+    const s = t.session;
+    if (s.phase === 'Pending' || FINAL_PHASES.has(s.phase)) continue;
+    const ctx = t.actor.context();
+    for (const side of ['source', 'target'] as const) {
+      const node = side === 'source' ? ctx.sourceNode : ctx.targetNode;
+      const known = side === 'source' ? ctx.sourceLost : ctx.targetLost;
+      if (!node || known || (side === 'source' && s.phase !== 'TargetReady' && s.phase !== 'Running')) continue;
+      const silentMs = liveness.silentFor(node);
+      if (silentMs === undefined) continue;
+      const reason = `${side} node ${node} is lost: NotReady, and no heartbeat from its handler for ${Math.round(silentMs / 1000)}s`;
+      s.log.warn({ node, side }, reason);
+      t.actor.send({ type: side === 'source' ? 'NODE_LOST' : 'TARGET_NODE_LOST', node, reason });
+    }
   }
 }

@@ -48,7 +48,7 @@ export interface SessionEnv {
 }
 
 /** The facts of a migration its I/O needs: the chart's context (see statecharts/migration.ts). */
-export type Facts = Pick<MigrationActorInput, 'sourceNode' | 'targetNode' | 'targetPod' | 'targetAddress' | 'mode' | 'sourceLost' | 'abortReason'>;
+export type Facts = Pick<MigrationActorInput, 'sourceNode' | 'targetNode' | 'targetPod' | 'targetAddress' | 'mode' | 'sourceLost' | 'targetLost' | 'abortReason'>;
 
 /**
  * Everything one migration does to the outside world: the Kubernetes writes and
@@ -459,7 +459,10 @@ export class MigrationSession {
     const { targetNode } = facts;
     if (!targetNode || !facts.targetPod) throw new Error('target unknown at completion');
     let vmi = this.currentVmi();
-    await this.command(targetNode, 'finish-target', { ...this.ref, domain: domainName(vmi) });
+    // A lost target cannot be asked: the source's completion says the guest went there, and
+    // with the node. The VMI must still name it, so that whoever recovers the node's VMs sees it.
+    if (facts.targetLost) this.log.error({ targetNode }, 'migration completed onto a node that is now lost; recording where the guest went');
+    else await this.command(targetNode, 'finish-target', { ...this.ref, domain: domainName(vmi) });
     await this.env.fence();
     const targetPod = this.targetLauncherPods().find((p) => p.metadata.name === facts.targetPod);
     const ms = vmi.status?.migrationState;

@@ -106,28 +106,27 @@ export class StatusWriter {
     }).catch(() => undefined);
   }
 
-  progress(stats: JobStats): void {
-    void this.run(async () => {
+  /** Resolves once written or dropped (progress is lossy: the next one carries the news). */
+  progress(stats: JobStats): Promise<void> {
+    return this.run(async () => {
       if (this.written && FINAL_PHASES.has(this.written as MigrationPhase)) return;
       const eta = stats.memoryBandwidth > 0 && stats.phase === 'running' ? Math.ceil(stats.dataRemaining / stats.memoryBandwidth) : 0;
-      await this.merge({
-        progress: {
-          dataTotal: stats.dataTotal,
-          dataProcessed: stats.dataProcessed,
-          dataRemaining: stats.dataRemaining,
-          memoryBandwidth: stats.memoryBandwidth,
-          dirtyRate: stats.dirtyRate,
-          iteration: stats.iteration,
-          bandwidthLimit: stats.bandwidthLimit,
-          etaSeconds: eta,
-          updated: new Date(this.clock.now()).toISOString(),
-        },
+      await this.progressWrite({
+        dataTotal: stats.dataTotal,
+        dataProcessed: stats.dataProcessed,
+        dataRemaining: stats.dataRemaining,
+        memoryBandwidth: stats.memoryBandwidth,
+        dirtyRate: stats.dirtyRate,
+        iteration: stats.iteration,
+        bandwidthLimit: stats.bandwidthLimit,
+        etaSeconds: eta,
+        updated: new Date(this.clock.now()).toISOString(),
       });
     }).catch(() => undefined);
   }
 
-  bandwidth(bytesPerSecond: number): void {
-    void this.run(() => this.merge({ progress: { bandwidthLimit: bytesPerSecond } })).catch(() => undefined);
+  bandwidth(bytesPerSecond: number): Promise<void> {
+    return this.run(() => this.progressWrite({ bandwidthLimit: bytesPerSecond })).catch(() => undefined);
   }
 
   /** Runs `task` in this migration's write order. */
@@ -206,16 +205,32 @@ export class StatusWriter {
     this.known = o && typeof o === 'object' && o.metadata?.resourceVersion ? { metadata: { resourceVersion: o.metadata.resourceVersion }, status: o.status ?? {} } : undefined;
   }
 
-  /** Progress: a merge patch, dropped when it cannot be written (the next one carries the news). */
-  private async merge(status: Record<string, unknown>): Promise<void> {
+  /**
+   * Progress: one attempt, on the object as our last write left it (or a fresh
+   * read), with its resourceVersion as a JSON-patch `test`. Anyone else's write
+   * since — a newer leader's above all — makes it fail instead of landing, and
+   * a final phase is never written over. Dropped when it cannot be written.
+   */
+  private async progressWrite(fields: Record<string, unknown>): Promise<void> {
     if (this.gone) return;
     await this.fence();
     try {
-      this.remember(await this.kube.patchCustomStatus(VMIM_RESOURCE, this.namespace, this.name, { status }));
+      let base = this.known;
+      if (!base) base = (await this.kube.getCustom(VMIM_RESOURCE, this.namespace, this.name)) as Known;
+      const cur = base.status;
+      if (cur?.phase && FINAL_PHASES.has(cur.phase as MigrationPhase)) return;
+      const progress = { ...((cur?.['progress'] as Record<string, unknown> | undefined) ?? {}), ...fields };
+      this.known = undefined;
+      this.remember(
+        await this.kube.patchCustomStatusJson(VMIM_RESOURCE, this.namespace, this.name, [
+          { op: 'test', path: '/metadata/resourceVersion', value: base.metadata?.resourceVersion },
+          cur ? { op: 'add', path: '/status/progress', value: progress } : { op: 'add', path: '/status', value: { progress } },
+        ]),
+      );
     } catch (err) {
       this.known = undefined;
       if (isNotFound(err) && (await this.confirmGone())) this.gone = true;
-      else this.log.debug({ err: describeApiError(err) }, 'progress not written');
+      else this.log.debug({ err: describeApiError(err) }, 'progress not written (the next one carries the news)');
     }
   }
 }

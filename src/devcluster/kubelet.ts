@@ -110,6 +110,8 @@ export class Kubelet {
   private readonly watchers: Watcher[] = [];
   private readonly starting = new Set<string>();
   private readonly stopping = new Set<string>();
+  /** Pods whose pending timer is the termination one (any other pending timer is a start). */
+  private readonly terminating = new Set<string>();
   readonly ips: PodIPAllocator;
 
   constructor(private readonly store: ObjectStore, private readonly opts: KubeletOptions) {
@@ -146,9 +148,15 @@ export class Kubelet {
 
   private sync(pod: StoredObject): void {
     const uid = pod.metadata.uid;
+    // A pod deleted while it waits to start is not started first: a real kubelet kills it now.
+    if (pod.metadata.deletionTimestamp && this.timers.has(uid) && !this.terminating.has(uid)) this.cancel(uid);
     if (this.timers.has(uid)) return;
     if (pod.metadata.deletionTimestamp) {
-      this.after(uid, this.opts.terminationDelayMs, () => this.terminate(pod.metadata.name, pod.metadata.namespace, uid));
+      this.terminating.add(uid);
+      this.after(uid, this.opts.terminationDelayMs, () => {
+        this.terminating.delete(uid);
+        this.terminate(pod.metadata.name, pod.metadata.namespace, uid);
+      });
     } else if (this.shouldStart(pod)) {
       this.after(uid, this.opts.startDelayMs, () => this.run(pod.metadata.name, pod.metadata.namespace, uid));
     }
@@ -172,6 +180,7 @@ export class Kubelet {
     const h = this.timers.get(uid);
     if (h !== undefined) this.opts.clock.clearTimeout(h);
     this.timers.delete(uid);
+    this.terminating.delete(uid);
   }
 
   private shouldStart(pod: StoredObject): boolean {

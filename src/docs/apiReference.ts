@@ -149,7 +149,7 @@ function sections(): Array<{ heading: string; sections: Section[] }> {
         {
           title: 'Result message',
           intro: [
-            `JetStream stream \`${RESULTS_STREAM}\`, subject \`${subjects.result('{migrationUid}')}\`, message id \`{migrationUid}-{attempt}-{outcome}\` (duplicates are dropped); the controller consumes it with the durable consumer \`${CONTROLLER_DURABLE}\`.`,
+            `JetStream stream \`${RESULTS_STREAM}\`, subject \`${subjects.result('{migrationUid}', '{node}')}\` (\`{node}\` is the source node; the controller ignores a result whose subject, \`node\` and migration source disagree), message id \`{migrationUid}-{attempt}-{outcome}-{node}\` (duplicates are dropped); the controller consumes it with the durable consumer \`${CONTROLLER_DURABLE}\`.`,
           ],
           schema: ResultMessage,
         },

@@ -240,11 +240,11 @@ export class ControllerMetrics {
     });
     this.deadLetters = new Counter({
       name: 'ferry_result_dead_letters_total',
-      help: 'Migration results given up: invalid (not a result) or max-deliveries (handling failed on every delivery).',
+      help: 'Migration results given up: invalid (not a result), max-deliveries (handling failed on every delivery) or wrong-node (not from the migration\'s source node).',
       labelNames: ['reason'],
       registers,
     });
-    for (const reason of ['invalid', 'max-deliveries']) this.deadLetters.labels(reason).inc(0);
+    for (const reason of ['invalid', 'max-deliveries', 'wrong-node']) this.deadLetters.labels(reason).inc(0);
     this.leader = new Gauge({
       name: 'ferry_controller_leader',
       help: '1 while this controller replica holds the leader lease, else 0.',
@@ -299,7 +299,7 @@ export class ControllerMetrics {
   }
 
   /** A migration result was given up (see consumeResults). An arrow: passed around as a callback. */
-  readonly resultDeadLetter = (reason: 'invalid' | 'max-deliveries'): void => {
+  readonly resultDeadLetter = (reason: 'invalid' | 'max-deliveries' | 'wrong-node'): void => {
     this.deadLetters.labels(reason).inc();
   };
 

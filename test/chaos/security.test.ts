@@ -86,6 +86,32 @@ describe('security: one node\'s handler credentials against another node', () =>
     }
   });
 
+  test('node-1\'s handler cannot publish a result under node-2\'s name; under its own, the consumer hands the controller the node it came from', async () => {
+    const controller = await asUser(plan.controller.seed, 'controller-sec-s2');
+    const h1 = await asUser(handlerSeed('node-1'), 'handler-node-1-forge');
+    const origins: Array<{ node: string; subjectNode: string | undefined }> = [];
+    const consumer = await consumeResults(controller, { log: silentLogger, onResult: async (r, o) => { if (r.migrationUid === 'sec-s2') origins.push({ node: r.node, subjectNode: o.subjectNode }); } });
+    try {
+      const forged = ResultMessage.parse({
+        migrationUid: 'sec-s2', attempt: 1, vmi: 'default/vm-2', node: 'node-2', outcome: 'completed', mode: 'PreCopy',
+        stats: { phase: 'completed', mode: 'PreCopy', elapsedMs: 1, dataTotal: 1, dataProcessed: 1, dataRemaining: 0, memoryBandwidth: 0, dirtyRate: 0, iteration: 1, autoConvergeThrottle: 0, bandwidthLimit: 0 },
+        at: new Date().toISOString(),
+      });
+      const denied = permissionError(h1);
+      h1.publish(subjects.result('sec-s2', 'node-2'), enc(forged));
+      expect(await denied).toContain(`Permissions Violation for Publish to "${subjects.result('sec-s2', 'node-2')}"`);
+      // Under its own name the server takes it, and the consumer drops the body naming node-2.
+      await h1.jetstream().publish(subjects.result('sec-s2', 'node-1'), enc(forged));
+      await publishResult(h1.jetstream(), { ...forged, node: 'node-1' }, { ackTimeoutMs: 2000 });
+      const deadline = Date.now() + 5000;
+      while (origins.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(origins).toEqual([{ node: 'node-1', subjectNode: 'node-1' }]);
+    } finally {
+      await consumer.stop();
+    }
+  });
+
   test('node-1\'s handler cannot read results: not from the subjects, not from the stream', async () => {
     const controller = await asUser(plan.controller.seed, 'controller-sec');
     const h1 = await asUser(handlerSeed('node-1'), 'handler-node-1-read');
@@ -103,7 +129,7 @@ describe('security: one node\'s handler credentials against another node', () =>
       });
       await publishResult(h2.jetstream(), result, { ackTimeoutMs: 2000 });
       const deniedGet = permissionError(h1);
-      h1.publish('$JS.API.STREAM.MSG.GET.FERRY_RESULTS', enc({ last_by_subj: subjects.result('sec-1') }));
+      h1.publish('$JS.API.STREAM.MSG.GET.FERRY_RESULTS', enc({ last_by_subj: subjects.result('sec-1', 'node-2') }));
       expect(await deniedGet).toContain('Permissions Violation for Publish to "$JS.API.STREAM.MSG.GET.FERRY_RESULTS"');
     } finally {
       await consumer.stop();

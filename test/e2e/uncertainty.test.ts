@@ -5,10 +5,12 @@
  * "timed out" or "no record" as "nothing happened".
  */
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import type { NatsConnection } from 'nats';
+import { JSONCodec, type NatsConnection } from 'nats';
 import { closeBus, connectBus } from '../../src/bus/connection.js';
 import { RESULTS_STREAM, subjects } from '../../src/bus/subjects.js';
 import { requestCommand } from '../../src/bus/rpc.js';
+import { ResultMessage } from '../../src/bus/protocol.js';
+import { publishResult } from '../../src/bus/results.js';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { startHandler } from '../../src/handler/handler.js';
@@ -76,7 +78,7 @@ async function restartHandler(env: DevEnvironment, node: string): Promise<void> 
 /** The result of a migration, lost before the controller read it (it was queued behind others, or never delivered). */
 async function dropResult(nc: NatsConnection, uid: string): Promise<void> {
   const jsm = await nc.jetstreamManager();
-  await jsm.streams.purge(RESULTS_STREAM, { filter: subjects.result(uid) });
+  await jsm.streams.purge(RESULTS_STREAM, { filter: subjects.resultsOf(uid) });
 }
 
 describe('when a command times out or a record is gone', () => {
@@ -195,6 +197,36 @@ describe('when a command times out or a record is gone', () => {
     expect(await domainsOf(env, 'default_vm-4')).toEqual([{ node: after.status!.nodeName!, state: 'running' }]);
   }, 60_000);
 
+  test('a result from a node that is not the source changes nothing; the source\'s own result still lands', async () => {
+    const vmi = await getVmi(env.kube, 'vm-3');
+    const source = vmi.status!.nodeName!;
+    // The source holds the start until the forged results have been tried.
+    let release!: () => void;
+    f(source).gate = new Promise<void>((r) => (release = r));
+    const sent = new Promise<void>((r) => (f(source).onMigrate = r));
+    const name = await createVmim(env.kube, 'vm-3');
+    await sent;
+    const uid = (await getVmim(env.kube, name))!.metadata.uid!;
+    const other = [...env.agents.keys()].find((n) => n !== source)!;
+    const forged = ResultMessage.parse({
+      migrationUid: uid, attempt: 1, vmi: 'default/vm-3', node: other, outcome: 'completed', mode: 'PreCopy', downtimeMs: 1,
+      stats: { phase: 'completed', mode: 'PreCopy', elapsedMs: 1, dataTotal: 1, dataProcessed: 1, dataRemaining: 0, memoryBandwidth: 0, dirtyRate: 0, iteration: 1, autoConvergeThrottle: 0, bandwidthLimit: 0 },
+      at: new Date().toISOString(),
+    });
+    // Another node's "completed" under its own name, and one that claims the source's name in the body.
+    await publishResult(nc.jetstream(), forged);
+    await nc.jetstream().publish(subjects.result(uid, other), JSONCodec().encode({ ...forged, node: source }));
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(['TargetReady', 'Running']).toContain((await getVmim(env.kube, name))?.status?.phase);
+    expect((await getVmi(env.kube, 'vm-3')).status?.nodeName).toBe(source);
+    expect((await domainsOf(env, 'default_vm-3')).find((d) => d.node === source)?.state).toBe('running');
+    release();
+    // The real result is not shadowed by the forged one (JetStream's duplicate id names the node).
+    const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 30_000);
+    expect(done.status?.phase).toBe('Succeeded');
+    expect((await getVmi(env.kube, 'vm-3')).status?.nodeName).not.toBe(source);
+  }, 40_000);
+
   test('a cleanup that fails once is retried: the next migration of that VMI is admitted', async () => {
     const vmi = await getVmi(env.kube, 'vm-5');
     const source = vmi.status!.nodeName!;
@@ -262,6 +294,85 @@ describe('when the source node is lost', () => {
     await waitFor('the target pod to be removed', async () => !(await launcherPods(env.kube, vmi.metadata.uid!)).some((p) => p.spec?.nodeName === target));
     expect((await env.agents.get(target)!.driver.listDomains()).find((d) => d.name === 'default_vm-2')).toBeUndefined();
     expect((await getVmi(env.kube, 'vm-2')).status?.nodeName).toBe(source);
+  }, 40_000);
+});
+
+/** The node dies: its handler goes silent and the node controller marks it NotReady. */
+async function loseNode(env: DevEnvironment, node: string): Promise<void> {
+  await env.agents.get(node)!.handler.stop();
+  await env.kube.core.patchNodeStatus(
+    { name: node, body: { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: 'Kubelet stopped posting node status.' }] } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+}
+
+describe('when the target node is lost', () => {
+  let env: DevEnvironment;
+  beforeAll(async () => {
+    // 64 Mi/s: the migration is still streaming when the node goes.
+    const config = FerryConfig.parse({ limits: { defaultNicCapacity: '64Mi' }, commandTimeoutMs: 300, timeouts: { nodeLostSeconds: 1, retrySeconds: 0.2, abortRetrySeconds: 1, resolveSeconds: 20 } });
+    env = await startDevEnvironment({ nodes: 3, vms: 3, natsUrl: process.env['NATS_URL']!, config });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('mid-Running: the source cancels, the VM stays on the source within the bound, and the slot is freed', async () => {
+    const vmi = await getVmi(env.kube, 'vm-2'); // 2 Gi at 64 Mi/s: ~30 s
+    const source = vmi.status!.nodeName!;
+    const name = await createVmim(env.kube, 'vm-2');
+    await waitForPhase(env.kube, name, ['Running']);
+    const target = (await getVmi(env.kube, 'vm-2')).status!.migrationState!.targetNode!;
+    expect(env.controller!.activeCount()).toBe(1);
+
+    await loseNode(env, target);
+    const lostAt = Date.now();
+    const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 20_000);
+    expect(Date.now() - lostAt).toBeLessThan(15_000);
+    expect(done.status?.phase).toBe('Failed');
+    expect(done.status?.conditions?.find((c) => c.type === 'Failed')?.message).toMatch(new RegExp(`target node ${target} is lost`));
+    await waitFor('the slot to be freed', () => env.controller!.activeCount() === 0);
+    await waitFor('the target pod to be removed', async () => !(await launcherPods(env.kube, vmi.metadata.uid!)).some((p) => p.spec?.nodeName === target));
+    const after = await getVmi(env.kube, 'vm-2');
+    expect(after.status?.nodeName).toBe(source);
+    expect(after.status?.migrationState).toMatchObject({ completed: true, failed: true });
+    // The source stopped streaming: its guest runs, and no job is left on it.
+    expect((await env.agents.get(source)!.driver.listDomains()).find((d) => d.name === 'default_vm-2')?.state).toBe('running');
+    expect((await requestCommand(env.agents.get(source)!.nc, source, 'list-jobs', {})).jobs.filter((j) => j.migrationUid === done.metadata.uid && j.state === 'running')).toEqual([]);
+  }, 40_000);
+});
+
+describe('when the target node is lost before anything streams', () => {
+  let env: DevEnvironment;
+  beforeAll(async () => {
+    const config = FerryConfig.parse({ commandTimeoutMs: 300, timeouts: { nodeLostSeconds: 1, retrySeconds: 0.2, abortRetrySeconds: 1, resolveSeconds: 20 } });
+    // The target pod is placed at once but its kubelet takes a minute to start it: the
+    // migration waits in Scheduling, where only node-loss detection can end it early.
+    env = await startDevEnvironment({ nodes: 3, vms: 3, natsUrl: process.env['NATS_URL']!, config, cluster: { podStartDelayMs: 60_000 } });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('the migration fails at once with the reason, the VM stays on the source and the slot is freed', async () => {
+    const vmi = await getVmi(env.kube, 'vm-1');
+    const source = vmi.status!.nodeName!;
+    const name = await createVmim(env.kube, 'vm-1');
+    const pod = await waitFor('the target pod to be placed', async () => (await launcherPods(env.kube, vmi.metadata.uid!)).find((p) => p.spec?.nodeName && p.spec.nodeName !== source), { timeoutMs: 10_000 });
+    const target = pod.spec!.nodeName!;
+    await waitForPhase(env.kube, name, ['Scheduling']);
+    expect(env.controller!.activeCount()).toBe(1);
+
+    await loseNode(env, target);
+    const lostAt = Date.now();
+    const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 20_000);
+    expect(Date.now() - lostAt).toBeLessThan(15_000);
+    expect(done.status?.phase).toBe('Failed');
+    expect(done.status?.conditions?.find((c) => c.type === 'Failed')?.message).toMatch(new RegExp(`target node ${target} is lost`));
+    await waitFor('the slot to be freed', () => env.controller!.activeCount() === 0);
+    await waitFor('the target pod to be removed', async () => (await launcherPods(env.kube, vmi.metadata.uid!)).every((p) => p.spec?.nodeName === source));
+    expect((await getVmi(env.kube, 'vm-1')).status?.nodeName).toBe(source);
+    expect((await env.agents.get(source)!.driver.listDomains()).find((d) => d.name === 'default_vm-1')?.state).toBe('running');
   }, 40_000);
 });
 

@@ -130,8 +130,8 @@ describe('migration results over JetStream', () => {
     ctl.track();
     const js = nc.jetstream();
     const json = JSONCodec<unknown>();
-    await js.publish(subjects.result(uid), json.encode({ migrationUid: uid, outcome: 'exploded' }));
-    await js.publish(subjects.result(uid), new TextEncoder().encode('not json'));
+    await js.publish(subjects.result(uid, 'node-a'), json.encode({ migrationUid: uid, outcome: 'exploded' }));
+    await js.publish(subjects.result(uid, 'node-a'), new TextEncoder().encode('not json'));
     await publishResult(js, resultFor(uid, 'completed'));
 
     await waitFor(() => ctl.got.some((r) => r.migrationUid === uid), 'the valid result after the invalid ones');
@@ -161,7 +161,7 @@ describe('migration results over JetStream', () => {
       await ensureResultsStream(await conn.jetstreamManager());
       const ack = await publishing;
       expect(ack.stream).toBe(RESULTS_STREAM);
-      const stored = await (await conn.jetstreamManager()).streams.getMessage(RESULTS_STREAM, { last_by_subj: subjects.result(uid) });
+      const stored = await (await conn.jetstreamManager()).streams.getMessage(RESULTS_STREAM, { last_by_subj: subjects.result(uid, 'node-a') });
       expect(stored.json<ResultMessage>().migrationUid).toBe(uid);
     } finally {
       await conn.drain();

@@ -37,15 +37,17 @@ export function prepareReq(uid: string, vm: string, sourceNode: string, attempt 
 
 /** How many results the stream holds for `uid`. */
 export async function storedResults(jsm: JetStreamManager, uid: string): Promise<number> {
-  const info = await jsm.streams.info(RESULTS_STREAM, { subjects_filter: subjects.result(uid) });
-  return info.state.subjects?.[subjects.result(uid)] ?? 0;
+  const info = await jsm.streams.info(RESULTS_STREAM, { subjects_filter: subjects.resultsOf(uid) });
+  return Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
 }
 
 /** Waits for the handler's result for `uid` to be stored in JetStream. */
 export async function resultOf(nc: NatsConnection, uid: string, timeoutMs = 5000): Promise<ResultMessage> {
   const jsm = await nc.jetstreamManager();
   await waitFor(async () => (await storedResults(jsm, uid)) > 0, `the result of ${uid}`, timeoutMs);
-  const m = await jsm.streams.getMessage(RESULTS_STREAM, { last_by_subj: subjects.result(uid) });
+  const info = await jsm.streams.info(RESULTS_STREAM, { subjects_filter: subjects.resultsOf(uid) });
+  const subject = Object.keys(info.state.subjects ?? {})[0]!;
+  const m = await jsm.streams.getMessage(RESULTS_STREAM, { last_by_subj: subject });
   return m.json<ResultMessage>();
 }
 

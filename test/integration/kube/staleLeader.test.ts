@@ -137,3 +137,38 @@ test('a leader paused past its lease wakes up fenced: its commands are refused a
   const lease: V1Lease = await leases.readNamespacedLease({ name: 'ferry-stale-test', namespace: 'kube-system' });
   expect(lease.spec?.holderIdentity).toBe('replica-b');
 }, 30_000);
+
+test('a progress write from a stale copy does not land: not over a newer leader\'s progress, not after its final phase', async () => {
+  await kube.createCustom(VMIM_RESOURCE, 'default', { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { name: 'stale-progress', namespace: 'default' }, spec: { vmiName: 'vm-stale' } });
+  const read = async () => {
+    const r = VirtualMachineInstanceMigration.safeParse(await kube.getCustom(VMIM_RESOURCE, 'default', 'stale-progress'));
+    if (!r.success) throw new Error('bad VMIM');
+    return r.data;
+  };
+  const stats = (dataRemaining: number) => ({
+    phase: 'running' as const, mode: 'PreCopy' as const, elapsedMs: 1, dataTotal: 100, dataProcessed: 100 - dataRemaining, dataRemaining,
+    memoryBandwidth: 10, dirtyRate: 0, iteration: 1, autoConvergeThrottle: 0, bandwidthLimit: 0,
+  });
+  const progressOf = async () => ((await read()).status as { progress?: { dataRemaining?: number } } | undefined)?.progress?.dataRemaining;
+  // Replica A writes Running and progress; its fence lets it through (it slipped past the lease check).
+  const writerA = new StatusWriter(kube, await read(), silentLogger, () => undefined, { attempts: 2 });
+  await writerA.phase('Running');
+  await writerA.progress(stats(90));
+  expect(await progressOf()).toBe(90);
+
+  // Replica B, the new leader, writes its own progress: A's next write rests on a stale read.
+  const writerB = new StatusWriter(kube, await read(), silentLogger, () => undefined, { attempts: 2 });
+  await writerB.progress(stats(40));
+  await writerA.progress(stats(80));
+  expect(await progressOf()).toBe(40);
+
+  // B finishes it; A (which re-reads after its failed write) must not write progress over the final phase.
+  await writerB.phase('Failed', { failureReason: 'decided by the new leader' });
+  const before = await read();
+  await writerA.progress(stats(70));
+  await writerA.bandwidth(1234);
+  const after = await read();
+  expect(after.status?.phase).toBe('Failed');
+  expect(after.metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+  expect(await progressOf()).toBe(40);
+});

@@ -26,6 +26,7 @@ const domainEvents: MigrationEvent[] = [
   { type: 'ABORT', reason: 'VMIM deleted' },
   { type: 'VMI_GONE', reason: 'VMI deleted' },
   { type: 'NODE_LOST', node: 'node-a', reason: 'source node lost' },
+  { type: 'TARGET_NODE_LOST', node: 'node-b', reason: 'target node lost' },
 ];
 
 /** Results of the invoked actors, as the chart receives them. */
@@ -47,6 +48,8 @@ const actorEvents = [
   { type: 'xstate.done.actor.inspect', output: { kind: 'completed', why: 'target runs it' } },
   { type: 'xstate.done.actor.inspect', output: { kind: 'failed', why: 'guest on the source' } },
   { type: 'xstate.error.actor.inspect', error: new Error('boom') },
+  { type: 'xstate.done.actor.recordFailure' },
+  { type: 'xstate.error.actor.recordFailure', error: new Error('etcd timeout') },
 ] as unknown as MigrationEvent[];
 
 /** Every timer of the chart firing: xstate names them `xstate.after.<delay>.<state id>`. */
@@ -117,7 +120,9 @@ describe('the migration chart as a graph', () => {
     const adj = getAdjacencyMap(migrationMachine, traversal(true));
     const keys = Object.keys(adj);
     const key = (s: MigrationSnapshot) => JSON.stringify(s.value);
-    const canFinish = new Set(keys.filter((k) => adj[k as keyof typeof adj]!.state.status === 'done'));
+    // Succeeded ends the actor; Failed ends once what it left is undone (Failed.recorded).
+    const finished = (s: MigrationSnapshot) => s.status === 'done' || s.matches({ Failed: 'recorded' });
+    const canFinish = new Set(keys.filter((k) => finished(adj[k as keyof typeof adj]!.state)));
     expect(canFinish.size).toBe(2);
     for (let grew = true; grew; ) {
       grew = false;
@@ -146,8 +151,8 @@ describe('describeChart', () => {
     for (const timer of ['unschedulableTimeout', 'pendingPodTimeout', 'targetReadyTimeout', 'progressTimeout', 'completionTimeout', 'abortRetry', 'retryDelay']) {
       expect(events).toContain(`after(${timer})`);
     }
-    expect(nodes.flatMap((n) => n.invoke).sort()).toEqual(['finalizeSuccess', 'handOff', 'inspect', 'inspect', 'prepareTarget', 'requestAbort', 'startPostCopy', 'startSource']);
-    expect(nodes.flatMap((n) => n.entry)).toEqual(expect.arrayContaining(['createTargetPod', 'recordSuccess', 'recordFailure']));
+    expect(nodes.flatMap((n) => n.invoke).sort()).toEqual(['finalizeSuccess', 'handOff', 'inspect', 'inspect', 'prepareTarget', 'recordFailure', 'requestAbort', 'startPostCopy', 'startSource']);
+    expect(nodes.flatMap((n) => n.entry)).toEqual(expect.arrayContaining(['createTargetPod', 'recordSuccess', 'reportFailure']));
     const guards = nodes.flatMap((n) => n.transitions.map((t) => t.guard)).filter(Boolean);
     expect(guards).toEqual(expect.arrayContaining(['resumeAt(Running)', 'and(completionTimeoutEnabled, postCopyAllowed)', 'progressTimeoutEnabled']));
   });

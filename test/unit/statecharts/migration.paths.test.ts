@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { migrationInput, never, settle, startMigration, stats, deferred, type Harness } from './migrationHarness.js';
+import { migrationInput, never, settle, startMigration, stats, deferred, TIMEOUTS, type Harness } from './migrationHarness.js';
 
 const POD = { node: 'node-b', pod: 'virt-launcher-vm-a-target' };
 
@@ -45,7 +45,7 @@ describe('a migration that goes well', () => {
     expect(m.phases).toEqual(['Pending', 'Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running', 'Succeeded']);
     expect(m.actors.finalizeSuccess).toHaveBeenCalledTimes(1);
     expect(m.actions.recordSuccess).toHaveBeenCalledTimes(1);
-    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    expect(m.actions.reportFailure).not.toHaveBeenCalled();
     expect(m.actors.requestAbort).not.toHaveBeenCalled();
     expect(m.context()).toMatchObject({ mode: 'PreCopy', downtimeMs: 42, targetAddress: '10.0.0.9:49152', abortRequested: false });
     expect(m.context().failureReason).toBeUndefined();
@@ -72,11 +72,11 @@ describe('rejection', () => {
   it('fails a migration the limits cannot admit, without creating a target pod', () => {
     const m = startMigration();
     m.send({ type: 'REJECTED', reason: 'another migration job is in progress' });
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('another migration job is in progress');
     expect(m.actions.createTargetPod).not.toHaveBeenCalled();
-    expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
-    expect(m.actions.recordFailure.mock.calls[0]?.[0].context.failureReason).toBe('another migration job is in progress');
+    expect(m.actions.reportFailure).toHaveBeenCalledTimes(1);
+    expect(m.actions.reportFailure.mock.calls[0]?.[0].context.failureReason).toBe('another migration job is in progress');
   });
 
   it('ignores a late rejection once the migration is under way', () => {
@@ -93,10 +93,10 @@ describe('abort (VMIM deleted or ferry cancel)', () => {
     async (phase) => {
       const m = await inPhase(phase);
       m.send({ type: 'ABORT', reason: 'VMIM deleted' });
-      expect(m.value()).toBe('Failed');
+      expect(m.phase()).toBe('Failed');
       expect(m.context()).toMatchObject({ abortRequested: true, failureReason: 'aborted: VMIM deleted' });
       expect(m.actors.requestAbort).not.toHaveBeenCalled();
-      expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
+      expect(m.actions.reportFailure).toHaveBeenCalledTimes(1);
     },
   );
 
@@ -106,10 +106,10 @@ describe('abort (VMIM deleted or ferry cancel)', () => {
     expect(m.matches({ Running: 'aborting' })).toBe(true);
     expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
     expect(m.actors.requestAbort.mock.calls[0]?.[0]).toMatchObject({ abortRequested: true, abortReason: 'aborted: VMIM deleted' });
-    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    expect(m.actions.reportFailure).not.toHaveBeenCalled();
 
     m.send({ type: 'MIGRATION_ABORTED', reason: 'job cancelled' });
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('aborted: VMIM deleted');
   });
 
@@ -121,9 +121,9 @@ describe('abort (VMIM deleted or ferry cancel)', () => {
     expect(m.context().abortRequested).toBe(true);
 
     m.send({ type: 'MIGRATION_ABORTED', reason: 'job cancelled' });
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('aborted: ferry cancel');
-    expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
+    expect(m.actions.reportFailure).toHaveBeenCalledTimes(1);
   });
 
   it('during post-copy is recorded but not honoured: the guest already runs on the target', async () => {
@@ -181,7 +181,7 @@ describe('abort (VMIM deleted or ferry cancel)', () => {
     expect(m.value()).toBe('Succeeded');
     expect(m.context()).toMatchObject({ abortRequested: true, downtimeMs: 12 });
     expect(m.actions.recordSuccess).toHaveBeenCalledTimes(1);
-    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    expect(m.actions.reportFailure).not.toHaveBeenCalled();
     // No abort retries keep firing after the race is decided.
     await m.advance(60_000);
     expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
@@ -192,7 +192,7 @@ describe('target pod gone', () => {
   it.each(['Scheduling', 'Scheduled', 'PreparingTarget'] as const)('in %s fails the migration', async (phase) => {
     const m = await inPhase(phase);
     m.send({ type: 'TARGET_POD_GONE', reason: 'evicted' });
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('target pod is down: evicted');
     expect(m.actors.requestAbort).not.toHaveBeenCalled();
   });
@@ -215,7 +215,7 @@ describe('target pod gone', () => {
     m.send({ type: 'TARGET_POD_GONE', reason: 'node-b lost' });
     expect(m.matches({ Running: 'postCopy' })).toBe(true);
     m.send({ type: 'MIGRATION_FAILED', reason: 'post-copy failed: target lost' });
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('post-copy failed: target lost');
   });
 });
@@ -224,7 +224,7 @@ describe('VMI gone', () => {
   it.each(['Pending', 'Scheduling', 'Scheduled', 'PreparingTarget'] as const)('in %s fails the migration', async (phase) => {
     const m = await inPhase(phase);
     m.send({ type: 'VMI_GONE', reason: 'VMI default/vm-a deleted' });
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('VMI is gone: VMI default/vm-a deleted');
   });
 
@@ -234,7 +234,7 @@ describe('VMI gone', () => {
     expect(m.matches({ Running: 'aborting' })).toBe(true);
     expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
     m.send({ type: 'MIGRATION_FAILED', reason: 'domain shut down' });
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('domain shut down');
   });
 
@@ -254,7 +254,7 @@ describe('VMI gone', () => {
     await settle();
     expect(m.value()).toEqual({ Running: { completing: 'backoff' } });
     m.send({ type: 'VMI_GONE', reason: 'VMI default/vm-a deleted' });
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
   });
 });
 
@@ -262,9 +262,9 @@ describe('failures reported by the handlers', () => {
   it('fails with the source reason when the live migration fails', async () => {
     const m = await inPhase('Running');
     m.send({ type: 'MIGRATION_FAILED', reason: 'libvirt: connection reset' });
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('libvirt: connection reset');
-    expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
+    expect(m.actions.reportFailure).toHaveBeenCalledTimes(1);
   });
 
   it('fails with the source reason when the source aborted on its own', async () => {
@@ -289,7 +289,7 @@ describe('failures reported by the handlers', () => {
     const m = startMigration();
     m.actors.prepareTarget.mockRejectedValue(new Error('disk not attachable on node-b'));
     await m.toRunning();
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('target preparation failed: disk not attachable on node-b');
     expect(m.actors.startSource).not.toHaveBeenCalled();
   });
@@ -298,7 +298,7 @@ describe('failures reported by the handlers', () => {
     const m = startMigration();
     m.actors.startSource.mockRejectedValue(Object.assign(new Error('handler node-a refused start-source: no such domain'), { definite: true }));
     await m.toRunning();
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('source failed to start: handler node-a refused start-source: no such domain');
     expect(m.actors.inspect).not.toHaveBeenCalled();
   });
@@ -315,7 +315,7 @@ describe('uncertainty is a state, not a failure', () => {
     await settle();
     expect(m.actors.inspect).toHaveBeenCalledTimes(1);
     expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
-    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    expect(m.actions.reportFailure).not.toHaveBeenCalled();
     m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 7 });
     await settle();
     expect(m.value()).toBe('Succeeded');
@@ -342,7 +342,7 @@ describe('uncertainty is a state, not a failure', () => {
     expect(m.value()).toEqual({ Running: { resolving: 'confirming' } });
     await m.advance(5_000);
     expect(m.actors.inspect).toHaveBeenCalledTimes(2);
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('source failed to start: handler node-a did not answer start-source within 5000 ms');
   });
 
@@ -355,7 +355,7 @@ describe('uncertainty is a state, not a failure', () => {
     await settle();
     await m.advance(5_000);
     expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
-    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    expect(m.actions.reportFailure).not.toHaveBeenCalled();
   });
 
   it('keeps asking with back-off while nobody answers, reports once at the bound, and never fails on a silence', async () => {
@@ -380,12 +380,12 @@ describe('uncertainty is a state, not a failure', () => {
     for (let i = 0; i < 120; i++) await m.advance(5_000); // ten more minutes: reported once, still asking
     expect(m.actions.reportUnresolved).toHaveBeenCalledTimes(1);
     expect(m.phase()).toBe('Running');
-    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    expect(m.actions.reportFailure).not.toHaveBeenCalled();
     // A late answer still settles it.
     m.actors.inspect.mockResolvedValue({ kind: 'failed', why: 'the guest runs on the source' });
     await m.advance(5_000);
     await m.advance(5_000);
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
   });
 
   it('an abort answered "not-found" is not read as "nothing ran": it asks, and a guest on the target wins', async () => {
@@ -396,7 +396,7 @@ describe('uncertainty is a state, not a failure', () => {
     await settle();
     await settle();
     expect(m.value()).toBe('Succeeded');
-    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    expect(m.actions.reportFailure).not.toHaveBeenCalled();
   });
 
   it('an abort that finds the source still migrating goes back to aborting', async () => {
@@ -414,7 +414,7 @@ describe('uncertainty is a state, not a failure', () => {
     const m = await inPhase('Running');
     m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell whether it completed', uncertain: true });
     expect(m.matches({ Running: 'resolving' })).toBe(true);
-    expect(m.actions.recordFailure).not.toHaveBeenCalled();
+    expect(m.actions.reportFailure).not.toHaveBeenCalled();
   });
 
   it.each([['migrating'], ['aborting'], ['postCopy']] as const)('a lost source node in %s goes to the arbiter, which may decide from the target alone', async (sub) => {
@@ -430,7 +430,103 @@ describe('uncertainty is a state, not a failure', () => {
     expect(m.actors.inspect.mock.calls.at(-1)?.[0]).toMatchObject({ sourceLost: true });
     await settle();
     await m.advance(5_000);
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
+  });
+});
+
+describe('a result from the source', () => {
+  it.each([['migrating'], ['aborting'], ['resolving']] as const)('settles the migration from %s', async (sub) => {
+    const m = await inPhase('Running');
+    if (sub === 'aborting') m.send({ type: 'ABORT', reason: 'ferry cancel' });
+    if (sub === 'resolving') m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell whether it completed', uncertain: true });
+    expect(m.matches({ Running: sub })).toBe(true);
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 7 });
+    expect(m.matches({ Running: 'completing' })).toBe(true);
+    expect(m.context().downtimeMs).toBe(7);
+  });
+
+  it('changes nothing once the migration is completing', async () => {
+    const m = await inPhase('Running');
+    m.actors.finalizeSuccess.mockImplementation(never);
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 7 });
+    for (const ev of [{ type: 'MIGRATION_FAILED', reason: 'late' }, { type: 'MIGRATION_ABORTED', reason: 'late' }, { type: 'MIGRATION_FAILED', reason: 'cannot tell', uncertain: true }] as const) m.send(ev);
+    expect(m.matches({ Running: 'completing' })).toBe(true);
+    expect(m.context().failureReason).toBeUndefined();
+  });
+
+  it('an uncertain failure while resolving keeps it resolving', async () => {
+    const m = await inPhase('Running');
+    m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell whether it completed', uncertain: true });
+    m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell, again', uncertain: true });
+    expect(m.matches({ Running: 'resolving' })).toBe(true);
+    m.send({ type: 'MIGRATION_FAILED', reason: 'connection reset' });
+    expect(m.phase()).toBe('Failed');
+    expect(m.context().failureReason).toBe('connection reset');
+  });
+});
+
+describe('recording a failure', () => {
+  it('is an invoked actor: its failure is retried with growing back-off on the clock, and the chart rests only once it succeeds', async () => {
+    const m = await inPhase('Scheduling');
+    m.actors.recordFailure.mockRejectedValueOnce(new Error('etcdserver: request timed out')).mockRejectedValueOnce(new Error('etcdserver: request timed out'));
+    m.send({ type: 'TARGET_POD_GONE', reason: 'evicted' });
+    await settle();
+    expect(m.value()).toEqual({ Failed: 'backoff' });
+    expect(m.context()).toMatchObject({ failureRecords: 1, failureRecordError: 'etcdserver: request timed out' });
+    expect(m.actions.reportFailure).toHaveBeenCalledTimes(1);
+    await m.advance(TIMEOUTS.retryMs);
+    expect(m.actors.recordFailure).toHaveBeenCalledTimes(2);
+    expect(m.value()).toEqual({ Failed: 'backoff' });
+    // The second wait is twice the first.
+    await m.advance(TIMEOUTS.retryMs);
+    expect(m.actors.recordFailure).toHaveBeenCalledTimes(2);
+    await m.advance(TIMEOUTS.retryMs);
+    expect(m.actors.recordFailure).toHaveBeenCalledTimes(3);
+    expect(m.value()).toEqual({ Failed: 'recorded' });
+    // Reported once, however often it was retried.
+    expect(m.actions.reportFailure).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('a lost target node', () => {
+  it.each([['Scheduling'], ['Scheduled'], ['PreparingTarget']] as const)('in %s fails at once: nothing started on the source', async (phase) => {
+    const m = await inPhase(phase);
+    m.send({ type: 'TARGET_NODE_LOST', node: 'node-b', reason: 'target node node-b is lost' });
+    expect(m.phase()).toBe('Failed');
+    expect(m.context()).toMatchObject({ targetLost: true, failureReason: 'target node node-b is lost' });
+    expect(m.actors.requestAbort).not.toHaveBeenCalled();
+  });
+
+  it.each([['TargetReady'], ['Running']] as const)('in %s has the source cancel, and fails once it confirms', async (phase) => {
+    const m = await inPhase(phase);
+    m.send({ type: 'TARGET_NODE_LOST', node: 'node-b', reason: 'target node node-b is lost' });
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
+    expect(m.actors.requestAbort).toHaveBeenCalledTimes(1);
+    m.send({ type: 'MIGRATION_ABORTED', reason: 'cancelled' });
+    expect(m.phase()).toBe('Failed');
+    expect(m.context().failureReason).toBe('target node node-b is lost');
+  });
+
+  it('in post-copy is only noted: the guest ran on the target and nothing is removed on a guess', async () => {
+    const m = startMigration(migrationInput({ allowPostCopy: true, memoryBytes: gib(1) }, { progressMs: 0 }));
+    await m.toRunning();
+    await m.advance(150_000);
+    await settle();
+    expect(m.matches({ Running: 'postCopy' })).toBe(true);
+    m.send({ type: 'TARGET_NODE_LOST', node: 'node-b', reason: 'target node node-b is lost' });
+    expect(m.matches({ Running: 'postCopy' })).toBe(true);
+    expect(m.context().targetLost).toBe(true);
+    expect(m.actors.requestAbort).not.toHaveBeenCalled();
+  });
+
+  it('while resolving, a source found still streaming is told to stop', async () => {
+    const m = await inPhase('Running');
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'migrating', why: 'running', sourceJob: 'running' });
+    m.send({ type: 'MIGRATION_FAILED', reason: 'cannot tell whether it completed', uncertain: true });
+    m.send({ type: 'TARGET_NODE_LOST', node: 'node-b', reason: 'target node node-b is lost' });
+    await settle();
+    await settle();
+    expect(m.matches({ Running: 'aborting' })).toBe(true);
   });
 });
 

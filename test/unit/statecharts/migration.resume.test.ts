@@ -31,7 +31,7 @@ describe('resuming after a controller restart', () => {
     await m.advance(900_000 - 1);
     expect(m.phase()).toBe('Scheduling');
     await m.advance(1);
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
   });
 
   it('resumes Scheduled by repeating the hand-off', async () => {
@@ -111,12 +111,15 @@ describe('resuming after a controller restart', () => {
     expect(m.actions.recordSuccess).toHaveBeenCalledTimes(1);
   });
 
-  it('resumes Failed by recording the failure again, with the recorded reason', () => {
+  it('resumes Failed by recording the failure again, with the recorded reason', async () => {
     const m = startMigration(migrationInput({ resumePhase: 'Failed', failureReason: 'target pod is down: evicted' }));
-    expect(m.value()).toBe('Failed');
-    expect(m.actor.getSnapshot().status).toBe('done');
-    expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
-    expect(m.actions.recordFailure.mock.calls[0]?.[0].context.failureReason).toBe('target pod is down: evicted');
+    expect(m.phase()).toBe('Failed');
+    await settle();
+    expect(m.value()).toEqual({ Failed: 'recorded' });
+    expect(m.actors.recordFailure).toHaveBeenCalledTimes(1);
+    expect(m.actors.recordFailure.mock.calls[0]?.[0]).toMatchObject({ failureReason: 'target pod is down: evicted' });
+    expect(m.actions.reportFailure).toHaveBeenCalledTimes(1);
+    expect(m.actions.reportFailure.mock.calls[0]?.[0].context.failureReason).toBe('target pod is down: evicted');
     expect(m.actions.createTargetPod).not.toHaveBeenCalled();
   });
 
@@ -124,7 +127,7 @@ describe('resuming after a controller restart', () => {
     const m = startMigration(migrationInput({ resumePhase: 'PreparingTarget', ...recorded }));
     // The abort lands before the (repeated) preparation answers.
     m.send({ type: 'ABORT', reason: 'VMIM deleted' });
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('aborted: VMIM deleted');
   });
 });

@@ -16,9 +16,9 @@ describe('target pod unschedulable', () => {
     await m.advance(300_000 - 1);
     expect(m.phase()).toBe('Scheduling');
     await m.advance(1);
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('target pod unschedulable for 300s: 0/3 nodes are available: insufficient memory');
-    expect(m.actions.recordFailure).toHaveBeenCalledTimes(1);
+    expect(m.actions.reportFailure).toHaveBeenCalledTimes(1);
   });
 
   it('does not restart the window on repeated complaints, but reports the latest one', async () => {
@@ -28,7 +28,7 @@ describe('target pod unschedulable', () => {
     await m.advance(200_000);
     m.send({ type: 'TARGET_POD_UNSCHEDULABLE', message: 'node(s) had untolerated taint' });
     await m.advance(100_000);
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('target pod unschedulable for 300s: node(s) had untolerated taint');
   });
 
@@ -56,7 +56,7 @@ describe('target pod pending', () => {
     await m.advance(900_000 - 450_000 - 1);
     expect(m.phase()).toBe('Scheduling');
     await m.advance(1);
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('target pod did not become ready within 900s');
   });
 
@@ -83,7 +83,7 @@ describe('target ready', () => {
     expect(m.phase()).toBe('Scheduled');
     expect(m.actors.handOff.mock.calls.length).toBeGreaterThan(20);
     await m.advance(1);
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('target was not handed off within 60s (last error: admission webhook denied the VMI update)');
   });
 
@@ -111,7 +111,7 @@ describe('target ready', () => {
     await m.advance(60_000 - 1);
     expect(m.phase()).toBe('PreparingTarget');
     await m.advance(1);
-    expect(m.value()).toBe('Failed');
+    expect(m.phase()).toBe('Failed');
     expect(m.context().failureReason).toBe('target was not ready within 60s');
     expect(m.actors.startSource).not.toHaveBeenCalled();
   });

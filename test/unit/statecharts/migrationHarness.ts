@@ -79,7 +79,7 @@ export function startMigration(input: MigrationInput = migrationInput(), first: 
   const actions = {
     createTargetPod: actionMock(),
     recordSuccess: actionMock(),
-    recordFailure: actionMock(),
+    reportFailure: actionMock(),
     reportUnresolved: actionMock(),
   };
   const actors = {
@@ -91,6 +91,7 @@ export function startMigration(input: MigrationInput = migrationInput(), first: 
     startPostCopy: jest.fn(async (_input: MigrationActorInput): Promise<void> => {}),
     // By default nobody answers: the chart must keep asking.
     inspect: jest.fn(async (_input: MigrationActorInput): Promise<Inspection> => ({ kind: 'unknown', why: 'no handler answered' })),
+    recordFailure: jest.fn(async (_input: MigrationActorInput): Promise<void> => {}),
   };
 
   if (first.inspect) actors.inspect.mockResolvedValueOnce(first.inspect);
@@ -104,6 +105,7 @@ export function startMigration(input: MigrationInput = migrationInput(), first: 
       requestAbort: fromPromise<AbortAnswer, MigrationActorInput>(({ input }) => actors.requestAbort(input)),
       startPostCopy: fromPromise<void, MigrationActorInput>(({ input }) => actors.startPostCopy(input)),
       inspect: fromPromise<Inspection, MigrationActorInput>(({ input }) => actors.inspect(input)),
+      recordFailure: fromPromise<void, MigrationActorInput>(({ input }) => actors.recordFailure(input)),
     },
   });
 

@@ -168,11 +168,10 @@ export class Admission {
     for (const s of pending) {
       const why = decision.waiting[s.uid];
       if (why && why !== s.waitingReason) {
-        s.waitingReason = why;
         this.d.metrics?.admission('queued', waitingReasonClass(why));
-        s.event('Normal', 'Queued', `Waiting to start: ${why}`);
         s.log.info({ reason: why }, 'migration queued');
       }
+      if (why) s.waiting(why, waitingReasonClass(why));
     }
     for (const r of running) {
       const t = this.d.find(r.id);

@@ -35,13 +35,23 @@ import type { Tracked } from './tracked.js';
 import { NodeLiveness } from './nodeLiveness.js';
 import { factOf } from './facts.js';
 
+
+/**
+ * Progress reaches VMIM status at most this often (`ferry status` shows it
+ * within a few seconds); the bus carries it every second. Progress between
+ * writes rides on the next phase write.
+ */
+const PROGRESS_WRITE_INTERVAL_MS = 3000;
+/** Phase steps this close together (target pod scheduled, prepared, started) go out in one status write. */
+const PHASE_COALESCE_MS = 300;
+
 export interface ControllerOptions {
   kube: KubeClient;
   nc: NatsConnection;
   log: Logger;
   config?: FerryConfig;
   clock?: Clock;
-  /** How often progress is written to VMIM status (the bus carries it more often). */
+  /** How often progress is written to VMIM status (the bus carries it more often). Default 3000. */
   progressWriteIntervalMs?: number;
   metrics?: ControllerMetrics;
   /**
@@ -168,7 +178,6 @@ export class MigrationController {
       log: this.log,
       find: (uid) => this.tracked.get(uid),
       vmims: () => this.vmims?.list() ?? [],
-      progressWriteIntervalMs: opts.progressWriteIntervalMs,
       rebalance: () => this.admission.schedule(),
     });
     this.queue = new Workqueue((key) => this.reconcile(key), {
@@ -294,7 +303,10 @@ export class MigrationController {
     await this.results?.stop();
     this.progressSub?.unsubscribe();
     this.heartbeatSub?.unsubscribe();
-    for (const t of this.tracked.values()) t.actor.stop();
+    for (const t of this.tracked.values()) {
+      t.actor.stop();
+      t.writer.close();
+    }
     this.tracked.clear();
     for (const inf of this.informers) await inf.stop();
   }
@@ -399,7 +411,7 @@ export class MigrationController {
         // Over, and nothing left to write it on: let it go (the final phase requeues this key).
         t.actor.stop();
         this.tracked.delete(t.session.uid);
-        this.bus.forget(t.session.uid);
+        t.writer.close();
         return;
       }
       t.actor.send({ type: 'ABORT', reason: 'VMIM was deleted' });
@@ -436,7 +448,7 @@ export class MigrationController {
       if (t) {
         t.actor.stop();
         this.tracked.delete(uid);
-        this.bus.forget(uid);
+        t.writer.close();
       }
       return;
     }
@@ -491,7 +503,12 @@ export class MigrationController {
     const vmi = this.getVmi(vmim.metadata.namespace ?? 'default', vmim.spec.vmiName);
     const policy = vmi ? this.policyFor(vmi) : undefined;
     const session = new MigrationSession(this.env, vmim, vmi, { name: policy?.metadata.name, effective: effectiveConfiguration(this.migrationConfig, policy) });
-    const writer = new StatusWriter(this.kube, vmim, session.logBase, () => this.getVmi(session.namespace, session.vmiName), { clock: this.clock, fence: this.env.fence });
+    const writer = new StatusWriter(this.kube, vmim, session.logBase, () => this.getVmi(session.namespace, session.vmiName), {
+      clock: this.clock,
+      fence: this.env.fence,
+      progressIntervalMs: this.opts.progressWriteIntervalMs ?? PROGRESS_WRITE_INTERVAL_MS,
+      coalesceMs: PHASE_COALESCE_MS,
+    });
     const migrationTrace = new MigrationTrace({ uid: session.uid, namespace: session.namespace, name: session.name, vmi: session.vmiName, createdMs: session.enqueuedAt }, this.clock.now());
     session.trace = migrationTrace;
     const cfg = session.effective;

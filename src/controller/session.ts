@@ -284,9 +284,8 @@ export class MigrationSession {
       if (statusCode(err) === 409) return; // ours, from an earlier try whose answer was lost
       throw err;
     }
-    const on = this.targetConstraint();
-    this.event('Normal', 'SuccessfulCreate', `Created migration target pod ${this.namespace}/${created.metadata?.name ?? '?'}${on ? ` on ${on}` : ''}`);
-    this.log.info({ targetPod: created.metadata?.name }, 'created target pod');
+    // No Event of its own: the `Migrating` one names the pod, and a pod that cannot start has the scheduler's.
+    this.log.info({ targetPod: created.metadata?.name, on: this.targetConstraint() }, 'created target pod');
   }
 
   /**
@@ -390,7 +389,7 @@ export class MigrationSession {
       throw new Error(`source ${sourceNode} reports migration ${this.uid} as ${reply.state}, not running`);
     }
     this.log.info({ reply: reply.state, bandwidth }, 'source migration started');
-    this.event('Normal', 'Migrating', `Migrating ${this.vmiKey} from ${sourceNode} to ${targetNode}`);
+    this.event('Normal', 'Migrating', `Migrating ${this.vmiKey} from ${sourceNode} to ${targetNode}${facts.targetPod ? ` (target pod ${this.namespace}/${facts.targetPod})` : ''}`);
   }
 
   /** Asks the source to cancel its job; the answer (not the silence) decides what the chart does next. */

@@ -131,6 +131,8 @@ export class StatusWriter {
         return;
       }
       const progress = this.takeProgress();
+      // This write shows where the migration is: the next progress write can wait its full interval.
+      this.lastProgressWrite = this.clock.now();
       const failureReason = [...batch].reverse().find((b) => b.info.failureReason)?.info.failureReason;
       const landed = await this.update((cur) => {
         const next: Status = { ...cur };

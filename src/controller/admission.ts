@@ -179,7 +179,7 @@ export class Admission {
       if (!t || bw === undefined) continue;
       t.session.allottedBandwidth = bw;
       const applied = t.session.appliedBandwidth;
-      if (!t.session.sourceStarted || t.session.phase !== 'Running' || t.session.bandwidthInFlight !== undefined) continue;
+      if (!t.session.sourceStarted || t.session.sourceEnded || t.session.phase !== 'Running' || t.session.bandwidthInFlight !== undefined) continue;
       // A raise only into room others have acknowledged giving up; the next pass raises the rest.
       const target = t.session.targetNode ?? t.session.pinnedTarget;
       const next = applied !== undefined && bw > applied && t.session.sourceNode && target

@@ -36,6 +36,7 @@ export class BusBridge {
     const dirtyChanged = Math.abs(m.stats.dirtyRate - s.lastDirtyRate) > Math.max(1, s.lastDirtyRate * 0.1);
     s.lastDirtyRate = m.stats.dirtyRate;
     s.lastRemaining = m.stats.dataRemaining;
+    if (m.stats.phase !== 'running') s.sourceEnded = true;
     t.actor.send({ type: 'PROGRESS', stats: m.stats });
     const downtime = downtimeForIteration(m.stats.iteration, { baseMs: this.d.config.maxDowntimeMs, ...this.d.config.downtimeSteps });
     if (m.stats.phase === 'running' && m.stats.mode === 'PreCopy' && downtime > s.appliedDowntimeMs) {
@@ -59,6 +60,8 @@ export class BusBridge {
       this.d.log.info({ uid: m.migrationUid, outcome: m.outcome }, 'result for a finished or unknown migration; terminated');
       return 'term';
     }
+    // An outcome the source is sure of: its job is over. 'unknown' (or an uncertain failure) may still be sending.
+    if (m.outcome === 'completed' || m.outcome === 'aborted' || (m.outcome !== 'unknown' && !isUncertainFailure(m.reason ?? ''))) t.session.sourceEnded = true;
     // The last figures ride on the final phase's write.
     t.writer.progress(m.stats, { hold: true });
     if (m.outcome === 'completed') t.actor.send({ type: 'MIGRATION_COMPLETED', mode: m.mode, downtimeMs: m.downtimeMs ?? 0 });

@@ -91,10 +91,12 @@ export class MigrationSession {
 
   /** The most this migration may be sending now, as far as the controller can know. */
   mayBeSending(): number {
-    if (!this.sourceStarted || FINAL_PHASES.has(this.phase)) return 0;
+    if (!this.sourceStarted || this.sourceEnded || FINAL_PHASES.has(this.phase)) return 0;
     return Math.max(this.appliedBandwidth ?? 0, this.bandwidthInFlight ?? 0);
   }
   sourceStarted = false;
+  /** The source reported its job over (progress or result): it sends nothing more, and has no job to steer. */
+  sourceEnded = false;
   lastDirtyRate = 0;
   lastRemaining: number | undefined;
   memoryBytes: number;
@@ -439,7 +441,7 @@ export class MigrationSession {
   }
 
   async setBandwidth(bytesPerSecond: number): Promise<void> {
-    if (!this.sourceNode || !this.sourceStarted) return;
+    if (!this.sourceNode || !this.sourceStarted || this.sourceEnded) return;
     this.bandwidthInFlight = bytesPerSecond;
     try {
       await this.command(this.sourceNode, 'set-bandwidth', { ...this.ref, bytesPerSecond });

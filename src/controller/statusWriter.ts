@@ -236,6 +236,12 @@ export class StatusWriter {
   close(): void {
     if (this.progressTimer !== undefined) this.clock.clearTimeout(this.progressTimer);
     this.progressTimer = undefined;
+    if (this.flushTimer !== undefined) {
+      // Nobody writes for this migration any more: phases still waiting for the window go out now.
+      this.clock.clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+      void this.run(() => this.flushPhases()).catch(() => undefined);
+    }
   }
 
   /** Runs `task` in this migration's write order. */

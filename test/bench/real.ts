@@ -10,6 +10,8 @@ import { scenarioFerryConfig } from '../../src/devcluster/scenarioSeed.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import type { Scenario } from '../../src/devcluster/scenarioFile.js';
 import type { Logger } from '../../src/util/log.js';
+// @ts-expect-error -- plain ESM helper shared with the jest setup (no types)
+import { ensureBuilt } from '../support/ensureBuilt.mjs';
 
 /**
  * The scenario's drain through the real control plane: the embedded API
@@ -227,11 +229,16 @@ async function startControllerProcess(dir: string, config: object, natsUrl: stri
   writeFileSync(cfg, toYaml(config));
   const logFile = path.join(dir, 'controller.log');
   const out = openSync(logFile, 'w');
-  const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+  // As shipped (the image runs bin/ferry.js on the dist/ bundle): the sources through tsx cost the
+  // process its transpiler and source maps, well over 100 MB of RSS that no deployment carries.
+  // FERRY_BENCH_CONTROLLER_FROM_SOURCE=1 runs src/ instead (readable CPU profiles).
+  const fromSource = process.env['FERRY_BENCH_CONTROLLER_FROM_SOURCE'] === '1';
+  if (!fromSource) ensureBuilt();
+  const entry = fromSource ? ['--import', 'tsx', fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url))] : [fileURLToPath(new URL('../../bin/ferry.js', import.meta.url))];
   const child = spawn(
     process.execPath,
     // FERRY_BENCH_CONTROLLER_NODE_OPTIONS: extra node flags for the controller (e.g. --cpu-prof --cpu-prof-dir=DIR).
-    [...(process.env['FERRY_BENCH_CONTROLLER_NODE_OPTIONS']?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', main, 'controller', '--kubeconfig', path.join(dir, 'kubeconfig'), '--nats', natsUrl, '--config', cfg, '--no-leader-elect', '--metrics-port', '0'],
+    [...(process.env['FERRY_BENCH_CONTROLLER_NODE_OPTIONS']?.split(' ').filter(Boolean) ?? []), ...entry, 'controller', '--kubeconfig', path.join(dir, 'kubeconfig'), '--nats', natsUrl, '--config', cfg, '--no-leader-elect', '--metrics-port', '0'],
     { stdio: ['ignore', out, out] },
   );
   const deadline = Date.now() + 60_000;

@@ -97,9 +97,8 @@ export class Admission {
   nodeStates(): NodeState[] {
     const out: NodeState[] = [];
     for (const raw of this.d.nodes()) {
-      const r = parseObject(Node, raw);
-      if (!r.ok) continue;
-      const n = r.value;
+      const n = parsedNode(raw);
+      if (!n) continue;
       const ready = (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
       const st: NodeState = { name: n.metadata.name, schedulable: ready && !n.spec?.unschedulable };
       const nic = n.metadata.annotations?.[this.d.config.limits.nicCapacityAnnotation];
@@ -234,4 +233,21 @@ export class Admission {
 function capOf(bandwidthPerMigration: number): number {
   const MiB = 1024 * 1024;
   return Math.floor(bandwidthPerMigration / MiB) * MiB;
+}
+
+/**
+ * Admission reads every node on every pass (and the start path on every
+ * headroom poll): parse each cached object once. The informer replaces an
+ * object when its version changes, so the raw object is the key.
+ */
+const parsedNodes = new WeakMap<object, Node | null>();
+function parsedNode(raw: unknown): Node | undefined {
+  if (!raw || typeof raw !== 'object') return undefined;
+  let n = parsedNodes.get(raw);
+  if (n === undefined) {
+    const r = parseObject(Node, raw);
+    n = r.ok ? r.value : null;
+    parsedNodes.set(raw, n);
+  }
+  return n ?? undefined;
 }

@@ -2,7 +2,7 @@ import { Node } from '../api/core.js';
 import { parseObject } from '../api/meta.js';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { parseQuantity } from '../api/quantity.js';
-import type { VirtualMachineInstance } from '../api/vmi.js';
+import { Labels, type VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES } from '../api/vmim.js';
 import type { FerryConfig } from '../config/ferryConfig.js';
 import { decide } from '../limits/decide.js';
@@ -29,6 +29,8 @@ export interface AdmissionDeps {
   vmi: (namespace: string, name: string) => VirtualMachineInstance | undefined;
   /** The Node cache's objects. */
   nodes: () => readonly unknown[];
+  /** The launcher pods' cache objects (what the scheduler counts against a node's memory, as far as Ferry sees). */
+  pods?: () => readonly unknown[];
   synced: () => boolean;
   stopped: () => boolean;
 }
@@ -94,8 +96,9 @@ export class Admission {
     });
   }
 
-  nodeStates(): NodeState[] {
+  nodeStates(withMemory = false): NodeState[] {
     const out: NodeState[] = [];
+    const used = withMemory ? this.memoryInUse() : undefined;
     for (const raw of this.d.nodes()) {
       const n = parsedNode(raw);
       if (!n) continue;
@@ -105,9 +108,37 @@ export class Admission {
       if (nic) {
         try { st.nicCapacity = parseQuantity(nic); } catch { this.d.log.warn({ node: n.metadata.name, nic }, 'ignoring unparsable NIC capacity annotation'); }
       }
+      const alloc = used ? allocatableMemory(raw) : undefined;
+      if (alloc !== undefined) st.freeMemory = alloc - (used!.get(n.metadata.name) ?? 0);
       out.push(st);
     }
     return out;
+  }
+
+  /**
+   * Memory the scheduler will count on each node: the launcher pods bound
+   * there, and the target pods of started migrations not bound yet (placement
+   * pinned them; without this a burst of starts would pick the same roomy node
+   * for all and the scheduler would refuse the ones past its memory, leaving
+   * them unschedulable until their timeout). Pods Ferry does not watch are the
+   * scheduler's to count: it remains the arbiter.
+   */
+  private memoryInUse(): Map<string, number> {
+    const used = new Map<string, number>();
+    const bound = new Set<string>();
+    for (const raw of this.d.pods?.() ?? []) {
+      const p = podMemory(raw);
+      if (!p?.node) continue;
+      used.set(p.node, (used.get(p.node) ?? 0) + p.bytes);
+      if (p.migration) bound.add(p.migration);
+    }
+    for (const t of this.d.tracked()) {
+      const s = t.session;
+      if (s.phase === 'Pending' || FINAL_PHASES.has(s.phase) || bound.has(s.uid)) continue;
+      const target = s.targetNode ?? s.pinnedTarget;
+      if (target) used.set(target, (used.get(target) ?? 0) + s.memoryBytes);
+    }
+    return used;
   }
 
   /**
@@ -150,7 +181,7 @@ export class Admission {
       }
     }
     if (running.length === 0 && queued.length === 0) return;
-    const nodes = this.nodeStates();
+    const nodes = this.nodeStates(true);
     const config = this.limitsConfig();
     const decision = decide({ config, nodes, running, queued, now: this.d.clock.now() });
     this.admitUnplaceable(decision, pending, running, nodes, config);
@@ -250,4 +281,47 @@ function parsedNode(raw: unknown): Node | undefined {
     parsedNodes.set(raw, n);
   }
   return n ?? undefined;
+}
+
+/** A node's allocatable memory (its capacity when it states none); undefined when it says neither. */
+function allocatableMemory(raw: unknown): number | undefined {
+  const st = (raw as { status?: { allocatable?: Record<string, unknown>; capacity?: Record<string, unknown> } }).status;
+  const q = st?.allocatable?.['memory'] ?? st?.capacity?.['memory'];
+  if (typeof q !== 'string' && typeof q !== 'number') return undefined;
+  try {
+    return parseQuantity(q);
+  } catch {
+    return undefined;
+  }
+}
+
+interface PodMemory {
+  node: string | undefined;
+  bytes: number;
+  /** The migration whose target this pod is, if it is one. */
+  migration: string | undefined;
+}
+
+/** A launcher pod's memory requests and node, read once per object version; undefined once it has ended. */
+const podMemories = new WeakMap<object, PodMemory | null>();
+function podMemory(raw: unknown): PodMemory | undefined {
+  if (!raw || typeof raw !== 'object') return undefined;
+  let m = podMemories.get(raw);
+  if (m === undefined) {
+    const p = raw as { metadata?: { labels?: Record<string, string> }; spec?: { nodeName?: string; containers?: Array<{ resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> } }> }; status?: { phase?: string } };
+    const phase = p.status?.phase;
+    if (phase === 'Succeeded' || phase === 'Failed') m = null;
+    else {
+      let bytes = 0;
+      for (const c of p.spec?.containers ?? []) {
+        const q = c.resources?.requests?.['memory'] ?? c.resources?.limits?.['memory'];
+        if (typeof q === 'string' || typeof q === 'number') {
+          try { bytes += parseQuantity(q); } catch { /* the scheduler reports a pod it cannot read */ }
+        }
+      }
+      m = { node: p.spec?.nodeName, bytes, migration: p.metadata?.labels?.[Labels.migrationJobUID] };
+    }
+    podMemories.set(raw, m);
+  }
+  return m ?? undefined;
 }

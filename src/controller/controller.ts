@@ -169,6 +169,7 @@ export class MigrationController {
       find: (uid) => this.tracked.get(uid),
       vmi: (ns, name) => this.getVmi(ns, name),
       nodes: () => this.nodes?.list() ?? [],
+      pods: () => this.pods?.list() ?? [],
       synced: () => this.vmims?.synced() ?? false,
       stopped: () => this.stopped,
     });

@@ -42,8 +42,8 @@ import { factOf } from './facts.js';
  * writes rides on the next phase write.
  */
 const PROGRESS_WRITE_INTERVAL_MS = 3000;
-/** Phase steps this close together (target pod scheduled, prepared, started) go out in one status write. */
-const PHASE_COALESCE_MS = 300;
+/** Phase steps within this of the first (target pod scheduled, prepared, started) go out in one status write; each keeps its own time. */
+const PHASE_COALESCE_MS = 1000;
 
 export interface ControllerOptions {
   kube: KubeClient;

@@ -42,8 +42,12 @@ import { factOf } from './facts.js';
  * writes rides on the next phase write.
  */
 const PROGRESS_WRITE_INTERVAL_MS = 3000;
-/** Phase steps within this of the first (target pod scheduled, prepared, started) go out in one status write; each keeps its own time. */
-const PHASE_COALESCE_MS = 1000;
+/**
+ * Phase steps are not held back to be merged: a restarted controller resumes
+ * from the phase last written, so each goes out as soon as the write before it
+ * has landed (steps that arrive while one is in flight share the next write).
+ */
+const PHASE_COALESCE_MS = 0;
 
 export interface ControllerOptions {
   kube: KubeClient;

@@ -2,7 +2,7 @@ import { Node } from '../api/core.js';
 import { parseObject } from '../api/meta.js';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { parseQuantity } from '../api/quantity.js';
-import type { VirtualMachineInstance } from '../api/vmi.js';
+import { Labels, type VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES } from '../api/vmim.js';
 import type { FerryConfig } from '../config/ferryConfig.js';
 import { decide } from '../limits/decide.js';
@@ -29,6 +29,8 @@ export interface AdmissionDeps {
   vmi: (namespace: string, name: string) => VirtualMachineInstance | undefined;
   /** The Node cache's objects. */
   nodes: () => readonly unknown[];
+  /** The launcher pods' cache objects (what the scheduler counts against a node's memory, as far as Ferry sees). */
+  pods?: () => readonly unknown[];
   synced: () => boolean;
   stopped: () => boolean;
 }
@@ -94,21 +96,49 @@ export class Admission {
     });
   }
 
-  nodeStates(): NodeState[] {
+  nodeStates(withMemory = false): NodeState[] {
     const out: NodeState[] = [];
+    const used = withMemory ? this.memoryInUse() : undefined;
     for (const raw of this.d.nodes()) {
-      const r = parseObject(Node, raw);
-      if (!r.ok) continue;
-      const n = r.value;
+      const n = parsedNode(raw);
+      if (!n) continue;
       const ready = (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
       const st: NodeState = { name: n.metadata.name, schedulable: ready && !n.spec?.unschedulable };
       const nic = n.metadata.annotations?.[this.d.config.limits.nicCapacityAnnotation];
       if (nic) {
         try { st.nicCapacity = parseQuantity(nic); } catch { this.d.log.warn({ node: n.metadata.name, nic }, 'ignoring unparsable NIC capacity annotation'); }
       }
+      const alloc = used ? allocatableMemory(raw) : undefined;
+      if (alloc !== undefined) st.freeMemory = alloc - (used!.get(n.metadata.name) ?? 0);
       out.push(st);
     }
     return out;
+  }
+
+  /**
+   * Memory the scheduler will count on each node: the launcher pods bound
+   * there, and the target pods of started migrations not bound yet (placement
+   * pinned them; without this a burst of starts would pick the same roomy node
+   * for all and the scheduler would refuse the ones past its memory, leaving
+   * them unschedulable until their timeout). Pods Ferry does not watch are the
+   * scheduler's to count: it remains the arbiter.
+   */
+  private memoryInUse(): Map<string, number> {
+    const used = new Map<string, number>();
+    const bound = new Set<string>();
+    for (const raw of this.d.pods?.() ?? []) {
+      const p = podMemory(raw);
+      if (!p?.node) continue;
+      used.set(p.node, (used.get(p.node) ?? 0) + p.bytes);
+      if (p.migration) bound.add(p.migration);
+    }
+    for (const t of this.d.tracked()) {
+      const s = t.session;
+      if (s.phase === 'Pending' || FINAL_PHASES.has(s.phase) || bound.has(s.uid)) continue;
+      const target = s.targetNode ?? s.pinnedTarget;
+      if (target) used.set(target, (used.get(target) ?? 0) + s.memoryBytes);
+    }
+    return used;
   }
 
   /**
@@ -151,7 +181,7 @@ export class Admission {
       }
     }
     if (running.length === 0 && queued.length === 0) return;
-    const nodes = this.nodeStates();
+    const nodes = this.nodeStates(true);
     const config = this.limitsConfig();
     const decision = decide({ config, nodes, running, queued, now: this.d.clock.now() });
     this.admitUnplaceable(decision, pending, running, nodes, config);
@@ -168,11 +198,10 @@ export class Admission {
     for (const s of pending) {
       const why = decision.waiting[s.uid];
       if (why && why !== s.waitingReason) {
-        s.waitingReason = why;
         this.d.metrics?.admission('queued', waitingReasonClass(why));
-        s.event('Normal', 'Queued', `Waiting to start: ${why}`);
         s.log.info({ reason: why }, 'migration queued');
       }
+      if (why) s.waiting(why, waitingReasonClass(why));
     }
     for (const r of running) {
       const t = this.d.find(r.id);
@@ -180,7 +209,7 @@ export class Admission {
       if (!t || bw === undefined) continue;
       t.session.allottedBandwidth = bw;
       const applied = t.session.appliedBandwidth;
-      if (!t.session.sourceStarted || t.session.phase !== 'Running' || t.session.bandwidthInFlight !== undefined) continue;
+      if (!t.session.sourceStarted || t.session.sourceEnded || t.session.phase !== 'Running' || t.session.bandwidthInFlight !== undefined) continue;
       // A raise only into room others have acknowledged giving up; the next pass raises the rest.
       const target = t.session.targetNode ?? t.session.pinnedTarget;
       const next = applied !== undefined && bw > applied && t.session.sourceNode && target
@@ -235,4 +264,64 @@ export class Admission {
 function capOf(bandwidthPerMigration: number): number {
   const MiB = 1024 * 1024;
   return Math.floor(bandwidthPerMigration / MiB) * MiB;
+}
+
+/**
+ * Admission reads every node on every pass (and the start path on every
+ * headroom poll): parse each cached object once. The informer replaces an
+ * object when its version changes, so the raw object is the key.
+ */
+const parsedNodes = new WeakMap<object, Node | null>();
+function parsedNode(raw: unknown): Node | undefined {
+  if (!raw || typeof raw !== 'object') return undefined;
+  let n = parsedNodes.get(raw);
+  if (n === undefined) {
+    const r = parseObject(Node, raw);
+    n = r.ok ? r.value : null;
+    parsedNodes.set(raw, n);
+  }
+  return n ?? undefined;
+}
+
+/** A node's allocatable memory (its capacity when it states none); undefined when it says neither. */
+function allocatableMemory(raw: unknown): number | undefined {
+  const st = (raw as { status?: { allocatable?: Record<string, unknown>; capacity?: Record<string, unknown> } }).status;
+  const q = st?.allocatable?.['memory'] ?? st?.capacity?.['memory'];
+  if (typeof q !== 'string' && typeof q !== 'number') return undefined;
+  try {
+    return parseQuantity(q);
+  } catch {
+    return undefined;
+  }
+}
+
+interface PodMemory {
+  node: string | undefined;
+  bytes: number;
+  /** The migration whose target this pod is, if it is one. */
+  migration: string | undefined;
+}
+
+/** A launcher pod's memory requests and node, read once per object version; undefined once it has ended. */
+const podMemories = new WeakMap<object, PodMemory | null>();
+function podMemory(raw: unknown): PodMemory | undefined {
+  if (!raw || typeof raw !== 'object') return undefined;
+  let m = podMemories.get(raw);
+  if (m === undefined) {
+    const p = raw as { metadata?: { labels?: Record<string, string> }; spec?: { nodeName?: string; containers?: Array<{ resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> } }> }; status?: { phase?: string } };
+    const phase = p.status?.phase;
+    if (phase === 'Succeeded' || phase === 'Failed') m = null;
+    else {
+      let bytes = 0;
+      for (const c of p.spec?.containers ?? []) {
+        const q = c.resources?.requests?.['memory'] ?? c.resources?.limits?.['memory'];
+        if (typeof q === 'string' || typeof q === 'number') {
+          try { bytes += parseQuantity(q); } catch { /* the scheduler reports a pod it cannot read */ }
+        }
+      }
+      m = { node: p.spec?.nodeName, bytes, migration: p.metadata?.labels?.[Labels.migrationJobUID] };
+    }
+    podMemories.set(raw, m);
+  }
+  return m ?? undefined;
 }

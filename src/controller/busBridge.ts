@@ -17,8 +17,6 @@ export interface BusBridgeDeps {
   find: (uid: string) => Tracked | undefined;
   /** The VMIM cache's objects (a result may arrive before its migration is tracked). */
   vmims: () => readonly KubernetesObject[];
-  /** How often progress is written to VMIM status (the bus carries it more often). */
-  progressWriteIntervalMs?: number | undefined;
   /** Asks admission to re-balance bandwidth (a dirty rate moved). */
   rebalance: () => void;
   /** Counts a result ignored because it did not come from its migration's source node. */
@@ -26,20 +24,13 @@ export interface BusBridgeDeps {
 }
 
 /**
- * From the bus to the charts: progress (lossy, throttled into VMIM status, live
+ * From the bus to the charts: progress (lossy, into VMIM status through its writer, live
  * downtime stepping) and results (JetStream; acknowledged only once the outcome
  * is persisted, so a crash in between redelivers it).
  */
 export class BusBridge {
   constructor(private readonly d: BusBridgeDeps) {}
 
-  /** Drops what was kept for a migration no longer followed. */
-  forget(uid: string): void {
-    this.lastProgressWrite.delete(uid);
-  }
-
-
-  private readonly lastProgressWrite = new Map<string, number>();
 
   onProgress(m: ProgressMessage): void {
     const t = this.d.find(m.migrationUid);
@@ -48,17 +39,14 @@ export class BusBridge {
     const dirtyChanged = Math.abs(m.stats.dirtyRate - s.lastDirtyRate) > Math.max(1, s.lastDirtyRate * 0.1);
     s.lastDirtyRate = m.stats.dirtyRate;
     s.lastRemaining = m.stats.dataRemaining;
+    if (m.stats.phase !== 'running') s.sourceEnded = true;
     t.actor.send({ type: 'PROGRESS', stats: m.stats });
     const downtime = downtimeForIteration(m.stats.iteration, { baseMs: this.d.config.maxDowntimeMs, ...this.d.config.downtimeSteps });
     if (m.stats.phase === 'running' && m.stats.mode === 'PreCopy' && downtime > s.appliedDowntimeMs) {
       s.setDowntime(downtime).catch((err: unknown) => s.log.warn({ err: String(err), downtime }, 'could not raise max downtime'));
     }
-    const now = this.d.clock.now();
-    const last = this.lastProgressWrite.get(m.migrationUid) ?? 0;
-    if (now - last >= (this.d.progressWriteIntervalMs ?? 1000)) {
-      this.lastProgressWrite.set(m.migrationUid, now);
-      t.writer.progress(m.stats);
-    }
+    // The writer throttles what reaches the VMIM (StatusWriter.progress).
+    t.writer.progress(m.stats);
     // The limits re-balance when a dirty rate moves.
     if (dirtyChanged) this.d.rebalance();
   }
@@ -86,7 +74,10 @@ export class BusBridge {
       this.d.onWrongNode?.();
       return 'term';
     }
-    t.writer.progress(m.stats);
+    // An outcome the source is sure of: its job is over. 'unknown' (or an uncertain failure) may still be sending.
+    if (m.outcome === 'completed' || m.outcome === 'aborted' || (m.outcome !== 'unknown' && !isUncertainFailure(m.reason ?? ''))) t.session.sourceEnded = true;
+    // The last figures ride on the final phase's write.
+    t.writer.progress(m.stats, { hold: true });
     if (m.outcome === 'completed') t.actor.send({ type: 'MIGRATION_COMPLETED', mode: m.mode, downtimeMs: m.downtimeMs ?? 0 });
     else if (m.outcome === 'aborted') t.actor.send({ type: 'MIGRATION_ABORTED', reason: m.reason ?? 'aborted' });
     // 'unknown': the source lost sight of the job; never a failure, always a question.

@@ -39,7 +39,7 @@ export interface ControllerOptions {
   log: Logger;
   config?: FerryConfig;
   clock?: Clock;
-  /** How often progress is written to VMIM status (the bus carries it more often). */
+  /** How often progress is written to VMIM status (the bus carries it more often). Default 3000. */
   progressWriteIntervalMs?: number;
   metrics?: ControllerMetrics;
   /**
@@ -157,6 +157,7 @@ export class MigrationController {
       find: (uid) => this.registry.get(uid),
       vmi: (ns, name) => this.getVmi(ns, name),
       nodes: () => this.nodes?.list() ?? [],
+      pods: () => this.pods?.list() ?? [],
       synced: () => this.vmims?.synced() ?? false,
       stopped: () => this.stopped,
     });
@@ -166,7 +167,6 @@ export class MigrationController {
       log: this.log,
       find: (uid) => this.registry.get(uid),
       vmims: () => this.vmims?.list() ?? [],
-      progressWriteIntervalMs: opts.progressWriteIntervalMs,
       rebalance: () => this.admission.schedule(),
       onWrongNode: opts.metrics ? () => opts.metrics?.resultDeadLetter('wrong-node') : undefined,
     });
@@ -194,7 +194,6 @@ export class MigrationController {
       budgets: () => this.budgets,
       clusterEvictionStrategy: () => this.clusterEvictionStrategy,
       track: (vmim, phase) => this.track(vmim, phase),
-      forgetBus: (uid) => this.bus.forget(uid),
       enqueue: (key) => this.enqueue(key),
     });
     opts.metrics?.setSnapshotProvider(() => this.metricsSnapshot());
@@ -411,6 +410,7 @@ export class MigrationController {
         enqueue: (key) => this.enqueue(key),
         later: (fn, ms) => this.later(fn, ms),
         stopped: () => this.stopped,
+        progressWriteIntervalMs: this.opts.progressWriteIntervalMs,
       },
       vmim,
       phase,

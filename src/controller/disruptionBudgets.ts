@@ -51,31 +51,45 @@ export class DisruptionBudgets {
         await this.api.deleteNamespacedPodDisruptionBudget({ namespace, name }).catch((err: unknown) => {
           if (!isNotFound(err)) throw err;
         });
+      } else if ((this.applied.get(uid) ?? 0) > 0) {
+        // We made it and nobody deleted it since, as far as we know: change it in place.
+        await this.api.patchNamespacedPodDisruptionBudget({ namespace, name, body: { spec: { minAvailable: want } } }, mergePatch).catch(async (err: unknown) => {
+          if (!isNotFound(err)) throw err;
+          await this.create(vmi, want);
+        });
       } else {
-        try {
-          await this.api.createNamespacedPodDisruptionBudget({
-            namespace,
-            body: {
-              apiVersion: 'policy/v1',
-              kind: 'PodDisruptionBudget',
-              metadata: {
-                name,
-                namespace,
-                labels: { [Labels.createdBy]: uid },
-                ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance', name: vmi.metadata.name, uid, controller: true, blockOwnerDeletion: true }],
-              },
-              spec: { minAvailable: want, selector: { matchLabels: { [Labels.createdBy]: uid } } },
-            },
-          });
-        } catch (err) {
-          if (!isConflict(err)) throw err;
-          await this.api.patchNamespacedPodDisruptionBudget({ namespace, name, body: { spec: { minAvailable: want } } }, mergePatch);
-        }
+        await this.create(vmi, want);
       }
       this.applied.set(uid, want);
     } catch (err) {
       this.log.warn({ vmi: `${namespace}/${vmi.metadata.name}`, err: describeApiError(err) }, 'could not update the disruption budget');
       throw err;
+    }
+  }
+
+  /** Creates the budget, or (one already there: ours from before a restart) sets its minAvailable. */
+  private async create(vmi: VirtualMachineInstance, want: number): Promise<void> {
+    const uid = vmi.metadata.uid ?? '';
+    const namespace = vmi.metadata.namespace ?? 'default';
+    const name = budgetName(vmi);
+    try {
+      await this.api.createNamespacedPodDisruptionBudget({
+        namespace,
+        body: {
+          apiVersion: 'policy/v1',
+          kind: 'PodDisruptionBudget',
+          metadata: {
+            name,
+            namespace,
+            labels: { [Labels.createdBy]: uid },
+            ownerReferences: [{ apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstance', name: vmi.metadata.name, uid, controller: true, blockOwnerDeletion: true }],
+          },
+          spec: { minAvailable: want, selector: { matchLabels: { [Labels.createdBy]: uid } } },
+        },
+      });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      await this.api.patchNamespacedPodDisruptionBudget({ namespace, name, body: { spec: { minAvailable: want } } }, mergePatch);
     }
   }
 

@@ -2,7 +2,7 @@ import { parseObject } from '../api/meta.js';
 import { Node } from '../api/core.js';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { Annotations, EvictionStrategy, Labels, VirtualMachineInstance } from '../api/vmi.js';
-import { VirtualMachineInstanceMigration } from '../api/vmim.js';
+import { MIGRATION_FINALIZER, VirtualMachineInstanceMigration } from '../api/vmim.js';
 import { describeApiError, isConflict, isNotFound, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import type { Cache } from '../kube/informer.js';
 import { Workqueue } from '../kube/workqueue.js';
@@ -260,6 +260,8 @@ export class Evacuation {
           namespace: ns,
           annotations: { [Annotations.evacuationMigration]: node },
           labels: { ...(this.d.vmimLabels ?? {}), [Labels.vmiName]: vmi.metadata.name },
+          // What the migration controller adds at first sight anyway: here it saves that write.
+          finalizers: [MIGRATION_FINALIZER],
         },
         spec: { vmiName: vmi.metadata.name },
       })) as { metadata?: { name?: string } };

@@ -33,7 +33,6 @@ export interface ReconcilerDeps {
   clusterEvictionStrategy: () => EvictionStrategy | undefined;
   /** Starts following an adopted VMIM (see tracking.ts). */
   track: (vmim: VirtualMachineInstanceMigration, phase: MigrationPhase | undefined) => Tracked;
-  forgetBus: (uid: string) => void;
   enqueue: (key: string) => void;
 }
 
@@ -67,7 +66,6 @@ export class MigrationReconciler {
         // Over, and nothing left to write it on: let it go (the final phase requeues this key).
         t.actor.stop();
         this.d.registry.delete(t.session.uid);
-        this.d.forgetBus(t.session.uid);
         return;
       }
       t.actor.send({ type: 'ABORT', reason: 'VMIM was deleted' });
@@ -104,7 +102,6 @@ export class MigrationReconciler {
       if (t) {
         t.actor.stop();
         this.d.registry.delete(uid);
-        this.d.forgetBus(uid);
       }
       return;
     }

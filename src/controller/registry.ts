@@ -23,7 +23,9 @@ export class MigrationRegistry {
     return undefined;
   }
 
+  /** No longer followed: its status writer's timers go with it. */
   delete(uid: string): void {
+    this.byUid.get(uid)?.writer.close();
     this.byUid.delete(uid);
   }
 
@@ -33,7 +35,10 @@ export class MigrationRegistry {
 
   /** Stops every actor and forgets them all (controller stop). */
   clear(): void {
-    for (const t of this.byUid.values()) t.actor.stop();
+    for (const t of this.byUid.values()) {
+      t.actor.stop();
+      t.writer.close();
+    }
     this.byUid.clear();
   }
 

@@ -19,6 +19,11 @@ import { buildTargetPod, targetPodName } from './targetPod.js';
 import { launcherRef } from './launcherRef.js';
 import { formatProxyAddress } from '../launcher/proxyAddress.js';
 
+/** Queued Events of one migration: a new kind of reason no sooner than this after the last… */
+const QUEUED_EVENT_MIN_MS = 5_000;
+/** …and the same kind with new figures no sooner than this. */
+const QUEUED_EVENT_REFRESH_MS = 30_000;
+
 /** What a session needs from the controller that owns it (caches and shared clients). */
 export interface SessionEnv {
   kube: KubeClient;
@@ -86,10 +91,12 @@ export class MigrationSession {
 
   /** The most this migration may be sending now, as far as the controller can know. */
   mayBeSending(): number {
-    if (!this.sourceStarted || FINAL_PHASES.has(this.phase)) return 0;
+    if (!this.sourceStarted || this.sourceEnded || FINAL_PHASES.has(this.phase)) return 0;
     return Math.max(this.appliedBandwidth ?? 0, this.bandwidthInFlight ?? 0);
   }
   sourceStarted = false;
+  /** The source reported its job over (progress or result): it sends nothing more, and has no job to steer. */
+  sourceEnded = false;
   lastDirtyRate = 0;
   lastRemaining: number | undefined;
   memoryBytes: number;
@@ -208,6 +215,27 @@ export class MigrationSession {
     return { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', namespace: this.namespace, name: this.name, uid: this.uid };
   }
 
+  /**
+   * Admission keeps this migration queued for `why`. The reason is told as a
+   * `Queued` Event (what `kubectl describe` and `ferry status` show), but not
+   * on every pass: a new kind of reason after QUEUED_EVENT_MIN_MS, the same
+   * kind with changed figures after QUEUED_EVENT_REFRESH_MS. A busy drain
+   * re-words most reasons on every start and end; one Event each time would
+   * be most of the controller's writes.
+   */
+  waiting(why: string, kind: string): void {
+    this.waitingReason = why;
+    const told = this.queuedTold;
+    if (told?.why === why) return;
+    const now = this.env.clock.now();
+    if (told && now - told.at < (told.kind === kind ? QUEUED_EVENT_REFRESH_MS : QUEUED_EVENT_MIN_MS)) return;
+    this.queuedTold = { why, kind, at: now };
+    this.event('Normal', 'Queued', `Waiting to start: ${why}`);
+  }
+
+  /** The last `Queued` Event sent. */
+  private queuedTold: { why: string; kind: string; at: number } | undefined;
+
   event(type: 'Normal' | 'Warning', reason: string, message: string): void {
     this.env.events.record(this.involved(), type, reason, message);
   }
@@ -258,9 +286,8 @@ export class MigrationSession {
       if (statusCode(err) === 409) return; // ours, from an earlier try whose answer was lost
       throw err;
     }
-    const on = this.targetConstraint();
-    this.event('Normal', 'SuccessfulCreate', `Created migration target pod ${this.namespace}/${created.metadata?.name ?? '?'}${on ? ` on ${on}` : ''}`);
-    this.log.info({ targetPod: created.metadata?.name }, 'created target pod');
+    // No Event of its own: the `Migrating` one names the pod, and a pod that cannot start has the scheduler's.
+    this.log.info({ targetPod: created.metadata?.name, on: this.targetConstraint() }, 'created target pod');
   }
 
   /**
@@ -364,7 +391,7 @@ export class MigrationSession {
       throw new Error(`source ${sourceNode} reports migration ${this.uid} as ${reply.state}, not running`);
     }
     this.log.info({ reply: reply.state, bandwidth }, 'source migration started');
-    this.event('Normal', 'Migrating', `Migrating ${this.vmiKey} from ${sourceNode} to ${targetNode}`);
+    this.event('Normal', 'Migrating', `Migrating ${this.vmiKey} from ${sourceNode} to ${targetNode}${facts.targetPod ? ` (target pod ${this.namespace}/${facts.targetPod})` : ''}`);
   }
 
   /** Asks the source to cancel its job; the answer (not the silence) decides what the chart does next. */
@@ -414,7 +441,7 @@ export class MigrationSession {
   }
 
   async setBandwidth(bytesPerSecond: number): Promise<void> {
-    if (!this.sourceNode || !this.sourceStarted) return;
+    if (!this.sourceNode || !this.sourceStarted || this.sourceEnded) return;
     this.bandwidthInFlight = bytesPerSecond;
     try {
       await this.command(this.sourceNode, 'set-bandwidth', { ...this.ref, bytesPerSecond });
@@ -486,34 +513,39 @@ export class MigrationSession {
       ]);
       await this.patchVmimMarkers(final);
       vmi = this.currentVmi();
-    } else if (vmi.status?.nodeName !== targetNode || ms?.migrationUid !== this.uid || !ms.completed) {
-      await this.patchVmiStatus({
-        nodeName: targetNode,
-        migrationState: {
-          migrationUid: this.uid,
-          completed: true,
-          failed: false,
-          mode,
-          endTimestamp: ms?.endTimestamp ?? now,
-          targetNodeDomainDetected: true,
-          targetNodeDomainReadyTimestamp: ms?.targetNodeDomainReadyTimestamp ?? now,
-          // A completed migration is not being aborted, whatever was asked.
-          ...(ms?.abortStatus === 'Aborting' ? { abortStatus: 'Failed' as const } : {}),
-        },
-      });
-      vmi = this.currentVmi();
     }
-    // activePods is a map: a merge patch would keep the source's entry, so replace it.
+    // Standalone, the VMI's whole move is one status write: node, closed migration state, the
+    // target pod as the active one, the guest's address on it, and the evacuation mark lifted.
+    const ops: JsonPatchOp[] = [];
+    if (!this.markersOnVmim && (vmi.status?.nodeName !== targetNode || ms?.migrationUid !== this.uid || !ms.completed)) {
+      const closed: MigrationState = {
+        migrationUid: this.uid,
+        completed: true,
+        failed: false,
+        mode,
+        endTimestamp: ms?.endTimestamp ?? now,
+        targetNodeDomainDetected: true,
+        targetNodeDomainReadyTimestamp: ms?.targetNodeDomainReadyTimestamp ?? now,
+        // A completed migration is not being aborted, whatever was asked.
+        ...(ms?.abortStatus === 'Aborting' ? { abortStatus: 'Failed' as const } : {}),
+      };
+      ops.push({ op: 'add', path: '/status/nodeName', value: targetNode });
+      if (ms?.migrationUid === this.uid) for (const [k, v] of Object.entries(closed)) ops.push({ op: 'add', path: `/status/migrationState/${k}`, value: v });
+      else ops.push({ op: 'add', path: '/status/migrationState', value: stripUndefined(closed) });
+      if (facts.sourceNode && vmi.status?.evacuationNodeName === facts.sourceNode) ops.push({ op: 'remove', path: '/status/evacuationNodeName' });
+    }
+    // activePods is a map: only a replacement drops the source's entry.
     const wantPods = targetPod?.metadata.uid ? { [targetPod.metadata.uid]: targetNode } : undefined;
-    if (wantPods && JSON.stringify(vmi.status?.activePods ?? {}) !== JSON.stringify(wantPods)) {
-      await this.env.kube.patchCustomStatusJson(VMI_RESOURCE, this.namespace, this.vmiName, [{ op: 'add', path: '/status/activePods', value: wantPods }]);
-    }
+    if (wantPods && JSON.stringify(vmi.status?.activePods ?? {}) !== JSON.stringify(wantPods)) ops.push({ op: 'add', path: '/status/activePods', value: wantPods });
     // The guest keeps its MAC but now answers on the target pod's network.
     const podIP = targetPod?.status?.podIP;
     const ifaces = (vmi.status as { interfaces?: Array<Record<string, unknown>> } | undefined)?.interfaces;
     if (podIP && ifaces && ifaces.length > 0 && ifaces[0]?.['ipAddress'] !== podIP) {
-      const moved = ifaces.map((i, n) => (n === 0 ? { ...i, ipAddress: podIP, ipAddresses: [podIP] } : i));
-      await this.env.kube.patchCustomStatusJson(VMI_RESOURCE, this.namespace, this.vmiName, [{ op: 'add', path: '/status/interfaces', value: moved }]);
+      ops.push({ op: 'add', path: '/status/interfaces', value: ifaces.map((i, n) => (n === 0 ? { ...i, ipAddress: podIP, ipAddresses: [podIP] } : i)) });
+    }
+    if (ops.length > 0) {
+      await this.patchVmiStatusJson(ops, 'moved to its target');
+      vmi = this.currentVmi();
     }
     const labels = vmi.metadata.labels ?? {};
     if (labels[Labels.nodeName] !== targetNode || labels[Labels.migrationTargetNodeName] !== undefined) {
@@ -561,12 +593,12 @@ export class MigrationSession {
     }
   }
 
-  private async patchVmiStatusJson(ops: JsonPatchOp[]): Promise<void> {
+  private async patchVmiStatusJson(ops: JsonPatchOp[], during = 'handed off'): Promise<void> {
     try {
       await this.env.kube.patchCustomStatusJson(VMI_RESOURCE, this.namespace, this.vmiName, ops);
     } catch (err) {
       if (isNotFound(err)) throw new Error(`VMI ${this.vmiKey} not found`);
-      if (isConflict(err) || statusCode(err) === 422) throw new Error(`VMI ${this.vmiKey} changed while it was being handed off; retrying`);
+      if (isConflict(err) || statusCode(err) === 422) throw new Error(`VMI ${this.vmiKey} changed while it was being ${during}; retrying`);
       throw err;
     }
   }

@@ -16,6 +16,18 @@ export interface StatusWriterOptions {
   fence?: () => Promise<void>;
   /** Attempts per write before it is given up (and the caller retries later). Default 10. */
   attempts?: number;
+  /** Non-final phases reported within this many ms go out in one write. Default 0 (each at once). */
+  coalesceMs?: number;
+  /** At most one progress write per this many ms; progress in between rides on phase writes. Default 1000. */
+  progressIntervalMs?: number;
+}
+
+interface PendingPhase {
+  phase: MigrationPhase;
+  info: PhaseInfo;
+  at: string;
+  resolve: () => void;
+  reject: (err: unknown) => void;
 }
 
 type Known = { metadata?: { resourceVersion?: string }; status?: Status };
@@ -48,6 +60,16 @@ export class StatusWriter {
   private gone = false;
   /** The object as our last write left it (resourceVersion and status), if nobody is known to have written since. */
   private known: Known | undefined;
+  private readonly coalesceMs: number;
+  private readonly progressIntervalMs: number;
+  private pendingPhases: PendingPhase[] = [];
+  private flushQueued = false;
+  private flushTimer: unknown;
+  private pendingProgress: Record<string, unknown> | undefined;
+  private pendingBandwidth: number | undefined;
+  private lastProgressWrite = -Infinity;
+  private progressTimer: unknown;
+  private progressQueued = false;
 
   constructor(
     private readonly kube: KubeClient,
@@ -63,32 +85,81 @@ export class StatusWriter {
     this.clock = opts.clock ?? systemClock;
     this.fence = opts.fence ?? (async () => undefined);
     this.attempts = opts.attempts ?? 10;
+    this.coalesceMs = opts.coalesceMs ?? 0;
+    this.progressIntervalMs = opts.progressIntervalMs ?? 1000;
   }
 
+  /**
+   * Records a phase transition (stamped now). Transitions that arrive while an
+   * earlier write is queued or in flight, or within `coalesceMs` of a
+   * non-final one, go out together in one write that appends all their
+   * timestamps: the status shows every step, at the cost of one write per burst.
+   * A final phase is written at once (its admission slot waits for it).
+   */
   phase(phase: MigrationPhase, info: PhaseInfo = {}): Promise<void> {
-    return this.run(async () => {
-      const abort = info.abortRequested && !this.abortMarked;
-      if (this.written === phase && !abort) return;
+    const at = new Date(this.clock.now()).toISOString();
+    return new Promise<void>((resolve, reject) => {
+      this.pendingPhases.push({ phase, info, at, resolve, reject });
+      const final = FINAL_PHASES.has(phase);
+      if (this.flushTimer !== undefined && final) {
+        this.clock.clearTimeout(this.flushTimer);
+        this.flushTimer = undefined;
+        this.flushQueued = false;
+      }
+      if (this.flushQueued) return;
+      this.flushQueued = true;
+      const go = () => {
+        this.flushTimer = undefined;
+        void this.run(() => this.flushPhases()).catch(() => undefined);
+      };
+      if (final || this.coalesceMs <= 0) go();
+      else this.flushTimer = this.clock.setTimeout(go, this.coalesceMs);
+    });
+  }
+
+  /** Writes every phase recorded since the last flush in one read-modify-write. */
+  private async flushPhases(): Promise<void> {
+    this.flushQueued = false;
+    const batch = this.pendingPhases.splice(0);
+    if (batch.length === 0) return;
+    const last = batch[batch.length - 1]!;
+    const abort = batch.some((b) => b.info.abortRequested) && !this.abortMarked;
+    const steps = batch.filter((b, i) => (i === 0 ? b.phase !== this.written : b.phase !== batch[i - 1]!.phase));
+    try {
+      if (steps.length === 0 && !abort) {
+        for (const b of batch) b.resolve();
+        return;
+      }
+      const progress = this.takeProgress();
+      // This write shows where the migration is: the next progress write can wait its full interval.
+      this.lastProgressWrite = this.clock.now();
+      const failureReason = [...batch].reverse().find((b) => b.info.failureReason)?.info.failureReason;
       const landed = await this.update((cur) => {
         const next: Status = { ...cur };
+        if (progress) next['progress'] = { ...((cur['progress'] as object | undefined) ?? {}), ...progress };
         if (abort) next.conditions = withCondition(next.conditions, condition('migrationAbortRequested', 'True', 'AbortRequested', 'The migration was asked to stop (VMIM deleted)', this.clock));
-        if (cur.phase === phase) return next;
+        if (cur.phase === last.phase) return next;
         // Someone (a newer leader) already finished it: a stale copy must not move it back.
         if (cur.phase && FINAL_PHASES.has(cur.phase as MigrationPhase)) return undefined;
-        next.phase = phase;
-        next.phaseTransitionTimestamps = [...(cur.phaseTransitionTimestamps ?? []), { phase, phaseTransitionTimestamp: new Date(this.clock.now()).toISOString() }];
-        if (FINAL_PHASES.has(phase)) {
+        next.phase = last.phase;
+        next.phaseTransitionTimestamps = [...(cur.phaseTransitionTimestamps ?? []), ...steps.map((b) => ({ phase: b.phase, phaseTransitionTimestamp: b.at }))];
+        if (FINAL_PHASES.has(last.phase)) {
           const ms = this.vmi()?.status?.migrationState;
           if (ms) next['migrationState'] = ms;
-          if (phase === 'Failed' && info.failureReason) next.conditions = withCondition(next.conditions, condition('Failed', 'True', 'MigrationFailed', info.failureReason, this.clock));
+          if (last.phase === 'Failed' && failureReason) next.conditions = withCondition(next.conditions, condition('Failed', 'True', 'MigrationFailed', failureReason, this.clock));
         }
         return next;
       });
       if (abort) this.abortMarked = true;
-      this.written = phase;
-      if (landed) this.log.info({ phase, ...(info.failureReason ? { reason: info.failureReason } : {}) }, `migration phase ${phase}`);
-      else this.log.warn({ phase }, 'VMIM status already final; phase not written');
-    });
+      this.written = last.phase;
+      const phases = steps.map((b) => b.phase);
+      if (landed) this.log.info({ phase: last.phase, ...(phases.length > 1 ? { phases } : {}), ...(failureReason ? { reason: failureReason } : {}) }, `migration phase ${last.phase}`);
+      else this.log.warn({ phase: last.phase }, 'VMIM status already final; phase not written');
+      for (const b of batch) b.resolve();
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+      throw err;
+    }
   }
 
   abortRequested(): void {
@@ -106,27 +177,71 @@ export class StatusWriter {
     }).catch(() => undefined);
   }
 
-  /** Resolves once written or dropped (progress is lossy: the next one carries the news). */
-  progress(stats: JobStats): Promise<void> {
-    return this.run(async () => {
-      if (this.written && FINAL_PHASES.has(this.written as MigrationPhase)) return;
-      const eta = stats.memoryBandwidth > 0 && stats.phase === 'running' ? Math.ceil(stats.dataRemaining / stats.memoryBandwidth) : 0;
-      await this.progressWrite({
-        dataTotal: stats.dataTotal,
-        dataProcessed: stats.dataProcessed,
-        dataRemaining: stats.dataRemaining,
-        memoryBandwidth: stats.memoryBandwidth,
-        dirtyRate: stats.dirtyRate,
-        iteration: stats.iteration,
-        bandwidthLimit: stats.bandwidthLimit,
-        etaSeconds: eta,
-        updated: new Date(this.clock.now()).toISOString(),
-      });
-    }).catch(() => undefined);
+  /**
+   * The latest progress. It is held until the next write of this migration
+   * (a phase carries it) or, failing one, written within `progressIntervalMs`
+   * of the last progress write: one write per interval, never one per report.
+   */
+  progress(stats: JobStats, opts: { hold?: boolean } = {}): void {
+    if (this.written && FINAL_PHASES.has(this.written as MigrationPhase)) return;
+    const eta = stats.memoryBandwidth > 0 && stats.phase === 'running' ? Math.ceil(stats.dataRemaining / stats.memoryBandwidth) : 0;
+    this.pendingProgress = {
+      dataTotal: stats.dataTotal,
+      dataProcessed: stats.dataProcessed,
+      dataRemaining: stats.dataRemaining,
+      memoryBandwidth: stats.memoryBandwidth,
+      dirtyRate: stats.dirtyRate,
+      iteration: stats.iteration,
+      bandwidthLimit: this.pendingBandwidth ?? stats.bandwidthLimit,
+      etaSeconds: eta,
+      updated: new Date(this.clock.now()).toISOString(),
+    };
+    this.pendingBandwidth = undefined;
+    if (!opts.hold) this.scheduleProgress();
   }
 
-  bandwidth(bytesPerSecond: number): Promise<void> {
-    return this.run(() => this.progressWrite({ bandwidthLimit: bytesPerSecond })).catch(() => undefined);
+  /** A new bandwidth limit: it goes out with the next progress write (not a write of its own). */
+  bandwidth(bytesPerSecond: number): void {
+    if (this.pendingProgress) this.pendingProgress['bandwidthLimit'] = bytesPerSecond;
+    else this.pendingBandwidth = bytesPerSecond;
+  }
+
+  private scheduleProgress(): void {
+    if (this.progressTimer !== undefined || this.progressQueued) return;
+    const wait = Math.max(0, this.lastProgressWrite + this.progressIntervalMs - this.clock.now());
+    const go = () => {
+      this.progressTimer = undefined;
+      this.progressQueued = true;
+      void this.run(async () => {
+        this.progressQueued = false;
+        if (this.written && FINAL_PHASES.has(this.written as MigrationPhase)) return;
+        const progress = this.takeProgress();
+        if (progress) await this.progressWrite(progress);
+      }).catch(() => undefined);
+    };
+    if (wait === 0) go();
+    else this.progressTimer = this.clock.setTimeout(go, wait);
+  }
+
+  /** The progress not yet written, if any; taking it counts as writing it. */
+  private takeProgress(): Record<string, unknown> | undefined {
+    const p = this.pendingProgress ?? (this.pendingBandwidth !== undefined ? { bandwidthLimit: this.pendingBandwidth } : undefined);
+    this.pendingProgress = undefined;
+    this.pendingBandwidth = undefined;
+    if (p) this.lastProgressWrite = this.clock.now();
+    return p;
+  }
+
+  /** Drops timers (the migration is no longer followed). */
+  close(): void {
+    if (this.progressTimer !== undefined) this.clock.clearTimeout(this.progressTimer);
+    this.progressTimer = undefined;
+    if (this.flushTimer !== undefined) {
+      // Nobody writes for this migration any more: phases still waiting for the window go out now.
+      this.clock.clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+      void this.run(() => this.flushPhases()).catch(() => undefined);
+    }
   }
 
   /** Runs `task` in this migration's write order. */

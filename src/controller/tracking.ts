@@ -33,7 +33,22 @@ export interface TrackingDeps {
   /** A timer the controller cancels on stop. */
   later: (fn: () => void, ms: number) => void;
   stopped: () => boolean;
+  /** How often progress is written to VMIM status (default PROGRESS_WRITE_INTERVAL_MS). */
+  progressWriteIntervalMs?: number | undefined;
 }
+
+/**
+ * Progress reaches VMIM status at most this often (`ferry status` shows it
+ * within a few seconds); the bus carries it every second. Progress between
+ * writes rides on the next phase write.
+ */
+const PROGRESS_WRITE_INTERVAL_MS = 3000;
+/**
+ * Phase steps are not held back to be merged: a restarted controller resumes
+ * from the phase last written, so each goes out as soon as the write before it
+ * has landed (steps that arrive while one is in flight share the next write).
+ */
+const PHASE_COALESCE_MS = 0;
 
 /**
  * Starts following one VMIM: its session (I/O), status writer, trace and
@@ -45,7 +60,12 @@ export function trackMigration(d: TrackingDeps, vmim: VirtualMachineInstanceMigr
   const vmi = d.vmi(vmim.metadata.namespace ?? 'default', vmim.spec.vmiName);
   const policy = vmi ? d.policyFor(vmi) : undefined;
   const session = new MigrationSession(d.env, vmim, vmi, { name: policy?.metadata.name, effective: effectiveConfiguration(d.migrationConfig(), policy) });
-  const writer = new StatusWriter(d.kube, vmim, session.logBase, () => d.vmi(session.namespace, session.vmiName), { clock: d.clock, fence: d.env.fence });
+  const writer = new StatusWriter(d.kube, vmim, session.logBase, () => d.vmi(session.namespace, session.vmiName), {
+    clock: d.clock,
+    fence: d.env.fence,
+    progressIntervalMs: d.progressWriteIntervalMs ?? PROGRESS_WRITE_INTERVAL_MS,
+    coalesceMs: PHASE_COALESCE_MS,
+  });
   const migrationTrace = new MigrationTrace({ uid: session.uid, namespace: session.namespace, name: session.name, vmi: session.vmiName, createdMs: session.enqueuedAt }, d.clock.now());
   session.trace = migrationTrace;
   const cfg = session.effective;

@@ -176,7 +176,7 @@ export function compare(r: BenchReport): Speedup[] {
 
 /** The real control plane's drain beside the virtual-time one. */
 export function renderReal(
-  r: { makespanS: number | null; wallMs: number; timeScale: number; unfinished: string[]; phases: Record<string, number>; phaseWallMs: Record<string, number>; apiRequests: Record<string, number>; apiWrites: Record<string, number>; measured?: { controllerCpuSeconds: number; controllerPeakRssMb: number; apiServerProcessPeakRssMb: number; natsMessages: number } },
+  r: { makespanS: number | null; wallMs: number; timeScale: number; unfinished: string[]; phases: Record<string, number>; phaseWallMs: Record<string, number>; apiRequests: Record<string, number>; apiWrites: Record<string, number>; setupWrites?: number; measured?: { controllerCpuSeconds: number; controllerPeakRssMb: number; apiServerProcessPeakRssMb: number; natsMessages: number } },
   virtualS: number | null,
   withLatency?: { makespanS: number | null; startDelayMs: number; finishDelayMs: number },
 ): string {
@@ -195,6 +195,7 @@ export function renderReal(
   lines.push(`API requests                   ${Object.entries(r.apiRequests).map(([v, n]) => `${v} ${n}`).join(', ')} (${writes} writes)`);
   const migrations = Object.values(r.phases).reduce((a, b) => a + b, 0);
   if (migrations > 0) lines.push(`API writes per migration       ${(writes / migrations).toFixed(1)}: ${Object.entries(r.apiWrites).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${(n / migrations).toFixed(1)}`).join(', ')}`);
+  if (r.setupWrites !== undefined) lines.push(`API writes before the drain     ${r.setupWrites} (the controller's first pass over a fresh cluster; not counted above)`);
   const m = r.measured;
   if (m && migrations > 0) {
     lines.push(`controller CPU                 ${m.controllerCpuSeconds.toFixed(1)} s (${((m.controllerCpuSeconds * 1000) / migrations).toFixed(1)} ms per migration)`);

@@ -102,6 +102,14 @@ describe('maintenance-window runbooks on the embedded cluster', () => {
 
     const mw = await phaseOf('too-short', ['WindowClosed', 'Completed', 'Failed']);
     const s = mw.status!;
+    // Predicted against actual, from the moment the plan was made.
+    const t0 = Date.parse(first.createdAt);
+    const predicted = Date.parse(first.predictedEnd!) - t0;
+    const actual = Math.max(...(s.nodes ?? []).filter((n) => n.finishedAt && n.phase === 'Done').map((n) => Date.parse(n.finishedAt!))) - t0;
+    console.log(`runbook too-short: predicted end +${(predicted / 1000).toFixed(2)} s, actual +${(actual / 1000).toFixed(2)} s (${(((predicted - actual) / actual) * 100).toFixed(1)} %)`);
+    const rel = (x?: string) => (x ? ((Date.parse(x) - t0) / 1000).toFixed(2) : '-');
+    // RUNBOOK_DEBUG=1 prints each node's timeline against its prediction.
+    if (process.env['RUNBOOK_DEBUG']) for (const n of s.nodes ?? []) console.log(n.name, n.phase, 'start', rel(n.startedAt), 'pstart', rel(n.predictedStart), 'ready', rel(n.readyAt), 'done', rel(n.finishedAt), 'pdone', rel(n.predictedFinish));
     expect(s.phase).toBe('WindowClosed');
     const by = (phase: string) => (s.nodes ?? []).filter((n) => n.phase === phase).map((n) => n.name).sort();
     expect(by('Done')).toEqual([...long.plan.batches[0]!, ...long.plan.batches[1]!].sort());
@@ -117,14 +125,6 @@ describe('maintenance-window runbooks on the embedded cluster', () => {
     await expectBackInService(six);
     await expectNothingHalfMoved();
 
-    // Predicted against actual, from the moment the plan was made.
-    const t0 = Date.parse(first.createdAt);
-    const predicted = Date.parse(first.predictedEnd!) - t0;
-    const actual = Math.max(...(s.nodes ?? []).filter((n) => n.finishedAt && n.phase === 'Done').map((n) => Date.parse(n.finishedAt!))) - t0;
-    console.log(`runbook too-short: predicted end +${(predicted / 1000).toFixed(2)} s, actual +${(actual / 1000).toFixed(2)} s (${(((predicted - actual) / actual) * 100).toFixed(1)} %)`);
-    const rel = (x?: string) => (x ? ((Date.parse(x) - t0) / 1000).toFixed(2) : '-');
-    // RUNBOOK_DEBUG=1 prints each node's timeline against its prediction.
-    if (process.env['RUNBOOK_DEBUG']) for (const n of s.nodes ?? []) console.log(n.name, n.phase, 'start', rel(n.startedAt), 'pstart', rel(n.predictedStart), 'ready', rel(n.readyAt), 'done', rel(n.finishedAt), 'pdone', rel(n.predictedFinish));
     expect(Math.abs(predicted - actual) / actual).toBeLessThanOrEqual(0.15);
 
     const events = await env.kube.core.listNamespacedEvent({ namespace: 'default' });

@@ -37,8 +37,12 @@ describe('evacuation on the injected clock, against the dev API server', () => {
   const refresh = async () => {
     for (const c of Object.values(caches)) await c.refresh();
   };
+  // Evacuation VMIMs carry the migration controller's finalizer from birth; one being deleted is withdrawn
+  // (no migration controller runs here to let it go).
   const evacuations = async () =>
-    ((await kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { name: string; annotations?: Record<string, string> } }>).filter((m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === 'node-1');
+    ((await kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { name: string; deletionTimestamp?: string; annotations?: Record<string, string> } }>).filter(
+      (m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === 'node-1' && !m.metadata.deletionTimestamp,
+    );
   /** Moves the clock and lets every reconcile it released run to the end. */
   const advance = async (ms: number) => {
     clock.advance(ms);

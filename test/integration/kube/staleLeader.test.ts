@@ -150,23 +150,30 @@ test('a progress write from a stale copy does not land: not over a newer leader\
     memoryBandwidth: 10, dirtyRate: 0, iteration: 1, autoConvergeThrottle: 0, bandwidthLimit: 0,
   });
   const progressOf = async () => ((await read()).status as { progress?: { dataRemaining?: number } } | undefined)?.progress?.dataRemaining;
+  // Progress goes out at once (no interval), and each step waits for the writer's queue to drain.
+  const opts = { attempts: 2, progressIntervalMs: 0 };
+  const drained = (w: StatusWriter) => w.run(async () => undefined);
   // Replica A writes Running and progress; its fence lets it through (it slipped past the lease check).
-  const writerA = new StatusWriter(kube, await read(), silentLogger, () => undefined, { attempts: 2 });
+  const writerA = new StatusWriter(kube, await read(), silentLogger, () => undefined, opts);
   await writerA.phase('Running');
-  await writerA.progress(stats(90));
+  writerA.progress(stats(90));
+  await drained(writerA);
   expect(await progressOf()).toBe(90);
 
   // Replica B, the new leader, writes its own progress: A's next write rests on a stale read.
-  const writerB = new StatusWriter(kube, await read(), silentLogger, () => undefined, { attempts: 2 });
-  await writerB.progress(stats(40));
-  await writerA.progress(stats(80));
+  const writerB = new StatusWriter(kube, await read(), silentLogger, () => undefined, opts);
+  writerB.progress(stats(40));
+  await drained(writerB);
+  writerA.progress(stats(80));
+  await drained(writerA);
   expect(await progressOf()).toBe(40);
 
   // B finishes it; A (which re-reads after its failed write) must not write progress over the final phase.
   await writerB.phase('Failed', { failureReason: 'decided by the new leader' });
   const before = await read();
-  await writerA.progress(stats(70));
-  await writerA.bandwidth(1234);
+  writerA.progress(stats(70));
+  writerA.bandwidth(1234);
+  await drained(writerA);
   const after = await read();
   expect(after.status?.phase).toBe('Failed');
   expect(after.metadata.resourceVersion).toBe(before.metadata.resourceVersion);

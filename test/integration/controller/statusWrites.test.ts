@@ -1,0 +1,103 @@
+/**
+ * What a migration's VMIM status costs the API server. Phase steps that come
+ * close together go out as one write that still records every step; progress
+ * reported every few hundred ms reaches the VMIM at most once per interval,
+ * with the latest figures, and rides on a phase write when there is one.
+ * Real dev cluster over HTTP; the writes are counted from its request log.
+ */
+import { KubeConfig } from '@kubernetes/client-node';
+import { StatusWriter } from '../../../src/controller/statusWriter.js';
+import { VirtualMachineInstanceMigration } from '../../../src/api/vmim.js';
+import { startDevCluster, type DevCluster } from '../../../src/devcluster/index.js';
+import type { JobStats } from '../../../src/hypervisor/driver.js';
+import { KubeClient, VMIM_RESOURCE } from '../../../src/kube/client.js';
+import { silentLogger } from '../../../src/util/log.js';
+
+let cluster: DevCluster;
+let kube: KubeClient;
+const statusWrites: string[] = [];
+
+beforeAll(async () => {
+  cluster = await startDevCluster({
+    log: (line) => {
+      const m = /^(PATCH|PUT) (\S+)/.exec(line);
+      if (m && /virtualmachineinstancemigrations\/[^/]+\/status/.test(m[2]!)) statusWrites.push(m[2]!);
+    },
+  });
+  const kc = new KubeConfig();
+  kc.loadFromString(cluster.kubeConfigYaml());
+  kube = new KubeClient(kc);
+});
+afterAll(async () => {
+  await cluster?.close();
+});
+
+async function vmim(name: string) {
+  await kube.createCustom(VMIM_RESOURCE, 'default', { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { name, namespace: 'default' }, spec: { vmiName: `vm-${name}` } });
+  return read(name);
+}
+
+async function read(name: string) {
+  const r = VirtualMachineInstanceMigration.safeParse(await kube.getCustom(VMIM_RESOURCE, 'default', name));
+  if (!r.success) throw new Error('bad VMIM');
+  return r.data;
+}
+
+const writesOf = (name: string) => statusWrites.filter((u) => u.includes(`/${name}/status`)).length;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function stats(processed: number): JobStats {
+  return { phase: 'running', mode: 'PreCopy', elapsedMs: processed, dataTotal: 1000, dataProcessed: processed, dataRemaining: 1000 - processed, memoryBandwidth: 100, dirtyRate: 0, iteration: 1, autoConvergeThrottle: 0, bandwidthLimit: 0 };
+}
+
+test('phase steps close together are one write that records each step; a final phase is written at once', async () => {
+  const writer = new StatusWriter(kube, await vmim('burst'), silentLogger, () => undefined, { coalesceMs: 200 });
+  const steps = ['Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running'] as const;
+  const landed = steps.map((p) => writer.phase(p));
+  await Promise.all(landed);
+  expect(writesOf('burst')).toBe(1);
+  let st = (await read('burst')).status;
+  expect(st?.phase).toBe('Running');
+  expect(st?.phaseTransitionTimestamps?.map((t) => t.phase)).toEqual([...steps]);
+  const times = st!.phaseTransitionTimestamps!.map((t) => Date.parse(t.phaseTransitionTimestamp));
+  expect([...times].sort((a, b) => a - b)).toEqual(times);
+
+  // Within the window, but final: no waiting.
+  const t0 = Date.now();
+  await writer.phase('Succeeded');
+  expect(Date.now() - t0).toBeLessThan(200);
+  expect(writesOf('burst')).toBe(2);
+  st = (await read('burst')).status;
+  expect(st?.phase).toBe('Succeeded');
+  expect(st?.phaseTransitionTimestamps?.map((t) => t.phase)).toEqual([...steps, 'Succeeded']);
+});
+
+test('progress reported every 50 ms reaches the VMIM once per interval, latest figures first, and rides on the next phase', async () => {
+  const writer = new StatusWriter(kube, await vmim('ticks'), silentLogger, () => undefined, { progressIntervalMs: 400 });
+  await writer.phase('Running');
+  const before = writesOf('ticks');
+  for (let i = 1; i <= 20; i++) {
+    writer.progress(stats(i * 10));
+    await sleep(50);
+  }
+  // About 1 s of reports at a 400 ms interval after the phase write: two or three writes, not twenty.
+  const progressWrites = writesOf('ticks') - before;
+  expect(progressWrites).toBeGreaterThanOrEqual(1);
+  expect(progressWrites).toBeLessThanOrEqual(3);
+  await sleep(500);
+  expect((await read('ticks')).status?.progress?.dataProcessed).toBe(200);
+
+  // A bandwidth change is no write of its own; held figures go out with the final phase.
+  const n = writesOf('ticks');
+  writer.bandwidth(64 * 2 ** 20);
+  writer.progress({ ...stats(1000), phase: 'completed', dataRemaining: 0 }, { hold: true });
+  await sleep(100);
+  expect(writesOf('ticks')).toBe(n);
+  await writer.phase('Succeeded');
+  expect(writesOf('ticks')).toBe(n + 1);
+  const st = (await read('ticks')).status;
+  expect(st?.phase).toBe('Succeeded');
+  expect(st?.progress?.dataProcessed).toBe(1000);
+  expect(st?.progress?.bandwidthLimit).toBe(64 * 2 ** 20);
+  writer.close();
+});

@@ -157,11 +157,15 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const buffer: Event[] = [];
   const statusChanges: Array<{ uid: string; at: number }> = [];
   const lastStatus = new Map<string, string>();
+  /** VMIMs in phase Running now, by uid, as the store says (the handler kills wait for one). */
+  const runningNow = new Map<string, StoredObject>();
   const vmimWatch = store.watchRaw('virtualmachineinstancemigrations.kubevirt.io', {}, (e) => {
     const at = Date.now();
     buffer.push({ at, kind: 'vmim', obj: e.object, deleted: e.type === 'DELETED' });
     const status = JSON.stringify((e.object as { status?: unknown }).status ?? null);
     const uid = e.object.metadata.uid;
+    if (e.type !== 'DELETED' && (e.object as { status?: { phase?: string } }).status?.phase === 'Running') runningNow.set(uid, e.object);
+    else runningNow.delete(uid);
     if (lastStatus.get(uid) !== status) {
       lastStatus.set(uid, status);
       statusChanges.push({ uid, at });
@@ -303,6 +307,8 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
 
   // Faults, one at a time after the baseline.
   const faults: FaultSample[] = [];
+  let handlerKillMisses = 0;
+  let handlerKillsMidRunning = 0;
   const count: Record<string, number> = {};
   let baselineEnd: { at: number; finished: number } | undefined;
   /** Throughput is counted from the first finished migration: start-up is not the system's speed. */
@@ -321,13 +327,23 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     const deadline = Date.now() + timeoutMs;
     while (!p.running && Date.now() < deadline) await sleep(100);
   };
-  const runningVmim = () => {
-    const running = openVmims().filter((m) => phaseOf(m) === 'Running');
-    return running.length > 0 ? faultRandom.pick(running) : undefined;
+  /**
+   * A migration in Running, waited for: sim migrations spend well under a second
+   * there, so one is rarely Running at the moment a fault is drawn. The watch
+   * (in-process, no API faults) tells at once; the kill follows right away.
+   */
+  const runningVmim = async (timeoutMs = 30_000): Promise<StoredObject | undefined> => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && !stopWork && !halted) {
+      if (runningNow.size > 0) return faultRandom.pick([...runningNow.values()]);
+      await sleep(10);
+    }
+    return undefined;
   };
   const stateOf = (m: StoredObject) => (m as { status?: { migrationState?: { sourceNode?: string; targetNode?: string } } }).status?.migrationState ?? {};
 
-  const inject = async (kind: FaultKind): Promise<{ detail: string; endAt: number } | undefined> => {
+  /** startAt: when the fault itself began, if it waited for its moment (a handler kill waits for a Running migration). */
+  const inject = async (kind: FaultKind): Promise<{ detail: string; endAt: number; startAt?: number } | undefined> => {
     switch (kind) {
       case 'kill-leader': {
         const l = await leader();
@@ -363,16 +379,22 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       }
       case 'kill-source-handler':
       case 'kill-target-handler': {
-        const m = runningVmim();
-        if (!m) return undefined;
+        const m = await runningVmim();
+        if (!m) {
+          handlerKillMisses++;
+          return undefined;
+        }
         const node = kind === 'kill-source-handler' ? stateOf(m).sourceNode : stateOf(m).targetNode;
         const h = node ? env.handlers.get(node) : undefined;
         if (!h || !node) return undefined;
         const at = Date.now();
         await h.kill();
         checker.nodeDied(node, at);
+        // The phase may have moved on between the watch event and the kill signal: say which it was.
+        const still = runningNow.has(m.metadata.uid);
+        if (still) handlerKillsMidRunning++;
         await waitRunning(h);
-        return { detail: `kill -9 handler of ${node} (${kind === 'kill-source-handler' ? 'source' : 'target'} of ${m.metadata.name})`, endAt: Date.now() };
+        return { detail: `kill -9 handler of ${node} (${kind === 'kill-source-handler' ? 'source' : 'target'} of ${m.metadata.name}, ${still ? 'in Running' : 'just past Running'})`, endAt: Date.now(), startAt: at };
       }
       case 'kill-nats-1':
       case 'kill-nats-2': {
@@ -427,7 +449,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       const at = Date.now();
       const hold = checker.holdUp(at);
       timeline.add(at, `fault ${kind}…`);
-      let r: { detail: string; endAt: number } | undefined;
+      let r: { detail: string; endAt: number; startAt?: number } | undefined;
       try {
         r = await inject(kind);
       } catch (err) {
@@ -439,7 +461,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       }
       const allowance = kind.startsWith('kill') || kind === 'stop-leader' ? PROCESS_RECOVERY_MS : 10_000;
       checker.holdUpEnded(hold, r.endAt + allowance);
-      faults.push({ kind, at, endAt: r.endAt, detail: r.detail });
+      faults.push({ kind, at: r.startAt ?? at, endAt: r.endAt, detail: r.detail });
       count[kind] = (count[kind] ?? 0) + 1;
       timeline.add(r.endAt, `fault ${kind}: ${r.detail}`, true);
     }
@@ -558,7 +580,10 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     migrationSeconds: { p50: percentile(durations, 50), p99: percentile(durations, 99) },
     peaks: { ...checker.peaks },
     durationMs: Date.now() - t0,
-    observations: [...observations, ...new Set(checker.notes), ...processExits.filter((e) => e.signal === null).map((e) => `${e.name} exited on its own with code ${e.code} at +${((e.at - t0) / 1000).toFixed(1)} s`)],
+    observations: [
+      ...observations,
+      ...(handlerKillsMidRunning + handlerKillMisses > 0 ? [`handler kills: ${handlerKillsMidRunning} while the migration was in Running, ${(count['kill-source-handler'] ?? 0) + (count['kill-target-handler'] ?? 0) - handlerKillsMidRunning} just after it left Running, ${handlerKillMisses} not injected (no migration reached Running within 30 s)`] : []),
+      ...new Set(checker.notes), ...processExits.filter((e) => e.signal === null).map((e) => `${e.name} exited on its own with code ${e.code} at +${((e.at - t0) / 1000).toFixed(1)} s`)],
     timeline: violations.length > 0 ? timeline.tail() : timeline.tail(40),
     ...(objects ? { objects } : {}),
     dir: env.dir,

@@ -17,7 +17,8 @@ import type { SimJournalEntry } from '../hypervisor/simJournal.js';
 import { InvariantChecker, type Violation } from './invariants.js';
 import { JournalTail } from './journalTail.js';
 import { startNatsProxy, type NatsProxy } from './natsProxy.js';
-import { quiescenceViolations, type ActiveHandlerJob } from './quiescence.js';
+import { nodeHeld, quiescenceViolations, RUNBOOK_FINAL, type ActiveHandlerJob } from './quiescence.js';
+import { MaintenanceAnnotations, MaintenanceLabels, MW_API_VERSION, MW_GROUP, MW_KIND, MW_PLURAL } from '../api/maintenanceWindow.js';
 import { SeededRandom } from './random.js';
 import { percentile } from './stats.js';
 
@@ -51,6 +52,8 @@ export interface CampaignOptions {
   keepGoing?: boolean;
   /** Stop injecting and creating after this long even if fewer migrations finished (then quiesce and report). */
   maxMs?: number;
+  /** Drive maintenance-window runbooks too (default true). */
+  runbooks?: boolean;
   /** Aborted (Ctrl-C): stop as if the time were up. */
   signal?: AbortSignal;
   dir?: string;
@@ -61,7 +64,7 @@ export interface FaultSample { kind: FaultKind; at: number; endAt: number; detai
 
 export interface CampaignResult {
   seed: number;
-  migrations: { finished: number; byPhase: Record<string, number>; userCreated: number; deletedMidFlight: number; drains: number };
+  migrations: { finished: number; byPhase: Record<string, number>; userCreated: number; deletedMidFlight: number; drains: number; runbooks: number };
   faults: Record<string, number>;
   faultDetail: { api: Record<string, number>; nats: Record<string, number> };
   violations: Violation[];
@@ -79,6 +82,22 @@ export interface CampaignResult {
 const LEASE = { durationS: 4, renewDeadlineS: 3, retryPeriodS: 1 };
 /** What a process fault may hold things up by beyond its own length: lease expiry, a restart with back-off, informer sync. */
 const PROCESS_RECOVERY_MS = 30_000;
+/** A runbook over at most two nodes of a few VMs each ends within this, plus fault hold-ups. */
+const RUNBOOK_BOUND_MS = 180_000;
+/** Once a runbook has ended, its nodes are back in service within this, plus fault hold-ups. */
+const RUNBOOK_RELEASE_MS = 30_000;
+const MW_REF = `${MW_PLURAL}.${MW_GROUP}`;
+
+interface OpenRunbook {
+  name: string;
+  nodes: string[];
+  createdAt: number;
+  /** When each node was first seen labelled ready (the operator acts a second later). */
+  readySeen: Map<string, number>;
+  uncordoning: Set<string>;
+  finishedAt?: number;
+  overdue?: boolean;
+}
 const json = JSONCodec<unknown>();
 
 type Event = { at: number; kind: 'journal'; entry: SimJournalEntry } | { at: number; kind: 'vmim'; obj: StoredObject; deleted: boolean };
@@ -105,6 +124,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const faultRandom = random.fork(1);
   const workRandom = random.fork(2);
   const kinds = o.faults ?? FAULT_KINDS;
+  const runbooksOn = o.runbooks ?? true;
   const baseline = o.baseline ?? Math.max(10, Math.round(o.migrations * 0.15));
   const t0 = Date.now();
   const timeline = new Timeline(t0, log);
@@ -229,8 +249,102 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   let deletedMidFlight = 0;
   let drains = 0;
   let drain: { node: string; done: boolean; proc?: ReturnType<typeof spawn> } | undefined;
+  let runbooks = 0;
+  let runbookSeq = 0;
+  let runbook: OpenRunbook | undefined;
   let stopWork = false;
   const kubectl = (args: string[]) => spawn('kubectl', ['--kubeconfig', env.kubeconfigPath, ...args], { stdio: 'ignore' });
+  /** kubectl uncordon until it works: the API may be answering with faults. */
+  const uncordon = (node: string, then: () => void) => {
+    kubectl(['uncordon', node]).once('exit', (code) => {
+      if (code === 0) then();
+      else setTimeout(() => uncordon(node, then), 1000);
+    });
+  };
+
+  /**
+   * A maintenance-window runbook over one or two nodes, one node at a time,
+   * window open for an hour, done when the operator uncordons the node.
+   */
+  const startRunbook = () => {
+    const n = o.nodes ?? 4;
+    const first = workRandom.int(1, n);
+    const picked = workRandom.chance(0.5) ? [first] : [first, (first % n) + 1];
+    const nodes = [...new Set(picked)].map((i) => `node-${i}`);
+    const name = `chaos-mw-${++runbookSeq}`;
+    const now = Date.now();
+    try {
+      store.create(MW_REF, {
+        apiVersion: MW_API_VERSION,
+        kind: MW_KIND,
+        metadata: { name },
+        spec: { nodes, maxNodesInMaintenance: 1, window: { start: new Date(now - 60_000).toISOString(), end: new Date(now + 3_600_000).toISOString() }, done: { uncordoned: true } },
+      });
+    } catch (err) {
+      timeline.add(now, `workload: could not create maintenance window ${name}: ${(err as Error).message}`, true);
+      return;
+    }
+    runbooks++;
+    runbook = { name, nodes, createdAt: now, readySeen: new Map(), uncordoning: new Set() };
+    timeline.add(now, `workload: maintenance window ${name} over ${nodes.join(', ')}`, true);
+  };
+
+  /**
+   * The operator's part of a runbook (uncordon a node a second after Ferry
+   * labels it ready), and the runbook's promises: it ends Completed, in bounded
+   * time, and gives every node back in service.
+   */
+  const tendRunbook = (rb: OpenRunbook) => {
+    const now = Date.now();
+    const mw = store.tryGet(MW_REF, rb.name) as (StoredObject & { status?: { phase?: string; conditions?: Array<{ type?: string; message?: string }> } }) | undefined;
+    if (!mw) {
+      runbook = undefined;
+      return;
+    }
+    for (const node of rb.nodes) {
+      const n = store.tryGet('nodes', node) as (StoredObject & { spec?: { unschedulable?: boolean } }) | undefined;
+      const ready = n?.metadata.labels?.[MaintenanceLabels.maintenance] === 'ready' && n.metadata.annotations?.[MaintenanceAnnotations.owner] === rb.name && n.spec?.unschedulable === true;
+      if (!ready) continue;
+      const seen = rb.readySeen.get(node);
+      if (seen === undefined) rb.readySeen.set(node, now);
+      else if (now - seen >= 1000 && !rb.uncordoning.has(node)) {
+        rb.uncordoning.add(node);
+        timeline.add(now, `workload: operator finished the maintenance of ${node} (${rb.name}); kubectl uncordon`, true);
+        uncordon(node, () => rb.uncordoning.delete(node));
+      }
+    }
+    const phase = mw.status?.phase ?? '';
+    if (!RUNBOOK_FINAL.has(phase)) {
+      const bound = RUNBOOK_BOUND_MS + checker.heldUpWithin(rb.createdAt, now);
+      if (now - rb.createdAt > bound && !rb.overdue) {
+        rb.overdue = true;
+        checker.violations.push({ invariant: 'runbook', at: now, subject: `maintenancewindow/${rb.name}`, message: `runbook still ${phase || 'without a phase'} ${((now - rb.createdAt) / 1000).toFixed(0)} s after it was created (bound ${(bound / 1000).toFixed(0)} s with fault hold-ups)` });
+      }
+      return;
+    }
+    if (rb.finishedAt === undefined) {
+      rb.finishedAt = now;
+      timeline.add(now, `workload: maintenance window ${rb.name} ${phase}`, true);
+      if (phase !== 'Completed') {
+        const why = (mw.status?.conditions ?? []).map((c) => c.message).filter(Boolean).join('; ');
+        checker.violations.push({ invariant: 'runbook', at: now, subject: `maintenancewindow/${rb.name}`, message: `runbook ended ${phase}, not Completed${why ? `: ${why}` : ''}` });
+      }
+    }
+    const held = rb.nodes.flatMap((node) => {
+      const n = store.tryGet('nodes', node);
+      const why = n ? nodeHeld(n) : undefined;
+      return why ? [`${node} ${why}`] : [];
+    });
+    const late = now - rb.finishedAt > RUNBOOK_RELEASE_MS + checker.heldUpWithin(rb.finishedAt, now);
+    if (held.length > 0 && !late) return;
+    if (held.length > 0) checker.violations.push({ invariant: 'runbook', at: now, subject: `maintenancewindow/${rb.name}`, message: `runbook ${phase} but its nodes are not back in service: ${held.join('; ')}` });
+    try {
+      store.delete(MW_REF, rb.name);
+    } catch {
+      // already gone
+    }
+    runbook = undefined;
+  };
 
   // The workload: user migrations, an occasional drain, and deletions mid-flight.
   const workload = (async () => {
@@ -272,8 +386,11 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
           }
         }
       }
+      // A runbook now and then, never beside a drain (each would hold the other's nodes).
+      if (runbooksOn && !drain && !runbook && workRandom.chance(0.005)) startRunbook();
+      if (runbook) tendRunbook(runbook);
       // kubectl drain one node at a time; uncordon it once drained.
-      if (!drain && workRandom.chance(0.01)) {
+      if (!drain && !runbook && workRandom.chance(0.01)) {
         const node = `node-${workRandom.int(1, o.nodes ?? 4)}`;
         drain = { node, done: false };
         drains++;
@@ -288,7 +405,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
               d.done = true;
               timeline.add(Date.now(), `workload: kubectl drain ${node} completed`, true);
               setTimeout(() => {
-                kubectl(['uncordon', node]).once('exit', () => {
+                uncordon(node, () => {
                   timeline.add(Date.now(), `workload: uncordoned ${node}`);
                   if (drain === d) drain = undefined;
                 });
@@ -492,10 +609,20 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   let objects: unknown;
   if (!halted) {
     const deadline = Date.now() + 120_000;
-    while (Date.now() < deadline && (openVmims().length > 0 || (drain && !drain.done))) await sleep(500);
+    while (Date.now() < deadline && (openVmims().length > 0 || (drain && !drain.done) || runbook)) {
+      if (runbook) tendRunbook(runbook);
+      await sleep(500);
+    }
     if (drain && !drain.done) checker.violations.push({ invariant: 'quiescence', at: Date.now(), subject: drain.node, message: `kubectl drain ${drain.node} did not complete within 120 s after the faults stopped` });
+    if (runbook) checker.violations.push({ invariant: 'runbook', at: Date.now(), subject: `maintenancewindow/${runbook.name}`, message: `runbook did not end and give its nodes back within 120 s after the faults stopped` });
     drain?.proc?.kill();
-    if (drain) kubectl(['uncordon', drain.node]);
+    if (drain) {
+      const d = drain;
+      await new Promise<void>((resolve) => {
+        uncordon(d.node, resolve);
+        setTimeout(resolve, 15_000);
+      });
+    }
     await sleep(3000);
     feed();
     const handlerJobs: ActiveHandlerJob[] = [];
@@ -515,6 +642,8 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       vmims: vmims(),
       checker,
       handlerJobs,
+      nodes: store.list('nodes').items,
+      maintenanceWindows: store.list(MW_REF).items,
     }));
     if (checker.violations.length === 0) await replayResults();
   }
@@ -568,7 +697,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const durations = checker.durations();
   const result: CampaignResult = {
     seed: o.seed,
-    migrations: { finished: checker.finished(), byPhase: checker.phaseCounts(), userCreated, deletedMidFlight, drains },
+    migrations: { finished: checker.finished(), byPhase: checker.phaseCounts(), userCreated, deletedMidFlight, drains, runbooks },
     faults: count,
     faultDetail: { api: { ...apiFaults.counts }, nats: proxy ? { ...proxy.counts } : {} },
     violations,

@@ -387,7 +387,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
         }
       }
       // A runbook now and then, never beside a drain (each would hold the other's nodes).
-      if (runbooksOn && !drain && !runbook && workRandom.chance(0.005)) startRunbook();
+      if (runbooksOn && !drain && !runbook && workRandom.chance(0.01)) startRunbook();
       if (runbook) tendRunbook(runbook);
       // kubectl drain one node at a time; uncordon it once drained.
       if (!drain && !runbook && workRandom.chance(0.01)) {
@@ -457,7 +457,17 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     }
     return undefined;
   };
-  const stateOf = (m: StoredObject) => (m as { status?: { migrationState?: { sourceNode?: string; targetNode?: string } } }).status?.migrationState ?? {};
+  type MigrationStateView = { status?: { nodeName?: string; migrationState?: { sourceNode?: string; targetNode?: string; migrationUid?: string } | null } };
+  /** Source and target of a migration: from its own status if it has them, else from its VMI's (the VMI runs on the source until the switchover). */
+  const migrationEnds = (m: StoredObject): { source?: string; target?: string } => {
+    const own = (m as MigrationStateView).status?.migrationState ?? undefined;
+    const vmiName = (m as { spec?: { vmiName?: string } }).spec?.vmiName ?? '';
+    const vmi = store.tryGet('virtualmachineinstances.kubevirt.io', vmiName, m.metadata.namespace) as (StoredObject & MigrationStateView) | undefined;
+    const vms = vmi?.status?.migrationState?.migrationUid === m.metadata.uid ? vmi.status.migrationState : undefined;
+    const source = own?.sourceNode ?? vms?.sourceNode ?? vmi?.status?.nodeName;
+    const target = own?.targetNode ?? vms?.targetNode;
+    return { ...(source ? { source } : {}), ...(target ? { target } : {}) };
+  };
 
   /** startAt: when the fault itself began, if it waited for its moment (a handler kill waits for a Running migration). */
   const inject = async (kind: FaultKind): Promise<{ detail: string; endAt: number; startAt?: number } | undefined> => {
@@ -501,9 +511,13 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
           handlerKillMisses++;
           return undefined;
         }
-        const node = kind === 'kill-source-handler' ? stateOf(m).sourceNode : stateOf(m).targetNode;
+        const ends = migrationEnds(m);
+        const node = kind === 'kill-source-handler' ? ends.source : ends.target;
         const h = node ? env.handlers.get(node) : undefined;
-        if (!h || !node) return undefined;
+        if (!h || !node) {
+          timeline.add(Date.now(), `fault ${kind}: ${m.metadata.name} is Running but its ${kind === 'kill-source-handler' ? 'source' : 'target'} node is not known`, true);
+          return undefined;
+        }
         const at = Date.now();
         await h.kill();
         checker.nodeDied(node, at);

@@ -34,6 +34,7 @@ import { BusBridge } from './busBridge.js';
 import type { Tracked } from './tracked.js';
 import { NodeLiveness } from './nodeLiveness.js';
 import { factOf } from './facts.js';
+import { migrationGone } from './orphanState.js';
 
 export interface ControllerOptions {
   kube: KubeClient;
@@ -646,13 +647,16 @@ export class MigrationController {
     const t = this.tracked.get(ms.migrationUid);
     if (t && !FINAL_PHASES.has(t.session.phase)) return;
     const ns = vmi.metadata.namespace ?? 'default';
-    const raw = this.vmims.list(ns).find((o) => o.metadata?.uid === ms.migrationUid);
+    const cached = this.vmims.list(ns);
+    const raw = cached.find((o) => o.metadata?.uid === ms.migrationUid);
     if (raw) {
       const r = parseObject(VirtualMachineInstanceMigration, raw);
       if (r.ok && FINAL_PHASES.has((r.value.status?.phase || 'Pending') as MigrationPhase)) await this.cleanup.run(r.value);
       return;
     }
     if (t) return; // its final phase is still being written; the VMIM-keyed cleanup runs then
+    // Not in the cache: the API server must confirm it is gone (the cache may lag); if it is there, its own reconcile follows.
+    if (!(await migrationGone(ms.migrationUid, cached, async () => (await this.kube.listCustom(VMIM_RESOURCE, ns)).items))) return;
     // The VMIM is gone and nothing tracks it: only the VMI's own record is left to go by.
     await this.cleanup.run({
       metadata: { uid: ms.migrationUid, namespace: ns, name: `(deleted migration ${ms.migrationUid})` },

@@ -444,8 +444,10 @@ export class MigrationSession {
       targetNode: facts.targetNode,
       sourceLost: facts.sourceLost,
     });
-    this.log.info({ verdict: r.kind, why: r.why }, 'asked both handlers where the guest runs');
-    return { kind: r.kind, why: r.why, sourceJob: r.sourceJob };
+    // Only positive knowledge: a cancelled arrival (how a prepared target's domain shows varies by driver).
+    const targetGone = r.target.answered && r.target.job?.state === 'cancelled';
+    this.log.info({ verdict: r.kind, why: r.why, targetGone }, 'asked both handlers where the guest runs');
+    return { kind: r.kind, why: r.why, sourceJob: r.sourceJob, targetGone };
   }
 
   /**

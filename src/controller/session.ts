@@ -17,6 +17,7 @@ import { domainName, guestMemoryBytes, guestSpecFor } from './guest.js';
 import { NodeSide, NotSentError } from './nodeSide.js';
 import { buildTargetPod, targetPodName } from './targetPod.js';
 import { launcherRef } from './launcherRef.js';
+import { sourcePodToRemove } from './sourcePod.js';
 import { formatProxyAddress } from '../launcher/proxyAddress.js';
 
 /** What a session needs from the controller that owns it (caches and shared clients). */
@@ -520,8 +521,15 @@ export class MigrationSession {
         metadata: { labels: { [Labels.nodeName]: targetNode, [Labels.migrationTargetNodeName]: null } },
       });
     }
-    const source = (this.markersOnVmim ? this.vmimMarkers.sourcePod : ms?.sourcePod) ?? this.sourceLauncherPod(facts.sourceNode)?.metadata.name;
-    if (source && source !== facts.targetPod) await this.env.kube.deletePod(this.namespace, source);
+    const source = sourcePodToRemove({
+      uid: this.uid,
+      markersMode: this.markersOnVmim,
+      fromVmim: this.vmimMarkers.sourcePod,
+      vmiState: ms,
+      onSourceNode: () => this.sourceLauncherPod(facts.sourceNode)?.metadata.name,
+      targetPod: facts.targetPod,
+    });
+    if (source) await this.env.kube.deletePod(this.namespace, source);
     this.log.info({ from: facts.sourceNode, to: targetNode, mode }, 'migration succeeded; VMI moved');
   }
 

@@ -50,6 +50,12 @@ export function quiescenceViolations(s: {
   nodes?: readonly StoredObject[];
   /** Every MaintenanceWindow; each must have ended. */
   maintenanceWindows?: readonly StoredObject[];
+  /**
+   * What each handler that answered list-jobs says its hypervisor holds. It must
+   * be the journals' truth exactly: a handler that believes in a domain that is
+   * gone (or misses one that is there) has leaked or lost state.
+   */
+  handlerDomains?: ReadonlyMap<string, ReadonlyArray<{ name: string; state: string }>>;
 }): Violation[] {
   const out: Violation[] = [];
   const fail = (subject: string, message: string) => out.push({ invariant: 'quiescence', at: s.at, subject, message });
@@ -94,6 +100,12 @@ export function quiescenceViolations(s: {
     if (ms?.migrationUid && !ms.completed && !ms.failed) fail(key, `migrationState of ${ms.migrationUid} is still open`);
     const pdb = s.pdbs.find((p) => p.metadata.name === budgetName(vmi) && p.metadata.namespace === vmi.metadata.namespace) as { spec?: { minAvailable?: number } } | undefined;
     if (pdb && pdb.spec?.minAvailable !== 1) fail(key, `disruption budget still asks for ${pdb.spec?.minAvailable} pods`);
+  }
+  for (const [node, domains] of s.handlerDomains ?? []) {
+    const says = new Map(domains.map((d) => [d.name, d.state]));
+    const truth = new Map([...s.checker.domains].flatMap(([d, where]) => (where.has(node) ? [[d, where.get(node)!] as const] : [])));
+    for (const [d, st] of says) if (truth.get(d) !== st) fail(node, `handler reports ${d} ${st}, the journal says ${truth.get(d) ?? 'gone'}`);
+    for (const [d, st] of truth) if (!says.has(d)) fail(node, `handler does not know ${d}, which the journal says is ${st} there`);
   }
   for (const j of s.handlerJobs) if (ACTIVE.has(j.state)) fail(j.node, `handler still holds ${j.role} job ${j.migrationUid} (${j.domain}) in state ${j.state}`);
   for (const j of s.checker.jobs.values()) fail(j.node, `migration job of ${j.domain} to ${j.target} still runs in the hypervisor`);

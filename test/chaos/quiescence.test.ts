@@ -34,6 +34,25 @@ describe('quiescence checks', () => {
     ]);
   });
 
+  it("reports a handler whose view of its hypervisor differs from the journal's truth (leaked or lost state)", () => {
+    const c = checker();
+    c.journal({ at: 0, node: 'node-1', domain: 'default_vm-1', state: 'running' });
+    c.journal({ at: 0, node: 'node-1', domain: 'default_vm-2', state: 'running' });
+    c.journal({ at: 1, node: 'node-1', domain: 'default_vm-3', state: 'incoming', migrationId: 'm' });
+    c.journal({ at: 2, node: 'node-1', domain: 'default_vm-3', state: 'gone' });
+    const v = quiescenceViolations({
+      at: 3, vmis: [], pods: [], pdbs: [], vmims: [], checker: c, handlerJobs: [],
+      handlerDomains: new Map([
+        ['node-1', [{ name: 'default_vm-1', state: 'running' }, { name: 'default_vm-3', state: 'incoming' }]],
+        ['node-2', []],
+      ]),
+    }).map((x) => `${x.subject}: ${x.message}`);
+    expect(v).toEqual([
+      'node-1: handler reports default_vm-3 incoming, the journal says gone',
+      'node-1: handler does not know default_vm-2, which the journal says is running there',
+    ]);
+  });
+
   it('reports a node left cordoned, drain-tainted or held by a runbook, and a runbook that never ended', () => {
     expect(check({
       nodes: [

@@ -10,7 +10,7 @@ import { ResultMessage } from '../bus/protocol.js';
 import { subjects } from '../bus/subjects.js';
 import { defaultFerryConfig } from '../config/ferryConfig.js';
 import { ApiFaults } from '../devcluster/faults.js';
-import { startProcessEnvironment, type ProcessEnvironment } from '../devcluster/processEnvironment.js';
+import { LEASE_NAME, LEASE_NAMESPACE, startProcessEnvironment, type ProcessEnvironment } from '../devcluster/processEnvironment.js';
 import type { SupervisedProcess } from '../devcluster/supervisor.js';
 import type { StoredObject } from '../devcluster/object.js';
 import type { SimJournalEntry } from '../hypervisor/simJournal.js';
@@ -165,11 +165,14 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       return proxy.urls;
     },
     onProcessEvent: (e) => {
+      if (e.type === 'started') startedAt.set(e.name, e.at);
       if (e.type === 'started') timeline.add(e.at, `process ${e.name} started (pid ${e.pid})`);
       else timeline.add(e.at, `process ${e.name} exited (${e.signal ?? `code ${e.code}`})${e.expected ? '' : `, restart in ${e.restartInMs} ms`}`);
       if (e.type === 'exited' && !e.expected) processExits.push({ name: e.name, at: e.at, signal: e.signal, code: e.code });
     },
   });
+  /** When each supervised process (by name) last started: a lease acquired before that was its dead predecessor's. */
+  const startedAt = new Map<string, number>();
   const processExits: Array<{ name: string; at: number; signal: string | null; code: number | null }> = [];
   const store = env.cluster.store;
 
@@ -430,7 +433,20 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   let baselineEnd: { at: number; finished: number } | undefined;
   /** Throughput is counted from the first finished migration: start-up is not the system's speed. */
   let firstFinish: number | undefined;
-  const leader = async (): Promise<SupervisedProcess | undefined> => env.leader();
+  /**
+   * The controller that holds the lease now. The holder identity names a replica
+   * (`controller-1_…`), and a killed replica's successor has the same name: if the
+   * lease was acquired before the named process last started, it is the dead
+   * predecessor's, not yet expired, and nobody leads.
+   */
+  const leader = async (): Promise<SupervisedProcess | undefined> => {
+    const l = await env.leader();
+    if (!l) return undefined;
+    const lease = store.tryGet('leases.coordination.k8s.io', LEASE_NAME, LEASE_NAMESPACE) as { spec?: { acquireTime?: string } } | undefined;
+    const acquired = Date.parse(lease?.spec?.acquireTime ?? '');
+    const started = startedAt.get(l.name);
+    return Number.isFinite(acquired) && started !== undefined && acquired < started ? undefined : l;
+  };
   const waitForLeader = async (notPid?: number, timeoutMs = 60_000) => {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {

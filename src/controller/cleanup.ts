@@ -78,7 +78,9 @@ export class FailureCleanup {
         throw new Error(msg);
       }
       // Drop what the target prepared (an incoming domain holds no guest: the arbiter said so).
-      if (verdict.target.answered && verdict.target.job && verdict.target.job.state !== 'cancelled') {
+      // A restarted handler has no record of the job but its hypervisor may still hold the incoming domain.
+      const prepared = verdict.target.answered && (verdict.target.job ? verdict.target.job.state !== 'cancelled' : verdict.target.domain?.state === 'incoming');
+      if (prepared) {
         await this.d.nodes
           .command(targetNode, 'abort', { migrationUid: uid, attempt: 1, vmi: `${ns}/${vmim.spec.vmiName}`, reason: failureReasonOf(vmim) })
           .catch((err: unknown) => log.warn({ err: String(err), targetNode }, 'could not tell the target handler to cancel; its prepared domain goes with the pod'));

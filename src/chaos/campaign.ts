@@ -152,6 +152,8 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   mkdirSync(dir, { recursive: true });
   const configFile = path.join(dir, 'ferry-config.yaml');
   writeFileSync(configFile, `limits:\n  parallelMigrationsPerCluster: ${kubevirtLimits.cluster}\n  parallelOutboundMigrationsPerNode: ${kubevirtLimits.outbound}\n  parallelInboundMigrationsPerNode: ${kubevirtLimits.inbound}\n`);
+  /** When each supervised process (by name) last started: a lease acquired before that was its dead predecessor's. */
+  const startedAt = new Map<string, number>();
   const env: ProcessEnvironment = await startProcessEnvironment({
     configFile,
     nodes: o.nodes ?? 4,
@@ -171,8 +173,6 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       if (e.type === 'exited' && !e.expected) processExits.push({ name: e.name, at: e.at, signal: e.signal, code: e.code });
     },
   });
-  /** When each supervised process (by name) last started: a lease acquired before that was its dead predecessor's. */
-  const startedAt = new Map<string, number>();
   const processExits: Array<{ name: string; at: number; signal: string | null; code: number | null }> = [];
   const store = env.cluster.store;
 

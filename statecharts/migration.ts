@@ -143,6 +143,8 @@ export interface Inspection {
   why: string;
   /** The source handler's job state for this migration, if it has one. */
   sourceJob?: string | undefined;
+  /** The target handler answered that its arrival for this migration was cancelled: nothing to stream to. */
+  targetGone?: boolean;
 }
 
 export interface PreparedTarget {
@@ -302,6 +304,7 @@ export const migrationMachine = setup({
       const out = (event as { output?: Inspection }).output;
       return out?.kind === params.kind && out.sourceJob === undefined;
     },
+    targetGone: ({ event }) => (event as { output?: Inspection }).output?.targetGone === true,
     abortPending: ({ context }) => context.abortReason !== undefined && context.abortRefused === undefined,
     inPostCopyMode: ({ context }) => context.mode === 'PostCopy',
     failureSeen: ({ context }) => context.failureSeen,
@@ -553,6 +556,13 @@ export const migrationMachine = setup({
                 guard: { type: 'verdict', params: { kind: 'completed' } },
                 target: '#migration.Running.completing',
                 actions: { type: 'recordCompletion', params: ({ context }) => ({ mode: context.mode, downtimeMs: context.downtimeMs ?? 0 }) },
+              },
+              // Nothing started, but the target was torn down meanwhile (by another replica's cleanup): starting
+              // now would stream into nothing. Fail; the guest stays on its source.
+              {
+                guard: and([{ type: 'verdictWithoutSourceJob' as const, params: { kind: 'failed' as const } }, 'targetGone']),
+                target: '#migration.Failed',
+                actions: { type: 'fail', params: { reason: 'the target was torn down while the controller restarted; the source was never started' } },
               },
               // The guest runs on the source and the source never heard of this migration: nothing started.
               { guard: { type: 'verdictWithoutSourceJob', params: { kind: 'failed' } }, target: 'starting' },

@@ -17,6 +17,7 @@ export type Invariant =
   | 'phase-once' // each phase recorded once
   | 'bounded-time' // every VMIM terminal within its bound plus the faults' hold-ups
   | 'quiescence' // after the faults stop: drains done, nothing orphaned or leaked
+  | 'runbook' // a runbook ends Completed in bounded time and gives every node it held back in service
   | 'idempotent-result'; // a result processed twice changes nothing
 
 export interface Violation {

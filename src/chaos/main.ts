@@ -27,6 +27,7 @@ const program = new Command()
   .option('--vms <n>', 'VMs', int('--vms'), 12)
   .option('--concurrency <n>', 'user migrations kept in flight', int('--concurrency'), 3)
   .option('--dir <dir>', 'keep journals, logs and state here (default: a temporary directory, kept on a violation)')
+  .option('--no-runbooks', 'do not drive MaintenanceWindow runbooks')
   .option('--keep-going', 'record violations and carry on instead of stopping at the first', false)
   .option('--time-scale <x>', 'sim time per real time', Number, 1)
   .option('--max-minutes <m>', 'stop creating migrations and injecting faults after this long, then quiesce and report', Number)
@@ -34,7 +35,7 @@ const program = new Command()
   .option('--json <file>', 'also write the result as JSON here')
   .option('--report <file>', 'where the Markdown report goes', 'docs/reliability.md')
   .option('--no-report', 'do not write the Markdown report')
-  .action(async (o: { migrations: number; seed: number; faults?: FaultKind[]; baseline?: number; nodes: number; vms: number; concurrency: number; dir?: string; json?: string; report: string | false; keepGoing: boolean; timeScale: number; maxMinutes?: number; faultGap?: string }) => {
+  .action(async (o: { migrations: number; seed: number; faults?: FaultKind[]; baseline?: number; nodes: number; vms: number; concurrency: number; dir?: string; json?: string; report: string | false; keepGoing: boolean; timeScale: number; maxMinutes?: number; faultGap?: string; runbooks: boolean }) => {
     // Ctrl-C ends the run early but still quiesces, checks and reports (a second one exits at once).
     const interrupted = new AbortController();
     process.once('SIGINT', () => {
@@ -51,6 +52,7 @@ const program = new Command()
       vms: o.vms,
       concurrency: o.concurrency,
       keepGoing: o.keepGoing,
+      runbooks: o.runbooks,
       signal: interrupted.signal,
       ...(o.maxMinutes !== undefined ? { maxMs: o.maxMinutes * 60_000 } : {}),
       ...(gap ? { faultGapMs: [gap[0]!, gap[1]!] as const } : {}),
@@ -60,7 +62,7 @@ const program = new Command()
       ...(o.dir ? { dir: o.dir } : {}),
       log: (line) => process.stdout.write(`${line}\n`),
     });
-    const command = `npm run chaos -- --migrations ${o.migrations} --seed ${o.seed}${o.faults ? ` --faults ${o.faults.join(',')}` : ''}${o.keepGoing ? ' --keep-going' : ''}${o.timeScale !== 1 ? ` --time-scale ${o.timeScale}` : ''}${o.maxMinutes !== undefined ? ` --max-minutes ${o.maxMinutes}` : ''}${o.faultGap ? ` --fault-gap ${o.faultGap}` : ''}`;
+    const command = `npm run chaos -- --migrations ${o.migrations} --seed ${o.seed}${o.faults ? ` --faults ${o.faults.join(',')}` : ''}${o.concurrency !== 3 ? ` --concurrency ${o.concurrency}` : ''}${o.runbooks ? '' : ' --no-runbooks'}${o.keepGoing ? ' --keep-going' : ''}${o.timeScale !== 1 ? ` --time-scale ${o.timeScale}` : ''}${o.maxMinutes !== undefined ? ` --max-minutes ${o.maxMinutes}` : ''}${o.faultGap ? ` --fault-gap ${o.faultGap}` : ''}`;
     if (o.json) writeFileSync(o.json, JSON.stringify(result, null, 2));
     if (o.report) writeFileSync(o.report, reliabilityReport(result, command, new Date()));
     const total = Object.values(result.faults).reduce((a, b) => a + b, 0);

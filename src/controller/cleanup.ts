@@ -1,4 +1,5 @@
-import type { Pod } from '../api/core.js';
+import { Pod } from '../api/core.js';
+import { parseObject } from '../api/meta.js';
 import { Labels, type VirtualMachineInstance } from '../api/vmi.js';
 import type { VirtualMachineInstanceMigration } from '../api/vmim.js';
 import { isConflict, isNotFound, statusCode, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
@@ -45,9 +46,12 @@ export class FailureCleanup {
     const uid = vmim.metadata.uid ?? '';
     const ns = vmim.metadata.namespace ?? 'default';
     const vmi = this.d.vmi(ns, vmim.spec.vmiName);
-    const pods = vmi?.metadata.uid ? this.d.podsOfVmi(ns, vmi.metadata.uid).filter((p) => p.metadata.labels?.[Labels.migrationJobUID] === uid) : [];
+    let pods = vmi?.metadata.uid ? this.d.podsOfVmi(ns, vmi.metadata.uid).filter((p) => p.metadata.labels?.[Labels.migrationJobUID] === uid) : [];
     const ms = vmi?.status?.migrationState;
     const open = ms?.migrationUid === uid && !ms.completed;
+    // The cache may not have seen a target pod created just before the migration failed (a VMIM deleted in
+    // Scheduling under delayed watch events): ask the API server before declaring nothing left (chaos seed 1000).
+    if (pods.length === 0 && vmi?.metadata.uid) pods = await this.liveTargetPods(ns, uid, vmi.metadata.uid);
     if (pods.length === 0 && !open) {
       this.warned.delete(uid);
       return;
@@ -56,6 +60,14 @@ export class FailureCleanup {
     const reason = known.reason ?? failureReasonOf(vmim);
     if (pods.length > 0) await this.removeTargetPods(vmim, vmi, pods, log);
     if (open && vmi) await this.closeMigrationState(vmim, vmi, reason, known.aborted ?? false, log);
+  }
+
+  private async liveTargetPods(ns: string, uid: string, vmiUid: string): Promise<Pod[]> {
+    const list = await this.d.kube.core.listNamespacedPod({ namespace: ns, labelSelector: `${Labels.migrationJobUID}=${uid}` });
+    return list.items.flatMap((raw) => {
+      const r = parseObject(Pod, raw);
+      return r.ok && r.value.metadata.labels?.[Labels.createdBy] === vmiUid && !r.value.metadata.deletionTimestamp ? [r.value] : [];
+    });
   }
 
   private async removeTargetPods(vmim: VirtualMachineInstanceMigration, vmi: VirtualMachineInstance | undefined, pods: Pod[], log: Logger): Promise<void> {
@@ -78,7 +90,9 @@ export class FailureCleanup {
         throw new Error(msg);
       }
       // Drop what the target prepared (an incoming domain holds no guest: the arbiter said so).
-      if (verdict.target.answered && verdict.target.job && verdict.target.job.state !== 'cancelled') {
+      // A restarted handler has no record of the job but its hypervisor may still hold the incoming domain.
+      const prepared = verdict.target.answered && (verdict.target.job ? verdict.target.job.state !== 'cancelled' : verdict.target.domain?.state === 'incoming');
+      if (prepared) {
         await this.d.nodes
           .command(targetNode, 'abort', { migrationUid: uid, attempt: 1, vmi: `${ns}/${vmim.spec.vmiName}`, reason: failureReasonOf(vmim) })
           .catch((err: unknown) => log.warn({ err: String(err), targetNode }, 'could not tell the target handler to cancel; its prepared domain goes with the pod'));

@@ -1,7 +1,7 @@
 import { parseObject } from '../api/meta.js';
 import type { EvictionStrategy, VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
-import type { KubeClient } from '../kube/client.js';
+import { VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import type { KeepAliveInformer } from '../kube/informer.js';
 import { rejectionReasonClass, type ControllerMetrics } from '../metrics/index.js';
 import type { Logger } from '../util/log.js';
@@ -14,6 +14,7 @@ import type { MigrationRegistry } from './registry.js';
 import type { MigrationSession } from './session.js';
 import type { Tracked } from './tracked.js';
 import { unusableVmiReason } from './vmiFacts.js';
+import { migrationGone } from './orphanState.js';
 
 type Obj = { metadata?: { uid?: string; name?: string; namespace?: string; resourceVersion?: string } } & Record<string, unknown>;
 
@@ -161,13 +162,16 @@ export class MigrationReconciler {
     const t = this.d.registry.get(ms.migrationUid);
     if (t && !FINAL_PHASES.has(t.session.phase)) return;
     const ns = vmi.metadata.namespace ?? 'default';
-    const raw = this.d.vmims.list(ns).find((o) => o.metadata?.uid === ms.migrationUid);
+    const cached = this.d.vmims.list(ns);
+    const raw = cached.find((o) => o.metadata?.uid === ms.migrationUid);
     if (raw) {
       const r = parseObject(VirtualMachineInstanceMigration, raw);
       if (r.ok && FINAL_PHASES.has((r.value.status?.phase || 'Pending') as MigrationPhase)) await this.d.cleanup.run(r.value);
       return;
     }
     if (t) return; // its final phase is still being written; the VMIM-keyed cleanup runs then
+    // Not in the cache: the API server must confirm it is gone (the cache may lag); if it is there, its own reconcile follows.
+    if (!(await migrationGone(ms.migrationUid, cached, async () => (await this.d.kube.listCustom(VMIM_RESOURCE, ns)).items))) return;
     // The VMIM is gone and nothing tracks it: only the VMI's own record is left to go by.
     await this.d.cleanup.run({
       metadata: { uid: ms.migrationUid, namespace: ns, name: `(deleted migration ${ms.migrationUid})` },

@@ -17,6 +17,7 @@ import { domainName, guestMemoryBytes, guestSpecFor } from './guest.js';
 import { NodeSide, NotSentError } from './nodeSide.js';
 import { buildTargetPod, targetPodName } from './targetPod.js';
 import { launcherRef } from './launcherRef.js';
+import { sourcePodToRemove } from './sourcePod.js';
 import { formatProxyAddress } from '../launcher/proxyAddress.js';
 
 /** Queued Events of one migration: a new kind of reason no sooner than this after the last… */
@@ -471,8 +472,10 @@ export class MigrationSession {
       targetNode: facts.targetNode,
       sourceLost: facts.sourceLost,
     });
-    this.log.info({ verdict: r.kind, why: r.why }, 'asked both handlers where the guest runs');
-    return { kind: r.kind, why: r.why, sourceJob: r.sourceJob };
+    // Only positive knowledge: a cancelled arrival (how a prepared target's domain shows varies by driver).
+    const targetGone = r.target.answered && r.target.job?.state === 'cancelled';
+    this.log.info({ verdict: r.kind, why: r.why, targetGone }, 'asked both handlers where the guest runs');
+    return { kind: r.kind, why: r.why, sourceJob: r.sourceJob, targetGone };
   }
 
   /**
@@ -553,8 +556,15 @@ export class MigrationSession {
         metadata: { labels: { [Labels.nodeName]: targetNode, [Labels.migrationTargetNodeName]: null } },
       });
     }
-    const source = (this.markersOnVmim ? this.vmimMarkers.sourcePod : ms?.sourcePod) ?? this.sourceLauncherPod(facts.sourceNode)?.metadata.name;
-    if (source && source !== facts.targetPod) await this.env.kube.deletePod(this.namespace, source);
+    const source = sourcePodToRemove({
+      uid: this.uid,
+      markersMode: this.markersOnVmim,
+      fromVmim: this.vmimMarkers.sourcePod,
+      vmiState: ms,
+      onSourceNode: () => this.sourceLauncherPod(facts.sourceNode)?.metadata.name,
+      targetPod: facts.targetPod,
+    });
+    if (source) await this.env.kube.deletePod(this.namespace, source);
     this.log.info({ from: facts.sourceNode, to: targetNode, mode }, 'migration succeeded; VMI moved');
   }
 

@@ -99,7 +99,7 @@ export class TargetRole {
   /** Drops what was prepared for this migration; undefined when this node never prepared it. */
   async cancel(req: CommandRequest<'abort'>): Promise<'cancelled' | 'already-finished' | undefined> {
     const job = this.jobs.get(jobKey(req));
-    if (!job) return undefined;
+    if (!job) return this.cancelUnrecorded(req);
     if (job.state === 'finished') return 'already-finished';
     if (job.state === 'cancelled') return 'cancelled';
     // A prepare still under way must land before it can be undone; a failed one left nothing behind.
@@ -111,6 +111,29 @@ export class TargetRole {
     }
     this.end(job, 'cancelled');
     this.log.info({ node: this.node, ...refFields(req), domain: job.domain, reason: req.reason }, 'target cancelled');
+    return 'cancelled';
+  }
+
+  /**
+   * An arrival this process has no record of (prepared before a restart) whose
+   * incoming domain the hypervisor still holds: dropped all the same, or it
+   * stays forever (chaos seed 1000). Every driver drops only the incoming domain
+   * of this migration, never a guest that runs.
+   */
+  private async cancelUnrecorded(req: CommandRequest<'abort'>): Promise<'cancelled' | undefined> {
+    const [ns, name] = req.vmi.split('/');
+    if (!ns || !name) return undefined;
+    const domain = `${ns}_${name}`;
+    const held = (await this.driver.listDomains()).find((d) => d.name === domain);
+    if (held?.state !== 'incoming') return undefined;
+    try {
+      await this.driver.cancelIncoming(domain, req.migrationUid);
+    } catch (err) {
+      throw new HandlerError('driver-error', `cancelling arrival of ${domain} on ${this.node} failed: ${(err as Error).message}`);
+    }
+    // Still there: it was another migration's arrival, which is not ours to drop.
+    if ((await this.driver.listDomains()).some((d) => d.name === domain && d.state === 'incoming')) return undefined;
+    this.log.info({ node: this.node, ...refFields(req), domain, reason: req.reason }, 'target cancelled (prepared before a restart)');
     return 'cancelled';
   }
 

@@ -58,6 +58,13 @@ export interface SimDriverOptions {
    * driver died is gone, its source still running (pre-copy) or paused (post-copy).
    */
   journal?: SimJournal;
+  /**
+   * How a source finds out whether its target listens (sim nodes in separate
+   * processes read each other's journals). Without it the source assumes it does.
+   * A real source connects to the target and fails when nothing listens, or
+   * when the target's domain vanishes before the switch-over; so does the sim.
+   */
+  targetListening?: (targetNode: string, domain: string, migrationId: string) => boolean;
 }
 
 /** A lightly loaded guest: 16 MiB/s over a 256 MiB hot set, a third of memory never touched. */
@@ -86,6 +93,7 @@ export class SimDriver implements HypervisorDriver {
   private readonly jobs = new Map<string, SimMigrationJob>();
   private closed = false;
   private readonly journal: SimJournal | undefined;
+  private readonly targetListening: SimDriverOptions['targetListening'];
 
   constructor(options: SimDriverOptions) {
     this.node = options.node;
@@ -99,6 +107,7 @@ export class SimDriver implements HypervisorDriver {
       zeroFraction: options.defaultZeroFraction ?? DEFAULT_ZERO_FRACTION,
     };
     this.journal = options.journal;
+    this.targetListening = options.targetListening;
     if (this.journal) {
       const entries = this.journal.read();
       // Jobs of the driver that died with its process: over, as far as anyone can tell.
@@ -194,6 +203,10 @@ export class SimDriver implements HypervisorDriver {
     if (!(controls.bandwidth >= 0) || !Number.isFinite(controls.bandwidth)) {
       throw new RangeError(`${what}: bandwidth must be a finite number ≥ 0 (0 = unlimited), got ${controls.bandwidth}`);
     }
+    const listening = this.targetListening;
+    if (listening && !listening(target.node, name, migrationId)) {
+      throw new Error(`${what}: nothing listens at ${target.address}: node ${target.node} holds no incoming domain for this migration`);
+    }
     let model: PrecopyState;
     try {
       model = startPrecopy(domain.guest, { ...controls, bandwidth: this.resolveBandwidth(controls.bandwidth) });
@@ -208,6 +221,7 @@ export class SimDriver implements HypervisorDriver {
       onModel: (state) => this.onJobModel(name, state),
       onEnd: (outcome) => this.onJobEnd(name, outcome, migrationId),
       onBandwidth: (bps) => this.recordJob(domain, migrationId, 'bandwidth', { bandwidth: bps }),
+      ...(listening ? { targetListening: () => listening(target.node, name, migrationId) } : {}),
     });
     this.jobs.set(name, job);
     this.recordJob(domain, migrationId, 'start', { targetNode: target.node, bandwidth: controls.bandwidth });
@@ -301,6 +315,8 @@ interface JobHost {
   onModel(state: PrecopyState): void;
   onEnd(outcome: MigrationOutcome): void;
   onBandwidth(bytesPerSecond: number): void;
+  /** Asked before the switch-over: a pre-copy whose target is gone fails and the guest stays. */
+  targetListening?: () => boolean;
 }
 
 class SimMigrationJob implements MigrationJob {
@@ -394,7 +410,9 @@ class SimMigrationJob implements MigrationJob {
     this.host.onModel(this.model);
     if (!isFinished(this.model)) return;
     const stats = this.currentStats();
-    if (this.model.stage === 'completed') {
+    if (this.model.stage === 'completed' && this.model.mode === 'PreCopy' && this.host.targetListening && !this.host.targetListening()) {
+      this.finish({ status: 'failed', reason: 'the connection to the target was lost before the switch-over: its incoming domain is gone', stats });
+    } else if (this.model.stage === 'completed') {
       this.finish({ status: 'completed', mode: this.model.mode, downtimeMs: this.model.downtimeMs, stats });
     } else {
       this.finish({ status: 'aborted', reason: this.model.abortReason ?? 'aborted', stats });

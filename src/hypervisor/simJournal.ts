@@ -90,3 +90,23 @@ export class SimJournal {
     appendFileSync(this.file, `${JSON.stringify(entry)}\n`);
   }
 }
+
+/**
+ * Does the node whose journal is `file` hold `domain` as the incoming domain
+ * of `migrationId` now? A sim source asks before it starts and before it
+ * switches over, as a real source finds out by connecting: nothing listens on
+ * a cancelled target. Read from the end: the last state entry of the domain decides.
+ */
+export function incomingIn(file: string, domain: string, migrationId: string): boolean {
+  if (!existsSync(file)) return false;
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const tag = `"domain":${JSON.stringify(domain)}`;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]!;
+    if (!line.includes(tag)) continue;
+    const [e] = parseJournal(line);
+    if (!e || e.job) continue;
+    return e.state === 'incoming' && e.migrationId === migrationId;
+  }
+  return false;
+}

@@ -1,4 +1,5 @@
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { closeBus, connectBus } from '../../bus/connection.js';
 import { inboxPrefix } from '../../bus/subjects.js';
 import { startHandler } from '../../handler/handler.js';
@@ -10,7 +11,7 @@ import { watchedTlsMaterial } from '../../proxy/certFiles.js';
 import { tlsTransport } from '../../proxy/migrationTls.js';
 import type { Transport } from '../../proxy/transport.js';
 import { SimDriver } from '../../hypervisor/sim.js';
-import { SimJournal } from '../../hypervisor/simJournal.js';
+import { incomingIn, SimJournal } from '../../hypervisor/simJournal.js';
 import { HandlerMetrics, handlerReadiness, liveness, natsConnectionCheck, startHealthServer } from '../../metrics/index.js';
 import { startTracing } from '../../tracing/setup.js';
 import { createLogger, type Logger } from '../../util/log.js';
@@ -88,7 +89,7 @@ export async function runHandler(o: HandlerCommandOptions): Promise<void> {
   }
   const stops: Array<() => void> = [];
   if (o.driver === 'libvirt' && o.simJournal) throw new Error('--sim-journal only applies with --driver sim');
-  const driver: HypervisorDriver = o.driver !== 'libvirt' ? new SimDriver({ node: o.node, timeScale: o.timeScale, ...(o.simJournal ? { journal: new SimJournal(o.simJournal) } : {}) })
+  const driver: HypervisorDriver = o.driver !== 'libvirt' ? new SimDriver({ node: o.node, timeScale: o.timeScale, ...(o.simJournal ? simJournalOptions(o.simJournal) : {}) })
     : o.podsDir ? await launcherDriver({ ...o, podsDir: o.podsDir }, log, stops) : await libvirtDriver(o, log);
   // Only libvirt's migrations outlive this process; they are recorded so a restart can take them over.
   const records = o.driver === 'libvirt' ? await JobRecordStore.open(o.stateDir ?? join(DEFAULT_STATE_ROOT, `handler-${o.node}`)).catch(async (err: unknown) => {
@@ -124,4 +125,21 @@ export async function runHandler(o: HandlerCommandOptions): Promise<void> {
     await closeBus(nc);
     await tracing?.shutdown();
   });
+}
+
+/**
+ * A journaled sim node: its guests outlive the process, and (the journals of a
+ * dev cluster's nodes lying side by side as <node>.jsonl) a source reads its
+ * target's journal to know whether anything listens there (chaos seed 1000: a
+ * sim source "completed" into a cancelled target, which no real one can).
+ */
+function simJournalOptions(file: string): { journal: SimJournal; targetListening: (node: string, domain: string, migrationId: string) => boolean } {
+  return {
+    journal: new SimJournal(file),
+    targetListening: (node, domain, migrationId) => {
+      const peer = join(dirname(file), `${node}.jsonl`);
+      // No journal of that node beside ours: nothing to go by, so assume it listens (as without journals).
+      return !existsSync(peer) || incomingIn(peer, domain, migrationId);
+    },
+  };
 }

@@ -2,13 +2,59 @@ import { mkdtempSync, rmSync, appendFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SimDriver } from '../../../src/hypervisor/sim.js';
-import { openJobs, parseJournal, replayJournal, SimJournal } from '../../../src/hypervisor/simJournal.js';
+import { incomingIn, openJobs, parseJournal, replayJournal, SimJournal } from '../../../src/hypervisor/simJournal.js';
 import { ManualClock } from '../../../src/util/clock.js';
 
 describe('sim driver journal (ground truth that outlives the handler)', () => {
   let dir: string;
   beforeEach(() => { dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-journal-')); });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  // Chaos seed 1000: a sim source "completed" into a target whose arrival had been cancelled, and the guest was lost.
+  // A real source cannot: nothing listens there. Sim nodes in separate processes read each other's journals.
+  describe('a source whose target does not listen', () => {
+    const vm = { name: 'default_vm-1', memoryBytes: 2 ** 28, dirtyRate: 0, workingSet: 2 ** 20, zeroFraction: 0 };
+    const nodes = (clock: ManualClock) => {
+      const file = (n: string) => path.join(dir, `${n}.jsonl`);
+      const listening = (n: string, d: string, m: string) => incomingIn(file(n), d, m);
+      // The guest runs on node-1 (a journaled node knows its guests from its journal).
+      new SimJournal(file('node-1')).append({ at: 0, node: 'node-1', domain: vm.name, state: 'running', memoryBytes: vm.memoryBytes });
+      const source = new SimDriver({ node: 'node-1', clock, journal: new SimJournal(file('node-1')), targetListening: listening });
+      const target = new SimDriver({ node: 'node-2', clock, journal: new SimJournal(file('node-2')), targetListening: listening });
+      return { source, target };
+    };
+    const controls = { bandwidth: 1e9, maxDowntimeMs: 300, autoConverge: false, postCopy: false };
+
+    it('refuses to start when the target holds no incoming domain of this migration', async () => {
+      const clock = new ManualClock(1000);
+      const { source, target } = nodes(clock);
+      const { address } = await target.prepareIncoming(vm, 'm-1');
+      await target.cancelIncoming(vm.name, 'm-1');
+      await expect(source.migrate(vm.name, { node: 'node-2', address }, controls, 'm-1')).rejects.toThrow(/nothing listens/);
+      expect(await source.listDomains()).toEqual([{ name: vm.name, state: 'running', memoryBytes: vm.memoryBytes }]);
+    });
+
+    it('fails before the switch-over when the target is cancelled mid-stream; the guest keeps running on the source', async () => {
+      const clock = new ManualClock(1000);
+      const { source, target } = nodes(clock);
+      const { address } = await target.prepareIncoming(vm, 'm-1');
+      const job = await source.migrate(vm.name, { node: 'node-2', address }, controls, 'm-1');
+      await target.cancelIncoming(vm.name, 'm-1');
+      for (let i = 0; i < 100; i++) clock.advance(100);
+      const outcome = await job.done;
+      expect(outcome).toMatchObject({ status: 'failed', reason: expect.stringMatching(/target was lost/) });
+      expect(await source.listDomains()).toEqual([{ name: vm.name, state: 'running', memoryBytes: vm.memoryBytes }]);
+    });
+
+    it('completes as before when the target listens', async () => {
+      const clock = new ManualClock(1000);
+      const { source, target } = nodes(clock);
+      const { address } = await target.prepareIncoming(vm, 'm-1');
+      const job = await source.migrate(vm.name, { node: 'node-2', address }, controls, 'm-1');
+      for (let i = 0; i < 100; i++) clock.advance(100);
+      expect((await job.done).status).toBe('completed');
+    });
+  });
 
   it('a driver on the same journal finds the guests where the last one left them', async () => {
     const file = path.join(dir, 'node-1.jsonl');

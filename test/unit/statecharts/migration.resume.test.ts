@@ -66,6 +66,16 @@ describe('resuming after a controller restart', () => {
     expect(m.phase()).toBe('Running');
   });
 
+  it('resumes TargetReady into Failed, without starting the source, when the target was cancelled meanwhile (chaos seed 1000)', async () => {
+    const m = startMigration(migrationInput({ resumePhase: 'TargetReady', ...recorded, targetAddress: '10.0.0.9:49152' }), {
+      inspect: { kind: 'failed', why: 'the guest runs on the source and no migration of it runs there', targetGone: true },
+    });
+    await settle();
+    await settle();
+    expect(m.actors.startSource).not.toHaveBeenCalled();
+    expect(m.phase()).toBe('Failed');
+  });
+
   it('resumes TargetReady without a second start when the source already runs the migration', async () => {
     const m = startMigration(migrationInput({ resumePhase: 'TargetReady', ...recorded, targetAddress: '10.0.0.9:49152' }), { inspect: { kind: 'migrating', why: 'running', sourceJob: 'running' } });
     await settle();

@@ -16,11 +16,19 @@ export interface StatusWriterOptions {
   fence?: () => Promise<void>;
   /** Attempts per write before it is given up (and the caller retries later). Default 10. */
   attempts?: number;
-  /** Non-final phases reported within this many ms go out in one write. Default 0 (each at once). */
+  /** A HOLDABLE phase waits this many ms for the next step to share its write. Default 0 (none waits). */
   coalesceMs?: number;
   /** At most one progress write per this many ms; progress in between rides on phase writes. Default 1000. */
   progressIntervalMs?: number;
 }
+
+/**
+ * Steps that only report on the way to the next one: a controller that
+ * restarts before they are written resumes from the step before and replays
+ * the same idempotent actions. Pending is what a VMIM without a phase already
+ * means; Scheduled and PreparingTarget lead straight to TargetReady.
+ */
+const HOLDABLE: ReadonlySet<MigrationPhase> = new Set<MigrationPhase>(['Pending', 'Scheduled', 'PreparingTarget']);
 
 interface PendingPhase {
   phase: MigrationPhase;
@@ -91,17 +99,18 @@ export class StatusWriter {
 
   /**
    * Records a phase transition (stamped now). Transitions that arrive while an
-   * earlier write is queued or in flight, or within `coalesceMs` of a
-   * non-final one, go out together in one write that appends all their
-   * timestamps: the status shows every step, at the cost of one write per burst.
-   * A final phase is written at once (its admission slot waits for it).
+   * earlier write is queued or in flight go out together in one write that
+   * appends all their timestamps: the status shows every step. A HOLDABLE step
+   * waits up to `coalesceMs` for the next one to share its write; any other
+   * step (a point a restarted controller resumes from, or a final phase, whose
+   * admission slot waits for it) is written at once, with whatever is held.
    */
   phase(phase: MigrationPhase, info: PhaseInfo = {}): Promise<void> {
     const at = new Date(this.clock.now()).toISOString();
     return new Promise<void>((resolve, reject) => {
       this.pendingPhases.push({ phase, info, at, resolve, reject });
       const final = FINAL_PHASES.has(phase);
-      if (this.flushTimer !== undefined && final) {
+      if (this.flushTimer !== undefined && (final || !HOLDABLE.has(phase))) {
         this.clock.clearTimeout(this.flushTimer);
         this.flushTimer = undefined;
         this.flushQueued = false;
@@ -112,7 +121,7 @@ export class StatusWriter {
         this.flushTimer = undefined;
         void this.run(() => this.flushPhases()).catch(() => undefined);
       };
-      if (final || this.coalesceMs <= 0) go();
+      if (final || this.coalesceMs <= 0 || !HOLDABLE.has(phase)) go();
       else this.flushTimer = this.clock.setTimeout(go, this.coalesceMs);
     });
   }

@@ -44,11 +44,12 @@ export interface TrackingDeps {
  */
 const PROGRESS_WRITE_INTERVAL_MS = 3000;
 /**
- * Phase steps are not held back to be merged: a restarted controller resumes
- * from the phase last written, so each goes out as soon as the write before it
- * has landed (steps that arrive while one is in flight share the next write).
+ * How long a purely reporting phase step (Pending, Scheduled, PreparingTarget)
+ * waits for the next one to share its status write. Steps a restarted
+ * controller resumes from (Scheduling, TargetReady, Running, final) are never
+ * held: they go out at once, with whatever is waiting.
  */
-const PHASE_COALESCE_MS = 0;
+const PHASE_COALESCE_MS = 1000;
 
 /**
  * Starts following one VMIM: its session (I/O), status writer, trace and

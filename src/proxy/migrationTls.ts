@@ -2,14 +2,9 @@ import { createCa, issue, verifyPeer, TlsMaterial, type KeyPairPem } from '../ce
 import type { Clock } from '../util/clock.js';
 import type { Transport } from './transport.js';
 
-/**
- * The migration proxy's certificates, in KubeVirt's shape: a CA, a server
- * certificate per handler (KubeVirt: CN kubevirt.io:system:node:virt-handler)
- * and a migration client certificate (kubevirt.io:system:client:migration).
- * Ferry writes the role as the certs module does (URI SAN spiffe://ferry/<role>).
- */
-export const HANDLER_SERVER_ROLE = 'handler';
-export const MIGRATION_CLIENT_ROLE = 'migration';
+import { HANDLER_SERVER_ROLE, MIGRATION_CLIENT_ROLE } from './roles.js';
+
+export { HANDLER_SERVER_ROLE, MIGRATION_CLIENT_ROLE } from './roles.js';
 
 /** Mutual TLS between handlers with these identities; either may be replaced live (TlsMaterial.update). */
 export function tlsTransport(server: TlsMaterial, client: TlsMaterial): Transport {

@@ -464,9 +464,12 @@ export class MigrationSession {
     const targetPod = this.targetLauncherPods().find((p) => p.metadata.name === facts.targetPod);
     const ms = vmi.status?.migrationState;
     const now = new Date(this.env.clock.now()).toISOString();
+    // Every VMI status change of the hand-off in one JSON patch: one round trip, not four.
+    const ops: JsonPatchOp[] = [];
+    let vmimFinal: MigrationState | undefined;
     if (this.markersOnVmim && (vmi.status?.nodeName !== targetNode || ms?.migrationUid !== this.uid || !ms.completed)) {
       // The VMI's first sight of this migration is its end, whole, as a completed KubeVirt migration leaves it.
-      const final: MigrationState = {
+      vmimFinal = {
         ...this.vmimMarkers,
         migrationUid: this.uid,
         completed: true,
@@ -477,41 +480,41 @@ export class MigrationSession {
         targetNodeDomainReadyTimestamp: this.vmimMarkers.targetNodeDomainReadyTimestamp ?? now,
         ...(this.vmimMarkers.abortStatus === 'Aborting' ? { abortStatus: 'Failed' as const } : {}),
       };
-      await this.patchVmiStatusJson([
-        { op: 'add', path: '/status/migrationState', value: stripUndefined(final) },
-        { op: 'add', path: '/status/nodeName', value: targetNode },
-      ]);
-      await this.patchVmimMarkers(final);
-      vmi = this.currentVmi();
-    } else if (vmi.status?.nodeName !== targetNode || ms?.migrationUid !== this.uid || !ms.completed) {
-      await this.patchVmiStatus({
-        nodeName: targetNode,
-        migrationState: {
-          migrationUid: this.uid,
-          completed: true,
-          failed: false,
-          mode,
-          endTimestamp: ms?.endTimestamp ?? now,
-          targetNodeDomainDetected: true,
-          targetNodeDomainReadyTimestamp: ms?.targetNodeDomainReadyTimestamp ?? now,
-          // A completed migration is not being aborted, whatever was asked.
-          ...(ms?.abortStatus === 'Aborting' ? { abortStatus: 'Failed' as const } : {}),
-        },
-      });
-      vmi = this.currentVmi();
+      ops.push({ op: 'add', path: '/status/migrationState', value: stripUndefined(vmimFinal) }, { op: 'add', path: '/status/nodeName', value: targetNode });
+    } else if (!this.markersOnVmim && (vmi.status?.nodeName !== targetNode || ms?.migrationUid !== this.uid || !ms.completed)) {
+      const fields: MigrationState = {
+        migrationUid: this.uid,
+        completed: true,
+        failed: false,
+        mode,
+        endTimestamp: ms?.endTimestamp ?? now,
+        targetNodeDomainDetected: true,
+        targetNodeDomainReadyTimestamp: ms?.targetNodeDomainReadyTimestamp ?? now,
+        // A completed migration is not being aborted, whatever was asked.
+        ...(ms?.abortStatus === 'Aborting' ? { abortStatus: 'Failed' as const } : {}),
+      };
+      // Field by field into an existing state, as the merge patch it replaces: the state's other fields stay.
+      if (ms) for (const [k, v] of Object.entries(fields)) ops.push({ op: 'add', path: `/status/migrationState/${k}`, value: v });
+      else ops.push({ op: 'add', path: '/status/migrationState', value: fields });
+      ops.push({ op: 'add', path: '/status/nodeName', value: targetNode });
     }
     // activePods is a map: a merge patch would keep the source's entry, so replace it.
     const wantPods = targetPod?.metadata.uid ? { [targetPod.metadata.uid]: targetNode } : undefined;
     if (wantPods && JSON.stringify(vmi.status?.activePods ?? {}) !== JSON.stringify(wantPods)) {
-      await this.env.kube.patchCustomStatusJson(VMI_RESOURCE, this.namespace, this.vmiName, [{ op: 'add', path: '/status/activePods', value: wantPods }]);
+      ops.push({ op: 'add', path: '/status/activePods', value: wantPods });
     }
     // The guest keeps its MAC but now answers on the target pod's network.
     const podIP = targetPod?.status?.podIP;
     const ifaces = (vmi.status as { interfaces?: Array<Record<string, unknown>> } | undefined)?.interfaces;
     if (podIP && ifaces && ifaces.length > 0 && ifaces[0]?.['ipAddress'] !== podIP) {
       const moved = ifaces.map((i, n) => (n === 0 ? { ...i, ipAddress: podIP, ipAddresses: [podIP] } : i));
-      await this.env.kube.patchCustomStatusJson(VMI_RESOURCE, this.namespace, this.vmiName, [{ op: 'add', path: '/status/interfaces', value: moved }]);
+      ops.push({ op: 'add', path: '/status/interfaces', value: moved });
     }
+    if (ops.length > 0) {
+      await this.patchVmiStatusJson(ops);
+      vmi = this.currentVmi();
+    }
+    if (vmimFinal) await this.patchVmimMarkers(vmimFinal);
     const labels = vmi.metadata.labels ?? {};
     if (labels[Labels.nodeName] !== targetNode || labels[Labels.migrationTargetNodeName] !== undefined) {
       await this.env.kube.patchCustom(VMI_RESOURCE, this.namespace, this.vmiName, {

@@ -19,17 +19,21 @@ import { HANDLER_SERVER_ROLE, MIGRATION_CLIENT_ROLE } from './roles.js';
  *
  * All are `kubernetes.io/tls` with `ca.crt` holding the bundle, the layout
  * `--migration-server-certs` / `--migration-client-certs` read. Leaves are
- * renewed at 20 % of their lifetime left and re-issued when the CA rotates;
- * the bundle keeps the old CA, so a migration that started under the old
- * certificates finishes, and a handler that has not yet re-read its Secret
- * (the kubelet updates mounted Secrets within about a minute) still trusts
- * a peer that has.
+ * renewed at 20 % of their lifetime left. A CA rotation happens in two
+ * steps: first the new bundle (new CA and the old one) goes into every
+ * Secret's ca.crt beside the old leaves; only `caPropagationMs` later are
+ * leaves from the new CA issued. By then every handler has re-read its
+ * Secrets (the kubelet updates mounted Secrets within about a minute), so
+ * none meets a leaf from a CA it does not know yet; open connections keep
+ * the identity they were made with.
  */
 export const MIGRATION_CA_SECRET = 'ferry-migration-ca';
 export const HANDLER_SERVER_SECRET = 'ferry-handler-server-certs';
 export const MIGRATION_CLIENT_SECRET = 'ferry-migration-client-certs';
 
 const DAY_MS = 86_400_000;
+/** Well over the kubelet's Secret sync (about a minute) and the handler's 10 s re-read. */
+const DEFAULT_CA_PROPAGATION_MS = 10 * 60_000;
 
 export interface MigrationCertSecretsOptions {
   kube: KubeClient;
@@ -41,6 +45,8 @@ export interface MigrationCertSecretsOptions {
   certValidityMs?: number;
   /** How often the Secrets are checked for renewal. Default 60 s. */
   checkEveryMs?: number;
+  /** After a CA rotation, how long the old leaves stay (with the new bundle) before new ones are issued. Default 10 min. */
+  caPropagationMs?: number;
 }
 
 export interface MigrationCertSecrets {
@@ -51,7 +57,10 @@ export interface MigrationCertSecrets {
 function stores(o: MigrationCertSecretsOptions): { server: SelfManagedCerts; client: SelfManagedCerts } {
   const ca = { secretName: MIGRATION_CA_SECRET, commonName: 'ferry-migration-ca', validity: o.caValidityMs ?? 7 * DAY_MS };
   const validity = o.certValidityMs ?? DAY_MS;
-  const common = { client: o.kube, clock: o.clock, namespace: o.namespace, ca, log: (msg: string) => o.log.info(msg) };
+  const common = {
+    client: o.kube, clock: o.clock, namespace: o.namespace, ca, log: (msg: string) => o.log.info(msg),
+    caPropagationMs: o.caPropagationMs ?? DEFAULT_CA_PROPAGATION_MS,
+  };
   return {
     server: new SelfManagedCerts({
       ...common,

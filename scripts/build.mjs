@@ -26,7 +26,8 @@ rmSync(dist, { recursive: true, force: true });
 // resolve the same from the sources and from the bundle.
 const cli = await build({
   absWorkingDir: root,
-  entryPoints: { main: 'src/cli/main.ts', 'kubectl-complete': 'src/cli/kubectlComplete.ts', 'gen-nats-auth': 'scripts/gen-nats-auth.ts' },
+  // proxy-worker: the migration proxy's worker thread (src/proxy/workerProxy.ts loads it from beside its chunk).
+  entryPoints: { main: 'src/cli/main.ts', 'kubectl-complete': 'src/cli/kubectlComplete.ts', 'gen-nats-auth': 'scripts/gen-nats-auth.ts', 'proxy-worker': 'src/proxy/proxyWorker.ts' },
   outdir: 'dist/cli',
   bundle: true,
   splitting: true,

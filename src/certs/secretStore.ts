@@ -36,6 +36,15 @@ export interface SelfManagedCertsOptions {
   renewFraction?: number;
   /** Called with the CA bundle whenever it changes, before a leaf from a new CA is stored. */
   publishCaBundle?: (caBundlePem: string) => Promise<void>;
+  /**
+   * After a CA rotation, keep serving the old leaves (now with the new bundle
+   * in ca.crt) this long from the new CA's start before re-issuing them, so
+   * that every peer that mounts a Secret has re-read the bundle before it
+   * meets a leaf from the new CA (the kubelet updates mounted Secrets within
+   * about a minute). 0 (default): re-issue at once, for a webhook whose
+   * clients learn the bundle through publishCaBundle first.
+   */
+  caPropagationMs?: number;
   /** Called once per reconcile that changed anything, saying what and why. */
   log?: (msg: string) => void;
 }
@@ -124,7 +133,8 @@ export class SelfManagedCerts {
       const cert = unb64(existing?.data?.[TLS_CERT]);
       const key = unb64(existing?.data?.[TLS_KEY]);
       const now = clock.now();
-      const why = this.leafProblem(cert, key, ca, now);
+      let why = this.leafProblem(cert, key, ca, now);
+      if (why === 'the CA was rotated' && this.stillPropagating(cert!, ca, caBundle, now)) why = undefined;
       if (!why) {
         const leaf = { certPem: cert!, keyPem: key! };
         if (unb64(existing?.data?.[CA_CERT]) === caBundle) return leaf;
@@ -140,6 +150,14 @@ export class SelfManagedCerts {
       }
       if (attempt >= 3) throw new Error(`Secret ${namespace}/${name}: lost the race to write the certificate four times in a row`);
     }
+  }
+
+  /** The new CA is younger than caPropagationMs and the old leaf still holds under the bundle: keep it for now. */
+  private stillPropagating(cert: string, ca: KeyPairPem, caBundle: string, now: number): boolean {
+    const wait = this.o.caPropagationMs ?? 0;
+    if (wait <= 0 || now >= validity(ca.certPem).notBefore + wait) return false;
+    const underBundle = checkCertificate(cert, { caPem: caBundle, now, roles: this.o.leaf.role ? [this.o.leaf.role] : undefined });
+    return underBundle.ok && !needsRenewal(cert, now, this.renewFraction);
   }
 
   /** Why the stored leaf must be replaced, or undefined if it is good. */

@@ -60,6 +60,7 @@ export function buildProgram(o: { name?: string } = {}): Command {
     .option('--results-replicas <n>', 'create the results stream with this many replicas (3 on a three-server NATS cluster)', int('--results-replicas'))
     .option('--owner-label <key=value>', 'only handle VMIMs carrying this label (beside KubeVirt\'s own migration controller)')
     .option('--otlp-endpoint <url>', 'send a trace per migration to this OTLP/HTTP collector (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing)')
+    .addOption(new Option('--migration-certs <mode>', 'the handlers\' migration proxy certificates: self-managed (issued and rotated into Secrets in --lease-namespace) or external (cert-manager or your own; Ferry writes none)').choices(['self-managed', 'external']).default('self-managed'))
     .action(async (o) => (await import('./commands/controller.js')).runController(o));
 
   program

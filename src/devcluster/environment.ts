@@ -193,7 +193,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
         ? await connectLibvirtNode(libvirt, node, log).catch(async (err: unknown) => { await closeBus(nc); throw err; })
         : launcherMode && podsDir && pki
           ? new LauncherDriver({
-            node, podsDir, migrationAddress: '127.0.0.1', tls: tlsTransport(pki.server, pki.client), log: log.child({ node }),
+            node, podsDir, migrationAddress: '127.0.0.1', tls: tlsTransport(await pki.serverFor(node), pki.client), log: log.child({ node }),
             ...(launcherMode.pollIntervalMs ? { pollIntervalMs: launcherMode.pollIntervalMs } : {}),
           })
           : new SimDriver({ node, timeScale: opts.timeScale ?? 1, nicBandwidth: nicOf.get(node) ?? config.limits.defaultNicCapacity });

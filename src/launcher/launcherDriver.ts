@@ -5,6 +5,7 @@ import type {
 import { formatAddress, unixSocketUri } from '../hypervisor/libvirt/address.js';
 import { LibvirtDriver, type MigrationInspection } from '../hypervisor/libvirt/driver.js';
 import { SourceProxy, TargetProxy, type ProxyCounters } from '../proxy/migrationProxy.js';
+import { ProxyHost, type ProxyHandle } from '../proxy/workerProxy.js';
 import type { Transport } from '../proxy/transport.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { silentLogger, type Logger } from '../util/log.js';
@@ -23,9 +24,15 @@ export interface LauncherDriverOptions {
   log?: Logger;
   clock?: Clock;
   pollIntervalMs?: number;
+  /**
+   * Run each proxy side in a worker thread of its own (default), so the
+   * stream neither waits for nor delays the handler's event loop; false keeps
+   * it in the handler's thread.
+   */
+  proxyInWorker?: boolean;
 }
 
-interface Incoming { launcher: Launcher; domain: string; proxy: TargetProxy }
+interface Incoming { launcher: Launcher; domain: string; proxy: ProxyHandle }
 
 /**
  * The handler's driver on a KubeVirt-style node: one libvirt daemon per VM,
@@ -39,6 +46,11 @@ interface Incoming { launcher: Launcher; domain: string; proxy: TargetProxy }
  * Target: the destination QEMU listens on the same path inside the target
  * launcher; the target proxy delivers there and to the target daemon's socket.
  */
+async function startSourceInThread(o: Parameters<typeof SourceProxy.start>[0]): Promise<ProxyHandle> {
+  const p = await SourceProxy.start(o);
+  return Object.assign(p, { ports: {} as Record<string, number> });
+}
+
 export class LauncherDriver implements HypervisorDriver {
   readonly kind = 'libvirt' as const;
   private readonly locator: LauncherLocator;
@@ -49,14 +61,20 @@ export class LauncherDriver implements HypervisorDriver {
   /** Where each domain this handler has worked with lives (pod UID). */
   private readonly domains = new Map<string, string>();
   private readonly incoming = new Map<string, Incoming>();
-  private readonly outgoing = new Map<string, SourceProxy>();
+  private readonly outgoing = new Map<string, ProxyHandle>();
   private closed = false;
 
   constructor(private readonly o: LauncherDriverOptions) {
     this.locator = new LauncherLocator(o.podsDir, o.node);
     this.log = (o.log ?? silentLogger).child({ driver: 'launcher', node: o.node });
     this.clock = o.clock ?? systemClock;
+    if (o.proxyInWorker !== false) {
+      this.proxyHost = new ProxyHost(this.log);
+      this.proxyHost.warm();
+    }
   }
+
+  private readonly proxyHost: ProxyHost | undefined;
 
   private driverOf(launcher: Launcher): LibvirtDriver {
     const known = this.drivers.get(launcher.podUID);
@@ -144,7 +162,7 @@ export class LauncherDriver implements HypervisorDriver {
 
   async prepareIncoming(guest: GuestSpec, migrationId: string): Promise<{ address: string; published: PublishedTarget }> {
     const known = this.incoming.get(migrationId);
-    const published = (p: TargetProxy): PublishedTarget => ({ targetNodeAddress: this.o.migrationAddress, targetDirectMigrationNodePorts: p.ports });
+    const published = (p: ProxyHandle): PublishedTarget => ({ targetNodeAddress: this.o.migrationAddress, targetDirectMigrationNodePorts: p.ports });
     if (known) {
       const p = published(known.proxy);
       return { address: formatProxyAddress(p), published: p };
@@ -152,7 +170,7 @@ export class LauncherDriver implements HypervisorDriver {
     const { launcher, driver } = this.locate(guest);
     // Refuses when the guest already runs in this launcher.
     await driver.prepareIncoming(guest, migrationId);
-    const proxy = await TargetProxy.start({
+    const proxy = await (this.proxyHost ? this.proxyHost.startTarget.bind(this.proxyHost) : TargetProxy.start)({
       migrationUid: migrationId,
       transport: this.transportFor(guest),
       host: this.o.migrationAddress,
@@ -199,7 +217,7 @@ export class LauncherDriver implements HypervisorDriver {
     const published = parseProxyAddress(target.address);
     let proxy = this.outgoing.get(migrationId);
     if (!proxy) {
-      proxy = await SourceProxy.start({
+      proxy = await (this.proxyHost ? this.proxyHost.startSource.bind(this.proxyHost) : startSourceInThread)({
         migrationUid: migrationId,
         transport: this.transportOfMigration(migrationId, name),
         kubevirtDir: found.launcher.kubevirtDir,
@@ -277,5 +295,6 @@ export class LauncherDriver implements HypervisorDriver {
     this.incoming.clear();
     for (const { driver } of this.drivers.values()) await driver.close();
     this.drivers.clear();
+    await this.proxyHost?.shutDown();
   }
 }

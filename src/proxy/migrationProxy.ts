@@ -51,12 +51,13 @@ function splice(a: net.Socket, b: net.Socket, done: (err: Error | undefined) => 
 }
 
 class Connections {
-  private readonly open = new Set<net.Socket>();
+  /** Open connections: the socket that reads from the source side, and the one that reads from the target side. */
+  private readonly open = new Map<net.Socket, 'forward' | 'back'>();
   readonly counters: ProxyCounters = { connections: 0, bytesForward: 0, bytesBack: 0, refused: 0 };
 
   track(forward: net.Socket, back: net.Socket): void {
-    this.open.add(forward);
-    this.open.add(back);
+    this.open.set(forward, 'forward');
+    this.open.set(back, 'back');
     this.counters.connections++;
     // bytesRead is kept by the socket itself: counting costs nothing per chunk.
     forward.once('close', () => { this.open.delete(forward); this.counters.bytesForward += forward.bytesRead; });
@@ -65,11 +66,16 @@ class Connections {
 
   /** Live totals, open connections included. */
   snapshot(): ProxyCounters {
-    return { ...this.counters };
+    const c = { ...this.counters };
+    for (const [s, dir] of this.open) {
+      if (dir === 'forward') c.bytesForward += s.bytesRead;
+      else c.bytesBack += s.bytesRead;
+    }
+    return c;
   }
 
   destroyAll(): void {
-    for (const s of this.open) s.destroy();
+    for (const s of this.open.keys()) s.destroy();
   }
 }
 

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import tls, { type SecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
+import type { TlsFiles } from '../certs/index.js';
 
 /**
  * How the handlers carry a migration connection between nodes: mutual TLS
@@ -19,6 +20,9 @@ export interface TlsIdentity {
   secureContext(): SecureContext;
   /** Makes a server follow later certificate updates (new handshakes only; open connections keep theirs). */
   attach(server: tls.Server): () => void;
+  /** The PEMs in force now, and a hook for their replacement: what a proxy in a worker thread is handed. */
+  readonly current: TlsFiles;
+  onUpdate(fn: (files: TlsFiles) => void): () => void;
 }
 
 export type PeerVerdict = { ok: true } | { ok: false; reason: string };

@@ -31,7 +31,8 @@ import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/e
 import { unixSocketUri } from '../../src/hypervisor/libvirt/address.js';
 import { LibvirtDriver } from '../../src/hypervisor/libvirt/driver.js';
 import { isNotFound, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
-import { silentLogger } from '../../src/util/log.js';
+import { loadavg } from 'node:os';
+import { createLogger, silentLogger } from '../../src/util/log.js';
 import { guestXml } from '../../src/devcluster/libvirtNodes.js';
 import { LauncherLocator } from '../../src/launcher/locator.js';
 import { launcherProcesses, prepareMachine, removeDomain, startLauncher, stillRunning, stopLauncher, type Launcher } from '../libvirt/lab.js';
@@ -60,6 +61,8 @@ interface Sample {
   toRunningMs?: number;
   /** Ferry only: the job's end to Succeeded as the client saw it. */
   afterJobMs?: number;
+  /** Ferry only: from Running to the source handler's result (libvirt's whole perform call, not only its job clock). */
+  runningToJobEndMs?: number;
   /** Ferry only: each phase's transition, in ms after the request. */
   phases?: Record<string, number>;
 }
@@ -100,7 +103,8 @@ class Bench {
       vms: 1,
       driver: { kind: 'launchers', root: join(this.root, 'cluster'), nodes: 2, guestMemory: '128Mi', domainTemplate: (g) => guestXml(g, this.guest === 'dirty' ? image : undefined) },
       cluster: { podStartDelayMs: 0 },
-      log: silentLogger,
+      // FERRY_BENCH_LOG=<file>: the whole cluster's log, to trace where a stage's time goes.
+      log: process.env['FERRY_BENCH_LOG'] ? createLogger({ name: 'bench', level: 'debug', destination: process.env['FERRY_BENCH_LOG'] }) : silentLogger,
     });
     const nc = await connectBus({ servers: this.env.natsUrl, name: 'bench-results', log: silentLogger });
     const sub = nc.subscribe(subjects.allResults());
@@ -196,6 +200,7 @@ class Bench {
       if (phase !== 'Succeeded') await new Promise((res) => setTimeout(res, 10));
     }
     const wallMs = performance.now() - started;
+    const succeededAt = Date.now();
     const result = this.results.get(created.metadata.uid);
     await kube.deleteCustom(VMIM_RESOURCE, 'default', name).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
     const to = (await this.vmi()).status?.nodeName ?? '?';
@@ -208,7 +213,11 @@ class Bench {
       bytesPerSecond: result && result.stats.memoryBandwidth > 0 ? result.stats.memoryBandwidth : undefined,
       dataTotal: result?.stats.dataTotal,
       ...(toRunningMs !== undefined ? { toRunningMs } : {}),
-      ...(toRunningMs !== undefined && job !== undefined ? { afterJobMs: wallMs - toRunningMs - job } : {}),
+      // The source handler stamps its result when the perform call returns (same machine, same clock):
+      // the real job end, where wall − Running − libvirt's elapsed would also count libvirt's own
+      // steps outside its job clock (the destination QEMU's start, Finish and Confirm).
+      ...(result ? { afterJobMs: succeededAt - Date.parse(result.at) } : {}),
+      ...(result && toRunningMs !== undefined ? { runningToJobEndMs: Date.parse(result.at) - (requestedAt + toRunningMs) } : {}),
       phases,
     };
   }
@@ -256,7 +265,7 @@ async function main(opts: { runs: number; warmup: number; guest: 'idle' | 'dirty
   if (left.length > 0) process.stderr.write(`processes left running after the bench: ${left.join(' ')}\n`);
   if (failure) throw failure;
 
-  const of = (how: Sample['how'], k: 'wallMs' | 'libvirtElapsedMs' | 'downtimeMs' | 'bytesPerSecond' | 'toRunningMs' | 'afterJobMs') =>
+  const of = (how: Sample['how'], k: 'wallMs' | 'libvirtElapsedMs' | 'downtimeMs' | 'bytesPerSecond' | 'toRunningMs' | 'afterJobMs' | 'runningToJobEndMs') =>
     samples.filter((s) => s.how === how).map((s) => s[k]).filter((v): v is number => v !== undefined);
   const pairs = Array.from({ length: opts.runs }, (_, i) => [samples.find((s) => s.run === i + 1 && s.how === 'raw')!, samples.find((s) => s.run === i + 1 && s.how === 'ferry')!] as const);
   const summary = {
@@ -266,7 +275,7 @@ async function main(opts: { runs: number; warmup: number; guest: 'idle' | 'dirty
     raw: { medianWallMs: median(of('raw', 'wallMs')), medianLibvirtElapsedMs: median(of('raw', 'libvirtElapsedMs')), medianDowntimeMs: median(of('raw', 'downtimeMs')), medianBytesPerSecond: median(of('raw', 'bytesPerSecond')) },
     ferry: {
       medianToRunningMs: median(of('ferry', 'toRunningMs')), medianWallMs: median(of('ferry', 'wallMs')), medianLibvirtElapsedMs: median(of('ferry', 'libvirtElapsedMs')),
-      medianAfterJobMs: median(of('ferry', 'afterJobMs')), medianDowntimeMs: median(of('ferry', 'downtimeMs')), medianBytesPerSecond: median(of('ferry', 'bytesPerSecond')),
+      medianAfterJobMs: median(of('ferry', 'afterJobMs')), medianRunningToJobEndMs: median(of('ferry', 'runningToJobEndMs')), medianDowntimeMs: median(of('ferry', 'downtimeMs')), medianBytesPerSecond: median(of('ferry', 'bytesPerSecond')),
     },
     ratio: 0,
     /** Median of Ferry ÷ raw per run (back to back): less exposed to run-to-run drift. */
@@ -278,7 +287,8 @@ async function main(opts: { runs: number; warmup: number; guest: 'idle' | 'dirty
   summary.ratio = summary.ferry.medianWallMs / summary.raw.medianWallMs;
   process.stdout.write('\n');
   process.stdout.write(`median wall time   raw virsh (direct TCP) ${fmt(summary.raw.medianWallMs)} ms   Ferry (proxy, mTLS) ${fmt(summary.ferry.medianWallMs)} ms   ratio ${summary.ratio.toFixed(3)} (goal ≤ ${summary.goal}; per-run pairs: median ${summary.pairedRatio.toFixed(3)})\n`);
-  process.stdout.write(`Ferry stages       VMIM created → Running ${fmt(summary.ferry.medianToRunningMs)} ms   libvirt job ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms   job end → Succeeded ${fmt(summary.ferry.medianAfterJobMs)} ms\n`);
+  process.stdout.write(`load average       ${loadavg().map((l) => l.toFixed(2)).join(' ')} (1, 5, 15 min; the machine's other work slows both kinds alike)\n`);
+  process.stdout.write(`Ferry stages       VMIM created → Running ${fmt(summary.ferry.medianToRunningMs)} ms   libvirt job ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms (Running → job end ${fmt(summary.ferry.medianRunningToJobEndMs)} ms)   job end → Succeeded ${fmt(summary.ferry.medianAfterJobMs)} ms\n`);
   process.stdout.write(`libvirt job        raw ${fmt(summary.raw.medianLibvirtElapsedMs)} ms   Ferry ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms\n`);
   process.stdout.write(`transfer rate      direct ${mibs(summary.raw.medianBytesPerSecond)} MiB/s   proxied ${mibs(summary.ferry.medianBytesPerSecond)} MiB/s   (${(100 * summary.ferry.medianBytesPerSecond / summary.raw.medianBytesPerSecond).toFixed(0)} %; goal ≥ 80 %)\n`);
   process.stdout.write(`downtime           direct ${fmt(summary.raw.medianDowntimeMs)} ms   proxied ${fmt(summary.ferry.medianDowntimeMs)} ms   (goal ≤ 1.5 × direct)\n`);

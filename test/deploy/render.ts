@@ -14,7 +14,7 @@ export interface K8sObject {
   [key: string]: unknown;
 }
 
-export const KUSTOMIZATIONS = ['overlays/standalone', 'overlays/with-kubevirt', 'monitoring'] as const;
+export const KUSTOMIZATIONS = ['overlays/standalone', 'overlays/with-kubevirt', 'overlays/launchers', 'monitoring'] as const;
 
 const cache = new Map<string, K8sObject[]>();
 

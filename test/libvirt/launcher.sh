@@ -114,7 +114,7 @@ start() {
     if [ -S "$sock" ] && virsh -q -c "$uri" uri >/dev/null 2>&1; then
       say "ready (pid $pid)"; echo "$uri"; return 0
     fi
-    sleep 0.2
+    sleep 0.05
   done
   say "socket $sock did not answer within ${FERRY_LAUNCHER_TIMEOUT:-30}s"
   stop; return 1

@@ -10,6 +10,8 @@ import { defaultIdentity, LeaderElector } from '../../kube/leaderElection.js';
 import { ControllerMetrics, controllerReadiness, liveness, natsConnectionCheck, startHealthServer } from '../../metrics/index.js';
 import { startTracing } from '../../tracing/setup.js';
 import { createLogger } from '../../util/log.js';
+import { systemClock } from '../../util/clock.js';
+import { HANDLER_SERVER_SECRET, MIGRATION_CA_SECRET, MIGRATION_CLIENT_SECRET, runMigrationCerts } from '../../proxy/migrationCertSecrets.js';
 import { kubeClientFor } from '../kubeconfig.js';
 import { untilSignal } from '../shutdown.js';
 
@@ -29,6 +31,7 @@ export async function runController(o: {
   resultsReplicas?: number;
   ownerLabel?: string;
   otlpEndpoint?: string;
+  migrationCerts?: 'self-managed' | 'external';
 }): Promise<void> {
   const owner = o.ownerLabel === undefined ? undefined : parseOwnerLabel(o.ownerLabel);
   const log = createLogger({ name: 'ferry-controller' });
@@ -49,9 +52,15 @@ export async function runController(o: {
   const leadership = { isLeader: () => (elector ? elector.holdsLease() : true), epoch: () => elector?.epoch() ?? 0 };
   const controller = new MigrationController({ kube, nc, log, config, metrics, leadership, ...(owner ? { ownerLabel: owner } : {}) });
   const runbooks = new RunbookController({ kube, log: log.child({ component: 'runbooks' }), config });
+  let migrationCerts: { stop(): void } | undefined;
   const startAll = async () => {
     await controller.start();
     await runbooks.start();
+    // The leader keeps the handlers' migration certificates (CA, server, client) issued and rotated in Secrets.
+    if ((o.migrationCerts ?? 'self-managed') === 'self-managed') {
+      migrationCerts = runMigrationCerts({ kube, clock: systemClock, log: log.child({ component: 'migration-certs' }), namespace: o.leaseNamespace });
+      log.info({ namespace: o.leaseNamespace, secrets: [MIGRATION_CA_SECRET, HANDLER_SERVER_SECRET, MIGRATION_CLIENT_SECRET] }, 'managing the migration proxy certificates');
+    }
   };
   let leading = false;
   let stopping = false;
@@ -106,6 +115,7 @@ export async function runController(o: {
   await untilSignal(async (signal) => {
     stopping = true;
     log.info({ signal }, 'stopping controller');
+    migrationCerts?.stop();
     await runbooks.stop();
     await controller.stop();
     await elector?.release();

@@ -12,6 +12,7 @@ import { createCa, issue, TlsMaterial } from '../../../src/certs/index.js';
 import { SourceProxy, TargetProxy } from '../../../src/proxy/migrationProxy.js';
 import { devMigrationPki, MIGRATION_CLIENT_ROLE, tlsTransport, type MigrationPki } from '../../../src/proxy/migrationTls.js';
 import type { Transport } from '../../../src/proxy/transport.js';
+import { ProxyHost } from '../../../src/proxy/workerProxy.js';
 import { systemClock } from '../../../src/util/clock.js';
 import { createLogger } from '../../../src/util/log.js';
 import { waitFor } from '../../support/wait.js';
@@ -52,10 +53,13 @@ async function launcherSocket(name: string): Promise<{ path: string; received: (
   return { path, received: () => received, connections: () => connections };
 }
 
+/** Where the proxy sides run: in this thread, or in two handlers' proxy worker threads (as the launcher driver runs them). */
+let hosts: { source: ProxyHost; target: ProxyHost } | undefined;
+
 async function proxies(sourceTransport: Transport, targetTransport: Transport, deliver: Record<number, string>) {
-  const target = await TargetProxy.start({ migrationUid: UID, transport: targetTransport, host: '127.0.0.1', deliverTo: deliver, log });
+  const target = await (hosts ? hosts.target.startTarget.bind(hosts.target) : TargetProxy.start)({ migrationUid: UID, transport: targetTransport, host: '127.0.0.1', deliverTo: deliver, log });
   cleanups.push(() => target.close({ cut: true }));
-  const source = await SourceProxy.start({ migrationUid: UID, transport: sourceTransport, kubevirtDir: join(dir, 'kubevirt'), targetHost: '127.0.0.1', targetPorts: target.ports, log });
+  const source = await (hosts ? hosts.source.startSource.bind(hosts.source) : SourceProxy.start)({ migrationUid: UID, transport: sourceTransport, kubevirtDir: join(dir, 'kubevirt'), targetHost: '127.0.0.1', targetPorts: target.ports, log });
   cleanups.push(() => source.close({ cut: true }));
   return { target, source };
 }
@@ -79,127 +83,142 @@ async function roundTrip(path: string, payload: Buffer, expect = payload.length)
 
 const sourceSocket = (port: number) => join(dir, 'kubevirt', 'migrationproxy', port === 0 ? `${UID}-source.sock` : `${UID}-${port}-source.sock`);
 
-test('KubeVirt\'s socket names; both streams reach their own target socket over mutual TLS, byte for byte, both ways', async () => {
-  const libvirt = await launcherSocket('libvirt-sock');
-  const memory = await launcherSocket('memory.sock');
-  const transport = tlsTransport(pki.server, pki.client);
-  const { target, source } = await proxies(transport, transport, { 0: libvirt.path, 49152: memory.path });
-  expect(Object.values(target.ports).sort()).toEqual([0, 49152]);
+describe.each([
+  ['in the handler\'s thread', false],
+  ['each side in its own worker thread', true],
+])('migration proxy %s', (_where, worker) => {
+  beforeAll(() => {
+    if (worker) hosts = { source: new ProxyHost(log), target: new ProxyHost(log) };
+  });
+  afterAll(async () => {
+    await hosts?.source.shutDown();
+    await hosts?.target.shutDown();
+    hosts = undefined;
+  });
 
-  const rpc = Buffer.from('libvirt RPC hello');
-  const ram = Buffer.alloc(8 * 1024 * 1024);
-  for (let i = 0; i < ram.length; i += 4096) ram.writeUInt32LE(i, i);
-  const [a, b] = await Promise.all([roundTrip(sourceSocket(0), rpc), roundTrip(sourceSocket(49152), ram)]);
-  expect(a.back.equals(rpc)).toBe(true);
-  expect(b.back.equals(ram)).toBe(true);
-  expect(libvirt.received()).toBe(rpc.length);
-  expect(memory.received()).toBe(ram.length);
-  await waitFor('counters to include the closed connections', async () => source.counters.bytesForward === rpc.length + ram.length || undefined);
-  expect(source.counters).toMatchObject({ connections: 2, bytesBack: rpc.length + ram.length, refused: 0 });
-});
+  test('KubeVirt\'s socket names; both streams reach their own target socket over mutual TLS, byte for byte, both ways', async () => {
+    const libvirt = await launcherSocket('libvirt-sock');
+    const memory = await launcherSocket('memory.sock');
+    const transport = tlsTransport(pki.server, pki.client);
+    const { target, source } = await proxies(transport, transport, { 0: libvirt.path, 49152: memory.path });
+    expect(Object.values(target.ports).sort()).toEqual([0, 49152]);
 
-test('parallel connections on one listener are proxied each on its own', async () => {
-  const memory = await launcherSocket('memory.sock');
-  const transport = tlsTransport(pki.server, pki.client);
-  await proxies(transport, transport, { 0: memory.path });
-  const payloads = [0, 1, 2, 3].map((i) => Buffer.alloc(512 * 1024, i + 1));
-  const results = await Promise.all(payloads.map((p) => roundTrip(sourceSocket(0), p)));
-  results.forEach((r, i) => expect(r.back.equals(payloads[i]!)).toBe(true));
-  expect(memory.connections()).toBe(4);
-});
+    const rpc = Buffer.from('libvirt RPC hello');
+    const ram = Buffer.alloc(8 * 1024 * 1024);
+    for (let i = 0; i < ram.length; i += 4096) ram.writeUInt32LE(i, i);
+    const [a, b] = await Promise.all([roundTrip(sourceSocket(0), rpc), roundTrip(sourceSocket(49152), ram)]);
+    expect(a.back.equals(rpc)).toBe(true);
+    expect(b.back.equals(ram)).toBe(true);
+    expect(libvirt.received()).toBe(rpc.length);
+    expect(memory.received()).toBe(ram.length);
+    // Counters are live (a worker publishes them every 200 ms): wait for both directions.
+    await waitFor('counters to include the closed connections', async () => (source.counters.bytesForward === rpc.length + ram.length && source.counters.bytesBack === rpc.length + ram.length) || undefined);
+    expect(source.counters).toMatchObject({ connections: 2, bytesBack: rpc.length + ram.length, refused: 0 });
+  });
 
-test('a source presenting a certificate from another CA is refused with the reason logged, before anything reaches the target launcher', async () => {
-  const memory = await launcherSocket('memory.sock');
-  const rogueCa = await createCa({ commonName: 'rogue-ca', validity: 86_400_000, clock: systemClock });
-  const rogue = await issue(rogueCa, { commonName: 'ferry:client:migration', usage: 'client', role: MIGRATION_CLIENT_ROLE, validity: 3_600_000, clock: systemClock });
-  const rogueClient = new TlsMaterial({ ...rogue, caPem: pki.caPem });
-  const { target } = await proxies(tlsTransport(pki.server, rogueClient), tlsTransport(pki.server, pki.client), { 49152: memory.path });
+  test('parallel connections on one listener are proxied each on its own', async () => {
+    const memory = await launcherSocket('memory.sock');
+    const transport = tlsTransport(pki.server, pki.client);
+    await proxies(transport, transport, { 0: memory.path });
+    const payloads = [0, 1, 2, 3].map((i) => Buffer.alloc(512 * 1024, i + 1));
+    const results = await Promise.all(payloads.map((p) => roundTrip(sourceSocket(0), p)));
+    results.forEach((r, i) => expect(r.back.equals(payloads[i]!)).toBe(true));
+    expect(memory.connections()).toBe(4);
+  });
 
-  const r = await roundTrip(sourceSocket(49152), Buffer.alloc(64 * 1024, 9));
-  expect(r.closed).toBe(true);
-  expect(r.back.length).toBe(0);
-  await waitFor('the refusal to be logged', async () => lines.find((l) => l['msg'] === 'migration connection refused'));
-  const refusal = lines.find((l) => l['msg'] === 'migration connection refused')!;
-  expect(String(refusal['reason'])).toMatch(/not trusted|certificate/);
-  expect(target.counters.refused).toBeGreaterThanOrEqual(1);
-  expect(memory.connections()).toBe(0);
-  expect(memory.received()).toBe(0);
-});
+  test('a source presenting a certificate from another CA is refused with the reason logged, before anything reaches the target launcher', async () => {
+    const memory = await launcherSocket('memory.sock');
+    const rogueCa = await createCa({ commonName: 'rogue-ca', validity: 86_400_000, clock: systemClock });
+    const rogue = await issue(rogueCa, { commonName: 'ferry:client:migration', usage: 'client', role: MIGRATION_CLIENT_ROLE, validity: 3_600_000, clock: systemClock });
+    const rogueClient = new TlsMaterial({ ...rogue, caPem: pki.caPem });
+    const { target } = await proxies(tlsTransport(pki.server, rogueClient), tlsTransport(pki.server, pki.client), { 49152: memory.path });
 
-test('a client certificate with the wrong role (a handler\'s server identity) is refused; so is a client without any certificate', async () => {
-  const memory = await launcherSocket('memory.sock');
-  const transport = tlsTransport(pki.server, pki.client);
-  const wrong = await issue(pki.ca, { commonName: 'ferry:node:handler', usage: 'client', role: 'handler', validity: 3_600_000, clock: systemClock });
-  const { target } = await proxies(tlsTransport(pki.server, new TlsMaterial({ ...wrong, caPem: pki.caPem })), transport, { 49152: memory.path });
-  const r = await roundTrip(sourceSocket(49152), Buffer.alloc(1024, 1));
-  expect(r.back.length).toBe(0);
-  await waitFor('the role refusal', async () => lines.find((l) => l['msg'] === 'migration connection refused' && /role "handler"/.test(String(l['reason']))));
+    const r = await roundTrip(sourceSocket(49152), Buffer.alloc(64 * 1024, 9));
+    expect(r.closed).toBe(true);
+    expect(r.back.length).toBe(0);
+    await waitFor('the refusal to be logged', async () => lines.find((l) => l['msg'] === 'migration connection refused'));
+    const refusal = lines.find((l) => l['msg'] === 'migration connection refused')!;
+    expect(String(refusal['reason'])).toMatch(/not trusted|certificate/);
+    expect(target.counters.refused).toBeGreaterThanOrEqual(1);
+    expect(memory.connections()).toBe(0);
+    expect(memory.received()).toBe(0);
+  });
 
-  // No certificate at all: a bare TLS client against the target listener.
-  const port = Number(Object.keys(target.ports)[0]);
-  const tls = await import('node:tls');
-  const bare = tls.connect({ host: '127.0.0.1', port, ca: pki.caPem, checkServerIdentity: () => undefined });
-  await new Promise<void>((resolve) => { bare.on('close', () => resolve()); bare.on('error', () => undefined); bare.write('x'); });
-  await waitFor('the missing-certificate refusal', async () => lines.find((l) => l['msg'] === 'migration connection refused' && /no client certificate/.test(String(l['reason']))));
-  expect(memory.connections()).toBe(0);
-});
+  test('a client certificate with the wrong role (a handler\'s server identity) is refused; so is a client without any certificate', async () => {
+    const memory = await launcherSocket('memory.sock');
+    const transport = tlsTransport(pki.server, pki.client);
+    const wrong = await issue(pki.ca, { commonName: 'ferry:node:handler', usage: 'client', role: 'handler', validity: 3_600_000, clock: systemClock });
+    const { target } = await proxies(tlsTransport(pki.server, new TlsMaterial({ ...wrong, caPem: pki.caPem })), transport, { 49152: memory.path });
+    const r = await roundTrip(sourceSocket(49152), Buffer.alloc(1024, 1));
+    expect(r.back.length).toBe(0);
+    await waitFor('the role refusal', async () => lines.find((l) => l['msg'] === 'migration connection refused' && /role "handler"/.test(String(l['reason']))));
 
-test('a target with a server certificate from another CA is refused by the source', async () => {
-  const memory = await launcherSocket('memory.sock');
-  const rogueCa = await createCa({ commonName: 'rogue-ca', validity: 86_400_000, clock: systemClock });
-  const rogue = await issue(rogueCa, { commonName: 'ferry:node:handler', usage: 'server', role: 'handler', validity: 3_600_000, clock: systemClock, ipAddresses: ['127.0.0.1'] });
-  const rogueServer = new TlsMaterial({ ...rogue, caPem: pki.caPem });
-  const { source } = await proxies(tlsTransport(pki.server, pki.client), tlsTransport(rogueServer, pki.client), { 49152: memory.path });
-  const r = await roundTrip(sourceSocket(49152), Buffer.alloc(1024, 1));
-  expect(r.back.length).toBe(0);
-  await waitFor('the source to log the refusal', async () => lines.find((l) => l['msg'] === 'migration connection to the target refused'));
-  expect(source.counters.refused).toBe(1);
-  expect(memory.received()).toBe(0);
-});
+    // No certificate at all: a bare TLS client against the target listener.
+    const port = Number(Object.keys(target.ports)[0]);
+    const tls = await import('node:tls');
+    const bare = tls.connect({ host: '127.0.0.1', port, ca: pki.caPem, checkServerIdentity: () => undefined });
+    await new Promise<void>((resolve) => { bare.on('close', () => resolve()); bare.on('error', () => undefined); bare.write('x'); });
+    await waitFor('the missing-certificate refusal', async () => lines.find((l) => l['msg'] === 'migration connection refused' && /no client certificate/.test(String(l['reason']))));
+    expect(memory.connections()).toBe(0);
+  });
 
-test('rotating the certificates keeps an open connection going; new connections use the new material', async () => {
-  const memory = await launcherSocket('memory.sock');
-  const server = new TlsMaterial(pki.server.current);
-  const client = new TlsMaterial(pki.client.current);
-  const transport = tlsTransport(server, client);
-  await proxies(transport, transport, { 49152: memory.path });
-  const c = net.connect({ path: sourceSocket(49152) });
-  let back = 0;
-  c.on('data', (d: Buffer) => { back += d.length; });
-  c.write(Buffer.alloc(1000, 1));
-  await waitFor('first bytes echoed', async () => back === 1000 || undefined);
+  test('a target with a server certificate from another CA is refused by the source', async () => {
+    const memory = await launcherSocket('memory.sock');
+    const rogueCa = await createCa({ commonName: 'rogue-ca', validity: 86_400_000, clock: systemClock });
+    const rogue = await issue(rogueCa, { commonName: 'ferry:node:handler', usage: 'server', role: 'handler', validity: 3_600_000, clock: systemClock, ipAddresses: ['127.0.0.1'] });
+    const rogueServer = new TlsMaterial({ ...rogue, caPem: pki.caPem });
+    const { source } = await proxies(tlsTransport(pki.server, pki.client), tlsTransport(rogueServer, pki.client), { 49152: memory.path });
+    const r = await roundTrip(sourceSocket(49152), Buffer.alloc(1024, 1));
+    expect(r.back.length).toBe(0);
+    await waitFor('the source to log the refusal', async () => lines.find((l) => l['msg'] === 'migration connection to the target refused'));
+    expect(source.counters.refused).toBe(1);
+    expect(memory.received()).toBe(0);
+  });
 
-  // A new CA and new leaves, as a CA rotation with a bundle holding both CAs.
-  const next = await devMigrationPki(systemClock);
-  const bundle = `${next.caPem.trim()}\n${pki.caPem.trim()}\n`;
-  server.update({ ...next.server.current, caPem: bundle });
-  client.update({ ...next.client.current, caPem: bundle });
+  test('rotating the certificates keeps an open connection going; new connections use the new material', async () => {
+    const memory = await launcherSocket('memory.sock');
+    const server = new TlsMaterial(pki.server.current);
+    const client = new TlsMaterial(pki.client.current);
+    const transport = tlsTransport(server, client);
+    await proxies(transport, transport, { 49152: memory.path });
+    const c = net.connect({ path: sourceSocket(49152) });
+    let back = 0;
+    c.on('data', (d: Buffer) => { back += d.length; });
+    c.write(Buffer.alloc(1000, 1));
+    await waitFor('first bytes echoed', async () => back === 1000 || undefined);
 
-  c.write(Buffer.alloc(1000, 2));
-  await waitFor('the open connection to keep working', async () => back === 2000 || undefined);
-  const fresh = await roundTrip(sourceSocket(49152), Buffer.alloc(4096, 3));
-  expect(fresh.back.length).toBe(4096);
-  c.destroy();
-});
+    // A new CA and new leaves, as a CA rotation with a bundle holding both CAs.
+    const next = await devMigrationPki(systemClock);
+    const bundle = `${next.caPem.trim()}\n${pki.caPem.trim()}\n`;
+    server.update({ ...next.server.current, caPem: bundle });
+    client.update({ ...next.client.current, caPem: bundle });
 
-test('plain TCP when TLS is disabled (migrations.disableTLS)', async () => {
-  const memory = await launcherSocket('memory.sock');
-  await proxies({ kind: 'tcp' }, { kind: 'tcp' }, { 49152: memory.path });
-  const r = await roundTrip(sourceSocket(49152), Buffer.alloc(100_000, 5));
-  expect(r.back.length).toBe(100_000);
-});
+    c.write(Buffer.alloc(1000, 2));
+    await waitFor('the open connection to keep working', async () => back === 2000 || undefined);
+    const fresh = await roundTrip(sourceSocket(49152), Buffer.alloc(4096, 3));
+    expect(fresh.back.length).toBe(4096);
+    c.destroy();
+  });
 
-test('closing with cut ends open connections at once (what a dying handler does to its streams)', async () => {
-  const memory = await launcherSocket('memory.sock');
-  const transport = tlsTransport(pki.server, pki.client);
-  const { source } = await proxies(transport, transport, { 49152: memory.path });
-  const c = net.connect({ path: sourceSocket(49152) });
-  const closed = new Promise<void>((r) => c.once('close', () => r()));
-  c.on('error', () => undefined);
-  c.resume();
-  c.write(Buffer.alloc(10, 1));
-  await waitFor('the connection to be proxied', async () => memory.received() === 10 || undefined, { timeoutMs: 5000 });
-  await source.close({ cut: true });
-  await closed;
-  expect(source.counters.connections).toBe(1);
+  test('plain TCP when TLS is disabled (migrations.disableTLS)', async () => {
+    const memory = await launcherSocket('memory.sock');
+    await proxies({ kind: 'tcp' }, { kind: 'tcp' }, { 49152: memory.path });
+    const r = await roundTrip(sourceSocket(49152), Buffer.alloc(100_000, 5));
+    expect(r.back.length).toBe(100_000);
+  });
+
+  test('closing with cut ends open connections at once (what a dying handler does to its streams)', async () => {
+    const memory = await launcherSocket('memory.sock');
+    const transport = tlsTransport(pki.server, pki.client);
+    const { source } = await proxies(transport, transport, { 49152: memory.path });
+    const c = net.connect({ path: sourceSocket(49152) });
+    const closed = new Promise<void>((r) => c.once('close', () => r()));
+    c.on('error', () => undefined);
+    c.resume();
+    c.write(Buffer.alloc(10, 1));
+    await waitFor('the connection to be proxied', async () => memory.received() === 10 || undefined, { timeoutMs: 5000 });
+    await source.close({ cut: true });
+    await closed;
+    expect(source.counters.connections).toBe(1);
+  });
 });

@@ -1,6 +1,7 @@
 import type { V1Secret } from '@kubernetes/client-node';
 import { isConflict, isNotFound, type KubeClient } from '../kube/client.js';
 import type { Clock } from '../util/clock.js';
+import type { Logger } from '../util/log.js';
 import { checkCertificate } from './peer.js';
 import { createCa, issue, needsRenewal, splitPemBundle, validity, type KeyPairPem, type LeafOptions } from './pki.js';
 import type { TlsFiles } from './tlsMaterial.js';
@@ -201,4 +202,19 @@ export class SelfManagedCerts {
       throw err;
     }
   }
+}
+
+export const DAY_MS = 86_400_000;
+
+/** What every component that keeps its own CA and certificates in Secrets is given (the webhook, the migration proxy). */
+export interface SecretIssuerOptions {
+  kube: KubeClient;
+  clock: Clock;
+  log: Logger;
+  namespace: string;
+  /** KubeVirt's defaults: CA 7 days, certificates 24 hours. */
+  caValidityMs?: number;
+  certValidityMs?: number;
+  /** How often the Secrets are checked for renewal (and for another replica's rotation). Default 60 s. */
+  checkEveryMs?: number;
 }

@@ -1,7 +1,4 @@
-import { SelfManagedCerts, type CertState } from '../certs/index.js';
-import type { KubeClient } from '../kube/client.js';
-import type { Clock } from '../util/clock.js';
-import type { Logger } from '../util/log.js';
+import { DAY_MS, SelfManagedCerts, type CertState, type SecretIssuerOptions } from '../certs/index.js';
 import { HANDLER_SERVER_ROLE, MIGRATION_CLIENT_ROLE } from './roles.js';
 
 /**
@@ -31,20 +28,10 @@ export const MIGRATION_CA_SECRET = 'ferry-migration-ca';
 export const HANDLER_SERVER_SECRET = 'ferry-handler-server-certs';
 export const MIGRATION_CLIENT_SECRET = 'ferry-migration-client-certs';
 
-const DAY_MS = 86_400_000;
 /** Well over the kubelet's Secret sync (about a minute) and the handler's 10 s re-read. */
 const DEFAULT_CA_PROPAGATION_MS = 10 * 60_000;
 
-export interface MigrationCertSecretsOptions {
-  kube: KubeClient;
-  clock: Clock;
-  log: Logger;
-  namespace: string;
-  /** KubeVirt's defaults: CA 7 days, certificates 24 hours. */
-  caValidityMs?: number;
-  certValidityMs?: number;
-  /** How often the Secrets are checked for renewal. Default 60 s. */
-  checkEveryMs?: number;
+export interface MigrationCertSecretsOptions extends SecretIssuerOptions {
   /** After a CA rotation, how long the old leaves stay (with the new bundle) before new ones are issued. Default 10 min. */
   caPropagationMs?: number;
 }

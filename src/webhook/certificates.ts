@@ -1,8 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { SelfManagedCerts, TlsMaterial, type CertState, type TlsFiles } from '../certs/index.js';
-import type { KubeClient } from '../kube/client.js';
-import type { Clock } from '../util/clock.js';
+import { DAY_MS, SelfManagedCerts, TlsMaterial, type CertState, type SecretIssuerOptions, type TlsFiles } from '../certs/index.js';
 import type { Logger } from '../util/log.js';
 import { injectCaBundle, WEBHOOK_CA_SECRET, WEBHOOK_CONFIGURATION, WEBHOOK_SERVICE, WEBHOOK_TLS_SECRET, webhookDnsNames } from './registration.js';
 
@@ -17,18 +15,7 @@ import { injectCaBundle, WEBHOOK_CA_SECRET, WEBHOOK_CONFIGURATION, WEBHOOK_SERVI
  * Either way the server's TlsMaterial is updated in place: no restart.
  */
 
-export const DAY_MS = 86_400_000;
-
-export interface SelfManagedServingOptions {
-  kube: KubeClient;
-  clock: Clock;
-  log: Logger;
-  namespace: string;
-  /** KubeVirt's defaults: CA 7 days, serving certificate 24 hours. */
-  caValidityMs?: number;
-  certValidityMs?: number;
-  /** How often the Secrets are checked for renewal (and for another replica's rotation). Default 60 s. */
-  checkEveryMs?: number;
+export interface SelfManagedServingOptions extends SecretIssuerOptions {
   webhookConfiguration?: string;
   /** Extra SANs (the dev cluster reaches the webhook on 127.0.0.1). */
   ipAddresses?: string[];

@@ -259,15 +259,41 @@ describe('when a command times out or a record is gone', () => {
   }, 60_000);
 });
 
-describe('when the source node is lost', () => {
-  let env: DevEnvironment;
+/** The node dies: its handler goes silent and the node controller marks it NotReady. */
+async function loseNode(env: DevEnvironment, node: string): Promise<void> {
+  await env.agents.get(node)!.handler.stop();
+  await env.kube.core.patchNodeStatus(
+    { name: node, body: { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: 'Kubelet stopped posting node status.' }] } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+}
+
+/**
+ * Three nodes, three VMs, and a NIC slow enough (64 Mi/s) that a migration is still streaming when a node goes; node
+ * loss is declared after 1 s of silence. One world per describe block: a lost node stays lost.
+ */
+function nodeLossWorld(): { readonly env: DevEnvironment } {
+  let env: DevEnvironment | undefined;
   beforeAll(async () => {
-    // 64 Mi/s: the migration is still streaming when the node goes.
     const config = FerryConfig.parse({ limits: { defaultNicCapacity: '64Mi' }, commandTimeoutMs: 300, timeouts: { nodeLostSeconds: 1, retrySeconds: 0.2, abortRetrySeconds: 1, resolveSeconds: 20 } });
     env = await startDevEnvironment({ nodes: 3, vms: 3, natsUrl: process.env['NATS_URL']!, config });
   });
   afterAll(async () => {
     await env?.stop();
+  });
+  return {
+    get env() {
+      if (!env) throw new Error('nodeLossWorld: the world exists only inside tests');
+      return env;
+    },
+  };
+}
+
+describe('when the source node is lost', () => {
+  const world = nodeLossWorld();
+  let env: DevEnvironment;
+  beforeAll(() => {
+    env = world.env;
   });
 
   test('mid-Running: the migration resolves within the bound and its slot is freed', async () => {
@@ -278,12 +304,7 @@ describe('when the source node is lost', () => {
     const target = (await getVmi(env.kube, 'vm-2')).status!.migrationState!.targetNode!;
     expect(env.controller!.activeCount()).toBe(1);
 
-    // The node dies: its handler goes silent and the node controller marks it NotReady.
-    await env.agents.get(source)!.handler.stop();
-    await env.kube.core.patchNodeStatus(
-      { name: source, body: { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: 'Kubelet stopped posting node status.' }] } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    await loseNode(env, source);
     const lostAt = Date.now();
     const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 20_000);
     expect(Date.now() - lostAt).toBeLessThan(15_000);
@@ -297,24 +318,11 @@ describe('when the source node is lost', () => {
   }, 40_000);
 });
 
-/** The node dies: its handler goes silent and the node controller marks it NotReady. */
-async function loseNode(env: DevEnvironment, node: string): Promise<void> {
-  await env.agents.get(node)!.handler.stop();
-  await env.kube.core.patchNodeStatus(
-    { name: node, body: { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: 'Kubelet stopped posting node status.' }] } } },
-    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-  );
-}
-
 describe('when the target node is lost', () => {
+  const world = nodeLossWorld();
   let env: DevEnvironment;
-  beforeAll(async () => {
-    // 64 Mi/s: the migration is still streaming when the node goes.
-    const config = FerryConfig.parse({ limits: { defaultNicCapacity: '64Mi' }, commandTimeoutMs: 300, timeouts: { nodeLostSeconds: 1, retrySeconds: 0.2, abortRetrySeconds: 1, resolveSeconds: 20 } });
-    env = await startDevEnvironment({ nodes: 3, vms: 3, natsUrl: process.env['NATS_URL']!, config });
-  });
-  afterAll(async () => {
-    await env?.stop();
+  beforeAll(() => {
+    env = world.env;
   });
 
   test('mid-Running: the source cancels, the VM stays on the source within the bound, and the slot is freed', async () => {

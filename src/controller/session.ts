@@ -96,6 +96,8 @@ export class MigrationSession {
     return Math.max(this.appliedBandwidth ?? 0, this.bandwidthInFlight ?? 0);
   }
   sourceStarted = false;
+  /** This controller wrote the start time (with the target's address) to the migration state. */
+  private startRecorded = false;
   /** The source reported its job over (progress or result): it sends nothing more, and has no job to steer. */
   sourceEnded = false;
   lastDirtyRate = 0;
@@ -351,8 +353,10 @@ export class MigrationSession {
     await this.patchMigrationState({
       ...(reply.published ?? { targetNodeAddress: reply.address }),
       targetNodeDomainDetected: false,
-      ...(existing?.startTimestamp ? {} : { startTimestamp: new Date(this.env.clock.now()).toISOString(), mode: 'PreCopy' as const }),
+      ...(existing?.startTimestamp || this.startRecorded ? {} : { startTimestamp: new Date(this.env.clock.now()).toISOString(), mode: 'PreCopy' as const }),
     });
+    // The informer's copy may not show it yet when startSource looks.
+    this.startRecorded = true;
     return { address: reply.address };
   }
 
@@ -371,7 +375,7 @@ export class MigrationSession {
     const cfg = this.effective;
     const bandwidth = await this.startingBandwidth(sourceNode, targetNode);
     const existing = this.markers(vmi);
-    if (!existing?.startTimestamp) {
+    if (!this.startRecorded && !existing?.startTimestamp) {
       await this.env.fence();
       try {
         await this.patchMigrationState({ startTimestamp: new Date(this.env.clock.now()).toISOString(), mode: 'PreCopy' });

@@ -351,10 +351,15 @@ export function deleteUnchanged(kube: KubeClient, m: VirtualMachineInstanceMigra
   });
 }
 
-/** Does the VMI have an evacuation VMIM off `node` that has not ended? */
+/**
+ * Does the VMI have an evacuation VMIM off `node` that has not ended and is not being withdrawn? One being deleted
+ * (held by the finalizer until its abort lands) is on its way out: counting it would re-start an evacuation that was
+ * just stopped (a deleted runbook lifts the taint and withdraws the queued VMIMs of a node it leaves cordoned).
+ */
 function hasOpenEvacuation(vmi: VirtualMachineInstance, node: string, vmims: readonly VirtualMachineInstanceMigration[]): boolean {
   return vmims.some(
     (m) =>
+      !m.metadata.deletionTimestamp &&
       m.spec.vmiName === vmi.metadata.name &&
       m.metadata.namespace === vmi.metadata.namespace &&
       m.metadata.annotations?.[Annotations.evacuationMigration] === node &&

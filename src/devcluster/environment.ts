@@ -63,6 +63,8 @@ export interface DevEnvironmentOptions {
   /** Set false to start without the controller (tests that start their own). */
   controller?: boolean;
   progressIntervalMs?: number;
+  /** How often the controller writes progress to VMIM status (the controller's default, 3 s, otherwise). */
+  progressWriteIntervalMs?: number;
   metrics?: { controller: ControllerMetrics; handlers: HandlerMetrics };
   /**
    * What runs the guests: the simulator (default), or one libvirtd per node
@@ -250,7 +252,7 @@ export async function startDevEnvironment(opts: DevEnvironmentOptions = {}): Pro
         if (controller) return controller;
         controllerNc = await connectBus({ servers: natsUrl!, name: 'ferry-controller', log });
         controllerNats = natsConnectionCheck(controllerNc);
-        controller = new MigrationController({ kube, nc: controllerNc, log: log.child({ component: 'controller' }), config, ...(opts.metrics ? { metrics: opts.metrics.controller } : {}) });
+        controller = new MigrationController({ kube, nc: controllerNc, log: log.child({ component: 'controller' }), config, ...(opts.metrics ? { metrics: opts.metrics.controller } : {}), ...(opts.progressWriteIntervalMs !== undefined ? { progressWriteIntervalMs: opts.progressWriteIntervalMs } : {}) });
         opts.metrics?.controller.setLeader(true);
         await controller.start();
         runbooks = new RunbookController({ kube, log: log.child({ component: 'runbooks' }), config, timeScale: opts.timeScale ?? 1 });

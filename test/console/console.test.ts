@@ -32,7 +32,8 @@ describe('the web console in Chromium', () => {
     // As `ferry dev` does: the migrations' spans are kept for the console.
     tracing = startTracing({ service: 'ferry-dev', store: traces });
     // A slow sim (0.3× real time) so a 1–2 GiB guest takes seconds to move: long enough to watch.
-    env = await startDevEnvironment({ nodes: 3, vms: 6, natsUrl: process.env['NATS_URL']!, kubeconfigPath: path.join(dir, 'kubeconfig'), timeScale: 0.3, cluster: { rbac: true } });
+    // Progress reaches VMIM status every second here (3 s by default), so a rising bar is seen within one migration.
+    env = await startDevEnvironment({ nodes: 3, vms: 6, natsUrl: process.env['NATS_URL']!, kubeconfigPath: path.join(dir, 'kubeconfig'), timeScale: 0.3, cluster: { rbac: true }, progressWriteIntervalMs: 1000 });
     web = await startConsole({ kube: env.kube, port: 0, log: silentLogger, traces });
     browser = await launchChromium();
   }, 60_000);

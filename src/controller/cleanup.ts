@@ -82,20 +82,24 @@ export class FailureCleanup {
       const sourceLost = sourceNode !== undefined && this.d.nodeLost(sourceNode);
       const verdict = await this.d.nodes.inspect({ migrationUid: uid, domain, sourceNode, targetNode, sourceLost });
       if (verdict.kind !== 'failed') {
-        const msg = `not removing target pod ${placed.map((p) => p.metadata.name).join(', ')} on ${targetNode}: ${verdict.why}`;
-        if (!this.warned.has(uid)) {
-          this.warned.add(uid);
-          this.d.events.record(involved(vmim), 'Warning', verdict.kind === 'completed' ? 'GuestOnTarget' : 'CleanupWaiting', msg);
-        }
-        throw new Error(msg);
+        this.waiting(vmim, `not removing target pod ${placed.map((p) => p.metadata.name).join(', ')} on ${targetNode}: ${verdict.why}`, verdict.kind === 'completed' ? 'GuestOnTarget' : 'CleanupWaiting');
       }
-      // Drop what the target prepared (an incoming domain holds no guest: the arbiter said so).
+      // Drop what the target prepared (an incoming domain holds no guest: the arbiter said so). Where a node's
+      // daemon holds it (not a launcher pod of its own), it outlives the pod: so a target that did not answer is
+      // asked again before its pod goes, unless its node is lost (chaos seed 1000: an incoming domain was left on
+      // a node whose handler was restarting when the cleanup ran).
+      if (!verdict.target.answered && !this.d.nodeLost(targetNode)) {
+        this.waiting(vmim, `not removing target pod ${placed.map((p) => p.metadata.name).join(', ')} on ${targetNode} yet: its handler did not answer, and what it prepared must be cancelled first`);
+      }
       // A restarted handler has no record of the job but its hypervisor may still hold the incoming domain.
       const prepared = verdict.target.answered && (verdict.target.job ? verdict.target.job.state !== 'cancelled' : verdict.target.domain?.state === 'incoming');
       if (prepared) {
-        await this.d.nodes
-          .command(targetNode, 'abort', { migrationUid: uid, attempt: 1, vmi: `${ns}/${vmim.spec.vmiName}`, reason: failureReasonOf(vmim) })
-          .catch((err: unknown) => log.warn({ err: String(err), targetNode }, 'could not tell the target handler to cancel; its prepared domain goes with the pod'));
+        try {
+          await this.d.nodes.command(targetNode, 'abort', { migrationUid: uid, attempt: 1, vmi: `${ns}/${vmim.spec.vmiName}`, reason: failureReasonOf(vmim) });
+        } catch (err) {
+          // Any answer (cancelled, already finished, not found) settles it; silence or a failed cancel does not.
+          this.waiting(vmim, `not removing target pod on ${targetNode} yet: telling its handler to cancel what it prepared failed (${String(err)})`);
+        }
       }
     }
     await this.d.fence();
@@ -108,6 +112,16 @@ export class FailureCleanup {
         throw err;
       }
     }
+  }
+
+  /** Says once per migration (as an Event) why its cleanup waits, then throws so the queue retries it. */
+  private waiting(vmim: VirtualMachineInstanceMigration, msg: string, reason: 'GuestOnTarget' | 'CleanupWaiting' = 'CleanupWaiting'): never {
+    const uid = vmim.metadata.uid ?? '';
+    if (!this.warned.has(uid)) {
+      this.warned.add(uid);
+      this.d.events.record(involved(vmim), 'Warning', reason, msg);
+    }
+    throw new Error(msg);
   }
 
   private async closeMigrationState(vmim: VirtualMachineInstanceMigration, vmi: VirtualMachineInstance, reason: string, abortKnown: boolean, log: Logger): Promise<void> {

@@ -27,6 +27,11 @@ export interface MigrationTimeouts {
   targetReadyMs: number;
   /** No new low of remaining data for this long → abort. 0 = off. */
   progressMs: number;
+  /**
+   * No progress report at all from the source for this long → ask the arbiter
+   * who runs the guest (the source may have lost the job). 0 or absent = off.
+   */
+  silenceMs?: number;
   /** Completion budget per GiB of guest memory; then post-copy or abort. 0 = off. */
   completionPerGiBMs: number;
   /** Interval at which an abort is re-sent to the source until it answers. */
@@ -189,8 +194,9 @@ function checkInput(input: MigrationInput): void {
   for (const key of ['unschedulableMs', 'pendingPodMs', 'targetReadyMs', 'abortRetryMs', 'retryMs', 'resolveMs'] as const) {
     if (!Number.isFinite(t[key]) || t[key] <= 0) problems.push(`${key} must be a positive number of milliseconds (got ${t[key]})`);
   }
-  for (const key of ['progressMs', 'completionPerGiBMs'] as const) {
-    if (!Number.isFinite(t[key]) || t[key] < 0) problems.push(`${key} must be 0 (off) or a positive number of milliseconds (got ${t[key]})`);
+  for (const key of ['progressMs', 'completionPerGiBMs', 'silenceMs'] as const) {
+    const v = t[key] ?? 0;
+    if (!Number.isFinite(v) || v < 0) problems.push(`${key} must be 0 (off) or a positive number of milliseconds (got ${t[key]})`);
   }
   if (!Number.isFinite(input.memoryBytes) || input.memoryBytes < 0) problems.push(`memoryBytes must be a non-negative number (got ${input.memoryBytes})`);
   if (problems.length) {
@@ -294,6 +300,7 @@ export const migrationMachine = setup({
       event.type === 'PROGRESS' &&
       (context.lowestRemaining === undefined || event.stats.dataRemaining < context.lowestRemaining * (1 - PROGRESS_MARGIN)),
     progressTimeoutEnabled: ({ context }) => context.timeouts.progressMs > 0,
+    silenceWatchEnabled: ({ context }) => (context.timeouts.silenceMs ?? 0) > 0,
     completionTimeoutEnabled: ({ context }) => context.timeouts.completionPerGiBMs > 0,
     postCopyAllowed: ({ context }) => context.allowPostCopy,
     definiteError: ({ event }) => definite((event as { error?: unknown }).error),
@@ -317,6 +324,7 @@ export const migrationMachine = setup({
     // A disabled timer is parked at the longest safe delay and its transition is guarded off.
     progressTimeout: ({ context }) =>
       context.timeouts.progressMs > 0 ? timerMs(context.timeouts.progressMs) : MAX_TIMER_MS,
+    progressSilence: ({ context }) => ((context.timeouts.silenceMs ?? 0) > 0 ? timerMs(context.timeouts.silenceMs ?? 0) : MAX_TIMER_MS),
     completionTimeout: ({ context }) =>
       context.timeouts.completionPerGiBMs > 0 ? timerMs(completionBudgetMs(context)) : MAX_TIMER_MS,
     abortRetry: ({ context }) => timerMs(context.timeouts.abortRetryMs),
@@ -648,40 +656,68 @@ export const migrationMachine = setup({
       initial: 'migrating',
       states: {
         migrating: {
-          initial: 'progressWindow',
+          // Two clocks run side by side: one for the data (stalled pre-copy), one for the
+          // source's reports (a source that went quiet may have lost the job).
+          type: 'parallel',
           states: {
-            // Re-entered on every new low of remaining data, which restarts the progress timer.
-            progressWindow: {
-              on: {
-                PROGRESS: [
-                  {
-                    guard: 'madeProgress',
-                    target: 'progressWindow',
-                    reenter: true,
-                    actions: [
-                      { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) },
-                      { type: 'lowerWatermark', params: ({ event }) => ({ remaining: event.stats.dataRemaining }) },
+            stall: {
+              initial: 'progressWindow',
+              states: {
+                // Re-entered on every new low of remaining data, which restarts the progress timer.
+                progressWindow: {
+                  on: {
+                    PROGRESS: [
+                      {
+                        guard: 'madeProgress',
+                        target: 'progressWindow',
+                        reenter: true,
+                        actions: [
+                          { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) },
+                          { type: 'lowerWatermark', params: ({ event }) => ({ remaining: event.stats.dataRemaining }) },
+                        ],
+                      },
+                      { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
                     ],
                   },
-                  { actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
-                ],
+                  after: {
+                    // A stalled pre-copy finishes in post-copy where the policy allows it, as on completion timeout.
+                    progressTimeout: [
+                      { guard: and(['progressTimeoutEnabled', 'postCopyAllowed']), target: '#migration.Running.postCopy' },
+                      {
+                        guard: 'progressTimeoutEnabled',
+                        target: '#migration.Running.aborting',
+                        actions: {
+                          type: 'beginAbort',
+                          params: ({ context }) => ({
+                            reason: `live migration stuck for ${seconds(context.timeouts.progressMs)} and has been aborted`,
+                            requested: false,
+                          }),
+                        },
+                      },
+                    ],
+                  },
+                },
               },
-              after: {
-                // A stalled pre-copy finishes in post-copy where the policy allows it, as on completion timeout.
-                progressTimeout: [
-                  { guard: and(['progressTimeoutEnabled', 'postCopyAllowed']), target: '#migration.Running.postCopy' },
-                  {
-                    guard: 'progressTimeoutEnabled',
-                    target: '#migration.Running.aborting',
-                    actions: {
-                      type: 'beginAbort',
-                      params: ({ context }) => ({
-                        reason: `live migration stuck for ${seconds(context.timeouts.progressMs)} and has been aborted`,
-                        requested: false,
-                      }),
+            },
+            heartbeat: {
+              initial: 'listening',
+              states: {
+                // Re-entered on every report, which restarts the silence timer. A restarted source
+                // handler that lost the job (or a dead one) sends none and never will: ask who runs
+                // the guest instead of waiting out the progress timeout.
+                listening: {
+                  on: { PROGRESS: { target: 'listening', reenter: true } },
+                  after: {
+                    progressSilence: {
+                      guard: 'silenceWatchEnabled',
+                      target: '#migration.Running.resolving',
+                      actions: {
+                        type: 'beginResolving',
+                        params: ({ context }) => ({ reason: `the source stopped reporting progress for ${seconds(context.timeouts.silenceMs ?? 0)}` }),
+                      },
                     },
                   },
-                ],
+                },
               },
             },
           },

@@ -38,6 +38,11 @@ export const FerryConfig = z.object({
        * without an answer before it is reported unresolved. It keeps asking after that.
        */
       resolveSeconds: z.number().positive().default(120),
+      /**
+       * A Running migration whose source sent no progress report for this long is
+       * put to the arbiter (a restarted handler may have lost the job); 0 = never.
+       */
+      progressSilenceSeconds: z.number().min(0).default(15),
       /** A node whose handler sent no heartbeat for this long, and whose Node is NotReady, is lost. */
       nodeLostSeconds: z.number().positive().default(30),
     })

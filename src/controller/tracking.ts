@@ -100,6 +100,7 @@ export function trackMigration(d: TrackingDeps, vmim: VirtualMachineInstanceMigr
         abortRetryMs: d.config.timeouts.abortRetrySeconds * 1000,
         retryMs: d.config.timeouts.retrySeconds * 1000,
         resolveMs: d.config.timeouts.resolveSeconds * 1000,
+        silenceMs: d.config.timeouts.progressSilenceSeconds * 1000,
       },
       ...(phase ? { resumePhase: phase } : {}),
       ...(phase && FINAL_PHASES.has(phase) ? {} : {}),

@@ -45,6 +45,7 @@ export const FIELD_NOTES: Record<string, Record<string, string>> = {
     'timeouts.targetReadySeconds': 'Limit on each of the hand-off (Scheduled) and target preparation (PreparingTarget).',
     'timeouts.abortRetrySeconds': 'How often an abort is re-sent to the source until it answers.',
     'timeouts.retrySeconds': 'Back-off before retrying a failed hand-off or finalisation.',
+    'timeouts.progressSilenceSeconds': 'A Running migration whose source handler sent no progress report for this long is put to the arbiter, which asks both handlers where the guest runs (a restarted handler may have lost the job). 0 turns the watch off.',
     'timeouts.resolveSeconds': 'How long Ferry may ask both handlers where a guest runs (after a timeout, a lost record or a lost node) before it reports the migration unresolved; it keeps asking and never fails it on a silence.',
     'timeouts.nodeLostSeconds': 'A node whose handler sent no heartbeat for this long, and whose Node is NotReady, is treated as lost.',
     maxDowntimeMs: 'Largest pause of the guest at switch-over handed to the hypervisor.',

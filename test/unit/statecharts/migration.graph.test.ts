@@ -158,8 +158,8 @@ describe('describeChart', () => {
   });
 
   it('shows the progress timer restart as a re-entry of the progress window', () => {
-    const win = all(chart).find((n) => n.id === 'migration.Running.migrating.progressWindow');
+    const win = all(chart).find((n) => n.id === 'migration.Running.migrating.stall.progressWindow');
     const restart = win?.transitions.find((t) => t.event === 'PROGRESS' && t.guard === 'madeProgress');
-    expect(restart).toMatchObject({ targets: ['migration.Running.migrating.progressWindow'], reenter: true });
+    expect(restart).toMatchObject({ targets: ['migration.Running.migrating.stall.progressWindow'], reenter: true });
   });
 });

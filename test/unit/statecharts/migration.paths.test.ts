@@ -29,7 +29,7 @@ describe('a migration that goes well', () => {
     m.send({ type: 'TARGET_POD_READY', ...POD });
     await settle();
 
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     expect(m.actors.handOff).toHaveBeenCalledTimes(1);
     expect(m.actors.handOff.mock.calls[0]?.[0]).toMatchObject({ targetNode: 'node-b', targetPod: POD.pod });
     expect(m.actors.prepareTarget).toHaveBeenCalledTimes(1);
@@ -314,7 +314,7 @@ describe('uncertainty is a state, not a failure', () => {
     await m.toRunning();
     await settle();
     expect(m.actors.inspect).toHaveBeenCalledTimes(1);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     expect(m.actions.reportFailure).not.toHaveBeenCalled();
     m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 7 });
     await settle();
@@ -354,7 +354,7 @@ describe('uncertainty is a state, not a failure', () => {
     await m.toRunning();
     await settle();
     await m.advance(5_000);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     expect(m.actions.reportFailure).not.toHaveBeenCalled();
   });
 
@@ -537,7 +537,7 @@ describe('post-copy switch', () => {
     await m.toRunning();
     await m.advance(150_000);
     expect(m.actors.startPostCopy).toHaveBeenCalledTimes(1);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     expect(m.context().mode).toBe('PreCopy');
     expect(m.context().retryError).toMatch(/post-copy switch failed/);
     m.send({ type: 'ABORT', reason: 'ferry cancel' });
@@ -579,7 +579,7 @@ describe('retries of idempotent steps', () => {
     expect(m.actors.handOff).toHaveBeenCalledTimes(1);
     await m.advance(1);
     expect(m.actors.handOff).toHaveBeenCalledTimes(2);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
   });
 
   it('retries a failed finalisation until it succeeds', async () => {

@@ -79,7 +79,7 @@ describe('resuming after a controller restart', () => {
   it('resumes TargetReady without a second start when the source already runs the migration', async () => {
     const m = startMigration(migrationInput({ resumePhase: 'TargetReady', ...recorded, targetAddress: '10.0.0.9:49152' }), { inspect: { kind: 'migrating', why: 'running', sourceJob: 'running' } });
     await settle();
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     expect(m.actors.startSource).not.toHaveBeenCalled();
   });
 
@@ -95,11 +95,11 @@ describe('resuming after a controller restart', () => {
     const m = startMigration(migrationInput({ resumePhase: 'Running', ...recorded, memoryBytes: 4 * GiB }), { inspect: { kind: 'migrating', why: 'running', sourceJob: 'running' } });
     expect(m.value()).toEqual({ Running: { resolving: 'asking' } });
     await settle();
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     expect(m.actors.startSource).not.toHaveBeenCalled();
     m.send({ type: 'PROGRESS', stats: stats(GiB) });
     await m.advance(150_000 - 1);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     await m.advance(1);
     expect(m.matches({ Running: 'aborting' })).toBe(true);
   });

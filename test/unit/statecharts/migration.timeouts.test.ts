@@ -134,7 +134,7 @@ describe('progress timeout', () => {
     const m = startMigration(migrationInput({}, { completionPerGiBMs: 0 }));
     await m.toRunning();
     await m.advance(150_000 - 1);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     expect(m.actors.requestAbort).not.toHaveBeenCalled();
     await m.advance(1);
     expect(m.matches({ Running: 'aborting' })).toBe(true);
@@ -153,7 +153,7 @@ describe('progress timeout', () => {
     await m.advance(100_000);
     m.send({ type: 'PROGRESS', stats: stats(1.0 * GiB) });
     await m.advance(150_000 - 1);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     await m.advance(1);
     expect(m.matches({ Running: 'aborting' })).toBe(true);
   });
@@ -190,7 +190,7 @@ describe('progress timeout', () => {
     m.send({ type: 'PROGRESS', stats: stats(0.98 * GiB, 2) });
     m.send({ type: 'PROGRESS', stats: stats(0.95 * GiB, 3) });
     await m.advance(149_999);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     expect(m.context().lowestRemaining).toBe(0.95 * GiB);
   });
 
@@ -198,7 +198,57 @@ describe('progress timeout', () => {
     const m = startMigration(migrationInput({}, { progressMs: 0, completionPerGiBMs: 0 }));
     await m.toRunning();
     await m.advance(MAX_TIMER_MS + 1);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
+  });
+});
+
+describe('progress silence', () => {
+  const SILENT = { completionPerGiBMs: 0, silenceMs: 15_000 };
+
+  it('puts a source that stopped reporting to the arbiter, and fails only once it holds that nothing runs', async () => {
+    const m = startMigration(migrationInput({}, SILENT));
+    await m.toRunning();
+    m.send({ type: 'PROGRESS', stats: stats(1.5 * GiB) });
+    await m.advance(15_000 - 1);
+    expect(m.actors.inspect).not.toHaveBeenCalled();
+    m.actors.inspect.mockResolvedValue({ kind: 'failed', why: 'the guest runs on the source and no migration of it runs there' });
+    await m.advance(1);
+    expect(m.actors.inspect).toHaveBeenCalledTimes(1);
+    expect(m.value()).toEqual({ Running: { resolving: 'confirming' } });
+    await m.advance(5_000);
+    expect(m.phase()).toBe('Failed');
+    expect(m.context().failureReason).toBe('the source stopped reporting progress for 15s');
+    expect(m.actors.requestAbort).not.toHaveBeenCalled();
+  });
+
+  it('is reset by any report, even one without a new low', async () => {
+    const m = startMigration(migrationInput({}, SILENT));
+    await m.toRunning();
+    for (let i = 0; i < 10; i++) {
+      await m.advance(10_000);
+      m.send({ type: 'PROGRESS', stats: stats(1.0 * GiB, i + 1) });
+    }
+    expect(m.actors.inspect).not.toHaveBeenCalled();
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
+  });
+
+  it('goes back to migrating when the source says its job still runs', async () => {
+    const m = startMigration(migrationInput({}, SILENT));
+    await m.toRunning();
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'migrating', why: 'the source handler reports the migration as running', sourceJob: 'running' });
+    await m.advance(15_000);
+    expect(m.actors.inspect).toHaveBeenCalledTimes(1);
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
+    m.send({ type: 'MIGRATION_COMPLETED', mode: 'PreCopy', downtimeMs: 40 });
+    await settle();
+    expect(m.phase()).toBe('Succeeded');
+  });
+
+  it('is off without silenceMs', async () => {
+    const m = startMigration(migrationInput({}, { completionPerGiBMs: 0 }));
+    await m.toRunning();
+    await m.advance(149_000);
+    expect(m.actors.inspect).not.toHaveBeenCalled();
   });
 });
 
@@ -212,7 +262,7 @@ describe('completion timeout', () => {
       m.send({ type: 'PROGRESS', stats: stats(2 * GiB - i * 10_000_000, i) });
     }
     await m.advance(9_999);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     await m.advance(1);
     expect(m.matches({ Running: 'aborting' })).toBe(true);
     expect(m.context().abortReason).toBe('migration not completed after 300s');
@@ -271,7 +321,7 @@ describe('completion timeout', () => {
     const m = startMigration(migrationInput({ memoryBytes: 256 * 1024 ** 2 }, { progressMs: 0 }));
     await m.toRunning();
     await m.advance(150_000 - 1);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     await m.advance(1);
     expect(m.matches({ Running: 'aborting' })).toBe(true);
   });
@@ -280,7 +330,7 @@ describe('completion timeout', () => {
     const m = startMigration(migrationInput({ allowPostCopy: true }, { progressMs: 0, completionPerGiBMs: 0 }));
     await m.toRunning();
     await m.advance(3 * MAX_TIMER_MS);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
     expect(m.actors.startPostCopy).not.toHaveBeenCalled();
     for (const ms of m.delays) {
       expect(Number.isFinite(ms)).toBe(true);
@@ -293,7 +343,7 @@ describe('completion timeout', () => {
     await m.toRunning();
     expect(Math.max(...m.delays)).toBe(MAX_TIMER_MS);
     await m.advance(1_000);
-    expect(m.value()).toEqual({ Running: { migrating: 'progressWindow' } });
+    expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
   });
 });
 

@@ -15,7 +15,7 @@ import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
 import { pinnedIn, type PinnedLimits } from '../limits/adaptive.js';
 import { describeApiError, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { Workqueue } from '../kube/workqueue.js';
-import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
+import { startInformer, waitForCacheSync, type KeepAliveInformer } from '../kube/informer.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { EventRecorder } from './eventRecorder.js';
@@ -264,6 +264,11 @@ export class MigrationController {
     // Beside KubeVirt, its disruption-budget controller owns the same budgets.
     if (!this.opts.ownerLabel) this.budgets = new DisruptionBudgets(this.kube, this.log.child({ component: 'disruption-budgets' }));
     for (const inf of this.informers) await inf.start();
+    if (!(await waitForCacheSync(this.informers, { log: this.log, stopped: () => this.stopped }))) return;
+    // Keys that came in while the caches filled are reconciled only now, against full caches.
+    this.cachesReady = true;
+    for (const key of this.earlyKeys) this.queue.add(key);
+    this.earlyKeys.clear();
     for (const v of this.vmis.list()) this.enqueue(`vmi:${keyOf(v)}`);
     this.reloadMigrationConfig();
     this.evacuation.start();
@@ -378,8 +383,16 @@ export class MigrationController {
 
   private enqueue(key: string): void {
     if (this.stopped) return;
+    if (!this.cachesReady) {
+      this.earlyKeys.add(key);
+      return;
+    }
     this.queue.add(key);
   }
+
+  /** False until every cache has synced: nothing is reconciled against a partial view. */
+  private cachesReady = false;
+  private readonly earlyKeys = new Set<string>();
 
   /** Resolves once no reconcile waits or runs (tests). */
   whenIdle(): Promise<void> {

@@ -28,6 +28,8 @@ export const ApiFaultRates = z.object({
   /** Per watch: its events are held back by delayMs (order kept). */
   delayEvents: z.number().min(0).max(1).default(0),
   delayMs: z.tuple([z.number().min(0), z.number().min(0)]).default([100, 1500]),
+  /** Only requests and watches whose path matches this regular expression (all, if absent). */
+  paths: z.string().optional(),
 });
 export type ApiFaultRates = z.infer<typeof ApiFaultRates>;
 
@@ -106,7 +108,7 @@ export class ApiFaults {
   /** What to do to one non-watch request, decided before it is served. */
   request(method: string, path: string, target: { plural: string; group: string; name: string } | undefined): RequestFault | undefined {
     const r = this.rates;
-    if (!r || exempt(path)) return undefined;
+    if (!r || exempt(path) || (r.paths !== undefined && !new RegExp(r.paths).test(path))) return undefined;
     const fault: RequestFault = {};
     if (this.random.chance(r.slow)) {
       fault.delayMs = this.between(r.slowMs);
@@ -130,7 +132,7 @@ export class ApiFaults {
   /** What to do to one watch. */
   watch(path: string, resourceVersion: string | undefined): WatchFault | undefined {
     const r = this.rates;
-    if (!r || exempt(path)) return undefined;
+    if (!r || exempt(path) || (r.paths !== undefined && !new RegExp(r.paths).test(path))) return undefined;
     if (resourceVersion && resourceVersion !== '0' && this.random.chance(r.gone)) {
       this.note('gone', 'WATCH', path);
       return { gone: Errors.gone(`too old resource version: ${resourceVersion} (${Number(resourceVersion) + 1})`) };

@@ -12,6 +12,8 @@ export interface Cache<T> {
 }
 
 export interface KeepAliveInformer<T extends KubernetesObject> extends Cache<T> {
+  /** The watched API path (for logs). */
+  readonly path: string;
   synced(): boolean;
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -54,6 +56,7 @@ export function startInformer<T extends KubernetesObject>(opts: {
     }, opts.restartDelayMs ?? 1000);
   });
   return {
+    path: opts.path,
     get: (name, ns) => inf.get(name, ns),
     list: (ns) => inf.list(ns),
     synced: () => synced,
@@ -66,4 +69,30 @@ export function startInformer<T extends KubernetesObject>(opts: {
       await inf.stop();
     },
   };
+}
+
+/**
+ * Resolves once every informer has listed and watches (true), or once `stopped`
+ * says so (false). start() alone is not enough: a list that fails (a throttled
+ * or erroring API server) ends start() with an empty cache and a retry pending,
+ * and a controller that acted on it would take "not in the cache" for "gone"
+ * (chaos seed 13: a new leader resumed a Running migration without its VMI, so
+ * without its source node, and could never settle it).
+ */
+export async function waitForCacheSync(
+  informers: ReadonlyArray<Pick<KeepAliveInformer<KubernetesObject>, 'path' | 'synced'>>,
+  opts: { log: Logger; stopped: () => boolean; pollMs?: number; reportEveryMs?: number },
+): Promise<boolean> {
+  const started = Date.now();
+  let reported = started;
+  for (;;) {
+    if (opts.stopped()) return false;
+    const waiting = informers.filter((i) => !i.synced()).map((i) => i.path);
+    if (waiting.length === 0) return true;
+    if (Date.now() - reported >= (opts.reportEveryMs ?? 5000)) {
+      reported = Date.now();
+      opts.log.warn({ waiting, waitedMs: reported - started }, 'waiting for caches to sync');
+    }
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 50));
+  }
 }

@@ -16,7 +16,7 @@ import { defaultFerryConfig, type FerryConfig } from '../config/ferryConfig.js';
 import { deleteUnchanged } from '../controller/evacuation.js';
 import { EventRecorder } from '../controller/eventRecorder.js';
 import { describeApiError, isConflict, isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
-import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
+import { startInformer, waitForCacheSync, type KeepAliveInformer } from '../kube/informer.js';
 import { Workqueue } from '../kube/workqueue.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
@@ -134,6 +134,10 @@ export class RunbookController {
     this.vmims = mk('/apis/kubevirt.io/v1/virtualmachineinstancemigrations', () => this.kube.listCustom(VMIM_RESOURCE), all);
     this.mws = mk(MW_PATH, () => listMaintenanceWindowsRaw(this.kube), (o) => this.enqueue(o.metadata?.name ?? ''));
     for (const inf of this.informers) await inf.start();
+    if (!(await waitForCacheSync(this.informers, { log: this.log, stopped: () => this.stopped }))) return;
+    this.cachesReady = true;
+    for (const name of this.earlyNames) this.queue.add(name);
+    this.earlyNames.clear();
     for (const o of this.mws.list()) this.enqueue(o.metadata?.name ?? '');
     this.log.info({ runbooks: this.mws.list().length }, 'runbook controller started; caches synced');
   }
@@ -153,8 +157,14 @@ export class RunbookController {
   // ---------- work queue ----------
 
   private enqueue(name: string): void {
-    if (!this.stopped) this.queue.add(name);
+    if (this.stopped) return;
+    if (this.cachesReady) this.queue.add(name);
+    else this.earlyNames.add(name);
   }
+
+  /** False until every cache has synced: a runbook is never reconciled against a partial view. */
+  private cachesReady = false;
+  private readonly earlyNames = new Set<string>();
 
   // ---------- caches ----------
 

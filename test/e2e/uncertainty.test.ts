@@ -13,6 +13,7 @@ import { ResultMessage } from '../../src/bus/protocol.js';
 import { publishResult } from '../../src/bus/results.js';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
+import { ApiFaults } from '../../src/devcluster/faults.js';
 import { startHandler } from '../../src/handler/handler.js';
 import type { HypervisorDriver } from '../../src/hypervisor/driver.js';
 import { VMIM_RESOURCE, type JsonPatchOp } from '../../src/kube/client.js';
@@ -86,6 +87,7 @@ describe('when a command times out or a record is gone', () => {
   let nc: NatsConnection;
   const faults = new Map<string, Faults>();
   const f = (node: string) => faults.get(node)!;
+  const apiFaults = new ApiFaults(5);
 
   beforeAll(async () => {
     // 2 Gi guests at 256 Mi/s: a few seconds of streaming, enough to act in the middle.
@@ -96,6 +98,7 @@ describe('when a command times out or a record is gone', () => {
       natsUrl: process.env['NATS_URL']!,
       config,
       timeScale: 2,
+      cluster: { faults: apiFaults },
       wrapDriver: (node, d) => {
         const x = new Faults();
         faults.set(node, x);
@@ -256,6 +259,28 @@ describe('when a command times out or a record is gone', () => {
     expect(done.status?.conditions?.find((c) => c.type === 'Failed')?.message).toBeUndefined();
     expect(done.status?.phase).toBe('Succeeded');
     expect((await getVmi(env.kube, 'vm-5')).status?.nodeName).not.toBe(source);
+  }, 60_000);
+
+  test('a controller that restarts while the API server fails its VMI lists waits for full caches, then settles the Running migration', async () => {
+    const vmi = await getVmi(env.kube, 'vm-6');
+    const source = vmi.status!.nodeName!;
+    const name = await createVmim(env.kube, 'vm-6');
+    await waitForPhase(env.kube, name, ['Running']);
+    await env.stopController();
+    // The guest moves while no controller runs; its result waits on the bus.
+    await waitFor('the guest to leave the source', async () => !(await domainsOf(env, 'default_vm-6')).some((d) => d.node === source), { timeoutMs: 30_000 });
+    apiFaults.enable({ internal: 1, paths: 'virtualmachineinstances($|\\?)' });
+    const started = env.startController();
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(apiFaults.counts.internal).toBeGreaterThan(0);
+    apiFaults.disable();
+    await started;
+
+    const done = await waitForPhase(env.kube, name, ['Succeeded', 'Failed'], 30_000);
+    expect(done.status?.phase).toBe('Succeeded');
+    const after = await getVmi(env.kube, 'vm-6');
+    expect(after.status?.nodeName).not.toBe(source);
+    expect(await domainsOf(env, 'default_vm-6')).toEqual([{ node: after.status!.nodeName!, state: 'running' }]);
   }, 60_000);
 });
 

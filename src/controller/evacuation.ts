@@ -2,7 +2,7 @@ import { parseObject } from '../api/meta.js';
 import { Node } from '../api/core.js';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { Annotations, EvictionStrategy, Labels, VirtualMachineInstance } from '../api/vmi.js';
-import { MIGRATION_FINALIZER, VirtualMachineInstanceMigration } from '../api/vmim.js';
+import { FINAL_PHASES, MIGRATION_FINALIZER, VirtualMachineInstanceMigration } from '../api/vmim.js';
 import { describeApiError, isConflict, isNotFound, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import type { Cache } from '../kube/informer.js';
 import { Workqueue } from '../kube/workqueue.js';
@@ -45,7 +45,10 @@ const EXPECTATION_TIMEOUT_MS = 30_000;
  * carries the drain taint, or while it is cordoned and `kubectl drain` has
  * marked its VMIs (status.evacuationNodeName) through the eviction check.
  * Every VM that should move gets an evacuation VMIM (evacuation priority, same
- * limits as any other); failures are retried with KubeVirt's back-off.
+ * limits as any other); failures are retried with KubeVirt's back-off. The
+ * evacuation marks a VMI itself only while its VMIM has to wait (another
+ * migration of the VM, a back-off) or when someone else moves it (External);
+ * an open evacuation VMIM counts as the mark.
  * Uncordoning stops it: queued evacuation VMIMs are withdrawn and the marks cleared.
  *
  * Level-triggered on its own workqueue keyed by node name: any change to a
@@ -191,7 +194,8 @@ export class Evacuation {
     for (const vmi of vmis) {
       const onNode = vmi.status?.nodeName === name;
       const marked = vmi.status?.evacuationNodeName === name;
-      const evacuating = onNode && (tainted || (marked && cordoned));
+      // An open evacuation VMIM of this node stands for the mark (it is not written when the VMIM is).
+      const evacuating = onNode && (tainted || ((marked || hasOpenEvacuation(vmi, name, vmims)) && cordoned));
       if (!evacuating) {
         // The node is back in service (or the VM already left): stop, and undo the mark.
         if (marked && (!onNode || (!tainted && !cordoned))) await this.clearMark(vmi, onNode ? 'node uncordoned' : 'VM left the node');
@@ -210,21 +214,24 @@ export class Evacuation {
           if (!marked) await this.mark(vmi, name);
           break;
         case 'migrate':
-          if (!marked) await this.mark(vmi, name);
-          await this.ensureMigration(vmi, name, vmims);
+          // Marked only while it has to wait for its VMIM (another migration of it, a back-off): then the
+          // mark is what shows it is to leave. Its evacuation VMIM says so itself, and a mark would
+          // be one more VMI write per migration (lifted again by the move's own write).
+          if (!(await this.ensureMigration(vmi, name, vmims)) && !marked) await this.mark(vmi, name);
           break;
       }
     }
   }
 
-  private async ensureMigration(vmi: VirtualMachineInstance, node: string, vmims: VirtualMachineInstanceMigration[]): Promise<void> {
+  /** True when the VMI has its evacuation VMIM for this node (created now, or already there). */
+  private async ensureMigration(vmi: VirtualMachineInstance, node: string, vmims: VirtualMachineInstanceMigration[]): Promise<boolean> {
     const ns = vmi.metadata.namespace ?? 'default';
     const mine = vmims.filter((m) => m.metadata.namespace === ns && m.spec.vmiName === vmi.metadata.name);
     const uid = vmi.metadata.uid ?? `${ns}/${vmi.metadata.name}`;
     const pending = this.expected.get(uid);
     if (pending) {
       const seen = mine.some((m) => m.metadata.name === pending.name);
-      if (!seen && this.d.clock.now() - pending.at < EXPECTATION_TIMEOUT_MS) return; // its add event requeues us
+      if (!seen && this.d.clock.now() - pending.at < EXPECTATION_TIMEOUT_MS) return true; // its add event requeues us
       this.expected.delete(uid);
       if (!seen) this.d.log.warn({ vmim: pending.name }, 'created evacuation migration never showed up in the cache; creating again');
     }
@@ -241,13 +248,13 @@ export class Evacuation {
       case 'busy':
         // Ours, under way: nothing to say. Another one: its end (a VMIM update)
         // requeues this node, and the resync is the safety net.
-        if (step.evacuating === node) return;
+        if (step.evacuating === node) return true;
         this.tellOnce(vmi, `busy:${step.migration}@${node}`, 'Normal', 'EvacuationWaiting', `Waiting for migration ${step.migration} (${step.phase}) of this VM to end before evacuating it from ${node}`);
-        return;
+        return false;
       case 'backoff':
         this.tellOnce(vmi, `backoff:${step.failures}@${node}`, 'Warning', 'MigrationBackoff', `Evacuation of ${vmi.metadata.name} failed ${step.failures} time(s); retrying in ${Math.ceil(step.waitMs / 1000)}s`);
         this.queue.addAfter(node, step.waitMs);
-        return;
+        return false;
       case 'create':
         break;
     }
@@ -269,6 +276,7 @@ export class Evacuation {
       this.told.delete(uid);
       this.d.log.info({ vmi: `${ns}/${vmi.metadata.name}`, node, vmim: created.metadata?.name, attempt: step.attempt }, 'created evacuation migration');
       this.d.events.record(vmiRef(vmi), 'Normal', 'SuccessfulCreate', `Created evacuation migration ${created.metadata?.name ?? ''} to move off ${node}`);
+      return true;
     } catch (err) {
       this.d.events.record(vmiRef(vmi), 'Warning', 'FailedCreate', `Could not create evacuation migration: ${describeApiError(err)}`);
       throw new Error(`could not create evacuation migration for ${ns}/${vmi.metadata.name}: ${describeApiError(err)}`, { cause: err });
@@ -341,4 +349,20 @@ export function deleteUnchanged(kube: KubeClient, m: VirtualMachineInstanceMigra
     name: m.metadata.name,
     body: { preconditions: { uid: m.metadata.uid, resourceVersion: m.metadata.resourceVersion } },
   });
+}
+
+/**
+ * Does the VMI have an evacuation VMIM off `node` that has not ended and is not being withdrawn? One being deleted
+ * (held by the finalizer until its abort lands) is on its way out: counting it would re-start an evacuation that was
+ * just stopped (a deleted runbook lifts the taint and withdraws the queued VMIMs of a node it leaves cordoned).
+ */
+function hasOpenEvacuation(vmi: VirtualMachineInstance, node: string, vmims: readonly VirtualMachineInstanceMigration[]): boolean {
+  return vmims.some(
+    (m) =>
+      !m.metadata.deletionTimestamp &&
+      m.spec.vmiName === vmi.metadata.name &&
+      m.metadata.namespace === vmi.metadata.namespace &&
+      m.metadata.annotations?.[Annotations.evacuationMigration] === node &&
+      !FINAL_PHASES.has(m.status?.phase || 'Pending'),
+  );
 }

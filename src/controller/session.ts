@@ -96,6 +96,8 @@ export class MigrationSession {
     return Math.max(this.appliedBandwidth ?? 0, this.bandwidthInFlight ?? 0);
   }
   sourceStarted = false;
+  /** This controller wrote the start time (with the target's address) to the migration state. */
+  private startRecorded = false;
   /** The source reported its job over (progress or result): it sends nothing more, and has no job to steer. */
   sourceEnded = false;
   lastDirtyRate = 0;
@@ -145,6 +147,8 @@ export class MigrationSession {
       }
       this.sourceNode = ms.sourceNode;
       this.targetNode = ms.targetNode;
+      // The start time is recorded with the target's address, just before the source is asked:
+      // a restart in between counts the source as possibly sending, which only over-counts bandwidth.
       this.sourceStarted = ms.startTimestamp !== undefined;
     } else {
       this.sourceNode = vmi?.status?.nodeName;
@@ -342,14 +346,25 @@ export class MigrationSession {
       sourceNode: facts.sourceNode ?? vmi.status?.nodeName ?? '',
     });
     await this.env.fence();
-    await this.patchMigrationState({ ...(reply.published ?? { targetNodeAddress: reply.address }), targetNodeDomainDetected: false });
+    // One write: the address a restarted controller starts the source with, and the start time
+    // (the source is asked next, so the intent is recorded before any request can go out).
+    // Written at once, before TargetReady: a restart resumes from TargetReady with this address.
+    const existing = this.markers(vmi);
+    await this.patchMigrationState({
+      ...(reply.published ?? { targetNodeAddress: reply.address }),
+      targetNodeDomainDetected: false,
+      ...(existing?.startTimestamp || this.startRecorded ? {} : { startTimestamp: new Date(this.env.clock.now()).toISOString(), mode: 'PreCopy' as const }),
+    });
+    // The informer's copy may not show it yet when startSource looks.
+    this.startRecorded = true;
     return { address: reply.address };
   }
 
   /**
-   * The start time is written before the request goes out (the intent is
-   * recorded first); the request is the last step, so any error after it is
-   * the command's own and says whether it may have taken effect.
+   * The start time is normally recorded with the target's address (prepareTarget);
+   * it is written here only when missing (a migration recorded by an older
+   * controller). The request is the last step, so any error after it is the
+   * command's own and says whether it may have taken effect.
    */
   async startSource(facts: Facts): Promise<void> {
     const { sourceNode, targetNode, targetAddress } = facts;
@@ -360,7 +375,7 @@ export class MigrationSession {
     const cfg = this.effective;
     const bandwidth = await this.startingBandwidth(sourceNode, targetNode);
     const existing = this.markers(vmi);
-    if (!existing?.startTimestamp) {
+    if (!this.startRecorded && !existing?.startTimestamp) {
       await this.env.fence();
       try {
         await this.patchMigrationState({ startTimestamp: new Date(this.env.clock.now()).toISOString(), mode: 'PreCopy' });

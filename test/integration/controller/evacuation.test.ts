@@ -40,9 +40,10 @@ describe('evacuation on the injected clock, against the dev API server', () => {
   // Evacuation VMIMs carry the migration controller's finalizer from birth; one being deleted is withdrawn
   // (no migration controller runs here to let it go).
   const evacuations = async () =>
-    ((await kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { name: string; deletionTimestamp?: string; annotations?: Record<string, string> } }>).filter(
+    ((await kube.listCustom(VMIM_RESOURCE, 'default')).items as Array<{ metadata: { name: string; deletionTimestamp?: string; annotations?: Record<string, string> }; spec: { vmiName: string } }>).filter(
       (m) => m.metadata.annotations?.['kubevirt.io/evacuationMigration'] === 'node-1' && !m.metadata.deletionTimestamp,
     );
+  const markOf = async (vmi: string) => ((await kube.getCustom(VMI_RESOURCE, 'default', vmi)) as { status?: { evacuationNodeName?: string } }).status?.evacuationNodeName;
   /** Moves the clock and lets every reconcile it released run to the end. */
   const advance = async (ms: number) => {
     clock.advance(ms);
@@ -107,10 +108,35 @@ describe('evacuation on the injected clock, against the dev API server', () => {
     evacuation.enqueue('node-1');
     await advance(0);
     expect((await evacuations()).map((m) => m.metadata.name)).toEqual(['failed-evacuation']);
+    // Waiting out the back-off with no VMIM of its own: the mark is what shows it is to leave.
+    expect(await markOf('vm-1')).toBe('node-1');
     await advance(BACKOFF_MS - 1);
     expect((await evacuations()).length).toBe(1);
     await advance(1);
     expect((await evacuations()).length).toBe(2);
+  });
+
+  test('a VM that gets its evacuation VMIM is not marked; with the taint lifted, the cordoned node keeps evacuating it until uncordoned', async () => {
+    await kube.patchNode('node-1', { spec: { unschedulable: true, taints: [{ key: 'kubevirt.io/drain', effect: 'NoSchedule' }] } });
+    await refresh();
+    evacuation.enqueue('node-1');
+    await advance(0);
+    const [created] = await evacuations();
+    expect(created?.spec.vmiName).toBe('vm-1');
+    expect(await markOf('vm-1')).toBeUndefined();
+
+    // Still cordoned: the open evacuation VMIM counts as the mark, so it is not withdrawn.
+    await kube.patchNode('node-1', { spec: { unschedulable: true, taints: null } });
+    await refresh();
+    evacuation.enqueue('node-1');
+    await advance(0);
+    expect((await evacuations()).map((m) => m.metadata.name)).toEqual([created!.metadata.name]);
+
+    await kube.patchNode('node-1', { spec: { unschedulable: false } });
+    await refresh();
+    evacuation.enqueue('node-1');
+    await advance(0);
+    expect(await evacuations()).toEqual([]);
   });
 
   test('a queued evacuation that changed since the cache saw it is not withdrawn on uncordon', async () => {

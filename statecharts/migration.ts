@@ -824,14 +824,27 @@ export const migrationMachine = setup({
               },
             },
             switched: {
+              // Re-entered on every report (its entry actions are idempotent), which restarts the silence
+              // timer: post-copy has no other timer, and a source that lost the job would leave it here for good.
               entry: ['enterPostCopy', 'refusePendingAbort'],
               on: {
+                PROGRESS: { target: 'switched', reenter: true, actions: { type: 'recordStats', params: ({ event }) => ({ stats: event.stats }) } },
                 ABORT: {
                   actions: {
                     type: 'refuseAbort',
                     params: ({ event }) => ({
                       why: `abort (${event.reason}) not honoured: post-copy has started and the guest already runs on the target node`,
                     }),
+                  },
+                },
+              },
+              after: {
+                progressSilence: {
+                  guard: 'silenceWatchEnabled',
+                  target: '#migration.Running.resolving',
+                  actions: {
+                    type: 'beginResolving',
+                    params: ({ context }) => ({ reason: `the source stopped reporting progress for ${seconds(context.timeouts.silenceMs ?? 0)} in post-copy` }),
                   },
                 },
               },

@@ -109,7 +109,10 @@ describe('resuming after a controller restart', () => {
     await settle();
     expect(m.value()).toEqual({ Running: { postCopy: 'switched' } });
     expect(m.actors.startPostCopy).not.toHaveBeenCalled();
-    expect(m.clock.pendingTimers()).toBe(0);
+    // Only the progress-silence watch, parked and guarded off without silenceMs.
+    expect(m.clock.pendingTimers()).toBe(1);
+    await m.advance(10 * 3600_000);
+    expect(m.value()).toEqual({ Running: { postCopy: 'switched' } });
     m.send({ type: 'ABORT', reason: 'VMIM deleted' });
     expect(m.actors.requestAbort).not.toHaveBeenCalled();
   });

@@ -244,6 +244,28 @@ describe('progress silence', () => {
     expect(m.phase()).toBe('Succeeded');
   });
 
+  it('watches post-copy too, where no other timer runs: the arbiter finds the guest on the target', async () => {
+    const m = startMigration(migrationInput({ allowPostCopy: true }, { ...SILENT, progressMs: 20_000 }));
+    await m.toRunning();
+    for (let i = 0; i < 3; i++) {
+      await m.advance(10_000);
+      m.send({ type: 'PROGRESS', stats: stats(1.0 * GiB, i + 1) });
+    }
+    await settle();
+    expect(m.value()).toEqual({ Running: { postCopy: 'switched' } });
+    m.send({ type: 'PROGRESS', stats: stats(0.5 * GiB, 9) });
+    await m.advance(14_000);
+    m.send({ type: 'PROGRESS', stats: stats(0.2 * GiB, 10) });
+    await m.advance(14_000);
+    expect(m.actors.inspect).not.toHaveBeenCalled();
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'completed', why: "the guest's domain is running on the target" });
+    await m.advance(1_000);
+    expect(m.actors.inspect).toHaveBeenCalledTimes(1);
+    await settle();
+    expect(m.phase()).toBe('Succeeded');
+    expect(m.context().mode).toBe('PostCopy');
+  });
+
   it('is off without silenceMs', async () => {
     const m = startMigration(migrationInput({}, { completionPerGiBMs: 0 }));
     await m.toRunning();
@@ -280,7 +302,8 @@ describe('completion timeout', () => {
     expect(m.actors.startPostCopy).toHaveBeenCalledTimes(1);
     // Asked in pre-copy; believed once the source confirmed the switch.
     expect(m.actors.startPostCopy.mock.calls[0]?.[0].mode).toBe('PreCopy');
-    expect(m.clock.pendingTimers()).toBe(0);
+    // No timeout runs in post-copy: the one timer is the progress-silence watch, parked and guarded off here.
+    expect(m.clock.pendingTimers()).toBe(1);
 
     m.send({ type: 'PROGRESS', stats: stats(GiB) });
     await m.advance(10 * 3600_000);

@@ -221,6 +221,18 @@ const abortedBy = (reason: string) => `aborted: ${reason}`;
 const targetPodDown = (reason: string) => `target pod is down: ${reason}`;
 const vmiGone = (reason: string) => `VMI is gone: ${reason}`;
 
+/** A source silent for `silenceMs` is put to the arbiter (see the heartbeat region and post-copy). */
+function silenceToArbiter(where: string) {
+  return {
+    guard: 'silenceWatchEnabled',
+    target: '#migration.Running.resolving',
+    actions: {
+      type: 'beginResolving',
+      params: ({ context }: { context: MigrationContext }) => ({ reason: `the source stopped reporting progress for ${seconds(context.timeouts.silenceMs ?? 0)}${where}` }),
+    },
+  } as const;
+}
+
 export const migrationMachine = setup({
   types: {
     context: {} as MigrationContext,
@@ -708,14 +720,7 @@ export const migrationMachine = setup({
                 listening: {
                   on: { PROGRESS: { target: 'listening', reenter: true } },
                   after: {
-                    progressSilence: {
-                      guard: 'silenceWatchEnabled',
-                      target: '#migration.Running.resolving',
-                      actions: {
-                        type: 'beginResolving',
-                        params: ({ context }) => ({ reason: `the source stopped reporting progress for ${seconds(context.timeouts.silenceMs ?? 0)}` }),
-                      },
-                    },
+                    progressSilence: silenceToArbiter(''),
                   },
                 },
               },
@@ -839,14 +844,7 @@ export const migrationMachine = setup({
                 },
               },
               after: {
-                progressSilence: {
-                  guard: 'silenceWatchEnabled',
-                  target: '#migration.Running.resolving',
-                  actions: {
-                    type: 'beginResolving',
-                    params: ({ context }) => ({ reason: `the source stopped reporting progress for ${seconds(context.timeouts.silenceMs ?? 0)} in post-copy` }),
-                  },
-                },
+                progressSilence: silenceToArbiter(' in post-copy'),
               },
             },
           },

@@ -1,5 +1,5 @@
 import type { NatsConnection } from 'nats';
-import { isDefinite, requestCommand, type RequestOptions } from '../bus/rpc.js';
+import { CommandError, isDefinite, requestCommand, type RequestOptions } from '../bus/rpc.js';
 import type { Command } from '../bus/subjects.js';
 import type { CommandReply, CommandRequest } from '../bus/protocol.js';
 import type { Inspection } from '../../statecharts/migration.js';
@@ -17,6 +17,8 @@ export interface NodeSideOptions {
   /** The leader's epoch (the Lease's leaseTransitions); handlers refuse older ones. */
   epoch: () => number;
   onRoundTrip?: (command: Command, ms: number, ok: boolean) => void;
+  /** A handler obeys a newer leader's epoch: this controller is deposed, whatever its lease says. */
+  onStaleEpoch?: (node: string, message: string) => void;
 }
 
 /** True when `err` guarantees the command had no effect (the bus's rule, contracts.md §2); anything unknown is ambiguous. */
@@ -45,6 +47,7 @@ export class NodeSide {
     try {
       return await requestCommand(this.o.nc, node, command, payload, opts);
     } catch (err) {
+      if (err instanceof CommandError && err.code === 'stale-epoch') this.o.onStaleEpoch?.(node, err.message);
       throw marked(err);
     }
   }

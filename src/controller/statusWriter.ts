@@ -1,5 +1,5 @@
 import type { VirtualMachineInstance } from '../api/vmi.js';
-import { FINAL_PHASES, type MigrationPhase, type VirtualMachineInstanceMigration } from '../api/vmim.js';
+import { FINAL_PHASES, MigrationPhase, type VirtualMachineInstanceMigration } from '../api/vmim.js';
 import type { JobStats } from '../hypervisor/driver.js';
 import { describeApiError, isConflict, isNotFound, statusCode, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -148,8 +148,9 @@ export class StatusWriter {
         if (progress) next['progress'] = { ...((cur['progress'] as object | undefined) ?? {}), ...progress };
         if (abort) next.conditions = withCondition(next.conditions, condition('migrationAbortRequested', 'True', 'AbortRequested', 'The migration was asked to stop (VMIM deleted)', this.clock));
         if (cur.phase === last.phase) return next;
-        // Someone (a newer leader) already finished it: a stale copy must not move it back.
+        // Someone (a newer leader) already finished it, or took it further: a stale copy must not move it back.
         if (cur.phase && FINAL_PHASES.has(cur.phase as MigrationPhase)) return undefined;
+        if (cur.phase && !FINAL_PHASES.has(last.phase) && phaseRank(cur.phase) > phaseRank(last.phase)) return undefined;
         next.phase = last.phase;
         next.phaseTransitionTimestamps = [...(cur.phaseTransitionTimestamps ?? []), ...steps.map((b) => ({ phase: b.phase, phaseTransitionTimestamp: b.at }))];
         if (FINAL_PHASES.has(last.phase)) {
@@ -163,7 +164,7 @@ export class StatusWriter {
       this.written = last.phase;
       const phases = steps.map((b) => b.phase);
       if (landed) this.log.info({ phase: last.phase, ...(phases.length > 1 ? { phases } : {}), ...(failureReason ? { reason: failureReason } : {}) }, `migration phase ${last.phase}`);
-      else this.log.warn({ phase: last.phase }, 'VMIM status already final; phase not written');
+      else this.log.warn({ phase: last.phase }, 'VMIM status already final or further on; phase not written');
       for (const b of batch) b.resolve();
     } catch (err) {
       for (const b of batch) b.reject(err);
@@ -366,4 +367,9 @@ function withCondition(list: Array<Record<string, unknown>> | undefined, c: Reco
 function condition(type: string, status: string, reason: string, message: string, clock: Clock): Record<string, unknown> {
   const now = new Date(clock.now()).toISOString();
   return { type, status, reason, message, lastProbeTime: null, lastTransitionTime: now };
+}
+
+/** Where a phase stands in a migration's one-way order (unknown phases first). */
+function phaseRank(phase: string): number {
+  return MigrationPhase.options.indexOf(phase as MigrationPhase);
 }

@@ -185,6 +185,10 @@ export class LeaderElector {
 
   private async round(): Promise<void> {
     if (this.stopped) return;
+    // The lease is ours from when the renewal was *sent*, not from when its answer was read: an answer
+    // read after a pause (SIGSTOP, a blocked loop) must not make a lease others have since taken look fresh
+    // (chaos seed 1000: a replica stopped with a renewal in flight woke, counted it as new, and wrote for a second).
+    const sentAt = this.clock.now();
     let held = false;
     try {
       held = await this.tryAcquireOrRenew();
@@ -192,9 +196,15 @@ export class LeaderElector {
       this.log.warn({ err: describeApiError(err), leading: this.leading }, this.leading ? 'renewing the leader lease failed' : 'reading the leader lease failed');
     }
     if (this.stopped) return;
+    if (held && this.clock.now() - sentAt >= this.renewDeadlineMs) {
+      // Others may have taken the lease meanwhile: this answer proves nothing about now.
+      this.log.warn({ tookMs: this.clock.now() - sentAt }, 'lease renewal answered only after the renew deadline; not counted');
+      held = false;
+      if (this.leading) this.stepDown(`the lease renewal was answered only after the renew deadline (${this.renewDeadlineMs} ms)`, false);
+    }
     if (held) {
-      this.renewedAt = this.clock.now();
-      this.armDeadline();
+      this.renewedAt = sentAt;
+      this.armDeadline(sentAt);
       if (!this.leading) {
         this.leading = true;
         this.log.info('became leader');
@@ -210,11 +220,11 @@ export class LeaderElector {
     this.schedule(this.retryMs);
   }
 
-  private armDeadline(): void {
+  private armDeadline(from: number): void {
     this.clock.clearTimeout(this.deadline);
     this.deadline = this.clock.setTimeout(() => {
       if (this.leading) this.stepDown(`could not renew the lease within ${this.renewDeadlineMs} ms`, false);
-    }, this.renewDeadlineMs);
+    }, Math.max(0, from + this.renewDeadlineMs - this.clock.now()));
   }
 
   private stepDown(reason: string, released: boolean): void {

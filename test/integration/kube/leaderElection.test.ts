@@ -205,6 +205,37 @@ test('a leader cut off from the API server steps down within its renew deadline,
   expect(stoppedAt - lastRenewed).toBeLessThan(LEASE_MS);
 });
 
+test('a renewal whose answer is read only after a pause longer than the deadline does not make the lease look fresh', async () => {
+  const lease = freshLease();
+  let hold = false;
+  let answeredAt = 0;
+  // The renewal lands at once; its answer is read late, as by a process SIGSTOPped with the request in flight.
+  const paused: LeaseApi = {
+    readNamespacedLease: (p) => api.readNamespacedLease(p),
+    createNamespacedLease: (p) => api.createNamespacedLease(p),
+    async replaceNamespacedLease(p) {
+      const r = await api.replaceNamespacedLease(p);
+      if (hold) {
+        hold = false;
+        await sleep(RENEW_DEADLINE_MS + 300);
+        answeredAt = Date.now();
+      }
+      return r;
+    },
+  };
+  const a = candidate('replica-a', lease, { api: paused });
+  a.elector.start();
+  await until('a to lead', () => a.elector.holdsLease());
+  hold = true;
+  await until('the late answer', () => answeredAt > 0, RENEW_DEADLINE_MS + 2000);
+  await sleep(0);
+  // Counted from when it was sent, the renewal is already past the deadline: no writes, and a step-down at once.
+  expect(a.elector.holdsLease()).toBe(false);
+  expect(a.elector.isLeader()).toBe(false);
+  // It stepped down (by its deadline or on reading the answer) and did not take the late answer for a new term.
+  expect(a.events).toEqual(['started', 'stopped']);
+});
+
 test('timings that would let two leaders overlap are refused', () => {
   expect(() => new LeaderElector({ api, namespace: 'ns', name: 'l', identity: 'x', leaseDurationMs: 1000, renewDeadlineMs: 1000 })).toThrow(/renewDeadline < leaseDuration/);
 });

@@ -91,7 +91,8 @@ test('a leader paused past its lease wakes up fenced: its commands are refused a
   const a = pausable('replica-a');
   a.elector.start();
   await waitFor('replica-a to lead', () => a.elector.holdsLease());
-  const nodesA = new NodeSide({ nc, timeoutMs: 2000, epoch: () => a.leadership.epoch() });
+  const deposedBy: string[] = [];
+  const nodesA = new NodeSide({ nc, timeoutMs: 2000, epoch: () => a.leadership.epoch(), onStaleEpoch: (n) => deposedBy.push(n) });
   const fenceA = async () => {
     if (!a.leadership.isLeader()) throw new Error('replica-a no longer holds the lease');
   };
@@ -125,6 +126,8 @@ test('a leader paused past its lease wakes up fenced: its commands are refused a
   expect(err).toBeInstanceOf(CommandError);
   expect((err as CommandError).code).toBe('stale-epoch');
   expect(isDefiniteCommandError(err)).toBe(true);
+  // The refusal is proof of a newer leader: the controller is told, and fences all its writes from then on.
+  expect(deposedBy).toEqual([node]);
   expect((await driver.listDomains()).find((d) => d.name === guest.name)).toBeUndefined();
 
   // Even a write that slipped past the fence (a stale copy of the VMIM) cannot move a final phase back.
@@ -137,6 +140,24 @@ test('a leader paused past its lease wakes up fenced: its commands are refused a
   const lease: V1Lease = await leases.readNamespacedLease({ name: 'ferry-stale-test', namespace: 'kube-system' });
   expect(lease.spec?.holderIdentity).toBe('replica-b');
 }, 30_000);
+
+test('a phase write from a stale copy never moves a migration back (a woken replica\'s held Pending after a newer leader\'s Running)', async () => {
+  await kube.createCustom(VMIM_RESOURCE, 'default', { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { name: 'backwards', namespace: 'default' }, spec: { vmiName: 'vm-backwards' } });
+  const read = async () => {
+    const r = VirtualMachineInstanceMigration.safeParse(await kube.getCustom(VMIM_RESOURCE, 'default', 'backwards'));
+    if (!r.success) throw new Error('bad VMIM');
+    return r.data;
+  };
+  const stale = new StatusWriter(kube, await read(), silentLogger, () => undefined);
+  const newer = new StatusWriter(kube, await read(), silentLogger, () => undefined);
+  await newer.phase('Scheduling');
+  await newer.phase('TargetReady');
+  await newer.phase('Running');
+  await stale.phase('Scheduling');
+  const after = await read();
+  expect(after.status?.phase).toBe('Running');
+  expect(after.status?.phaseTransitionTimestamps?.map((p) => p.phase)).toEqual(['Scheduling', 'TargetReady', 'Running']);
+});
 
 test('a progress write from a stale copy does not land: not over a newer leader\'s progress, not after its final phase', async () => {
   await kube.createCustom(VMIM_RESOURCE, 'default', { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { name: 'stale-progress', namespace: 'default' }, spec: { vmiName: 'vm-stale' } });

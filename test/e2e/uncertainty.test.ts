@@ -452,3 +452,42 @@ describe('a post-copy switch that fails', () => {
     expect((await env.agents.get(source)!.driver.listDomains()).find((d) => d.name === 'default_vm-2')?.state).toBe('running');
   }, 40_000);
 });
+
+describe('a new leader and its predecessor\'s admitted migrations', () => {
+  let env: DevEnvironment;
+  beforeAll(async () => {
+    const config = FerryConfig.parse({ limits: { parallelOutboundMigrationsPerNode: 1 }, timeouts: { retrySeconds: 0.2, abortRetrySeconds: 1 } });
+    env = await startDevEnvironment({ nodes: 2, vms: 4, natsUrl: process.env['NATS_URL']!, config, controller: false });
+  });
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('it admits nothing beyond a limit before it has taken over the migrations its predecessor admitted', async () => {
+    // Two VMs on one node: the predecessor admitted a migration of the first (Running in the API, its slot
+    // held), and the second waits (Pending). The outbound limit is 1.
+    const vmis = await Promise.all(['vm-1', 'vm-2', 'vm-3', 'vm-4'].map((n) => getVmi(env.kube, n)));
+    const byNode = new Map<string, string[]>();
+    for (const v of vmis) byNode.set(v.status!.nodeName!, [...(byNode.get(v.status!.nodeName!) ?? []), v.metadata.name!]);
+    const [first, second] = [...byNode.values()].find((names) => names.length >= 2)!;
+    const at = new Date().toISOString();
+    const waiting = await createVmim(env.kube, second!, { name: 'a-waiting' });
+    const admitted = await createVmim(env.kube, first!, { name: 'z-admitted' });
+    for (const name of [waiting, admitted]) {
+      await env.kube.patchCustom(VMIM_RESOURCE, 'default', name, { metadata: { finalizers: ['kubevirt.io/migrationJobFinalize'] } });
+    }
+    await env.kube.patchCustomStatus(VMIM_RESOURCE, 'default', admitted, {
+      status: { phase: 'Running', phaseTransitionTimestamps: ['Pending', 'Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running'].map((phase) => ({ phase, phaseTransitionTimestamp: at })) },
+    });
+
+    await env.startController();
+    // The predecessor's migration had no job anywhere: the arbiter fails it, which frees the slot; only then
+    // may the waiting one start.
+    const failed = await waitForPhase(env.kube, admitted, ['Failed', 'Succeeded'], 30_000);
+    expect(failed.status?.phase).toBe('Failed');
+    const next = await waitForPhase(env.kube, waiting, ['Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running', 'Succeeded', 'Failed'], 30_000);
+    const startedAt = Date.parse(next.status!.phaseTransitionTimestamps!.find((p) => p.phase === 'Scheduling')!.phaseTransitionTimestamp!);
+    const freedAt = Date.parse(failed.status!.phaseTransitionTimestamps!.find((p) => p.phase === 'Failed')!.phaseTransitionTimestamp!);
+    expect(startedAt).toBeGreaterThanOrEqual(freedAt);
+  }, 60_000);
+});

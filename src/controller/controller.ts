@@ -135,6 +135,7 @@ export class MigrationController {
       clock: this.clock,
       vmi: (ns, name) => this.getVmi(ns, name),
       podsOfVmi: (ns, vmiUid) => this.podsOfVmi(ns, vmiUid),
+      podsOfMigration: (ns, uid) => this.podsOfMigration(ns, uid),
       fence,
       // Beside KubeVirt its virt-handler acts on the VMI's hand-off markers: keep them on the VMIM until the end.
       markersOn: opts.ownerLabel ? 'vmim' : 'vmi',
@@ -343,6 +344,13 @@ export class MigrationController {
   private getVmi(ns: string, name: string): VirtualMachineInstance | undefined {
     const raw = this.vmis?.get(name, ns);
     return raw ? parsedOnce(VirtualMachineInstance, raw) : undefined;
+  }
+
+  /** The launcher pods of the VM a migration's target pod belongs to (found without the VMI). */
+  private podsOfMigration(ns: string, migrationUid: string): Pod[] {
+    const target = this.pods.list(ns).find((raw) => raw.metadata?.labels?.[Labels.migrationJobUID] === migrationUid);
+    const vmiUid = target?.metadata?.labels?.[Labels.createdBy];
+    return vmiUid ? this.podsOfVmi(ns, vmiUid) : [];
   }
 
   private podsOfVmi(ns: string, vmiUid: string): Pod[] {

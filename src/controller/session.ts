@@ -35,6 +35,8 @@ export interface SessionEnv {
   clock: Clock;
   vmi: (namespace: string, name: string) => VirtualMachineInstance | undefined;
   podsOfVmi: (namespace: string, vmiUid: string) => Pod[];
+  /** The launcher pods of the VM whose pod carries this migration's label, found without the VMI. */
+  podsOfMigration?: (namespace: string, migrationUid: string) => Pod[];
   /** Resolves when this replica may write (still the leader); throws when it may not. */
   fence: () => Promise<void>;
   /**

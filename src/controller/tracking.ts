@@ -9,6 +9,7 @@ import { MigrationTrace } from '../tracing/migration.js';
 import type { Clock } from '../util/clock.js';
 import type { FailureCleanup } from './cleanup.js';
 import { createMigrationActor } from './migrationActor.js';
+import { sidesFromPods } from './sidesFromPods.js';
 import { MigrationSession, type SessionEnv } from './session.js';
 import { StatusWriter, type PhaseInfo } from './statusWriter.js';
 import type { Tracked } from './tracked.js';
@@ -51,6 +52,9 @@ const PROGRESS_WRITE_INTERVAL_MS = 3000;
  */
 const PHASE_COALESCE_MS = 1000;
 
+/** Phases after the hand-off: the migration's two sides exist (as pods at least). */
+const HANDED_OFF: ReadonlySet<MigrationPhase> = new Set(['Scheduled', 'PreparingTarget', 'TargetReady', 'Running']);
+
 /**
  * Starts following one VMIM: its session (I/O), status writer, trace and
  * statechart actor, resumed in the phase its status records. What the chart
@@ -81,7 +85,18 @@ export function trackMigration(d: TrackingDeps, vmim: VirtualMachineInstanceMigr
   // copy of the VMI's migration state is the closed one when the cleanup can close it.
   let firstRecordDone!: () => void;
   const firstRecord = new Promise<void>((r) => (firstRecordDone = r));
-  const restored = session.restored;
+  const restored = { ...session.restored };
+  // Past its hand-off, a migration whose recorded state names neither side (its VMI not in this replica's
+  // view, or its state overwritten) would ask nobody and ignore its source's result: the pods say where they are.
+  if (phase && HANDED_OFF.has(phase) && (!(restored.sourceNode ?? session.sourceNode) || !restored.targetNode)) {
+    const sides = sidesFromPods(d.env.podsOfMigration?.(session.namespace, session.uid) ?? [], session.uid);
+    if (!(restored.sourceNode ?? session.sourceNode) && sides.source) restored.sourceNode = session.sourceNode = sides.source;
+    if (!restored.targetNode && sides.target) {
+      restored.targetNode = session.targetNode = sides.target;
+      restored.targetPod ??= sides.targetPod;
+    }
+    session.log.warn({ sourceNode: restored.sourceNode ?? session.sourceNode ?? null, targetNode: restored.targetNode ?? null }, 'the recorded migration state does not name both sides; took them from the launcher pods');
+  }
   const actor = createMigrationActor({
     session,
     clock: d.clock,
@@ -103,7 +118,6 @@ export function trackMigration(d: TrackingDeps, vmim: VirtualMachineInstanceMigr
         silenceMs: d.config.timeouts.progressSilenceSeconds * 1000,
       },
       ...(phase ? { resumePhase: phase } : {}),
-      ...(phase && FINAL_PHASES.has(phase) ? {} : {}),
       ...(restored.sourceNode ?? session.sourceNode ? { sourceNode: (restored.sourceNode ?? session.sourceNode)! } : {}),
       ...(restored.targetNode ? { targetNode: restored.targetNode } : {}),
       ...(restored.targetPod ? { targetPod: restored.targetPod } : {}),

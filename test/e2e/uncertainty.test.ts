@@ -16,7 +16,7 @@ import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/e
 import { ApiFaults } from '../../src/devcluster/faults.js';
 import { startHandler } from '../../src/handler/handler.js';
 import type { HypervisorDriver } from '../../src/hypervisor/driver.js';
-import { VMIM_RESOURCE, type JsonPatchOp } from '../../src/kube/client.js';
+import { VMI_RESOURCE, VMIM_RESOURCE, type JsonPatchOp } from '../../src/kube/client.js';
 import { silentLogger } from '../../src/util/log.js';
 import { createVmim, getVmi, getVmim, launcherPods, waitForPhase } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
@@ -455,6 +455,7 @@ describe('a post-copy switch that fails', () => {
 
 describe('a new leader and its predecessor\'s admitted migrations', () => {
   let env: DevEnvironment;
+  const used: string[] = [];
   beforeAll(async () => {
     const config = FerryConfig.parse({ limits: { parallelOutboundMigrationsPerNode: 1 }, timeouts: { retrySeconds: 0.2, abortRetrySeconds: 1 } });
     env = await startDevEnvironment({ nodes: 2, vms: 4, natsUrl: process.env['NATS_URL']!, config, controller: false });
@@ -470,6 +471,7 @@ describe('a new leader and its predecessor\'s admitted migrations', () => {
     const byNode = new Map<string, string[]>();
     for (const v of vmis) byNode.set(v.status!.nodeName!, [...(byNode.get(v.status!.nodeName!) ?? []), v.metadata.name!]);
     const [first, second] = [...byNode.values()].find((names) => names.length >= 2)!;
+    used.push(first!, second!);
     const at = new Date().toISOString();
     const waiting = await createVmim(env.kube, second!, { name: 'a-waiting' });
     const admitted = await createVmim(env.kube, first!, { name: 'z-admitted' });
@@ -489,5 +491,28 @@ describe('a new leader and its predecessor\'s admitted migrations', () => {
     const startedAt = Date.parse(next.status!.phaseTransitionTimestamps!.find((p) => p.phase === 'Scheduling')!.phaseTransitionTimestamp!);
     const freedAt = Date.parse(failed.status!.phaseTransitionTimestamps!.find((p) => p.phase === 'Failed')!.phaseTransitionTimestamp!);
     expect(startedAt).toBeGreaterThanOrEqual(freedAt);
+  }, 60_000);
+
+  test('a Running migration whose recorded state is gone when a new leader resumes it finds its sides from the launcher pods and succeeds', async () => {
+    await env.startController(); // already running after the test above, unless run alone
+    const name = ['vm-1', 'vm-2', 'vm-3', 'vm-4'].find((n) => !used.includes(n))!;
+    const vmi = await getVmi(env.kube, name);
+    const source = vmi.status!.nodeName!;
+    const vmim = await createVmim(env.kube, name);
+    await waitForPhase(env.kube, vmim, ['Running'], 30_000);
+    await env.stopController();
+    // What the new leader reads names neither side (as when its view of the VMI was not the API server's).
+    await env.kube.patchCustomStatusJson(VMI_RESOURCE, 'default', name, [{ op: 'remove', path: '/status/migrationState' }]);
+    await waitFor('the guest to leave the source', async () => !(await env.agents.get(source)!.driver.listDomains()).some((d) => d.name === `default_${name}` && d.state === 'running'), { timeoutMs: 30_000 });
+    await env.startController();
+    const done = await waitForPhase(env.kube, vmim, ['Succeeded', 'Failed'], 30_000);
+    expect(done.status?.phase).toBe('Succeeded');
+    const after = await getVmi(env.kube, name);
+    expect(after.status?.nodeName).not.toBe(source);
+    const pods = await waitFor('one launcher pod', async () => {
+      const p = await launcherPods(env.kube, vmi.metadata.uid!);
+      return p.length === 1 ? p : undefined;
+    });
+    expect(pods[0]!.spec?.nodeName).toBe(after.status?.nodeName);
   }, 60_000);
 });

@@ -132,7 +132,9 @@ export type MigrationEvent =
   | { type: 'ABORT'; reason: string }
   | { type: 'VMI_GONE'; reason: string }
   | { type: 'NODE_LOST'; node: string; reason: string }
-  | { type: 'TARGET_NODE_LOST'; node: string; reason: string };
+  | { type: 'TARGET_NODE_LOST'; node: string; reason: string }
+  /** The source refused to steer the job: it has none running (over, or lost by a restart). */
+  | { type: 'SOURCE_JOB_MISSING'; reason: string };
 
 /** What every I/O actor is given: the migration as it stands when the actor starts. */
 export type MigrationActorInput = Readonly<MigrationContext>;
@@ -758,6 +760,11 @@ export const migrationMachine = setup({
             NODE_LOST: {
               target: 'resolving',
               actions: ['markSourceLost', { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) }],
+            },
+            // Its result is on its way, or was lost with a restart: ask now rather than wait for the silence.
+            SOURCE_JOB_MISSING: {
+              target: 'resolving',
+              actions: { type: 'beginResolving', params: ({ event }) => ({ reason: event.reason }) },
             },
             // Pre-copy to a dead target can never finish; the guest still runs on the source.
             TARGET_NODE_LOST: {

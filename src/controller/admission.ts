@@ -4,6 +4,7 @@ import type { MigrationConfiguration } from '../api/migrationConfig.js';
 import { parseQuantity } from '../api/quantity.js';
 import { Labels, type VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES } from '../api/vmim.js';
+import { CommandError } from '../bus/rpc.js';
 import type { FerryConfig } from '../config/ferryConfig.js';
 import { decide } from '../limits/decide.js';
 import { pinnedIn, resolveLimits, type PinnedLimits } from '../limits/adaptive.js';
@@ -210,6 +211,7 @@ export class Admission {
       t.session.allottedBandwidth = bw;
       const applied = t.session.appliedBandwidth;
       if (!t.session.sourceStarted || t.session.sourceEnded || t.session.phase !== 'Running' || t.session.bandwidthInFlight !== undefined) continue;
+      if (this.d.clock.now() < t.session.steerPausedUntil) continue;
       // A raise only into room others have acknowledged giving up; the next pass raises the rest.
       const target = t.session.targetNode ?? t.session.pinnedTarget;
       const next = applied !== undefined && bw > applied && t.session.sourceNode && target
@@ -222,7 +224,14 @@ export class Admission {
             // Room given back may let another migration rise now.
             if (next < (applied ?? Infinity)) this.schedule();
           },
-          (err: unknown) => t.session.log.warn({ err: String(err), bandwidth: next }, 'could not change bandwidth'),
+          (err: unknown) => {
+            t.session.log.warn({ err: String(err), bandwidth: next }, 'could not change bandwidth');
+            if (err instanceof CommandError && err.code === 'not-found') {
+              // Nothing to steer there: no retry on every pass (its allotment stays counted), and the chart asks where the guest is.
+              t.session.steerPausedUntil = this.d.clock.now() + STEER_PAUSE_MS;
+              t.actor.send({ type: 'SOURCE_JOB_MISSING', reason: `the source has no such job running: ${err.message}` });
+            }
+          },
         );
       }
     }
@@ -271,6 +280,9 @@ function capOf(bandwidthPerMigration: number): number {
  * headroom poll): parse each cached object once. The informer replaces an
  * object when its version changes, so the raw object is the key.
  */
+/** How long a source that said it has no such job running is left unsteered. */
+const STEER_PAUSE_MS = 5000;
+
 const parsedNodes = new WeakMap<object, Node | null>();
 function parsedNode(raw: unknown): Node | undefined {
   if (!raw || typeof raw !== 'object') return undefined;

@@ -98,6 +98,8 @@ export class MigrationSession {
     return Math.max(this.appliedBandwidth ?? 0, this.bandwidthInFlight ?? 0);
   }
   sourceStarted = false;
+  /** No steering command (set-bandwidth) before this time: the source said it has no such job running. */
+  steerPausedUntil = 0;
   /** This controller wrote the start time (with the target's address) to the migration state. */
   private startRecorded = false;
   /** The source reported its job over (progress or result): it sends nothing more, and has no job to steer. */

@@ -266,6 +266,16 @@ describe('progress silence', () => {
     expect(m.context().mode).toBe('PostCopy');
   });
 
+  it('asks at once, without waiting for the silence, when the source refuses to steer a job it no longer runs', async () => {
+    const m = startMigration(migrationInput({}, SILENT));
+    await m.toRunning();
+    m.actors.inspect.mockResolvedValueOnce({ kind: 'completed', why: 'the source handler reports the migration as completed', sourceJob: 'completed' });
+    m.send({ type: 'SOURCE_JOB_MISSING', reason: 'the source has no such job running: migration uid-1 attempt 1 on node-a is completed, not running' });
+    await settle();
+    expect(m.actors.inspect).toHaveBeenCalledTimes(1);
+    expect(m.phase()).toBe('Succeeded');
+  });
+
   it('is off without silenceMs', async () => {
     const m = startMigration(migrationInput({}, { completionPerGiBMs: 0 }));
     await m.toRunning();

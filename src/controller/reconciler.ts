@@ -35,6 +35,8 @@ export interface ReconcilerDeps {
   /** Starts following an adopted VMIM (see tracking.ts). */
   track: (vmim: VirtualMachineInstanceMigration, phase: MigrationPhase | undefined) => Tracked;
   enqueue: (key: string) => void;
+  /** The node is cordoned (spec.unschedulable) or gone. */
+  nodeCordoned?: (name: string) => boolean;
 }
 
 /**
@@ -134,6 +136,7 @@ export class MigrationReconciler {
       targetPods: s.targetLauncherPods(),
       targetPodSeen: t.targetPodSeen,
       pinnedHostname: s.addedNodeSelector?.['kubernetes.io/hostname'],
+      placementCordoned: s.phase === 'Scheduling' && s.pinnedTarget && s.targetConstraint() === s.pinnedTarget && this.d.nodeCordoned?.(s.pinnedTarget) ? s.pinnedTarget : undefined,
       missingVmiReason: vmi ? undefined : unusableVmiReason(this.d.rawVmi(s.vmiName, s.namespace), s.vmiKey),
       otherActive: s.phase === 'Pending' && vmi ? this.otherActiveMigration(s, vmi) : undefined,
     });

@@ -178,6 +178,9 @@ export class Admission {
         const target = s.targetNode ?? s.pinnedTarget;
         if (target) r.targetNode = target;
         if (s.lastRemaining !== undefined) r.dataRemaining = s.lastRemaining;
+        // Its source sends nothing more (mayBeSending is 0): the next migration may have its bandwidth
+        // while this one is finalised (target told, VMI moved, source pod removed, phase stored).
+        if (s.sourceEnded) r.sourceDone = true;
         running.push(r);
       }
     }

@@ -39,7 +39,8 @@ export class BusBridge {
     const dirtyChanged = Math.abs(m.stats.dirtyRate - s.lastDirtyRate) > Math.max(1, s.lastDirtyRate * 0.1);
     s.lastDirtyRate = m.stats.dirtyRate;
     s.lastRemaining = m.stats.dataRemaining;
-    if (m.stats.phase !== 'running') s.sourceEnded = true;
+    const ended = m.stats.phase !== 'running' && !s.sourceEnded;
+    if (ended) s.sourceEnded = true;
     t.actor.send({ type: 'PROGRESS', stats: m.stats });
     const downtime = downtimeForIteration(m.stats.iteration, { baseMs: this.d.config.maxDowntimeMs, ...this.d.config.downtimeSteps });
     if (m.stats.phase === 'running' && m.stats.mode === 'PreCopy' && downtime > s.appliedDowntimeMs) {
@@ -48,7 +49,8 @@ export class BusBridge {
     // The writer throttles what reaches the VMIM (StatusWriter.progress).
     t.writer.progress(m.stats);
     // The limits re-balance when a dirty rate moves.
-    if (dirtyChanged) this.d.rebalance();
+    // …and when a source is done: its bandwidth is free for the next start.
+    if (dirtyChanged || ended) this.d.rebalance();
   }
 
   async onResult(m: ResultMessage, origin: ResultOrigin = { subjectNode: undefined }): Promise<ResultVerdict | void> {
@@ -75,7 +77,10 @@ export class BusBridge {
       return 'term';
     }
     // An outcome the source is sure of: its job is over. 'unknown' (or an uncertain failure) may still be sending.
-    if (m.outcome === 'completed' || m.outcome === 'aborted' || (m.outcome !== 'unknown' && !isUncertainFailure(m.reason ?? ''))) t.session.sourceEnded = true;
+    if (!t.session.sourceEnded && (m.outcome === 'completed' || m.outcome === 'aborted' || (m.outcome !== 'unknown' && !isUncertainFailure(m.reason ?? '')))) {
+      t.session.sourceEnded = true;
+      this.d.rebalance(); // its bandwidth is free for the next start
+    }
     // The last figures ride on the final phase's write.
     t.writer.progress(m.stats, { hold: true });
     if (m.outcome === 'completed') t.actor.send({ type: 'MIGRATION_COMPLETED', mode: m.mode, downtimeMs: m.downtimeMs ?? 0 });

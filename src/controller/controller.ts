@@ -202,6 +202,10 @@ export class MigrationController {
       vmims: { get: (name, ns) => this.vmims.get(name, ns), list: (ns) => this.vmims.list(ns) },
       vmi: (ns, name) => this.getVmi(ns, name),
       rawVmi: (name, ns) => this.vmis.get(name, ns),
+      nodeCordoned: (name) => {
+        const n = this.nodes?.get(name) as { spec?: { unschedulable?: boolean } } | undefined;
+        return n === undefined || n.spec?.unschedulable === true;
+      },
       budgets: () => this.budgets,
       clusterEvictionStrategy: () => this.clusterEvictionStrategy,
       track: (vmim, phase) => this.track(vmim, phase),
@@ -242,6 +246,12 @@ export class MigrationController {
     this.nodes = mk('/api/v1/nodes', () => this.kube.core.listNode() as Promise<KubernetesListObject<Obj>>, (o) => {
       this.evacuation?.onNodeChange(o);
       this.admission.schedule();
+      // A target pod Ferry pinned here and not yet scheduled cannot land once the node is cordoned.
+      if ((o as { spec?: { unschedulable?: boolean } }).spec?.unschedulable) {
+        for (const t of this.registry.values()) {
+          if (t.session.phase === 'Scheduling' && t.session.pinnedTarget === o.metadata?.name) this.enqueue(`${t.session.namespace}/${t.session.name}`);
+        }
+      }
     });
     this.vmis = mk('/apis/kubevirt.io/v1/virtualmachineinstances', custom(VMI_RESOURCE), (o) => this.onVmi(o));
     this.pods = mk(

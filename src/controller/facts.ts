@@ -20,6 +20,11 @@ export interface Observed {
   missingVmiReason?: string | undefined;
   /** The node `spec.addedNodeSelector` pins by hostname (`ferry migrate --node`). */
   pinnedHostname?: string | undefined;
+  /**
+   * The node Ferry's own placement pinned the target pod to, when that node has
+   * since been cordoned (another drain started after the placement).
+   */
+  placementCordoned?: string | undefined;
 }
 
 const WITH_TARGET_POD: ReadonlySet<MigrationPhase> = new Set(['Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running']);
@@ -56,6 +61,12 @@ export function factOf(o: Observed): { event?: MigrationEvent; targetPodSeen: bo
   }
   if (podIsReady(pod) && pod.spec?.nodeName) return { event: { type: 'TARGET_POD_READY', node: pod.spec.nodeName, pod: pod.metadata.name }, targetPodSeen: true };
   const u = podUnschedulable(pod);
+  // Ferry chose that node and it was cordoned before the pod got there: no node can take the pod
+  // (it is pinned), so waiting out the unschedulable timeout (300 s) would only hold the slot and the
+  // source's bandwidth. Fail now; the target pod is removed and an evacuation retries with a new placement.
+  if (u.unschedulable && o.placementCordoned && !pod.spec?.nodeName) {
+    return { event: { type: 'TARGET_POD_GONE', reason: `node ${o.placementCordoned}, where Ferry placed it, was cordoned before it could be scheduled there` }, targetPodSeen: true };
+  }
   if (u.unschedulable) return { event: { type: 'TARGET_POD_UNSCHEDULABLE', message: u.message ?? 'no node fits' }, targetPodSeen: true };
   if (pod.spec?.nodeName) return { event: { type: 'TARGET_POD_SCHEDULED', node: pod.spec.nodeName, pod: pod.metadata.name }, targetPodSeen: true };
   return { targetPodSeen: true };

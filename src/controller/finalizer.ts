@@ -30,10 +30,13 @@ export function adopted(vmim: VirtualMachineInstanceMigration): boolean {
   return (vmim.metadata.finalizers ?? []).includes(MIGRATION_FINALIZER) && vmim.metadata.labels?.[Labels.vmiName] === vmim.spec.vmiName;
 }
 
-/** Lets the VMIM go; a lost race requeues its key (`requeue`), a gone object is fine. */
-export async function removeFinalizer(kube: KubeClient, vmim: VirtualMachineInstanceMigration, requeue: (key: string) => void): Promise<void> {
+/**
+ * Lets the VMIM go; a lost race requeues its key (`requeue`), a gone object is fine.
+ * Says whether this call removed it.
+ */
+export async function removeFinalizer(kube: KubeClient, vmim: VirtualMachineInstanceMigration, requeue: (key: string) => void): Promise<boolean> {
   const finalizers = vmim.metadata.finalizers ?? [];
-  if (!finalizers.includes(MIGRATION_FINALIZER)) return;
+  if (!finalizers.includes(MIGRATION_FINALIZER)) return false;
   try {
     await kube.patchCustomJson(VMIM_RESOURCE, vmim.metadata.namespace ?? 'default', vmim.metadata.name, [
       { op: 'test', path: '/metadata/resourceVersion', value: vmim.metadata.resourceVersion },
@@ -42,8 +45,9 @@ export async function removeFinalizer(kube: KubeClient, vmim: VirtualMachineInst
   } catch (err) {
     if (isConflict(err) || isNotFound(err) || (err as { code?: number }).code === 422) {
       if (!isNotFound(err)) requeue(objectKey({ namespace: vmim.metadata.namespace, name: vmim.metadata.name }));
-      return;
+      return false;
     }
     throw err;
   }
+  return true;
 }

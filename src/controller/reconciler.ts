@@ -35,6 +35,8 @@ export interface ReconcilerDeps {
   /** Starts following an adopted VMIM (see tracking.ts). */
   track: (vmim: VirtualMachineInstanceMigration, phase: MigrationPhase | undefined) => Tracked;
   enqueue: (key: string) => void;
+  /** The node is cordoned (spec.unschedulable) or gone. */
+  nodeCordoned?: (name: string) => boolean;
 }
 
 /**
@@ -45,6 +47,8 @@ export interface ReconcilerDeps {
  */
 export class MigrationReconciler {
   private readonly invalidSeen = new Set<string>();
+  /** VMIMs whose finalizer this controller removed, by uid: the resourceVersion it removed it from. */
+  private readonly released = new Map<string, string | undefined>();
 
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -90,6 +94,9 @@ export class MigrationReconciler {
     let t = this.d.registry.get(uid);
 
     if (phase && FINAL_PHASES.has(phase) && (!t || t.session.phase === phase)) {
+      // The copy this controller already released (a key queued before its own removal's event came
+      // back): patching it again could only fail on its resourceVersion. The watch brings the next one.
+      if (!t && vmim.metadata.resourceVersion !== undefined && this.released.get(uid) === vmim.metadata.resourceVersion) return;
       await t?.settled;
       // Level-triggered: whatever a Failed migration left open is closed here, retried
       // by the queue until it lands; only then may the VMIM go.
@@ -99,7 +106,11 @@ export class MigrationReconciler {
         t.forgotten = true;
         await t.session.forgetJob(t.actor.context());
       }
-      await removeFinalizer(this.d.kube, vmim, this.d.enqueue);
+      if (await removeFinalizer(this.d.kube, vmim, this.d.enqueue)) {
+        // Deleted VMIMs never come back to clear theirs: a bound keeps the map small (forgetting costs one failed patch).
+        if (this.released.size >= 10_000) this.released.clear();
+        this.released.set(uid, vmim.metadata.resourceVersion);
+      } else this.released.delete(uid);
       if (t) {
         t.actor.stop();
         this.d.registry.delete(uid);
@@ -134,6 +145,7 @@ export class MigrationReconciler {
       targetPods: s.targetLauncherPods(),
       targetPodSeen: t.targetPodSeen,
       pinnedHostname: s.addedNodeSelector?.['kubernetes.io/hostname'],
+      placementCordoned: s.phase === 'Scheduling' && s.pinnedTarget && s.targetConstraint() === s.pinnedTarget && this.d.nodeCordoned?.(s.pinnedTarget) ? s.pinnedTarget : undefined,
       missingVmiReason: vmi ? undefined : unusableVmiReason(this.d.rawVmi(s.vmiName, s.namespace), s.vmiKey),
       otherActive: s.phase === 'Pending' && vmi ? this.otherActiveMigration(s, vmi) : undefined,
     });

@@ -448,11 +448,16 @@ export class MigrationSession {
   private async startingBandwidth(sourceNode: string, targetNode: string): Promise<number> {
     const want = this.allottedBandwidth;
     if (!this.env.headroom || want <= 0) return want;
-    const deadline = this.env.clock.now() + 10_000;
+    const began = this.env.clock.now();
+    const deadline = began + 10_000;
     for (;;) {
       const free = Math.floor(this.env.headroom(this, sourceNode, targetNode));
       // Below 1 MiB/s a start is pointless; 0 would mean "unlimited" to libvirt.
-      if (free >= Math.min(want, 1024 * 1024)) return Math.min(want, free);
+      if (free >= Math.min(want, 1024 * 1024)) {
+        const waitedMs = this.env.clock.now() - began;
+        if (waitedMs > 0) this.log.info({ waitedMs, want, free }, 'waited for bandwidth to start with');
+        return Math.min(want, free);
+      }
       if (this.env.clock.now() >= deadline) {
         throw new NotSentError(`no bandwidth free on ${sourceNode} → ${targetNode} after 10 s (other migrations' reductions not acknowledged)`);
       }

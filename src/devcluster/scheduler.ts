@@ -1,7 +1,7 @@
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { ApiError, Errors } from './errors.js';
 import { clone, getPath, isRecord, type StoredObject } from './object.js';
-import { isTerminated, placePod } from './scheduling.js';
+import { isTerminated, placePod, PlacedPods } from './scheduling.js';
 import { timestamp, type ObjectStore, type Watcher } from './store.js';
 
 /**
@@ -48,6 +48,13 @@ export class Scheduler {
   private stopped = false;
   /** Pods waiting for a node (by uid), so that a busy cluster with nothing to place costs nothing. */
   private readonly waiting = new Set<string>();
+  /**
+   * Every pod and node as the store holds them (its own snapshots, never
+   * changed in place), kept from the watches: a pass reads them without
+   * listing (and so copying) the whole cluster each time.
+   */
+  private readonly pods = new Map<string, StoredObject>();
+  private readonly nodes = new Map<string, StoredObject>();
 
   constructor(private readonly store: ObjectStore, private readonly opts: SchedulerOptions) {}
 
@@ -55,11 +62,17 @@ export class Scheduler {
     this.watchers.push(
       this.store.watchRaw('pods', {}, (e) => {
         const key = e.object.metadata.uid;
+        if (e.type === 'DELETED') this.pods.delete(key);
+        else this.pods.set(key, e.object);
         if (e.type !== 'DELETED' && this.isWaiting(e.object)) this.waiting.add(key);
         else this.waiting.delete(key);
         this.kick();
       }),
-      this.store.watchRaw('nodes', {}, () => this.kick()),
+      this.store.watchRaw('nodes', {}, (e) => {
+        if (e.type === 'DELETED') this.nodes.delete(e.object.metadata.uid);
+        else this.nodes.set(e.object.metadata.uid, e.object);
+        this.kick();
+      }),
     );
     this.tick();
   }
@@ -102,19 +115,19 @@ export class Scheduler {
   /** One scheduling attempt for every pending pod, oldest first. */
   pass(): void {
     if (this.waiting.size === 0) return;
-    const pods = this.store.list('pods').items;
-    const waiting = pods
-      .filter((p) => this.isWaiting(p))
+    const waiting = [...this.waiting]
+      .map((uid) => this.pods.get(uid))
+      .filter((p): p is StoredObject => p !== undefined && this.isWaiting(p))
       .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp) || Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion));
     if (waiting.length === 0) return;
-    const nodes = this.store.list('nodes').items;
-    let all = pods;
+    const nodes = [...this.nodes.values()].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+    const placed = new PlacedPods(nodes, this.pods.values());
     for (const pod of waiting) {
-      const placement = placePod(pod, nodes, all);
+      const placement = placePod(pod, nodes, placed);
       try {
         if (placement.nodeName !== undefined) {
           const bound = bindPod(this.store, pod.metadata.namespace ?? 'default', pod.metadata.name, placement.nodeName, this.opts.clock.now());
-          all = all.map((p) => (p.metadata.uid === bound.metadata.uid ? bound : p));
+          placed.bind(bound, placement.nodeName);
           this.opts.log?.(`scheduler: bound ${pod.metadata.namespace}/${pod.metadata.name} to ${placement.nodeName}`);
         } else {
           const next = setCondition(pod, {

@@ -45,7 +45,10 @@ export function decide(input: DecideInput): Decision {
   const paths: number[][] = [];
   const caps: number[] = [];
   const needs: number[] = [];
-  for (const r of running) {
+  // A migration whose source is done keeps its slot but takes no bandwidth (and gets none).
+  const flowing = running.filter((r) => !r.sourceDone);
+  for (const r of running) if (r.sourceDone) ledger.add(r.sourceNode, r.targetNode, net.path(r.sourceNode, r.targetNode), 0);
+  for (const r of flowing) {
     const path = net.path(r.sourceNode, r.targetNode);
     const need = needOf(r, path, r.targetNode !== undefined);
     const cap = migrationCap(config.bandwidthPerMigration, r);
@@ -79,8 +82,9 @@ export function decide(input: DecideInput): Decision {
   }
 
   const shares = allocateFlows(net.capacities, paths, caps, needs);
-  const bandwidth = byId(running, shares);
-  for (let k = 0; k < start.length; k++) bandwidth[start[k]!.id] = shares[running.length + k]!;
+  const bandwidth = byId(flowing, shares);
+  for (const r of running) if (r.sourceDone) bandwidth[r.id] = 0;
+  for (let k = 0; k < start.length; k++) bandwidth[start[k]!.id] = shares[flowing.length + k]!;
   return { start, bandwidth, waiting };
 
   /** Either where `q` starts, or why it waits; commits the start to the ledger. */

@@ -64,6 +64,12 @@ export interface BandwidthDemand {
 export interface RunningMigration extends BandwidthDemand {
   priority: Priority;
   dataRemaining?: number;
+  /**
+   * Its source has said its job is over: it sends nothing more, but it keeps
+   * its place in the count limits until its outcome is recorded. It gets no
+   * bandwidth, so the next migration can start while this one is finalised.
+   */
+  sourceDone?: boolean;
 }
 
 export interface QueuedMigration extends BandwidthDemand {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -85,6 +85,15 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
   let setupWrites = 0;
   let lastWriteAt = performance.now();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-real-'));
+  // FERRY_BENCH_KEEP=<dir>: keep the run's evidence there (the controller's log, every API request with its
+  // wall time, the VMIMs at the end), to find where time went without running the drain again.
+  const keep = process.env['FERRY_BENCH_KEEP'];
+  let apiLog: string[] = [];
+  const flushApiLog = (): void => {
+    if (keep && apiLog.length > 0) appendFileSync(path.join(keep, 'api.log'), apiLog.join(''));
+    apiLog = [];
+  };
+  if (keep) mkdirSync(keep, { recursive: true });
   let nats: NatsServerHandle | undefined;
   let monitor = 0;
   if (o.measure) {
@@ -104,6 +113,10 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
       podTerminationDelayMs: 10,
       schedulerIntervalMs: 100,
       log: (line) => {
+        if (keep) {
+          apiLog.push(`${new Date().toISOString()} ${line}\n`);
+          if (apiLog.length >= 2000) flushApiLog();
+        }
         const m = /^(GET|POST|PUT|PATCH|DELETE) (\S+)/.exec(line);
         if (!m) return;
         if (m[1] !== 'GET') lastWriteAt = performance.now();
@@ -165,6 +178,11 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
         }
       : undefined;
     const wallMs = (finished ? endedAt : performance.now()) - t0;
+    if (keep) {
+      flushApiLog();
+      writeFileSync(path.join(keep, 'vmims.json'), JSON.stringify(env.cluster.store.list('virtualmachineinstancemigrations').items));
+      writeFileSync(path.join(keep, 'drain.json'), JSON.stringify({ startedAt: performance.timeOrigin + t0, wallMs, finished }));
+    }
     const phases: Record<string, number> = {};
     const spent: Record<string, number[]> = {};
     const setup: number[] = [];
@@ -205,6 +223,7 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
     }
     await env.stop();
     await nats?.stop();
+    if (keep && existsSync(path.join(dir, 'controller.log'))) cpSync(path.join(dir, 'controller.log'), path.join(keep, 'controller.log'), { force: true });
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -186,7 +186,7 @@ export function renderReal(
   ];
   if (r.makespanS !== null && virtualS !== null && virtualS > 0) lines.push(`real ÷ virtual                 ${(r.makespanS / virtualS).toFixed(3)}`);
   if (withLatency) {
-    lines.push(`virtual + control-plane latency ${fmt(withLatency.makespanS)} s  (${(withLatency.startDelayMs / 1000).toFixed(2)} s admission → first byte as measured, ${(withLatency.finishDelayMs / 1000).toFixed(2)} s to free the slot)`);
+    lines.push(`virtual + control-plane latency ${fmt(withLatency.makespanS)} s  (scenario s: ${(withLatency.startDelayMs / 1000).toFixed(2)} admission → first byte, ${(withLatency.startDelayMs / 1000 / r.timeScale).toFixed(2)} s wall as measured; ${(withLatency.finishDelayMs / 1000).toFixed(2)} to free the slot)`);
     if (r.makespanS !== null && withLatency.makespanS) lines.push(`real ÷ that                    ${(r.makespanS / withLatency.makespanS).toFixed(3)}`);
   }
   lines.push(`VMIMs by phase                 ${Object.entries(r.phases).map(([p, n]) => `${p} ${n}`).join(', ')}`);

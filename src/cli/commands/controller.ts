@@ -11,6 +11,7 @@ import { ControllerMetrics, controllerReadiness, liveness, natsConnectionCheck, 
 import { startTracing } from '../../tracing/setup.js';
 import { createLogger } from '../../util/log.js';
 import { systemClock } from '../../util/clock.js';
+import { limitHeapGrowth } from '../../util/heapGrowth.js';
 import { HANDLER_SERVER_SECRET, MIGRATION_CA_SECRET, MIGRATION_CLIENT_SECRET, runMigrationCerts } from '../../proxy/migrationCertSecrets.js';
 import { kubeClientFor } from '../kubeconfig.js';
 import { untilSignal } from '../shutdown.js';
@@ -33,6 +34,8 @@ export async function runController(o: {
   otlpEndpoint?: string;
   migrationCerts?: 'self-managed' | 'external';
 }): Promise<void> {
+  // The caches are most of what the controller holds: keep the heap near them (see heapGrowth.ts).
+  limitHeapGrowth();
   const owner = o.ownerLabel === undefined ? undefined : parseOwnerLabel(o.ownerLabel);
   const log = createLogger({ name: 'ferry-controller' });
   const tracing = startTracing({ service: 'ferry-controller', otlpEndpoint: o.otlpEndpoint });

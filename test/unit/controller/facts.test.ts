@@ -43,6 +43,17 @@ describe('facts: what the objects tell the chart', () => {
     expect(factOf(observed({ phase: 'Pending' })).event).toBeUndefined();
   });
 
+  it('a target pod Ferry pinned to a node cordoned since fails at once, not after the unschedulable timeout', () => {
+    const refused = pod({ unschedulable: '0/3 nodes are available: 1 node(s) were unschedulable' });
+    expect(factOf(observed({ phase: 'Scheduling', targetPods: [refused], placementCordoned: 'node-c' })).event).toEqual({
+      type: 'TARGET_POD_GONE', reason: 'node node-c, where Ferry placed it, was cordoned before it could be scheduled there',
+    });
+    // Not before the scheduler has refused it (it may have been bound just before the cordon)…
+    expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod()], placementCordoned: 'node-c' })).event).toBeUndefined();
+    // …and never once it is bound.
+    expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod({ node: 'node-c' })], placementCordoned: 'node-c' })).event).toEqual({ type: 'TARGET_POD_SCHEDULED', node: 'node-c', pod: 'virt-launcher-vm-a-mig-1' });
+  });
+
   it('follows the target pod: scheduled, unschedulable, ready, then gone', () => {
     expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod({ unschedulable: '0/3 nodes are available' })] })).event).toEqual({ type: 'TARGET_POD_UNSCHEDULABLE', message: '0/3 nodes are available' });
     expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod({ node: 'node-b' })] })).event).toMatchObject({ type: 'TARGET_POD_SCHEDULED', node: 'node-b' });

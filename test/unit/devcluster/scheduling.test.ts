@@ -1,5 +1,5 @@
 import type { KubeObject } from '../../../src/devcluster/object.js';
-import { placePod } from '../../../src/devcluster/scheduling.js';
+import { placePod, PlacedPods } from '../../../src/devcluster/scheduling.js';
 
 function node(name: string, opts: { memory?: string; pods?: string; unschedulable?: boolean; ready?: boolean; labels?: Record<string, string>; taints?: unknown[] } = {}): KubeObject {
   return {
@@ -101,5 +101,18 @@ describe('placing a pod', () => {
     const nodes = [node('node-a'), node('node-b')];
     const loner = pod('loner', { node: 'node-a', memory: '0', spec: antiAffinity({ app: 'noisy' }) });
     expect(placePod(pod('p', { labels: { app: 'noisy' } }), nodes, [loner, pod('big', { node: 'node-b', memory: '4Gi' })])).toEqual({ nodeName: 'node-b' });
+  });
+
+  test('a pass counts its own bindings: memory, pod count and anti-affinity of pods it just placed', () => {
+    const nodes = [node('node-a', { memory: '4Gi' }), node('node-b', { memory: '4Gi', pods: '2' })];
+    const placed = new PlacedPods(nodes, [pod('x', { node: 'node-b', memory: '1Gi' }), pod('gone', { node: 'node-a', memory: '4Gi', phase: 'Succeeded' })]);
+    const first = pod('p1', { memory: '3Gi', spec: antiAffinity({ app: 'solo' }) });
+    expect(placePod(first, nodes, placed)).toEqual({ nodeName: 'node-a' });
+    placed.bind(first, 'node-a');
+    // node-a now holds 3Gi (and a pod that repels app=solo); node-b has room for one more pod.
+    expect(placePod(pod('p2', { memory: '2Gi', labels: { app: 'solo' } }), nodes, placed)).toEqual({ nodeName: 'node-b' });
+    placed.bind(pod('p2', { memory: '2Gi' }), 'node-b');
+    expect(placePod(pod('p3', { memory: '512Mi' }), nodes, placed)).toEqual({ nodeName: 'node-a' });
+    expect(placePod(pod('p4', { memory: '2Gi' }), nodes, placed)).toEqual({ message: '0/2 nodes are available: 1 Too many pods, 2 Insufficient memory.' });
   });
 });

@@ -157,6 +157,16 @@ describe('convergence-aware admission', () => {
     expect(idle.bandwidth.hog).toBeCloseTo(1000 * Mi);
   });
 
+  test('a migration whose source is done keeps its slot but frees its bandwidth for the next', () => {
+    const finishing = running('db1', 'a', 'b', { ...busy, sourceDone: true });
+    const d = run({ config: config({ parallelOutboundMigrationsPerNode: 2 }), running: [finishing], queued: [queued('db2', 'a', { ...busy, enqueuedAt: 1 }), queued('db3', 'a', { ...busy, enqueuedAt: 2 })] });
+    expect(ids(d)).toEqual(['db2']);
+    expect(d.bandwidth.db1).toBe(0);
+    expect(d.bandwidth.db2).toBeCloseTo(1000 * Mi);
+    // It still counts against the outbound limit until its outcome is recorded.
+    expect(d.waiting.db3).toBe('outbound limit on a (2/2)');
+  });
+
   test('migrations behind a starved one do not take the bandwidth it waits for', () => {
     const d = run({
       running: [running('db1', 'a', 'b', busy)],

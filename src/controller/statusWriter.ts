@@ -30,15 +30,6 @@ export interface StatusWriterOptions {
  */
 const HOLDABLE: ReadonlySet<MigrationPhase> = new Set<MigrationPhase>(['Pending', 'Scheduled', 'PreparingTarget']);
 
-/**
- * Pending waits for the next step however long that takes: a VMIM without a
- * phase already reads as Pending (`ferry status`, the webhook, a restarted
- * controller), and why it waits is in its `Queued` Events, so a write of its
- * own would tell nobody anything. In a big drain most VMIMs queue for longer
- * than any hold, and this is one write fewer for each.
- */
-const UNTIL_NEXT: ReadonlySet<MigrationPhase> = new Set<MigrationPhase>(['Pending']);
-
 interface PendingPhase {
   phase: MigrationPhase;
   info: PhaseInfo;
@@ -110,8 +101,7 @@ export class StatusWriter {
    * Records a phase transition (stamped now). Transitions that arrive while an
    * earlier write is queued or in flight go out together in one write that
    * appends all their timestamps: the status shows every step. A HOLDABLE step
-   * waits up to `coalesceMs` for the next one to share its write (Pending: for
-   * as long as it takes, see UNTIL_NEXT); any other
+   * waits up to `coalesceMs` for the next one to share its write; any other
    * step (a point a restarted controller resumes from, or a final phase, whose
    * admission slot waits for it) is written at once, with whatever is held.
    */
@@ -125,7 +115,7 @@ export class StatusWriter {
         this.flushTimer = undefined;
         this.flushQueued = false;
       }
-      if (this.flushQueued || UNTIL_NEXT.has(phase)) return;
+      if (this.flushQueued) return;
       this.flushQueued = true;
       const go = () => {
         this.flushTimer = undefined;

@@ -87,22 +87,6 @@ test('reporting steps wait for the next one to share its write; resume points an
   expect(st?.phaseTransitionTimestamps?.map((t) => t.phase)).toEqual([...steps, 'Succeeded']);
 });
 
-test('Pending has no write of its own: it goes out with the next step, with the time it happened', async () => {
-  const writer = new StatusWriter(kube, await vmim('queued'), silentLogger, () => undefined, { coalesceMs: 100 });
-  const pending = writer.phase('Pending');
-  await sleep(300); // three holds of a reporting step
-  expect(writesOf('queued')).toBe(0);
-  expect((await read('queued')).status?.phase).toBeUndefined(); // which reads as Pending everywhere
-  await writer.phase('Scheduling');
-  await pending;
-  expect(writesOf('queued')).toBe(1);
-  const st = (await read('queued')).status;
-  expect(st?.phase).toBe('Scheduling');
-  const [p, s] = st!.phaseTransitionTimestamps!;
-  expect(p?.phase).toBe('Pending');
-  expect(Date.parse(s!.phaseTransitionTimestamp) - Date.parse(p!.phaseTransitionTimestamp)).toBeGreaterThanOrEqual(250);
-});
-
 test('progress reported every 50 ms reaches the VMIM once per interval, latest figures first, and rides on the next phase', async () => {
   const writer = new StatusWriter(kube, await vmim('ticks'), silentLogger, () => undefined, { progressIntervalMs: 400 });
   await writer.phase('Running');

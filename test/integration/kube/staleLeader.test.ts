@@ -50,6 +50,12 @@ afterAll(async () => {
   await cluster?.close();
 });
 
+async function readVmim(name: string) {
+  const r = VirtualMachineInstanceMigration.safeParse(await kube.getCustom(VMIM_RESOURCE, 'default', name));
+  if (!r.success) throw new Error(`VMIM ${name} does not parse`);
+  return r.data;
+}
+
 /** A replica that can be paused: its API calls hang and its clock jumps, as for a SIGSTOPped process. */
 function pausable(id: string) {
   let offset = 0;
@@ -96,11 +102,7 @@ test('a leader paused past its lease wakes up fenced: its commands are refused a
   const fenceA = async () => {
     if (!a.leadership.isLeader()) throw new Error('replica-a no longer holds the lease');
   };
-  const read = async () => {
-    const r = VirtualMachineInstanceMigration.safeParse(await kube.getCustom(VMIM_RESOURCE, 'default', 'stale'));
-    if (!r.success) throw new Error('bad VMIM');
-    return r.data;
-  };
+  const read = () => readVmim('stale');
   const writerA = new StatusWriter(kube, await read(), silentLogger, () => undefined, { fence: fenceA, attempts: 2 });
   await writerA.phase('Running');
   expect((await read()).status?.phase).toBe('Running');
@@ -143,11 +145,7 @@ test('a leader paused past its lease wakes up fenced: its commands are refused a
 
 test('a phase write from a stale copy never moves a migration back (a woken replica\'s held Pending after a newer leader\'s Running)', async () => {
   await kube.createCustom(VMIM_RESOURCE, 'default', { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { name: 'backwards', namespace: 'default' }, spec: { vmiName: 'vm-backwards' } });
-  const read = async () => {
-    const r = VirtualMachineInstanceMigration.safeParse(await kube.getCustom(VMIM_RESOURCE, 'default', 'backwards'));
-    if (!r.success) throw new Error('bad VMIM');
-    return r.data;
-  };
+  const read = () => readVmim('backwards');
   const stale = new StatusWriter(kube, await read(), silentLogger, () => undefined);
   const newer = new StatusWriter(kube, await read(), silentLogger, () => undefined);
   await newer.phase('Scheduling');
@@ -161,11 +159,7 @@ test('a phase write from a stale copy never moves a migration back (a woken repl
 
 test('a progress write from a stale copy does not land: not over a newer leader\'s progress, not after its final phase', async () => {
   await kube.createCustom(VMIM_RESOURCE, 'default', { apiVersion: 'kubevirt.io/v1', kind: 'VirtualMachineInstanceMigration', metadata: { name: 'stale-progress', namespace: 'default' }, spec: { vmiName: 'vm-stale' } });
-  const read = async () => {
-    const r = VirtualMachineInstanceMigration.safeParse(await kube.getCustom(VMIM_RESOURCE, 'default', 'stale-progress'));
-    if (!r.success) throw new Error('bad VMIM');
-    return r.data;
-  };
+  const read = () => readVmim('stale-progress');
   const stats = (dataRemaining: number) => ({
     phase: 'running' as const, mode: 'PreCopy' as const, elapsedMs: 1, dataTotal: 100, dataProcessed: 100 - dataRemaining, dataRemaining,
     memoryBandwidth: 10, dirtyRate: 0, iteration: 1, autoConvergeThrottle: 0, bandwidthLimit: 0,

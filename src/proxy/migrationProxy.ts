@@ -3,7 +3,7 @@ import net from 'node:net';
 import { pipeline } from 'node:stream';
 import { assertSocketPathFits, migrationSocket } from '../launcher/layout.js';
 import type { Logger } from '../util/log.js';
-import { dial, listen, type Listening, type Refusal, type Transport } from './transport.js';
+import { dial, listen, STREAM_SOCKET, type Listening, type Refusal, type Transport } from './transport.js';
 
 /**
  * KubeVirt's migration proxy (virt-handler migration-proxy.go), in the handler:
@@ -28,6 +28,14 @@ export interface ProxyCounters {
 
 /** Joins two sockets both ways; either side ending or failing ends both. */
 function splice(a: net.Socket, b: net.Socket, done: (err: Error | undefined) => void): void {
+  // A socket whose peer ended must not end its own side by itself (Node's
+  // default): that finished the *other* direction's pipeline at once, and the
+  // connection was torn down while the direction that ended still had bytes
+  // queued. The tail of the stream was lost (the more, the larger the queues)
+  // and its reader waited for it for ever. Each pipeline now ends only when
+  // its reader ended and its writer flushed.
+  a.allowHalfOpen = true;
+  b.allowHalfOpen = true;
   // Two pipelines and the byte counters listen on each socket: more than the default warning level, not a leak.
   a.setMaxListeners(20);
   b.setMaxListeners(20);
@@ -134,7 +142,7 @@ export class TargetProxy {
       incoming.destroy();
       return;
     }
-    const out = net.connect({ path: socketPath });
+    const out = net.connect({ path: socketPath, ...STREAM_SOCKET });
     out.once('error', (err) => {
       log.warn({ keyPort, socket: socketPath, err: err.message }, 'cannot reach the target launcher socket; dropping the connection');
       incoming.destroy();
@@ -184,7 +192,7 @@ export class SourceProxy {
         const path = migrationSocket(o.kubevirtDir, o.migrationUid, keyPort);
         assertSocketPathFits(path);
         await rm(path, { force: true });
-        const server = net.createServer((local) => proxy?.forward(local, Number(tcp), keyPort, log));
+        const server = net.createServer(STREAM_SOCKET, (local) => proxy?.forward(local, Number(tcp), keyPort, log));
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject);
           server.listen(path, () => { server.off('error', reject); resolve(); });

@@ -53,6 +53,31 @@ async function launcherSocket(name: string): Promise<{ path: string; received: (
   return { path, received: () => received, connections: () => connections };
 }
 
+/**
+ * A launcher socket on the far side of a one-way stream: `sink` counts what
+ * arrives until its peer ends (the destination QEMU reading the memory
+ * stream); `talker` writes `bytes` to whoever connects and ends (libvirt
+ * answering, then hanging up).
+ */
+async function oneWaySocket(name: string, mode: { sink: true } | { talker: number }): Promise<{ path: string; received: () => number; ended: () => boolean }> {
+  const path = join(dir, name);
+  let received = 0;
+  let ended = false;
+  const server = net.createServer((s) => {
+    s.on('error', () => undefined);
+    if ('talker' in mode) {
+      s.resume();
+      s.end(Buffer.alloc(mode.talker, 6));
+      return;
+    }
+    s.on('data', (d: Buffer) => { received += d.length; });
+    s.once('end', () => { ended = true; });
+  });
+  await new Promise<void>((r) => server.listen(path, () => r()));
+  cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+  return { path, received: () => received, ended: () => ended };
+}
+
 /** Where the proxy sides run: in this thread, or in two handlers' proxy worker threads (as the launcher driver runs them). */
 let hosts: { source: ProxyHost; target: ProxyHost } | undefined;
 
@@ -199,6 +224,34 @@ describe.each([
     expect(fresh.back.length).toBe(4096);
     c.destroy();
   });
+
+  test.each([['mutual TLS', true], ['plain TCP', false]])('over %s, a stream that one side ends arrives whole, both ways: the connection closes only after its last byte', async (_t, useTls) => {
+    // Big enough that the proxy still holds a queue when the sender ends: the tail used to be cut.
+    const total = 48 * 1024 * 1024;
+    const memory = await oneWaySocket('memory.sock', { sink: true });
+    const libvirt = await oneWaySocket('libvirt-sock', { talker: total });
+    const transport: Transport = useTls ? tlsTransport(pki.server, pki.client) : { kind: 'tcp' };
+    await proxies(transport, transport, { 0: libvirt.path, 49152: memory.path });
+
+    // Forward, as QEMU's memory stream: written, then ended by the source.
+    const qemu = net.connect({ path: sourceSocket(49152) });
+    qemu.on('error', () => undefined);
+    const chunk = Buffer.alloc(256 * 1024, 3);
+    for (let sent = 0; sent < total; sent += chunk.length) {
+      if (!qemu.write(chunk)) await new Promise((r) => qemu.once('drain', r));
+    }
+    qemu.end();
+    await waitFor('the target launcher to see the stream end', async () => memory.ended() || undefined, { timeoutMs: 30_000 });
+    expect(memory.received()).toBe(total);
+
+    // Back, as libvirt's reply: the target side writes and ends.
+    const client = net.connect({ path: sourceSocket(0) });
+    let back = 0;
+    client.on('data', (d: Buffer) => { back += d.length; });
+    await new Promise<void>((resolve, reject) => { client.once('end', () => resolve()); client.once('error', reject); });
+    expect(back).toBe(total);
+    client.destroy();
+  }, 60_000);
 
   test('plain TCP when TLS is disabled (migrations.disableTLS)', async () => {
     const memory = await launcherSocket('memory.sock');

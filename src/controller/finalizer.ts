@@ -20,7 +20,10 @@ export async function adopt(kube: KubeClient, vmim: VirtualMachineInstanceMigrat
       { op: 'add', path: '/metadata/labels', value: { ...(vmim.metadata.labels ?? {}), [Labels.vmiName]: vmim.spec.vmiName } },
     ]);
   } catch (err) {
-    if (isConflict(err) || isNotFound(err) || (err as { code?: number }).code === 422) return; // re-read via the watch
+    // 422: the resourceVersion test failed, so the object changed and its event is on the way; gone: nothing to adopt.
+    // A 409 is not that: the write was refused and nothing changed, so no event will come. It is retried (the
+    // queue's back-off): taken as done, it left VMIMs created under API faults untouched for good (chaos seed 13).
+    if (isNotFound(err) || (err as { code?: number }).code === 422) return;
     throw err;
   }
 }

@@ -47,6 +47,22 @@ describe('failure cleanup and a target pod the cache has not seen', () => {
     }
   });
 
+  it('retries a delete the API server refused with 409 (nothing changed, so no event will say so) rather than take it as done', async () => {
+    const { d, deleted } = deps([targetPod('node-2')]);
+    let refusals = 1;
+    const core = (d.kube as unknown as { core: { deleteNamespacedPod: (q: { name: string }) => Promise<unknown> } }).core;
+    const real = core.deleteNamespacedPod;
+    core.deleteNamespacedPod = async (q) => {
+      if (refusals-- > 0) throw Object.assign(new Error('Operation cannot be fulfilled on pods: the object has been modified'), { code: 409 });
+      return real(q);
+    };
+    const cleanup = new FailureCleanup(d);
+    await expect(cleanup.run(vmim)).rejects.toThrow(/cannot be fulfilled/);
+    expect(deleted).toEqual([]);
+    await cleanup.run(vmim);
+    expect(deleted).toEqual(['virt-launcher-vm-1-m']);
+  });
+
   it('is done when the API server has none either', async () => {
     const { d, deleted } = deps([]);
     await new FailureCleanup(d).run(vmim);

@@ -97,7 +97,12 @@ export class MigrationReconciler {
       // The copy this controller already released (a key queued before its own removal's event came
       // back): patching it again could only fail on its resourceVersion. The watch brings the next one.
       if (!t && vmim.metadata.resourceVersion !== undefined && this.released.get(uid) === vmim.metadata.resourceVersion) return;
-      await t?.settled;
+      // Not awaited here: a migration whose failure cleanup waits (a silent target) would hold a worker for as
+      // long, and four such stopped every other VMIM (chaos seed 13). Its key comes back when it settles.
+      if (t && !t.isSettled) {
+        void t.settled.then(() => this.d.enqueue(key));
+        return;
+      }
       // Level-triggered: whatever a Failed migration left open is closed here, retried
       // by the queue until it lands; only then may the VMIM go.
       if (phase === 'Failed') await this.d.cleanup.run(vmim);

@@ -98,11 +98,9 @@ export class MigrationReconciler {
       // back): patching it again could only fail on its resourceVersion. The watch brings the next one.
       if (!t && vmim.metadata.resourceVersion !== undefined && this.released.get(uid) === vmim.metadata.resourceVersion) return;
       // Not awaited here: a migration whose failure cleanup waits (a silent target) would hold a worker for as
-      // long, and four such stopped every other VMIM (chaos seed 13). Its key comes back when it settles.
-      if (t && !t.isSettled) {
-        void t.settled.then(() => this.d.enqueue(key));
-        return;
-      }
+      // long, and four such stopped every other VMIM (chaos seed 13). Its key comes back when it settles
+      // (tracking.ts enqueues it once its final phase is written).
+      if (t && !t.isSettled) return;
       // Level-triggered: whatever a Failed migration left open is closed here, retried
       // by the queue until it lands; only then may the VMIM go.
       if (phase === 'Failed') await this.d.cleanup.run(vmim);

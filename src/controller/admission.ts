@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { Node } from '../api/core.js';
 import { parseObject } from '../api/meta.js';
 import type { MigrationConfiguration } from '../api/migrationConfig.js';
@@ -187,7 +188,9 @@ export class Admission {
     if (running.length === 0 && queued.length === 0) return;
     const nodes = this.nodeStates(true);
     const config = this.limitsConfig();
+    const t0 = performance.now();
     const decision = decide({ config, nodes, running, queued, now: this.d.clock.now() });
+    this.d.metrics?.decided(performance.now() - t0);
     this.admitUnplaceable(decision, pending, running, nodes, config);
     for (const st of decision.start) {
       const t = this.d.find(st.id);

@@ -20,10 +20,15 @@ import { launcherRef } from './launcherRef.js';
 import { sourcePodToRemove } from './sourcePod.js';
 import { formatProxyAddress } from '../launcher/proxyAddress.js';
 
-/** Queued Events of one migration: a new kind of reason no sooner than this after the last… */
-const QUEUED_EVENT_MIN_MS = 5_000;
+/**
+ * Queued Events of one migration: a new kind of reason no sooner than this after the last…
+ * (a drain of 2,000 VMs re-words a queued migration's reason every few seconds; at 5 s these
+ * Events were one API write in five. client-go's own spam filter allows one per object per
+ * 5 minutes after a burst.)
+ */
+const QUEUED_EVENT_MIN_MS = 15_000;
 /** …and the same kind with new figures no sooner than this. */
-const QUEUED_EVENT_REFRESH_MS = 30_000;
+const QUEUED_EVENT_REFRESH_MS = 60_000;
 
 /** What a session needs from the controller that owns it (caches and shared clients). */
 export interface SessionEnv {

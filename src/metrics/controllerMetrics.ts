@@ -59,6 +59,8 @@ const DIRECTIONS = ['outbound', 'inbound'] as const;
 
 const NATS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const PHASE_BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 3600];
+/** Fine at the low end: admission runs one `decide` per pass, and a slow pass delays every start and bandwidth change. */
+const DECIDE_BUCKETS = [0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25];
 
 function unixSeconds(ts: string | undefined): number | undefined {
   if (!ts) return undefined;
@@ -79,6 +81,7 @@ export class ControllerMetrics {
   private readonly phaseTransitions: Histogram<'namespace' | 'vmi' | 'phase'>;
   private readonly admissions: Counter<'result' | 'reason'>;
   private readonly natsRoundTrips: Histogram<'command' | 'outcome'>;
+  private readonly decideDurations: Histogram;
   private readonly reconcileErrors: Counter;
   private readonly deadLetters: Counter<'reason'>;
   private readonly leader: Gauge;
@@ -233,6 +236,12 @@ export class ControllerMetrics {
       buckets: NATS_BUCKETS,
       registers,
     });
+    this.decideDurations = new Histogram({
+      name: 'ferry_admission_decide_duration_seconds',
+      help: 'Wall time of one admission pass of the limits core (decide: what starts, where, at what bandwidth).',
+      buckets: DECIDE_BUCKETS,
+      registers,
+    });
     this.reconcileErrors = new Counter({
       name: 'ferry_reconcile_errors_total',
       help: 'Reconciles of a VMIM that failed and were retried.',
@@ -287,6 +296,11 @@ export class ControllerMetrics {
 
   admission(result: AdmissionResult, reason: AdmissionReasonClass): void {
     this.admissions.inc({ result, reason });
+  }
+
+  /** One admission pass's `decide` took `ms` (wall). */
+  decided(ms: number): void {
+    this.decideDurations.observe(ms / 1000);
   }
 
   /** Same shape as `RequestOptions.onRoundTrip` (src/bus/rpc.ts), so it can be passed as is. */

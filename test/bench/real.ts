@@ -51,6 +51,16 @@ export interface Measurements {
   /** This process: the embedded API server, every handler and sim driver, and the bench itself. */
   apiServerProcessPeakRssMb: number;
   natsMessages: number;
+  /** The controller's own `ferry_admission_decide_duration_seconds` over the drain. */
+  decide?: DecideStats;
+}
+
+/** Admission passes over the drain: how many, the mean, and the histogram bucket the 99th percentile falls in. */
+export interface DecideStats {
+  count: number;
+  meanMs: number;
+  /** Upper bound of the bucket holding the 99th percentile (Infinity past the last bucket). */
+  p99AtMostMs: number;
 }
 
 export interface RealResult {
@@ -134,7 +144,8 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
   });
   let child: ChildProcess | undefined;
   try {
-    if (o.measure) child = await startControllerProcess(dir, config, natsUrl!);
+    const metricsPort = o.measure ? await freePort() : 0;
+    if (o.measure) child = await startControllerProcess(dir, config, natsUrl!, metricsPort);
     // A drain starts on a settled cluster: the controller's first pass (a budget per VMI) is setup, not the drain's.
     const settleBy = performance.now() + 120_000;
     while (performance.now() - lastWriteAt < 1500 && performance.now() < settleBy) await new Promise((r) => setTimeout(r, 200));
@@ -157,6 +168,7 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
     });
     const cpu0 = child ? cpuSeconds(child.pid!) : 0;
     const msgs0 = o.measure ? await natsMessages(monitor) : 0;
+    const decide0 = child ? await decideHistogram(metricsPort) : undefined;
     counting = true;
     const t0 = performance.now();
     // As `kubectl drain` after KubeVirt's taint: cordon and taint each node, in the scenario's order.
@@ -175,6 +187,7 @@ export async function runReal(s: Scenario, o: RealOptions = {}): Promise<RealRes
           controllerPeakRssMb: peakRssMb(child.pid!),
           apiServerProcessPeakRssMb: peakRssMb(process.pid),
           natsMessages: (await natsMessages(monitor)) - msgs0,
+          ...(decide0 ? { decide: decideStats(decide0, await decideHistogram(metricsPort)) } : {}),
         }
       : undefined;
     const wallMs = (finished ? endedAt : performance.now()) - t0;
@@ -243,7 +256,7 @@ function resourceOf(url: string): string {
 }
 
 /** `ferry controller` against the embedded cluster, as it runs in a real deployment (one replica, no election). */
-async function startControllerProcess(dir: string, config: object, natsUrl: string): Promise<ChildProcess> {
+async function startControllerProcess(dir: string, config: object, natsUrl: string, metricsPort: number): Promise<ChildProcess> {
   const cfg = path.join(dir, 'ferry.yaml');
   writeFileSync(cfg, toYaml(config));
   const logFile = path.join(dir, 'controller.log');
@@ -257,7 +270,7 @@ async function startControllerProcess(dir: string, config: object, natsUrl: stri
   const child = spawn(
     process.execPath,
     // FERRY_BENCH_CONTROLLER_NODE_OPTIONS: extra node flags for the controller (e.g. --cpu-prof --cpu-prof-dir=DIR).
-    [...(process.env['FERRY_BENCH_CONTROLLER_NODE_OPTIONS']?.split(' ').filter(Boolean) ?? []), ...entry, 'controller', '--kubeconfig', path.join(dir, 'kubeconfig'), '--nats', natsUrl, '--config', cfg, '--no-leader-elect', '--metrics-port', '0'],
+    [...(process.env['FERRY_BENCH_CONTROLLER_NODE_OPTIONS']?.split(' ').filter(Boolean) ?? []), ...entry, 'controller', '--kubeconfig', path.join(dir, 'kubeconfig'), '--nats', natsUrl, '--config', cfg, '--no-leader-elect', '--metrics-port', String(metricsPort)],
     { stdio: ['ignore', out, out] },
   );
   const deadline = Date.now() + 60_000;
@@ -284,6 +297,42 @@ function cpuSeconds(pid: number): number {
 function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+
+interface Histogram {
+  /** Cumulative counts by upper bound, ascending. */
+  buckets: Array<[number, number]>;
+  sum: number;
+  count: number;
+}
+
+/** The controller's decide-duration histogram, read from its /metrics. */
+async function decideHistogram(port: number): Promise<Histogram> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const name = 'ferry_admission_decide_duration_seconds';
+  const h: Histogram = { buckets: [], sum: 0, count: 0 };
+  for (const line of text.split('\n')) {
+    const b = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)`).exec(line);
+    if (b) h.buckets.push([b[1] === '+Inf' ? Infinity : Number(b[1]), Number(b[2])]);
+    else if (line.startsWith(`${name}_sum `)) h.sum = Number(line.split(' ')[1]);
+    else if (line.startsWith(`${name}_count `)) h.count = Number(line.split(' ')[1]);
+  }
+  if (h.buckets.length === 0) throw new Error(`the controller's /metrics has no ${name}`);
+  return h;
+}
+
+/** What the histogram gained between two reads. */
+export function decideStats(before: Histogram, after: Histogram): DecideStats {
+  const count = after.count - before.count;
+  const target = Math.ceil(count * 0.99);
+  let p99AtMostMs = Infinity;
+  for (const [i, [le, n]] of after.buckets.entries()) {
+    if (n - (before.buckets[i]?.[1] ?? 0) >= target) {
+      p99AtMostMs = le * 1000;
+      break;
+    }
+  }
+  return { count, meanMs: count > 0 ? ((after.sum - before.sum) * 1000) / count : NaN, p99AtMostMs };
 }
 
 async function natsMessages(monitorPort: number): Promise<number> {

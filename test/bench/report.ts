@@ -176,7 +176,7 @@ export function compare(r: BenchReport): Speedup[] {
 
 /** The real control plane's drain beside the virtual-time one. */
 export function renderReal(
-  r: { makespanS: number | null; wallMs: number; timeScale: number; unfinished: string[]; phases: Record<string, number>; phaseWallMs: Record<string, number>; apiRequests: Record<string, number>; apiWrites: Record<string, number>; setupWrites?: number; measured?: { controllerCpuSeconds: number; controllerPeakRssMb: number; apiServerProcessPeakRssMb: number; natsMessages: number } },
+  r: { makespanS: number | null; wallMs: number; timeScale: number; unfinished: string[]; phases: Record<string, number>; phaseWallMs: Record<string, number>; apiRequests: Record<string, number>; apiWrites: Record<string, number>; setupWrites?: number; measured?: { controllerCpuSeconds: number; controllerPeakRssMb: number; apiServerProcessPeakRssMb: number; natsMessages: number; decide?: { count: number; meanMs: number; p99AtMostMs: number } } },
   virtualS: number | null,
   withLatency?: { makespanS: number | null; startDelayMs: number; finishDelayMs: number },
 ): string {
@@ -202,6 +202,7 @@ export function renderReal(
     lines.push(`controller peak RSS            ${m.controllerPeakRssMb.toFixed(0)} MB`);
     lines.push(`API server process peak RSS    ${m.apiServerProcessPeakRssMb.toFixed(0)} MB (with every handler and sim driver in it)`);
     lines.push(`NATS messages                  ${m.natsMessages} (${(m.natsMessages / migrations).toFixed(1)} per migration)`);
+    if (m.decide) lines.push(`controller decide (wall)       ${m.decide.count} passes, mean ${m.decide.meanMs.toFixed(2)} ms, p99 ≤ ${m.decide.p99AtMostMs} ms (histogram bucket)`);
     const total = Object.values(r.apiRequests).reduce((a, b) => a + b, 0);
     lines.push(`API requests per migration     ${(total / migrations).toFixed(1)}`);
   }

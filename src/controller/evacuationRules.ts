@@ -1,6 +1,7 @@
 import type { Node, Pod } from '../api/core.js';
 import { Annotations, isLiveMigratable, Labels, type EvictionStrategy, type VirtualMachineInstance } from '../api/vmi.js';
 import { FINAL_PHASES, type MigrationPhase, type VirtualMachineInstanceMigration } from '../api/vmim.js';
+import { STALE_PLACEMENT_CONDITION_REASON } from './stalePlacement.js';
 
 /**
  * KubeVirt's eviction semantics, as pure functions: what happens to a VMI when
@@ -91,6 +92,11 @@ export type EvacuationStep =
   | { kind: 'backoff'; failures: number; waitMs: number }
   | { kind: 'create'; attempt: number };
 
+/** Ferry's own placement went stale before anything was sent (src/controller/stalePlacement.ts): not the VM's failure. */
+function failedOnStalePlacement(m: VirtualMachineInstanceMigration): boolean {
+  return (m.status?.conditions ?? []).some((c) => c.type === 'Failed' && c.status === 'True' && c.reason === STALE_PLACEMENT_CONDITION_REASON);
+}
+
 /**
  * Pure: the next step for a VM, from its migrations (any order) and when each
  * failed evacuation was first seen failed, on the controller's clock.
@@ -120,7 +126,7 @@ export function nextEvacuationStep(args: {
     if (m.status?.phase === 'Succeeded') {
       failures = 0;
       lastFailure = -Infinity;
-    } else if (m.status?.phase === 'Failed' && m.metadata.annotations?.[Annotations.evacuationMigration] !== undefined) {
+    } else if (m.status?.phase === 'Failed' && m.metadata.annotations?.[Annotations.evacuationMigration] !== undefined && !failedOnStalePlacement(m)) {
       failures++;
       lastFailure = Math.max(lastFailure, args.failedAt(m));
     }

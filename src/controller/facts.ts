@@ -2,6 +2,7 @@ import { podIsReady, podUnschedulable, type Pod } from '../api/core.js';
 import { isLiveMigratable, type VirtualMachineInstance } from '../api/vmi.js';
 import type { MigrationPhase } from '../api/vmim.js';
 import type { MigrationEvent } from '../../statecharts/migration.js';
+import { stalePlacementReason } from './stalePlacement.js';
 
 /** What the objects say about one migration now (all read from the caches). */
 export interface Observed {
@@ -63,9 +64,10 @@ export function factOf(o: Observed): { event?: MigrationEvent; targetPodSeen: bo
   const u = podUnschedulable(pod);
   // Ferry chose that node and it was cordoned before the pod got there: no node can take the pod
   // (it is pinned), so waiting out the unschedulable timeout (300 s) would only hold the slot and the
-  // source's bandwidth. Fail now; the target pod is removed and an evacuation retries with a new placement.
+  // source's bandwidth. Fail now; the target pod is removed and an evacuation retries at once (no back-off)
+  // with a new placement.
   if (u.unschedulable && o.placementCordoned && !pod.spec?.nodeName) {
-    return { event: { type: 'TARGET_POD_GONE', reason: `node ${o.placementCordoned}, where Ferry placed it, was cordoned before it could be scheduled there` }, targetPodSeen: true };
+    return { event: { type: 'TARGET_POD_GONE', reason: stalePlacementReason(o.placementCordoned) }, targetPodSeen: true };
   }
   if (u.unschedulable) return { event: { type: 'TARGET_POD_UNSCHEDULABLE', message: u.message ?? 'no node fits' }, targetPodSeen: true };
   if (pod.spec?.nodeName) return { event: { type: 'TARGET_POD_SCHEDULED', node: pod.spec.nodeName, pod: pod.metadata.name }, targetPodSeen: true };

@@ -4,6 +4,7 @@ import type { JobStats } from '../hypervisor/driver.js';
 import { describeApiError, isConflict, isNotFound, statusCode, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
+import { isStalePlacement, STALE_PLACEMENT_CONDITION_REASON } from './stalePlacement.js';
 
 export interface PhaseInfo {
   failureReason?: string | undefined;
@@ -156,7 +157,7 @@ export class StatusWriter {
         if (FINAL_PHASES.has(last.phase)) {
           const ms = this.vmi()?.status?.migrationState;
           if (ms) next['migrationState'] = ms;
-          if (last.phase === 'Failed' && failureReason) next.conditions = withCondition(next.conditions, condition('Failed', 'True', 'MigrationFailed', failureReason, this.clock));
+          if (last.phase === 'Failed' && failureReason) next.conditions = withCondition(next.conditions, condition('Failed', 'True', isStalePlacement(failureReason) ? STALE_PLACEMENT_CONDITION_REASON : 'MigrationFailed', failureReason, this.clock));
         }
         return next;
       });

@@ -7,6 +7,7 @@
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import { StatusWriter } from '../../../src/controller/statusWriter.js';
+import { STALE_PLACEMENT_CONDITION_REASON, stalePlacementReason } from '../../../src/controller/stalePlacement.js';
 import { VirtualMachineInstanceMigration } from '../../../src/api/vmim.js';
 import { startDevCluster, type DevCluster } from '../../../src/devcluster/index.js';
 import type { JobStats } from '../../../src/hypervisor/driver.js';
@@ -115,4 +116,15 @@ test('progress reported every 50 ms reaches the VMIM once per interval, latest f
   expect(st?.progress?.dataProcessed).toBe(1000);
   expect(st?.progress?.bandwidthLimit).toBe(64 * 2 ** 20);
   writer.close();
+});
+
+test('a failure says why in its Failed condition; a placement made stale by a cordon has a reason of its own (the evacuation does not back off for it)', async () => {
+  const stale = new StatusWriter(kube, await vmim('stale'), silentLogger, () => undefined);
+  await stale.phase('Scheduling');
+  await stale.phase('Failed', { failureReason: `target pod is down: ${stalePlacementReason('node-7')}` });
+  const cond = (await read('stale')).status?.conditions?.find((c) => c.type === 'Failed');
+  expect(cond).toMatchObject({ status: 'True', reason: STALE_PLACEMENT_CONDITION_REASON, message: 'target pod is down: node node-7, where Ferry placed it, was cordoned before it could be scheduled there' });
+  const other = new StatusWriter(kube, await vmim('other'), silentLogger, () => undefined);
+  await other.phase('Failed', { failureReason: 'target pod is down: target pod was deleted' });
+  expect((await read('other')).status?.conditions?.find((c) => c.type === 'Failed')).toMatchObject({ reason: 'MigrationFailed' });
 });

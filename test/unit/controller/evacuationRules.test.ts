@@ -1,8 +1,9 @@
 import type { VirtualMachineInstanceMigration } from '../../../src/api/vmim.js';
 import { nextEvacuationStep } from '../../../src/controller/evacuationRules.js';
+import { STALE_PLACEMENT_CONDITION_REASON } from '../../../src/controller/stalePlacement.js';
 
 let seq = 0;
-function vmim(phase: string, opts: { evacuation?: boolean; deleting?: boolean } = {}): VirtualMachineInstanceMigration {
+function vmim(phase: string, opts: { evacuation?: boolean; deleting?: boolean; failedBecause?: string } = {}): VirtualMachineInstanceMigration {
   seq++;
   return {
     metadata: {
@@ -14,7 +15,7 @@ function vmim(phase: string, opts: { evacuation?: boolean; deleting?: boolean } 
       ...(opts.deleting ? { deletionTimestamp: '2026-12-03T10:01:00Z' } : {}),
     },
     spec: { vmiName: 'vm-1' },
-    ...(phase ? { status: { phase } } : {}),
+    ...(phase ? { status: { phase, ...(opts.failedBecause ? { conditions: [{ type: 'Failed', status: 'True', reason: opts.failedBecause, message: 'x' }] } : {}) } } : {}),
   } as VirtualMachineInstanceMigration;
 }
 
@@ -51,5 +52,14 @@ describe('what evacuation does next for a VM that must leave its node', () => {
     const ok = vmim('Succeeded');
     const user = vmim('Failed', { evacuation: false });
     expect(step([f1, ok, user], { [f1.metadata.uid!]: 99_000, [user.metadata.uid!]: 99_000 })).toEqual({ kind: 'create', attempt: 1 });
+  });
+
+  test('a failure on a placement made stale by a later cordon is retried at once and does not count toward the back-off', () => {
+    const stale = vmim('Failed', { failedBecause: STALE_PLACEMENT_CONDITION_REASON });
+    expect(step([stale], { [stale.metadata.uid!]: 99_000 }, 100_000)).toEqual({ kind: 'create', attempt: 1 });
+    // A real failure still backs off, counted without the stale one: 20 s, not 40.
+    const real = vmim('Failed', { failedBecause: 'MigrationFailed' });
+    const stale2 = vmim('Failed', { failedBecause: STALE_PLACEMENT_CONDITION_REASON });
+    expect(step([real, stale2], { [real.metadata.uid!]: 90_000, [stale2.metadata.uid!]: 99_000 }, 100_000)).toEqual({ kind: 'backoff', failures: 1, waitMs: 10_000 });
   });
 });

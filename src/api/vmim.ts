@@ -64,4 +64,19 @@ export const VirtualMachineInstanceMigration = z.looseObject({
 export type VirtualMachineInstanceMigration = z.infer<typeof VirtualMachineInstanceMigration>;
 
 export const VMIM_PLURAL = 'virtualmachineinstancemigrations';
+
+/**
+ * Ferry's condition on a VMIM that admission keeps queued: status True, the
+ * reason's class as `reason` (e.g. `OutboundLimit`), the sentence as `message`.
+ * It exists only while the VMIM is Pending.
+ */
+export const QUEUED_CONDITION = 'Queued';
+
+/** Why admission keeps this migration queued, if it says (its `Queued` condition). */
+export function queuedReason(vmim: VirtualMachineInstanceMigration): string | undefined {
+  const phase = vmim.status?.phase || 'Pending';
+  if (phase !== 'Pending') return undefined;
+  const c = vmim.status?.conditions?.find((x) => x.type === QUEUED_CONDITION && x.status === 'True');
+  return c?.message || undefined;
+}
 export const MIGRATION_FINALIZER = 'kubevirt.io/migrationJobFinalize';

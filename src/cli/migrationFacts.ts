@@ -1,7 +1,7 @@
 import { parseObject } from '../api/meta.js';
 import { Pod, podUnschedulable } from '../api/core.js';
 import { Labels, type VirtualMachineInstance } from '../api/vmi.js';
-import { FINAL_PHASES, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
+import { FINAL_PHASES, queuedReason, VirtualMachineInstanceMigration, type MigrationPhase } from '../api/vmim.js';
 import type { KubeClient } from '../kube/client.js';
 
 /**
@@ -56,7 +56,7 @@ export function targetPodsByMigration(pods: readonly Pod[]): Map<string, Pod[]> 
 /**
  * Why a migration that has not started moving memory is still waiting, if we
  * can tell: the scheduler's own words for an unschedulable target pod, else the
- * controller's last "Queued" reason.
+ * controller's reason for keeping it queued (the VMIM's `Queued` condition).
  */
 export function whyWaiting(vmim: VirtualMachineInstanceMigration, targetPods: readonly Pod[], queuedReason: string | undefined): string | undefined {
   const phase = (vmim.status?.phase || 'Pending') as MigrationPhase;
@@ -87,7 +87,7 @@ export interface MigrationFacts {
   valid: VirtualMachineInstanceMigration[];
   invalid: InvalidMigration[];
   targetPods: Map<string, Pod[]>;
-  /** The controller's latest reason for keeping a migration queued (its "Queued" Event), by VMIM uid. */
+  /** The controller's latest reason for keeping a migration queued (its `Queued` condition), by VMIM uid. */
   queued: Map<string, string>;
 }
 
@@ -97,22 +97,16 @@ export async function readMigrationFacts(kube: KubeClient, vmimResource: Paramet
   const waiting = valid.some((m) => !FINAL_PHASES.has((m.status?.phase || 'Pending') as MigrationPhase));
   if (!waiting) return { valid, invalid, targetPods: new Map(), queued: new Map() };
   const labelSelector = Labels.migrationJobUID;
-  // Pods and Events only add reasons: a user who may not list them still gets the migrations.
+  // Pods only add reasons: a user who may not list them still gets the migrations.
   const podList = await (namespace ? kube.core.listNamespacedPod({ namespace, labelSelector }) : kube.core.listPodForAllNamespaces({ labelSelector })).catch(() => ({ items: [] }));
   const pods = podList.items.flatMap((raw) => {
     const r = parseObject(Pod, raw);
     return r.ok ? [r.value] : [];
   });
-  const fieldSelector = 'involvedObject.kind=VirtualMachineInstanceMigration,reason=Queued';
-  const events = await (namespace ? kube.core.listNamespacedEvent({ namespace, fieldSelector }) : kube.core.listEventForAllNamespaces({ fieldSelector })).catch(() => ({ items: [] }));
-  const queued = new Map<string, { at: number; message: string }>();
-  for (const e of events.items) {
-    const uid = e.involvedObject?.uid;
-    if (!uid || e.reason !== 'Queued' || !e.message) continue;
-    const stamp = e.lastTimestamp ?? e.eventTime ?? e.metadata?.creationTimestamp;
-    const at = stamp ? new Date(stamp).getTime() : 0;
-    const prev = queued.get(uid);
-    if (!prev || at >= prev.at) queued.set(uid, { at, message: e.message.replace(/^Waiting to start: /, '') });
+  const queued = new Map<string, string>();
+  for (const m of valid) {
+    const why = queuedReason(m);
+    if (why && m.metadata.uid) queued.set(m.metadata.uid, why);
   }
-  return { valid, invalid, targetPods: targetPodsByMigration(pods), queued: new Map([...queued].map(([k, v]) => [k, v.message])) };
+  return { valid, invalid, targetPods: targetPodsByMigration(pods), queued };
 }

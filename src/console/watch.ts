@@ -3,7 +3,7 @@ import { Node } from '../api/core.js';
 import { MaintenanceWindow } from '../api/maintenanceWindow.js';
 import { parseObject } from '../api/meta.js';
 import { VirtualMachineInstance } from '../api/vmi.js';
-import { VirtualMachineInstanceMigration } from '../api/vmim.js';
+import { queuedReason, VirtualMachineInstanceMigration } from '../api/vmim.js';
 import { VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { startInformer, type KeepAliveInformer } from '../kube/informer.js';
 import { listMaintenanceWindowsRaw, MW_PATH } from '../runbook/api.js';
@@ -11,9 +11,6 @@ import type { Logger } from '../util/log.js';
 import type { ClusterObjects } from './snapshot.js';
 
 type Obj = KubernetesObject;
-
-/** The controller's `Queued` event says why a migration waits: "Waiting to start: <reason>". */
-const QUEUED = /^Waiting to start: (.*)$/s;
 
 export interface ClusterWatch {
   objects(): ClusterObjects;
@@ -31,12 +28,11 @@ function parsed<T>(inf: KeepAliveInformer<Obj> | undefined, parse: (raw: unknown
 }
 
 /**
- * List-watches of what the console shows (nodes, VMIs, migrations, runbooks,
- * and events for the admission reasons), with the user's credentials. Each
+ * List-watches of what the console shows (nodes, VMIs, migrations with their
+ * admission reasons, runbooks), with the user's credentials. Each
  * change calls `onChange`; the caller decides when to redraw.
  */
 export async function startClusterWatch(kube: KubeClient, log: Logger, onChange: () => void): Promise<ClusterWatch> {
-  const queueReasons = new Map<string, string>();
   const missing: string[] = [];
   const informers: Array<KeepAliveInformer<Obj>> = [];
   const watch = async (what: string, path: string, list: () => Promise<unknown>, changed: (o: Obj, t: 'add' | 'update' | 'delete') => void = () => onChange()) => {
@@ -56,28 +52,25 @@ export async function startClusterWatch(kube: KubeClient, log: Logger, onChange:
   const [nodes, vmis, vmims, runbooks] = await Promise.all([
     watch('nodes', '/api/v1/nodes', () => kube.core.listNode()),
     watch('virtualmachineinstances', `/apis/${VMI_RESOURCE.group}/${VMI_RESOURCE.version}/${VMI_RESOURCE.plural}`, () => kube.listCustom(VMI_RESOURCE)),
-    watch('virtualmachineinstancemigrations', `/apis/${VMIM_RESOURCE.group}/${VMIM_RESOURCE.version}/${VMIM_RESOURCE.plural}`, () => kube.listCustom(VMIM_RESOURCE), (o, t) => {
-      if (t === 'delete' && o.metadata?.uid) queueReasons.delete(o.metadata.uid);
-      onChange();
-    }),
+    watch('virtualmachineinstancemigrations', `/apis/${VMIM_RESOURCE.group}/${VMIM_RESOURCE.version}/${VMIM_RESOURCE.plural}`, () => kube.listCustom(VMIM_RESOURCE)),
     watch('maintenancewindows', MW_PATH, () => listMaintenanceWindowsRaw(kube)),
-    watch('events', '/api/v1/events', () => kube.core.listEventForAllNamespaces(), (o, t) => {
-      const ev = o as Obj & { reason?: string; message?: string; involvedObject?: { kind?: string; uid?: string } };
-      if (t === 'delete' || ev.involvedObject?.kind !== 'VirtualMachineInstanceMigration' || !ev.involvedObject.uid) return;
-      const m = ev.reason === 'Queued' ? QUEUED.exec(ev.message ?? '') : null;
-      if (!m) return;
-      queueReasons.set(ev.involvedObject.uid, m[1]!);
-      onChange();
-    }),
   ]);
   return {
-    objects: () => ({
-      nodes: parsed(nodes, (r) => parseObject(Node, r)),
-      vmis: parsed(vmis, (r) => parseObject(VirtualMachineInstance, r)),
-      vmims: parsed(vmims, (r) => parseObject(VirtualMachineInstanceMigration, r)),
-      runbooks: parsed(runbooks, (r) => parseObject(MaintenanceWindow, r)),
-      queueReasons,
-    }),
+    objects: () => {
+      const migrations = parsed(vmims, (r) => parseObject(VirtualMachineInstanceMigration, r));
+      const queueReasons = new Map<string, string>();
+      for (const m of migrations) {
+        const why = queuedReason(m);
+        if (why && m.metadata.uid) queueReasons.set(m.metadata.uid, why);
+      }
+      return {
+        nodes: parsed(nodes, (r) => parseObject(Node, r)),
+        vmis: parsed(vmis, (r) => parseObject(VirtualMachineInstance, r)),
+        vmims: migrations,
+        runbooks: parsed(runbooks, (r) => parseObject(MaintenanceWindow, r)),
+        queueReasons,
+      };
+    },
     unavailable: () => [...missing],
     async stop() {
       await Promise.all(informers.map((i) => i.stop().catch(() => undefined)));

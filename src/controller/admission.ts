@@ -208,7 +208,7 @@ export class Admission {
         this.d.metrics?.admission('queued', waitingReasonClass(why));
         s.log.info({ reason: why }, 'migration queued');
       }
-      if (why) s.waiting(why, waitingReasonClass(why));
+      if (why && s.waiting(why, waitingReasonClass(why))) this.d.find(s.uid)?.writer.queued(conditionReason(waitingReasonClass(why)), why);
     }
     for (const r of running) {
       const t = this.d.find(r.id);
@@ -342,4 +342,9 @@ function podMemory(raw: unknown): PodMemory | undefined {
     podMemories.set(raw, m);
   }
   return m ?? undefined;
+}
+
+/** `outbound-limit` → `OutboundLimit`: a condition's reason is one CamelCase word. */
+function conditionReason(kind: string): string {
+  return kind.split('-').map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('');
 }

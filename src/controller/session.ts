@@ -21,14 +21,14 @@ import { sourcePodToRemove } from './sourcePod.js';
 import { formatProxyAddress } from '../launcher/proxyAddress.js';
 
 /**
- * Queued Events of one migration: a new kind of reason no sooner than this after the last…
- * (a drain of 2,000 VMs re-words a queued migration's reason every few seconds; at 5 s these
- * Events were one API write in five. client-go's own spam filter allows one per object per
- * 5 minutes after a burst.)
+ * Telling why a migration waits (its `Queued` condition, src/controller/statusWriter.ts):
+ * the first reason at once (it rides on the Pending write), then a new kind of reason no
+ * sooner than this after the last… (a drain of 2,000 VMs re-words a queued migration's
+ * reason every few seconds; told each time, it was one API write in five)
  */
-const QUEUED_EVENT_MIN_MS = 15_000;
+const QUEUED_TELL_MIN_MS = 15_000;
 /** …and the same kind with new figures no sooner than this. */
-const QUEUED_EVENT_REFRESH_MS = 60_000;
+const QUEUED_TELL_REFRESH_MS = 60_000;
 
 /** What a session needs from the controller that owns it (caches and shared clients). */
 export interface SessionEnv {
@@ -230,24 +230,24 @@ export class MigrationSession {
   }
 
   /**
-   * Admission keeps this migration queued for `why`. The reason is told as a
-   * `Queued` Event (what `kubectl describe` and `ferry status` show), but not
-   * on every pass: a new kind of reason after QUEUED_EVENT_MIN_MS, the same
-   * kind with changed figures after QUEUED_EVENT_REFRESH_MS. A busy drain
-   * re-words most reasons on every start and end; one Event each time would
-   * be most of the controller's writes.
+   * Admission keeps this migration queued for `why`. True when that should be
+   * told now (the caller writes it to the VMIM's `Queued` condition): the first
+   * reason at once, then a new kind of reason after QUEUED_TELL_MIN_MS and the
+   * same kind with changed figures after QUEUED_TELL_REFRESH_MS. A busy drain
+   * re-words most reasons on every start and end; a write each time would be
+   * most of the controller's writes.
    */
-  waiting(why: string, kind: string): void {
+  waiting(why: string, kind: string): boolean {
     this.waitingReason = why;
     const told = this.queuedTold;
-    if (told?.why === why) return;
+    if (told?.why === why) return false;
     const now = this.env.clock.now();
-    if (told && now - told.at < (told.kind === kind ? QUEUED_EVENT_REFRESH_MS : QUEUED_EVENT_MIN_MS)) return;
+    if (told && now - told.at < (told.kind === kind ? QUEUED_TELL_REFRESH_MS : QUEUED_TELL_MIN_MS)) return false;
     this.queuedTold = { why, kind, at: now };
-    this.event('Normal', 'Queued', `Waiting to start: ${why}`);
+    return true;
   }
 
-  /** The last `Queued` Event sent. */
+  /** The last reason told. */
   private queuedTold: { why: string; kind: string; at: number } | undefined;
 
   event(type: 'Normal' | 'Warning', reason: string, message: string): void {

@@ -1,5 +1,5 @@
 import type { VirtualMachineInstance } from '../api/vmi.js';
-import { FINAL_PHASES, MigrationPhase, type VirtualMachineInstanceMigration } from '../api/vmim.js';
+import { FINAL_PHASES, MigrationPhase, QUEUED_CONDITION, type VirtualMachineInstanceMigration } from '../api/vmim.js';
 import type { JobStats } from '../hypervisor/driver.js';
 import { describeApiError, isConflict, isNotFound, statusCode, VMIM_RESOURCE, type KubeClient } from '../kube/client.js';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -135,8 +135,10 @@ export class StatusWriter {
     const last = batch[batch.length - 1]!;
     const abort = batch.some((b) => b.info.abortRequested) && !this.abortMarked;
     const steps = batch.filter((b, i) => (i === 0 ? b.phase !== this.written : b.phase !== batch[i - 1]!.phase));
+    const queued = this.pendingQueued;
+    this.pendingQueued = undefined;
     try {
-      if (steps.length === 0 && !abort) {
+      if (steps.length === 0 && !abort && !queued) {
         for (const b of batch) b.resolve();
         return;
       }
@@ -148,6 +150,9 @@ export class StatusWriter {
         const next: Status = { ...cur };
         if (progress) next['progress'] = { ...((cur['progress'] as object | undefined) ?? {}), ...progress };
         if (abort) next.conditions = withCondition(next.conditions, condition('migrationAbortRequested', 'True', 'AbortRequested', 'The migration was asked to stop (VMIM deleted)', this.clock));
+        // Why it waits is said while it waits; the write that takes it past Pending takes the condition away.
+        if (last.phase === 'Pending' && queued) next.conditions = withCondition(next.conditions, condition(QUEUED_CONDITION, 'True', queued.reason, queued.message, this.clock));
+        else if (last.phase !== 'Pending' && next.conditions?.some((c) => c['type'] === QUEUED_CONDITION)) next.conditions = next.conditions.filter((c) => c['type'] !== QUEUED_CONDITION);
         if (cur.phase === last.phase) return next;
         // Someone (a newer leader) already finished it, or took it further: a stale copy must not move it back.
         if (cur.phase && FINAL_PHASES.has(cur.phase as MigrationPhase)) return undefined;
@@ -178,6 +183,31 @@ export class StatusWriter {
     this.abortMarked = true;
     void this.run(async () => {
       await this.update((cur) => ({ ...cur, conditions: withCondition(cur.conditions, condition('migrationAbortRequested', 'True', 'AbortRequested', 'The migration was asked to stop (VMIM deleted)', this.clock)) }));
+    }).catch(() => undefined);
+  }
+
+  /** Why a queued migration waits, not written yet. */
+  private pendingQueued: { reason: string; message: string } | undefined;
+
+  /**
+   * Why the migration is still Pending, as a `Queued` condition (what `kubectl
+   * describe vmim` and `ferry status` show). The first reason rides on the held
+   * Pending write (admission decides within that window), so saying it costs
+   * nothing; a later one, or one with no phase write to ride on, is a write of
+   * its own: the caller decides how often (session.ts). Past Pending it is moot.
+   */
+  queued(reason: string, message: string): void {
+    if (this.written !== undefined && this.written !== 'Pending') return;
+    this.pendingQueued = { reason, message };
+    if (this.pendingPhases.length > 0) return; // a held phase write carries it
+    void this.run(async () => {
+      const q = this.pendingQueued;
+      this.pendingQueued = undefined;
+      if (!q) return;
+      await this.update((cur) => {
+        if (cur.phase && cur.phase !== 'Pending') return undefined;
+        return { ...cur, conditions: withCondition(cur.conditions, condition(QUEUED_CONDITION, 'True', q.reason, q.message, this.clock)) };
+      });
     }).catch(() => undefined);
   }
 

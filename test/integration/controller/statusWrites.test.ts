@@ -128,3 +128,27 @@ test('a failure says why in its Failed condition; a placement made stale by a co
   await other.phase('Failed', { failureReason: 'target pod is down: target pod was deleted' });
   expect((await read('other')).status?.conditions?.find((c) => c.type === 'Failed')).toMatchObject({ reason: 'MigrationFailed' });
 });
+
+test('why a migration waits rides on its held Pending write, a later reason is a write of its own, and the write past Pending takes it away', async () => {
+  const writer = new StatusWriter(kube, await vmim('queued'), silentLogger, () => undefined, { coalesceMs: 200 });
+  const pending = writer.phase('Pending');
+  writer.queued('OutboundLimit', 'outbound limit on node-1 (2/2)');
+  await pending;
+  expect(writesOf('queued')).toBe(1);
+  const cond = () => read('queued').then((m) => m.status?.conditions?.find((c) => c.type === 'Queued'));
+  expect((await read('queued')).status?.phase).toBe('Pending');
+  expect(await cond()).toMatchObject({ status: 'True', reason: 'OutboundLimit', message: 'outbound limit on node-1 (2/2)' });
+
+  writer.queued('Bandwidth', 'no node has the bandwidth');
+  for (let i = 0; i < 50 && writesOf('queued') < 2; i++) await sleep(20);
+  expect(writesOf('queued')).toBe(2);
+  expect(await cond()).toMatchObject({ reason: 'Bandwidth', message: 'no node has the bandwidth' });
+
+  await writer.phase('Scheduling');
+  expect(writesOf('queued')).toBe(3);
+  expect(await cond()).toBeUndefined();
+  // Past Pending a reason is moot: nothing is written.
+  writer.queued('Bandwidth', 'late');
+  await sleep(100);
+  expect(writesOf('queued')).toBe(3);
+});

@@ -45,6 +45,11 @@ export interface AdmissionDeps {
  */
 export class Admission {
   private admitScheduled = false;
+  /** Nodes unschedulable at the last pass (undefined before the first). */
+  private unschedulableSeen: Set<string> | undefined;
+  /** No new placement before this time: a node just went out of service, and more of a drain's may follow. */
+  private placementHoldUntil = 0;
+  private holdTimer: unknown;
 
   constructor(private readonly d: AdmissionDeps) {}
 
@@ -149,6 +154,7 @@ export class Admission {
    * one synchronous pass, so two migrations can never both take the last slot.
    */
   private admit(): void {
+    const hold = this.placementHold();
     const running: RunningMigration[] = [];
     const queued: QueuedMigration[] = [];
     const pending: MigrationSession[] = [];
@@ -189,9 +195,10 @@ export class Admission {
     const nodes = this.nodeStates(true);
     const config = this.limitsConfig();
     const t0 = performance.now();
-    const decision = decide({ config, nodes, running, queued, now: this.d.clock.now() });
+    // While placements are held only the running ones are decided (their bandwidth); the queue waits.
+    const decision = decide({ config, nodes, running, queued: hold ? [] : queued, now: this.d.clock.now() });
     this.d.metrics?.decided(performance.now() - t0);
-    this.admitUnplaceable(decision, pending, running, nodes, config);
+    if (!hold) this.admitUnplaceable(decision, pending, running, nodes, config);
     for (const st of decision.start) {
       const t = this.d.find(st.id);
       if (!t) continue;
@@ -244,6 +251,36 @@ export class Admission {
   }
 
   /**
+   * True while new placements wait for a burst of cordons to settle. A drain of
+   * several nodes cordons them one after another; a migration placed in
+   * between on a node cordoned a moment later fails (src/controller/stalePlacement.ts),
+   * or lands on it and has to move again. So when a node goes out of service,
+   * nothing new is placed for PLACEMENT_SETTLE_MS after the last such change
+   * (running migrations keep being steered); a pass runs when the hold ends.
+   */
+  private placementHold(): boolean {
+    const off = new Set<string>();
+    for (const raw of this.d.nodes()) {
+      const n = parsedNode(raw);
+      if (!n) continue;
+      const ready = (n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+      if (!ready || n.spec?.unschedulable) off.add(n.metadata.name);
+    }
+    const now = this.d.clock.now();
+    const seen = this.unschedulableSeen;
+    if (seen && [...off].some((n) => !seen.has(n))) this.placementHoldUntil = now + PLACEMENT_SETTLE_MS;
+    this.unschedulableSeen = off;
+    const left = this.placementHoldUntil - now;
+    if (left <= 0) return false;
+    if (this.holdTimer !== undefined) this.d.clock.clearTimeout(this.holdTimer);
+    this.holdTimer = this.d.clock.setTimeout(() => {
+      this.holdTimer = undefined;
+      this.schedule();
+    }, left);
+    return true;
+  }
+
+  /**
    * A migration with no schedulable node to go to at all would wait forever in
    * the queue. KubeVirt's answer is to create the target pod anyway and fail
    * once it has been unschedulable for the timeout; users expect that (and the
@@ -288,6 +325,8 @@ function capOf(bandwidthPerMigration: number): number {
  */
 /** How long a source that said it has no such job running is left unsteered. */
 const STEER_PAUSE_MS = 5000;
+/** How long new placements wait after a node goes out of service (see placementHold). */
+export const PLACEMENT_SETTLE_MS = 500;
 
 const parsedNodes = new WeakMap<object, Node | null>();
 function parsedNode(raw: unknown): Node | undefined {

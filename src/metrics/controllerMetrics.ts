@@ -60,7 +60,7 @@ const DIRECTIONS = ['outbound', 'inbound'] as const;
 const NATS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const PHASE_BUCKETS = [0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 3600];
 /** Fine at the low end: admission runs one `decide` per pass, and a slow pass delays every start and bandwidth change. */
-const DECIDE_BUCKETS = [0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25];
+const DECIDE_BUCKETS = [0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25];
 
 function unixSeconds(ts: string | undefined): number | undefined {
   if (!ts) return undefined;

@@ -485,11 +485,19 @@ export const migrationMachine = setup({
             src: 'handOff',
             input: ({ context }) => context,
             onDone: '#migration.PreparingTarget',
-            // A transient API error must not fail the migration; the phase timeout bounds the retries.
-            onError: {
-              target: 'backoff',
-              actions: { type: 'recordRetryError', params: ({ event }) => ({ message: errorMessage(event.error) }) },
-            },
+            onError: [
+              // The VM is not where the migration was admitted from: nothing has started, so fail now.
+              {
+                guard: 'definiteError',
+                target: '#migration.Failed',
+                actions: { type: 'fail', params: ({ event }) => ({ reason: errorMessage(event.error) }) },
+              },
+              // A transient API error must not fail the migration; the phase timeout bounds the retries.
+              {
+                target: 'backoff',
+                actions: { type: 'recordRetryError', params: ({ event }) => ({ message: errorMessage(event.error) }) },
+              },
+            ],
           },
         },
         backoff: { after: { retryDelay: 'handingOff' } },

@@ -316,6 +316,14 @@ export class MigrationSession {
       throw new Error(`VMI ${this.vmiKey} is already being migrated by ${existing.migrationUid}`);
     }
     const sourceNode = facts.sourceNode ?? vmi.status?.nodeName;
+    if (existing?.migrationUid !== this.uid && facts.sourceNode && vmi.status?.nodeName !== facts.sourceNode) {
+      // Admitted from a cache that still showed the VM where an earlier migration had just moved it from
+      // (chaos seed 13, delayed watch events). The hand-off write is guarded by this copy's
+      // resourceVersion, so a stale copy cannot pass here: this copy is current, and the VM is elsewhere.
+      // Going on would ask a node that no longer runs the guest to send it, and take the target's
+      // empty arrival for the guest. Nothing was started anywhere: fail, and a retry starts from where it is.
+      throw Object.assign(new Error(`VMI ${this.vmiKey} runs on ${vmi.status?.nodeName ?? 'no node'}, not on ${facts.sourceNode}, where this migration was admitted from (it moved since)`), { definite: true });
+    }
     const state: MigrationState = {
       migrationUid: this.uid,
       sourceNode,

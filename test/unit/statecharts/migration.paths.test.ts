@@ -582,6 +582,18 @@ describe('retries of idempotent steps', () => {
     expect(m.value()).toEqual({ Running: { migrating: { stall: 'progressWindow', heartbeat: 'listening' } } });
   });
 
+  it('fails at once, with nothing started, when the hand-off finds the VM no longer where it was admitted from', async () => {
+    const m = startMigration();
+    m.actors.handOff.mockRejectedValueOnce(Object.assign(new Error('VMI default/vm-1 runs on node-c, not on node-a, where this migration was admitted from (it moved since)'), { definite: true }));
+    m.send({ type: 'ADMITTED' });
+    m.send({ type: 'TARGET_POD_READY', ...POD });
+    await settle();
+    expect(m.value()).toEqual({ Failed: 'recorded' });
+    expect(m.context().failureReason).toMatch(/runs on node-c, not on node-a/);
+    expect(m.actors.prepareTarget).not.toHaveBeenCalled();
+    expect(m.actors.startSource).not.toHaveBeenCalled();
+  });
+
   it('retries a failed finalisation until it succeeds', async () => {
     const m = await inPhase('Running');
     m.actors.finalizeSuccess.mockRejectedValueOnce(new Error('etcd timeout')).mockRejectedValueOnce(new Error('etcd timeout'));

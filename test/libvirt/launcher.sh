@@ -18,6 +18,9 @@
 #   qemu+unix:///system?socket=DIR/run/libvirt-sock
 # DIR must not lie under /run/libvirt, /var/lib/libvirt, /var/cache/libvirt,
 # /var/log/libvirt or /etc/libvirt (those are mounted over inside).
+# FERRY_LIBVIRTD_LOG_FILTERS / FERRY_LIBVIRTD_LOG_OUTPUTS: libvirtd's log_filters
+# and log_outputs (default: warnings and errors to DIR/log/libvirtd.log), e.g.
+# "1:qemu.qemu_migration" and "1:file:/var/log/libvirt/libvirtd.log" to trace a migration's steps.
 # Files: DIR/launcher.pid (libvirtd's pid as seen from the host),
 #        DIR/launcher.out (daemon stdout/stderr), DIR/log/libvirtd.log.
 set -uo pipefail
@@ -50,7 +53,8 @@ unix_sock_rw_perms = "0770"
 auth_unix_rw = "none"
 auth_unix_ro = "none"
 host_uuid = "$uuid"
-log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+log_outputs = "${FERRY_LIBVIRTD_LOG_OUTPUTS:-3:file:/var/log/libvirt/libvirtd.log}"
+log_filters = "${FERRY_LIBVIRTD_LOG_FILTERS:-}"
 EOF
   # QEMU runs as root without a security driver or virtlogd: nothing else of
   # the host's libvirt setup is needed. No migration_address here: libvirt

@@ -75,6 +75,18 @@ EOF
   : >"$dir/etc/libvirt.conf"
 }
 
+# Every daemon runs on one CPU (the first this script may use). libvirt keeps
+# the host's CPUID in its QEMU capabilities cache, and leaf 0x1f carries the
+# x2APIC id of the CPU that asked: a fresh daemon that happens to run on
+# another CPU than the one that wrote the cache finds it stale and probes QEMU
+# again (3-4 s here, inside a migration's prepare for a new target launcher).
+# QEMU is not held to it: libvirt gives a domain's QEMU every host CPU when
+# the domain pins nothing.
+daemon_cpu() {
+  local list; list="$(awk '/^Cpus_allowed_list:/ { print $2 }' /proc/self/status)"
+  list="${list%%,*}"; echo "${list%%-*}"
+}
+
 start() {
   if [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; then
     say "already running (pid $(cat "$pidfile"))"; echo "$uri"; return 0
@@ -101,8 +113,8 @@ start() {
       mount --bind "$vol/sockets" /run/kubevirt/sockets
     fi
     PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
-    exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
-  ' launcher "$dir" "$rundir" "$volumes" </dev/null >"$dir/launcher.out" 2>&1 &
+    exec taskset -c "$4" libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
+  ' launcher "$dir" "$rundir" "$volumes" "$(daemon_cpu)" </dev/null >"$dir/launcher.out" 2>&1 &
   local pid=$!
   echo "$pid" >"$pidfile"
   local deadline=$((SECONDS + ${FERRY_LAUNCHER_TIMEOUT:-30}))
@@ -118,7 +130,8 @@ start() {
     if [ -S "$sock" ] && virsh -q -c "$uri" uri >/dev/null 2>&1; then
       say "ready (pid $pid)"; echo "$uri"; return 0
     fi
-    sleep 0.05
+    # A pod start waits for this loop (a migration target's daemon is started on the migration's path).
+    sleep 0.01
   done
   say "socket $sock did not answer within ${FERRY_LAUNCHER_TIMEOUT:-30}s"
   stop; return 1

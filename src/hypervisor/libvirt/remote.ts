@@ -111,6 +111,14 @@ export class LibvirtRemote {
     return v;
   }
 
+  /** The host's capabilities XML (virConnectGetCapabilities). */
+  async capabilities(): Promise<string> {
+    const r = await this.call('CONNECT_GET_CAPABILITIES');
+    const v = r.string();
+    r.end('CONNECT_GET_CAPABILITIES');
+    return v;
+  }
+
   async uri(): Promise<string> {
     const r = await this.call('CONNECT_GET_URI');
     const v = r.string();

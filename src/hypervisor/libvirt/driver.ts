@@ -294,10 +294,12 @@ export class LibvirtDriver implements HypervisorDriver {
       }
     }
     // Not awaited: a daemon that has not run a domain yet (a new target launcher)
-    // loads QEMU's capabilities and the CPU map on its first domain XML, ~30 ms
-    // inside the incoming prepare. Asking for the host's capabilities now does it
-    // while the controller records TargetReady and starts the source.
-    void r.capabilities().catch((err: unknown) =>
+    // loads QEMU's capabilities from its cache on its first domain XML, ~30 ms
+    // inside the incoming prepare. Asking for the default emulator's domain
+    // capabilities loads them now, while the controller records TargetReady and
+    // starts the source. (Not the host's capabilities: those cover every QEMU
+    // binary installed, and one without a cache entry is probed, for seconds.)
+    void r.domainCapabilities().catch((err: unknown) =>
       this.log.debug({ domain: guest.name, migrationId, err: (err as Error).message }, 'warming the capabilities of the target daemon failed'));
     let port = this.ports.get(migrationId);
     if (port === undefined) {

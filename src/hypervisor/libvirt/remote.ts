@@ -111,11 +111,17 @@ export class LibvirtRemote {
     return v;
   }
 
-  /** The host's capabilities XML (virConnectGetCapabilities). */
-  async capabilities(): Promise<string> {
-    const r = await this.call('CONNECT_GET_CAPABILITIES');
+  /** What the hypervisor offers a domain with the host's default emulator (virConnectGetDomainCapabilities; no virttype: libvirt's default). */
+  async domainCapabilities(virttype?: string): Promise<string> {
+    const str = (w: XdrWriter, v: string | undefined) => w.optional(v, (x, s) => x.string(s));
+    const r = await this.call('CONNECT_GET_DOMAIN_CAPABILITIES', (w) => {
+      str(w, undefined); // emulator binary
+      str(w, undefined); // arch
+      str(w, undefined); // machine
+      str(w, virttype).uint(0);
+    });
     const v = r.string();
-    r.end('CONNECT_GET_CAPABILITIES');
+    r.end('CONNECT_GET_DOMAIN_CAPABILITIES');
     return v;
   }
 

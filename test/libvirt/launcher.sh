@@ -87,6 +87,29 @@ daemon_cpu() {
   list="${list%%,*}"; echo "${list%%-*}"
 }
 
+# FERRY_LAUNCHER_REAPER=1: libvirtd gets a parent that reaps, as a pod has one.
+# libvirt daemonizes QEMU, so an exited QEMU is reaped by whoever adopted the
+# orphan, and libvirt waits (polling every 200 ms) until the process is gone:
+# under an init that reaps late (this sandbox's reaps every ~2 s) each stopped
+# QEMU, a migrated-away source or a capabilities probe, costs 1.4-2 s. The
+# reaper is a bash that the kernel makes the orphans' parent
+# (PR_SET_CHILD_SUBREAPER) and that reaps each at once while it waits for
+# libvirtd; it goes when libvirtd goes.
+REAPER='taskset -c "$1" libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid &
+d=$!
+trap "kill -TERM $d" TERM INT
+while kill -0 "$d" 2>/dev/null; do wait "$d"; done'
+
+# prctl's syscall number when a reaper is asked for; empty otherwise.
+reaper_prctl() {
+  [ "${FERRY_LAUNCHER_REAPER:-}" = 1 ] || return 0
+  case "$(uname -m)" in
+    x86_64) echo 157 ;;
+    aarch64) echo 167 ;;
+    *) say "FERRY_LAUNCHER_REAPER: prctl's syscall number on $(uname -m) is not known; no reaper" ;;
+  esac
+}
+
 start() {
   if [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; then
     say "already running (pid $(cat "$pidfile"))"; echo "$uri"; return 0
@@ -113,9 +136,22 @@ start() {
       mount --bind "$vol/sockets" /run/kubevirt/sockets
     fi
     PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+    # With a reaper (see REAPER), prctl marks this process a subreaper and it runs the reaper script.
+    [ -z "$5" ] || exec perl -e "syscall($5, 36, 1) == 0 or die qq(prctl: \$!\n); exec @ARGV or die qq(\$!\n)" -- bash -c "$6" reaper "$4"
     exec taskset -c "$4" libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
-  ' launcher "$dir" "$rundir" "$volumes" "$(daemon_cpu)" </dev/null >"$dir/launcher.out" 2>&1 &
+  ' launcher "$dir" "$rundir" "$volumes" "$(daemon_cpu)" "$(reaper_prctl)" "$REAPER" </dev/null >"$dir/launcher.out" 2>&1 &
   local pid=$!
+  if [ -n "$(reaper_prctl)" ]; then
+    # $! is the reaper; the daemon is its child, and launcher.pid names the daemon.
+    local i d=""
+    for i in $(seq 1 300); do
+      d="$(pgrep -P "$pid" -x libvirtd | head -n1)"
+      [ -n "$d" ] && break
+      alive "$pid" || break
+      sleep 0.01
+    done
+    [ -n "$d" ] && pid="$d"
+  fi
   echo "$pid" >"$pidfile"
   local deadline=$((SECONDS + ${FERRY_LAUNCHER_TIMEOUT:-30}))
   while [ $SECONDS -lt $deadline ]; do

@@ -207,8 +207,26 @@ class Bench {
     };
   }
 
+  /**
+   * Waits until the guest's earlier launcher pods are gone. With two nodes the
+   * target pod goes where the last migration left, and the required
+   * anti-affinity keeps it unscheduled while the old pod there terminates:
+   * the clock would count the end of the previous migration (it did with
+   * --reaper, whose raw round trips are short). Each run starts from one pod.
+   */
+  private async settled(): Promise<void> {
+    const deadline = performance.now() + 60_000;
+    for (;;) {
+      const pods = (await this.env!.kube.core.listNamespacedPod({ namespace: 'default', labelSelector: 'kubevirt.io=virt-launcher' })).items;
+      if (pods.length <= 1) return;
+      if (performance.now() > deadline) throw new Error(`launcher pods of vm-1 still terminating after 60 s: ${pods.map((p) => p.metadata?.name).join(', ')}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  }
+
   /** (b) a VMIM through Ferry, from create to Succeeded as a client polling the API sees it. */
   async ferry(runNo: number): Promise<Sample> {
+    await this.settled();
     const source = this.trace ? await this.launcher() : undefined;
     const from = (await this.vmi()).status?.nodeName ?? '?';
     const kube = this.env!.kube;

@@ -42,10 +42,17 @@ say() { printf '[launcher %s] %s\n' "$name" "$*" >&2; }
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
+# `cat` with bash's builtins: a migration target's pod start waits for this
+# script, and each program it forks costs a few ms.
+write_lines() {
+  local l
+  while IFS= read -r l; do printf '%s\n' "$l"; done >"$1"
+}
+
 write_config() {
   mkdir -p "$dir"/{etc,run,lib,cache,log}
-  local uuid; uuid="$(cat /proc/sys/kernel/random/uuid)"
-  cat >"$dir/etc/libvirtd.conf" <<EOF
+  local uuid; read -r uuid </proc/sys/kernel/random/uuid
+  write_lines "$dir/etc/libvirtd.conf" <<EOF
 # written by launcher.sh for launcher $name
 unix_sock_dir = "/run/libvirt"
 unix_sock_group = "root"
@@ -63,7 +70,7 @@ EOF
   # group is named machine/qemu-<id>-<name>, so source and target of a
   # migration can land in the same group and the source's cleanup retries
   # the busy group for a second (a launcher pod has a cgroup of its own).
-  cat >"$dir/etc/qemu.conf" <<EOF
+  write_lines "$dir/etc/qemu.conf" <<EOF
 user = "root"
 group = "root"
 dynamic_ownership = 0
@@ -83,8 +90,11 @@ EOF
 # QEMU is not held to it: libvirt gives a domain's QEMU every host CPU when
 # the domain pins nothing.
 daemon_cpu() {
-  local list; list="$(awk '/^Cpus_allowed_list:/ { print $2 }' /proc/self/status)"
-  list="${list%%,*}"; echo "${list%%-*}"
+  local k v
+  while read -r k v; do
+    [ "$k" = Cpus_allowed_list: ] || continue
+    v="${v%%,*}"; echo "${v%%-*}"; return
+  done </proc/self/status
 }
 
 # FERRY_LAUNCHER_REAPER=1: libvirtd gets a parent that reaps, as a pod has one.
@@ -103,10 +113,10 @@ while kill -0 "$d" 2>/dev/null; do wait "$d"; done'
 # prctl's syscall number when a reaper is asked for; empty otherwise.
 reaper_prctl() {
   [ "${FERRY_LAUNCHER_REAPER:-}" = 1 ] || return 0
-  case "$(uname -m)" in
+  case "$HOSTTYPE" in
     x86_64) echo 157 ;;
     aarch64) echo 167 ;;
-    *) say "FERRY_LAUNCHER_REAPER: prctl's syscall number on $(uname -m) is not known; no reaper" ;;
+    *) say "FERRY_LAUNCHER_REAPER: prctl's syscall number on $HOSTTYPE is not known; no reaper" ;;
   esac
 }
 
@@ -117,6 +127,7 @@ start() {
   command -v libvirtd >/dev/null 2>&1 || [ -x /usr/sbin/libvirtd ] || { say "libvirtd not installed (run setup.sh)"; return 3; }
   write_config
   rm -f "$sock" "$rundir/libvirtd.pid"
+  local prctl; prctl="$(reaper_prctl)"
   if [ -n "$volumes" ]; then echo "$volumes" >"$dir/launcher.volumes"; else rm -f "$dir/launcher.volumes"; fi
   # The mount point for the pod's /run/kubevirt must exist on the host.
   [ -z "$volumes" ] || mkdir -p /run/kubevirt
@@ -139,13 +150,17 @@ start() {
     # With a reaper (see REAPER), prctl marks this process a subreaper and it runs the reaper script.
     [ -z "$5" ] || exec perl -e "syscall($5, 36, 1) == 0 or die qq(prctl: \$!\n); exec @ARGV or die qq(\$!\n)" -- bash -c "$6" reaper "$4"
     exec taskset -c "$4" libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
-  ' launcher "$dir" "$rundir" "$volumes" "$(daemon_cpu)" "$(reaper_prctl)" "$REAPER" </dev/null >"$dir/launcher.out" 2>&1 &
+  ' launcher "$dir" "$rundir" "$volumes" "$(daemon_cpu)" "$prctl" "$REAPER" </dev/null >"$dir/launcher.out" 2>&1 &
   local pid=$!
-  if [ -n "$(reaper_prctl)" ]; then
-    # $! is the reaper; the daemon is its child, and launcher.pid names the daemon.
-    local i d=""
-    for i in $(seq 1 300); do
-      d="$(pgrep -P "$pid" -x libvirtd | head -n1)"
+  if [ -n "$prctl" ]; then
+    # $! is the reaper (first it mounts, forking mount and mkdir); the daemon is
+    # its child named libvirtd, and launcher.pid names the daemon.
+    local i c comm d="" kids=()
+    for ((i = 0; i < 300; i++)); do
+      read -ra kids <"/proc/$pid/task/$pid/children" 2>/dev/null
+      for c in "${kids[@]}"; do
+        read -r comm <"/proc/$c/comm" 2>/dev/null && [ "$comm" = libvirtd ] && { d="$c"; break; }
+      done
       [ -n "$d" ] && break
       alive "$pid" || break
       sleep 0.01

@@ -97,22 +97,24 @@ daemon_cpu() {
   done </proc/self/status
 }
 
-# FERRY_LAUNCHER_REAPER=1: libvirtd gets a parent that reaps, as a pod has one.
-# libvirt daemonizes QEMU, so an exited QEMU is reaped by whoever adopted the
-# orphan, and libvirt waits (polling every 200 ms) until the process is gone:
-# under an init that reaps late (this sandbox's reaps every ~2 s) each stopped
-# QEMU, a migrated-away source or a capabilities probe, costs 1.4-2 s. The
-# reaper is a bash that the kernel makes the orphans' parent
-# (PR_SET_CHILD_SUBREAPER) and that reaps each at once while it waits for
-# libvirtd; it goes when libvirtd goes.
+# libvirtd gets a parent that reaps, as a pod has one (FERRY_LAUNCHER_REAPER=0:
+# none). libvirt daemonizes QEMU, so an exited QEMU is reaped by whoever adopted
+# the orphan, and libvirt waits (polling every 200 ms) until the process is
+# gone: under an init that reaps late (this sandbox's reaps every ~2 s) each
+# stopped QEMU, a migrated-away source or a capabilities probe, cost 1.4-2 s
+# (the libvirt lane ran twice as long). The reaper is a bash that the kernel
+# makes the orphans' parent (PR_SET_CHILD_SUBREAPER, set through perl's
+# syscall) and that reaps each at once while it waits for libvirtd; it goes
+# when libvirtd goes.
 REAPER='taskset -c "$1" libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid &
 d=$!
 trap "kill -TERM $d" TERM INT
 while kill -0 "$d" 2>/dev/null; do wait "$d"; done'
 
-# prctl's syscall number when a reaper is asked for; empty otherwise.
+# prctl's syscall number when a reaper is wanted (and perl can make one); empty otherwise.
 reaper_prctl() {
-  [ "${FERRY_LAUNCHER_REAPER:-}" = 1 ] || return 0
+  [ "${FERRY_LAUNCHER_REAPER:-1}" = 1 ] || return 0
+  command -v perl >/dev/null 2>&1 || { say "no perl: libvirtd runs without a reaping parent"; return 0; }
   case "$HOSTTYPE" in
     x86_64) echo 157 ;;
     aarch64) echo 167 ;;

@@ -90,6 +90,7 @@ EOF
 # QEMU is not held to it: libvirt gives a domain's QEMU every host CPU when
 # the domain pins nothing.
 daemon_cpu() {
+  command -v taskset >/dev/null 2>&1 || return 0 # util-linux's; without it the daemon may run anywhere
   local k v
   while read -r k v; do
     [ "$k" = Cpus_allowed_list: ] || continue
@@ -106,7 +107,7 @@ daemon_cpu() {
 # makes the orphans' parent (PR_SET_CHILD_SUBREAPER, set through perl's
 # syscall) and that reaps each at once while it waits for libvirtd; it goes
 # when libvirtd goes.
-REAPER='taskset -c "$1" libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid &
+REAPER='${1:+taskset -c $1} libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid &
 d=$!
 trap "kill -TERM $d" TERM INT
 while kill -0 "$d" 2>/dev/null; do wait "$d"; done'
@@ -151,7 +152,7 @@ start() {
     PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
     # With a reaper (see REAPER), prctl marks this process a subreaper and it runs the reaper script.
     [ -z "$5" ] || exec perl -e "syscall($5, 36, 1) == 0 or die qq(prctl: \$!\n); exec @ARGV or die qq(\$!\n)" -- bash -c "$6" reaper "$4"
-    exec taskset -c "$4" libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
+    exec ${4:+taskset -c $4} libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
   ' launcher "$dir" "$rundir" "$volumes" "$(daemon_cpu)" "$prctl" "$REAPER" </dev/null >"$dir/launcher.out" 2>&1 &
   local pid=$!
   if [ -n "$prctl" ]; then

@@ -64,9 +64,11 @@ export class LauncherPods implements PodRuntime {
   async start(pod: KubeObject): Promise<void> {
     const { node, uid, volumes, state } = this.dirs(pod);
     const name = `${pod.metadata.name}@${node}`;
+    this.log.debug({ pod: pod.metadata.name, node, podUID: uid }, 'starting the launcher daemon');
     await this.shareCapabilities(this.capsCache, join(state, 'cache', 'qemu', 'capabilities'));
     try {
       await run(this.o.launcherScript, ['start', name, state, volumes], { timeout: 60_000 });
+      this.log.debug({ pod: pod.metadata.name, node, podUID: uid }, 'launcher daemon answers');
     } catch (err) {
       throw new Error(`launcher daemon for pod ${pod.metadata.name} on ${node} did not start: ${lastLine(err)}`, { cause: err });
     }

@@ -168,9 +168,10 @@ export class LauncherDriver implements HypervisorDriver {
       return { address: formatProxyAddress(p), published: p };
     }
     const { launcher, driver } = this.locate(guest);
-    // Refuses when the guest already runs in this launcher.
-    await driver.prepareIncoming(guest, migrationId);
-    const proxy = await (this.proxyHost ? this.proxyHost.startTarget.bind(this.proxyHost) : TargetProxy.start)({
+    // The proxy's listeners start while libvirt is asked (both take a few ms, one
+    // after the other they were on every migration's critical path). Its ports are
+    // published only below, once the launcher accepted, so nothing can connect earlier.
+    const starting = (this.proxyHost ? this.proxyHost.startTarget.bind(this.proxyHost) : TargetProxy.start)({
       migrationUid: migrationId,
       transport: this.transportFor(guest),
       host: this.o.migrationAddress,
@@ -180,6 +181,16 @@ export class LauncherDriver implements HypervisorDriver {
       },
       log: this.log,
     });
+    // Its failure is awaited below; until then it must not count as unhandled.
+    starting.catch(() => undefined);
+    try {
+      // Refuses when the guest already runs in this launcher.
+      await driver.prepareIncoming(guest, migrationId);
+    } catch (err) {
+      await starting.then((p) => p.close({ cut: true }), () => undefined);
+      throw err;
+    }
+    const proxy = await starting;
     this.incoming.set(migrationId, { launcher, domain: guest.name, proxy });
     const p = published(proxy);
     this.log.info({ domain: guest.name, migrationId, podUID: launcher.podUID, ...p }, 'target launcher ready; proxy listening');

@@ -175,10 +175,23 @@ export interface SourceProxyOptions {
   log: Logger;
 }
 
-/** The source handler's side: unix sockets in the source launcher, each accepted connection dialled to the target. */
+/**
+ * The source handler's side: unix sockets in the source launcher, each accepted
+ * connection dialled to the target. The first connection to the target
+ * launcher's libvirt (key port 0) is dialled ahead of need, when the proxy
+ * starts (the spare): libvirt's connection to the target daemon then finds the
+ * TLS handshake done (about 10 ms on this machine, inside the migration). Only
+ * there: the target delivers a connection to its launcher's socket at once,
+ * and the socket the destination QEMU listens on exists only once libvirt's
+ * prepare started that QEMU. A spare is verified as any connection is, carries
+ * nothing until libvirt connects here, and is closed with the proxy if unused.
+ * A spare that failed is not counted or logged as a refusal: the connection
+ * that needs it dials again, and that refusal is reported.
+ */
 export class SourceProxy {
   private readonly conns = new Connections();
   private closed = false;
+  private readonly spares = new Map<number, Promise<net.Socket | null>>();
 
   private constructor(private readonly o: SourceProxyOptions, private readonly servers: Array<{ path: string; server: net.Server }>) {}
 
@@ -206,8 +219,40 @@ export class SourceProxy {
       throw err;
     }
     proxy = new SourceProxy(o, made);
+    for (const [tcp, keyPort] of Object.entries(o.targetPorts)) if (keyPort === 0) proxy.spare(Number(tcp), log);
     log.info({ sockets: made.map((m) => m.path), target: o.targetHost, ports: o.targetPorts }, 'source migration proxy listening');
     return proxy;
+  }
+
+  private spare(tcpPort: number, log: Logger): void {
+    const ready = dial(this.o.transport, this.o.targetHost, tcpPort).then(
+      (s) => {
+        s.on('error', () => undefined);
+        if (this.closed) {
+          s.destroy();
+          return null;
+        }
+        return s;
+      },
+      (err: Error) => {
+        log.debug({ target: `${this.o.targetHost}:${tcpPort}`, err: err.message }, 'spare migration connection not made; the connection that needs it dials');
+        return null;
+      },
+    );
+    this.spares.set(tcpPort, ready);
+  }
+
+  /** The spare for this port if it is still up (once), else a new dial. */
+  private async remoteFor(tcpPort: number): Promise<net.Socket> {
+    const spare = this.spares.get(tcpPort);
+    this.spares.delete(tcpPort);
+    const s = spare ? await spare : null;
+    if (s && !s.destroyed && !s.readableEnded) {
+      s.removeAllListeners('error');
+      return s;
+    }
+    s?.destroy();
+    return dial(this.o.transport, this.o.targetHost, tcpPort);
   }
 
   get counters(): ProxyCounters {
@@ -221,7 +266,7 @@ export class SourceProxy {
     }
     // Nothing is read from the launcher until the target is verified.
     local.pause();
-    dial(this.o.transport, this.o.targetHost, tcpPort).then(
+    this.remoteFor(tcpPort).then(
       (remote) => {
         if (this.closed) {
           remote.destroy();
@@ -244,6 +289,8 @@ export class SourceProxy {
   async close(opts: { cut?: boolean } = {}): Promise<void> {
     this.closed = true;
     if (opts.cut) this.conns.destroyAll();
+    for (const spare of this.spares.values()) void spare.then((s) => s?.destroy());
+    this.spares.clear();
     await Promise.all(this.servers.map((m) => new Promise<void>((resolve) => m.server.close(() => resolve()))));
     await Promise.all(this.servers.map((m) => rm(m.path, { force: true })));
   }

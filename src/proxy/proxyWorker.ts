@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
 import { verifyPeer } from '../certs/peer.js';
-import { TlsMaterial } from '../certs/tlsMaterial.js';
+import { TlsMaterial, type TlsFiles } from '../certs/tlsMaterial.js';
 import { SourceProxy, TargetProxy, type ProxyCounters } from './migrationProxy.js';
 import { HANDLER_SERVER_ROLE, MIGRATION_CLIENT_ROLE } from './roles.js';
 import type { Transport } from './transport.js';
@@ -49,12 +49,31 @@ const log = pino({ level: data.logLevel }, {
 // Connections also end quietly: a cheap periodic copy keeps the handler's view current.
 setInterval(publishAll, 200).unref();
 
+/**
+ * One TlsMaterial per identity, shared by the proxies that start with it: its
+ * SecureContext (key check, CA parsing) was built anew for every proxy, on
+ * each migration's critical path. Every proxy's rotation hook sends the same
+ * update, and update() ignores a repeat, so sharing changes nothing there; a
+ * proxy started after a rotation brings the new PEMs and gets (or makes) the
+ * entry for them. Entries are few: one per identity this worker has seen.
+ */
+const materials = new Map<string, TlsMaterial>();
+function material(files: TlsFiles): TlsMaterial {
+  const key = JSON.stringify([files.certPem, files.keyPem, files.caPem]);
+  let m = materials.get(key);
+  if (!m) {
+    m = new TlsMaterial(files);
+    materials.set(key, m);
+  }
+  return m;
+}
+
 async function start(m: Extract<ToWorker, { type: 'start' }>): Promise<void> {
   const r: Omit<Running, 'proxy'> = { counters: new Float64Array(m.counters) };
   let transport: Transport = { kind: 'tcp' };
   if (m.transport.kind === 'tls') {
-    const server = (r.server = new TlsMaterial(m.transport.server));
-    const client = (r.client = new TlsMaterial(m.transport.client));
+    const server = (r.server = material(m.transport.server));
+    const client = (r.client = material(m.transport.client));
     transport = {
       kind: 'tls', server, client, clientRole: MIGRATION_CLIENT_ROLE, serverRole: HANDLER_SERVER_ROLE,
       check: (socket, role) => verifyPeer(socket, { roles: [role] }),

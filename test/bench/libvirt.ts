@@ -14,7 +14,7 @@
  * Needs root and the libvirt lane's packages (test/libvirt/setup.sh installs them).
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -31,12 +31,15 @@ import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/e
 import { unixSocketUri } from '../../src/hypervisor/libvirt/address.js';
 import { LibvirtDriver } from '../../src/hypervisor/libvirt/driver.js';
 import { isNotFound, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
+import { startInformer, type KeepAliveInformer } from '../../src/kube/informer.js';
+import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import { loadavg } from 'node:os';
 import { createLogger, silentLogger } from '../../src/util/log.js';
 import { guestXml } from '../../src/devcluster/libvirtNodes.js';
 import { LauncherLocator } from '../../src/launcher/locator.js';
 import { launcherProcesses, prepareMachine, removeDomain, startLauncher, stillRunning, stopLauncher, type Launcher } from '../libvirt/lab.js';
 import { proxyThroughput } from './proxyThroughput.js';
+import { libvirtStages, TRACE_LOG_FILTERS, TRACE_LOG_OUTPUTS, type LibvirtStages } from './libvirtTrace.js';
 
 const run = promisify(execFile);
 const DOMAIN = 'default_vm-1';
@@ -65,6 +68,13 @@ interface Sample {
   runningToJobEndMs?: number;
   /** Ferry only: each phase's transition, in ms after the request. */
   phases?: Record<string, number>;
+  /** --trace: the source libvirtd's steps of the perform call (both kinds), from its debug log. */
+  libvirt?: LibvirtStages;
+  /** --trace: wall time outside the source libvirtd's perform call (virsh's own start and connect, or Ferry's control plane)… */
+  callerMs?: number;
+  /** … of it, before the perform call arrived, and after it returned. */
+  beforeMs?: number;
+  afterMs?: number;
 }
 
 function median(xs: number[]): number {
@@ -88,10 +98,18 @@ class Bench {
   /** Results the source handlers publish, by migration uid. */
   readonly results = new Map<string, ResultMessage>();
   private stopResults: (() => Promise<void>) | undefined;
+  /** VMIMs as a watching client (`kubectl wait`) sees them; `changed` wakes whoever waits for one. */
+  private vmims: KeepAliveInformer<KubernetesObject> | undefined;
+  private changed: (() => void) | undefined;
 
-  constructor(private readonly guest: 'idle' | 'dirty') {}
+  constructor(private readonly guest: 'idle' | 'dirty', private readonly trace: boolean) {}
 
   async start(): Promise<void> {
+    if (this.trace) {
+      // Every launcher (and the spare) is started by launcher.sh, which passes these to its libvirtd.
+      process.env['FERRY_LIBVIRTD_LOG_FILTERS'] ??= TRACE_LOG_FILTERS;
+      process.env['FERRY_LIBVIRTD_LOG_OUTPUTS'] ??= TRACE_LOG_OUTPUTS;
+    }
     if (this.guest === 'dirty') {
       // proxylab's busy guest: 48 MiB rewritten as fast as TCG goes.
       process.env['FERRY_GUEST_DIRTY_KIB'] ??= String(48 * 1024);
@@ -106,6 +124,15 @@ class Bench {
       // FERRY_BENCH_LOG=<file>: the whole cluster's log, to trace where a stage's time goes.
       log: process.env['FERRY_BENCH_LOG'] ? createLogger({ name: 'bench', level: 'debug', destination: process.env['FERRY_BENCH_LOG'] }) : silentLogger,
     });
+    const kube = this.env.kube;
+    this.vmims = startInformer<KubernetesObject>({
+      kc: kube.kc,
+      path: '/apis/kubevirt.io/v1/namespaces/default/virtualmachineinstancemigrations',
+      list: () => kube.listCustom(VMIM_RESOURCE, 'default') as Promise<KubernetesListObject<KubernetesObject>>,
+      onChange: () => this.changed?.(),
+      log: silentLogger,
+    });
+    await this.vmims.start();
     const nc = await connectBus({ servers: this.env.natsUrl, name: 'bench-results', log: silentLogger });
     const sub = nc.subscribe(subjects.allResults());
     const codec = JSONCodec<ResultMessage>();
@@ -127,13 +154,29 @@ class Bench {
     return r.value;
   }
 
-  /** The guest's launcher: node and libvirt socket (through the daemon's root). */
-  async launcher(): Promise<{ node: string; socket: string }> {
+  /** The guest's launcher: node, libvirt socket (through the daemon's root) and the daemon's log (launcherPods.ts keeps it in the pod's dir). */
+  async launcher(): Promise<{ node: string; socket: string; log: string }> {
     const vmi = await this.vmi();
     const node = vmi.status?.nodeName;
     if (!node) throw new Error('vm-1 runs on no node');
-    const l = new LauncherLocator(this.env!.agents.get(node)!.podsDir!, node).locate('default/vm-1', vmi.status?.activePods);
-    return { node, socket: l.libvirtSocket };
+    const podsDir = this.env!.agents.get(node)!.podsDir!;
+    const l = new LauncherLocator(podsDir, node).locate('default/vm-1', vmi.status?.activePods);
+    return { node, socket: l.libvirtSocket, log: join(podsDir, l.podUID, 'ferry-launcher', 'log', 'libvirtd.log') };
+  }
+
+  /** --trace: the source daemon's stages of the migration that ran in [fromMs, toMs], and the wall time outside them. */
+  private traced(log: string, fromMs: number, wallMs: number): Pick<Sample, 'libvirt' | 'callerMs' | 'beforeMs' | 'afterMs'> {
+    if (!this.trace) return {};
+    let text: string;
+    try {
+      text = readFileSync(log, 'utf8');
+    } catch {
+      return {};
+    }
+    const stages = libvirtStages(text, fromMs - 5, fromMs + wallMs + 5);
+    if (!stages) return {};
+    const beforeMs = stages.performAt - fromMs;
+    return { libvirt: stages, callerMs: wallMs - stages.performMs, beforeMs, afterMs: wallMs - stages.performMs - beforeMs };
   }
 
   /** libvirt's record of the last migration job of the guest in the daemon at `socket` (the source). */
@@ -163,23 +206,45 @@ class Bench {
 
   /** (a) virsh from the guest's launcher to the spare daemon over direct TCP, and back (unmeasured). */
   async raw(runNo: number): Promise<Sample> {
-    const { node, socket } = await this.launcher();
+    const { node, socket, log } = await this.launcher();
     const home = unixSocketUri(socket);
     const spare = unixSocketUri(this.spare!.socketPath);
+    const startedAt = Date.now();
     const wallMs = await this.virshMigrate(home, spare);
+    const traced = this.traced(log, startedAt, wallMs);
     const job = await this.lastJob(socket);
     await this.virshMigrate(spare, home);
     await run('virsh', ['-c', spare, 'undefine', DOMAIN], { timeout: 30_000 });
     return {
       run: runNo, how: 'raw', from: node, to: 'spare', wallMs, libvirtElapsedMs: job.elapsedMs, downtimeMs: job.downtimeMs,
-      bytesPerSecond: job.bytesPerSecond, dataTotal: job.dataTotal,
+      bytesPerSecond: job.bytesPerSecond, dataTotal: job.dataTotal, ...traced,
     };
   }
 
-  /** (b) a VMIM through Ferry, from create to Succeeded as a client polling the API sees it. */
+  /**
+   * Waits until the guest's earlier launcher pods are gone. With two nodes the
+   * target pod goes where the last migration left, and the required
+   * anti-affinity keeps it unscheduled while the old pod there terminates:
+   * the clock would count the end of the previous migration (it did with
+   * --reaper, whose raw round trips are short). Each run starts from one pod.
+   */
+  private async settled(): Promise<void> {
+    const deadline = performance.now() + 60_000;
+    for (;;) {
+      const pods = (await this.env!.kube.core.listNamespacedPod({ namespace: 'default', labelSelector: 'kubevirt.io=virt-launcher' })).items;
+      if (pods.length <= 1) return;
+      if (performance.now() > deadline) throw new Error(`launcher pods of vm-1 still terminating after 60 s: ${pods.map((p) => p.metadata?.name).join(', ')}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  }
+
+  /** (b) a VMIM through Ferry, from create to Succeeded as a client watching the API sees it. */
   async ferry(runNo: number): Promise<Sample> {
+    await this.settled();
+    const source = this.trace ? await this.launcher() : undefined;
     const from = (await this.vmi()).status?.nodeName ?? '?';
     const kube = this.env!.kube;
+    const startedAt = Date.now();
     const name = `bench-${runNo}`;
     const started = performance.now();
     const created = (await kube.createCustom(VMIM_RESOURCE, 'default', {
@@ -191,13 +256,22 @@ class Bench {
     const requestedAt = Date.now();
     let phase = '';
     let phases: Record<string, number> = {};
+    // Watched, not polled: a client polling every few ms costs the API server (here in the
+    // same process as the controller and handlers) CPU that the migration's own steps need.
     while (phase !== 'Succeeded') {
-      const r = parseObject(VirtualMachineInstanceMigration, await kube.getCustom(VMIM_RESOURCE, 'default', name));
-      phase = r.ok ? r.value.status?.phase ?? '' : '';
-      phases = Object.fromEntries((r.ok ? r.value.status?.phaseTransitionTimestamps ?? [] : []).map((p) => [p.phase, Date.parse(p.phaseTransitionTimestamp) - requestedAt]));
-      if (phase === 'Failed') throw new Error(`Ferry migration ${name} failed: ${JSON.stringify(r.ok ? r.value.status : r.reason)}`);
+      const seen = this.vmims!.get(name, 'default');
+      const r = seen ? parseObject(VirtualMachineInstanceMigration, seen) : undefined;
+      phase = r?.ok ? r.value.status?.phase ?? '' : '';
+      phases = Object.fromEntries((r?.ok ? r.value.status?.phaseTransitionTimestamps ?? [] : []).map((p) => [p.phase, Date.parse(p.phaseTransitionTimestamp) - requestedAt]));
+      if (phase === 'Failed') throw new Error(`Ferry migration ${name} failed: ${JSON.stringify(r?.ok ? r.value.status : r?.reason)}`);
       if (performance.now() - started > 180_000) throw new Error(`Ferry migration ${name} not done after 180 s (phase ${phase || 'none'})`);
-      if (phase !== 'Succeeded') await new Promise((res) => setTimeout(res, 10));
+      if (phase !== 'Succeeded') {
+        await new Promise<void>((res) => {
+          const t = setTimeout(res, 1000); // a safety net: the next look happens anyway
+          this.changed = () => { clearTimeout(t); res(); };
+        });
+        this.changed = undefined;
+      }
     }
     const wallMs = performance.now() - started;
     const succeededAt = Date.now();
@@ -219,10 +293,12 @@ class Bench {
       ...(result ? { afterJobMs: succeededAt - Date.parse(result.at) } : {}),
       ...(result && toRunningMs !== undefined ? { runningToJobEndMs: Date.parse(result.at) - (requestedAt + toRunningMs) } : {}),
       phases,
+      ...(source ? this.traced(source.log, startedAt, wallMs) : {}),
     };
   }
 
   async stop(): Promise<string[]> {
+    await this.vmims?.stop();
     await this.stopResults?.();
     const pids = this.spare ? await launcherProcesses(this.spare) : [];
     await this.env?.stop();
@@ -230,7 +306,9 @@ class Bench {
       await removeDomain(this.spare.socketPath, DOMAIN).catch(() => undefined);
       await stopLauncher(this.spare);
     }
-    rmSync(this.root, { recursive: true, force: true });
+    // FERRY_BENCH_KEEP=1: keep the daemons' directories (their libvirtd.log) for a post-mortem.
+    if (process.env['FERRY_BENCH_KEEP']) process.stderr.write(`kept ${this.root}\n`);
+    else rmSync(this.root, { recursive: true, force: true });
     return (await stillRunning(pids)).map(String);
   }
 }
@@ -239,11 +317,40 @@ const fmt = (ms: number | undefined) => (ms === undefined ? '-' : `${Math.round(
 
 const mibs = (bps: number | undefined) => (bps === undefined || Number.isNaN(bps) ? '-' : `${(bps / MiB).toFixed(0)}`);
 
-async function main(opts: { runs: number; warmup: number; guest: 'idle' | 'dirty'; json?: string; throughput: boolean }): Promise<void> {
-  const bench = new Bench(opts.guest);
+interface Options { runs: number; warmup: number; guest: 'idle' | 'dirty'; json?: string; throughput: boolean; trace: boolean; reaper: boolean }
+
+type StageKey = Exclude<keyof LibvirtStages, 'performAt'> | 'callerMs' | 'beforeMs' | 'afterMs';
+
+const STAGES: [StageKey, string][] = [
+  ['callerMs', 'outside the perform call (virsh / Ferry)'],
+  ['beforeMs', '  of it, request → perform call'],
+  ['afterMs', '  of it, perform returned → caller done'],
+  ['connectMs', 'begin, connect to the target daemon'],
+  ['prepareMs', 'prepare: target QEMU started'],
+  ['transferMs', 'memory transfer'],
+  ['finishMs', 'finish on the target'],
+  ['confirmMs', 'confirm on the source'],
+  ['stopSourceMs', 'source QEMU stopped and reaped'],
+];
+
+/** Median of each traced stage per kind, and the ratio of wall times less the source QEMU's stop (see the README). */
+function stageSummary(samples: Sample[]) {
+  const traced = samples.filter((s) => s.libvirt && s.callerMs !== undefined);
+  const stage = (how: Sample['how'], k: StageKey) =>
+    median(traced.filter((s) => s.how === how).map((s) => (k === 'callerMs' || k === 'beforeMs' || k === 'afterMs' ? s[k]! : s.libvirt![k])));
+  const medians = Object.fromEntries((['raw', 'ferry'] as const).map((how) => [how, Object.fromEntries(STAGES.map(([k]) => [k, stage(how, k)]))]));
+  const lessStop = (how: Sample['how']) => median(traced.filter((s) => s.how === how).map((s) => s.wallMs - s.libvirt!.stopSourceMs));
+  return { traced: traced.length, medians, wallLessStopMs: { raw: lessStop('raw'), ferry: lessStop('ferry') }, ratioLessStop: lessStop('ferry') / lessStop('raw') };
+}
+
+async function main(opts: Options): Promise<void> {
+  // Read by launcher.sh, which starts every daemon of both kinds (see its REAPER).
+  if (!opts.reaper) process.env['FERRY_LAUNCHER_REAPER'] = '0';
+  const bench = new Bench(opts.guest, opts.trace);
   const samples: Sample[] = [];
   let failure: unknown;
   try {
+    process.stdout.write(opts.reaper ? '' : 'no reaper (--no-reaper): exited QEMUs wait for this machine\'s init to reap them, on both sides\n');
     process.stdout.write(`preparing the embedded cluster with launcher pods (one libvirtd each), NATS, controller, handlers with the mTLS proxy, and a spare daemon; ${opts.guest} 128 MiB guest…\n`);
     await bench.start();
     for (let i = 1; i <= opts.warmup; i++) {
@@ -271,6 +378,7 @@ async function main(opts: { runs: number; warmup: number; guest: 'idle' | 'dirty
   const summary = {
     runs: opts.runs,
     warmup: opts.warmup,
+    reaper: opts.reaper,
     guest: { domain: DOMAIN, memory: '128Mi', kind: opts.guest === 'idle' ? 'idle (diskless, TCG)' : 'dirtying 48 MiB (TCG)' },
     raw: { medianWallMs: median(of('raw', 'wallMs')), medianLibvirtElapsedMs: median(of('raw', 'libvirtElapsedMs')), medianDowntimeMs: median(of('raw', 'downtimeMs')), medianBytesPerSecond: median(of('raw', 'bytesPerSecond')) },
     ferry: {
@@ -282,6 +390,7 @@ async function main(opts: { runs: number; warmup: number; guest: 'idle' | 'dirty
     pairedRatio: median(pairs.map(([raw, ferry]) => ferry.wallMs / raw.wallMs)),
     goal: 1.15,
     proxyLoopback: undefined as Record<string, number> | undefined,
+    stages: opts.trace ? stageSummary(samples) : undefined,
     samples,
   };
   summary.ratio = summary.ferry.medianWallMs / summary.raw.medianWallMs;
@@ -292,6 +401,13 @@ async function main(opts: { runs: number; warmup: number; guest: 'idle' | 'dirty
   process.stdout.write(`libvirt job        raw ${fmt(summary.raw.medianLibvirtElapsedMs)} ms   Ferry ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms\n`);
   process.stdout.write(`transfer rate      direct ${mibs(summary.raw.medianBytesPerSecond)} MiB/s   proxied ${mibs(summary.ferry.medianBytesPerSecond)} MiB/s   (${(100 * summary.ferry.medianBytesPerSecond / summary.raw.medianBytesPerSecond).toFixed(0)} %; goal ≥ 80 %)\n`);
   process.stdout.write(`downtime           direct ${fmt(summary.raw.medianDowntimeMs)} ms   proxied ${fmt(summary.ferry.medianDowntimeMs)} ms   (goal ≤ 1.5 × direct)\n`);
+  if (summary.stages && summary.stages.traced > 0) {
+    const st = summary.stages;
+    process.stdout.write(`\nwhere the wall time goes (medians, ms; libvirt's steps from the source daemon's debug log)\n`);
+    process.stdout.write(`${'stage'.padEnd(44)}${'raw'.padStart(7)}${'Ferry'.padStart(8)}\n`);
+    for (const [k, label] of STAGES) process.stdout.write(`${label.padEnd(44)}${fmt(st.medians['raw']![k]).padStart(7)}${fmt(st.medians['ferry']![k]).padStart(8)}\n`);
+    process.stdout.write(`${'wall less the source QEMU\'s stop'.padEnd(44)}${fmt(st.wallLessStopMs.raw).padStart(7)}${fmt(st.wallLessStopMs.ferry).padStart(8)}   ratio ${st.ratioLessStop.toFixed(3)}\n`);
+  }
   if (opts.throughput) {
     process.stdout.write('\nproxy alone, 1 GiB loopback stream:\n');
     summary.proxyLoopback = await proxyThroughput({ bytes: 1024 * MiB, transports: ['tls'] });
@@ -310,7 +426,9 @@ const program = new Command()
   .addOption(new Option('--guest <kind>', 'idle (SeaBIOS, nearly all zero pages) or dirty (rewrites 48 MiB as fast as it can)').choices(['idle', 'dirty']).default('idle'))
   .option('--no-throughput', 'skip the proxy\'s 1 GiB loopback throughput run')
   .option('--json <out>', 'also write the numbers as JSON to this file')
-  .action((opts: { runs: number; warmup: number; guest: 'idle' | 'dirty'; json?: string; throughput: boolean }) => main(opts));
+  .option('--trace', 'debug-log every libvirtd\'s migration steps and print where the wall time goes, stage by stage (raw and Ferry)', false)
+  .option('--no-reaper', 'leave exited QEMUs to this machine\'s init instead of a parent that reaps them at once (where init reaps late, as in this sandbox, each stopped QEMU then costs 1.4-2 s, on both sides)')
+  .action((opts: Options) => main(opts));
 
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`bench:libvirt: ${(err as Error).message ?? String(err)}\n`);

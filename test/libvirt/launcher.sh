@@ -18,6 +18,9 @@
 #   qemu+unix:///system?socket=DIR/run/libvirt-sock
 # DIR must not lie under /run/libvirt, /var/lib/libvirt, /var/cache/libvirt,
 # /var/log/libvirt or /etc/libvirt (those are mounted over inside).
+# FERRY_LIBVIRTD_LOG_FILTERS / FERRY_LIBVIRTD_LOG_OUTPUTS: libvirtd's log_filters
+# and log_outputs (default: warnings and errors to DIR/log/libvirtd.log), e.g.
+# "1:qemu.qemu_migration" and "1:file:/var/log/libvirt/libvirtd.log" to trace a migration's steps.
 # Files: DIR/launcher.pid (libvirtd's pid as seen from the host),
 #        DIR/launcher.out (daemon stdout/stderr), DIR/log/libvirtd.log.
 set -uo pipefail
@@ -39,10 +42,17 @@ say() { printf '[launcher %s] %s\n' "$name" "$*" >&2; }
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
+# `cat` with bash's builtins: a migration target's pod start waits for this
+# script, and each program it forks costs a few ms.
+write_lines() {
+  local l
+  while IFS= read -r l; do printf '%s\n' "$l"; done >"$1"
+}
+
 write_config() {
   mkdir -p "$dir"/{etc,run,lib,cache,log}
-  local uuid; uuid="$(cat /proc/sys/kernel/random/uuid)"
-  cat >"$dir/etc/libvirtd.conf" <<EOF
+  local uuid; read -r uuid </proc/sys/kernel/random/uuid
+  write_lines "$dir/etc/libvirtd.conf" <<EOF
 # written by launcher.sh for launcher $name
 unix_sock_dir = "/run/libvirt"
 unix_sock_group = "root"
@@ -50,7 +60,8 @@ unix_sock_rw_perms = "0770"
 auth_unix_rw = "none"
 auth_unix_ro = "none"
 host_uuid = "$uuid"
-log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+log_outputs = "${FERRY_LIBVIRTD_LOG_OUTPUTS:-3:file:/var/log/libvirt/libvirtd.log}"
+log_filters = "${FERRY_LIBVIRTD_LOG_FILTERS:-}"
 EOF
   # QEMU runs as root without a security driver or virtlogd: nothing else of
   # the host's libvirt setup is needed. No migration_address here: libvirt
@@ -59,7 +70,7 @@ EOF
   # group is named machine/qemu-<id>-<name>, so source and target of a
   # migration can land in the same group and the source's cleanup retries
   # the busy group for a second (a launcher pod has a cgroup of its own).
-  cat >"$dir/etc/qemu.conf" <<EOF
+  write_lines "$dir/etc/qemu.conf" <<EOF
 user = "root"
 group = "root"
 dynamic_ownership = 0
@@ -71,6 +82,47 @@ EOF
   : >"$dir/etc/libvirt.conf"
 }
 
+# Every daemon runs on one CPU (the first this script may use). libvirt keeps
+# the host's CPUID in its QEMU capabilities cache, and leaf 0x1f carries the
+# x2APIC id of the CPU that asked: a fresh daemon that happens to run on
+# another CPU than the one that wrote the cache finds it stale and probes QEMU
+# again (3-4 s here, inside a migration's prepare for a new target launcher).
+# QEMU is not held to it: libvirt gives a domain's QEMU every host CPU when
+# the domain pins nothing.
+daemon_cpu() {
+  command -v taskset >/dev/null 2>&1 || return 0 # util-linux's; without it the daemon may run anywhere
+  local k v
+  while read -r k v; do
+    [ "$k" = Cpus_allowed_list: ] || continue
+    v="${v%%,*}"; echo "${v%%-*}"; return
+  done </proc/self/status
+}
+
+# libvirtd gets a parent that reaps, as a pod has one (FERRY_LAUNCHER_REAPER=0:
+# none). libvirt daemonizes QEMU, so an exited QEMU is reaped by whoever adopted
+# the orphan, and libvirt waits (polling every 200 ms) until the process is
+# gone: under an init that reaps late (this sandbox's reaps every ~2 s) each
+# stopped QEMU, a migrated-away source or a capabilities probe, cost 1.4-2 s
+# (the libvirt lane ran twice as long). The reaper is a bash that the kernel
+# makes the orphans' parent (PR_SET_CHILD_SUBREAPER, set through perl's
+# syscall) and that reaps each at once while it waits for libvirtd; it goes
+# when libvirtd goes.
+REAPER='${1:+taskset -c $1} libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid &
+d=$!
+trap "kill -TERM $d" TERM INT
+while kill -0 "$d" 2>/dev/null; do wait "$d"; done'
+
+# prctl's syscall number when a reaper is wanted (and perl can make one); empty otherwise.
+reaper_prctl() {
+  [ "${FERRY_LAUNCHER_REAPER:-1}" = 1 ] || return 0
+  command -v perl >/dev/null 2>&1 || { say "no perl: libvirtd runs without a reaping parent"; return 0; }
+  case "$HOSTTYPE" in
+    x86_64) echo 157 ;;
+    aarch64) echo 167 ;;
+    *) say "FERRY_LAUNCHER_REAPER: prctl's syscall number on $HOSTTYPE is not known; no reaper" ;;
+  esac
+}
+
 start() {
   if [ -f "$pidfile" ] && alive "$(cat "$pidfile")"; then
     say "already running (pid $(cat "$pidfile"))"; echo "$uri"; return 0
@@ -78,6 +130,7 @@ start() {
   command -v libvirtd >/dev/null 2>&1 || [ -x /usr/sbin/libvirtd ] || { say "libvirtd not installed (run setup.sh)"; return 3; }
   write_config
   rm -f "$sock" "$rundir/libvirtd.pid"
+  local prctl; prctl="$(reaper_prctl)"
   if [ -n "$volumes" ]; then echo "$volumes" >"$dir/launcher.volumes"; else rm -f "$dir/launcher.volumes"; fi
   # The mount point for the pod's /run/kubevirt must exist on the host.
   [ -z "$volumes" ] || mkdir -p /run/kubevirt
@@ -97,9 +150,26 @@ start() {
       mount --bind "$vol/sockets" /run/kubevirt/sockets
     fi
     PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
-    exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
-  ' launcher "$dir" "$rundir" "$volumes" </dev/null >"$dir/launcher.out" 2>&1 &
+    # With a reaper (see REAPER), prctl marks this process a subreaper and it runs the reaper script.
+    [ -z "$5" ] || exec perl -e "syscall($5, 36, 1) == 0 or die qq(prctl: \$!\n); exec @ARGV or die qq(\$!\n)" -- bash -c "$6" reaper "$4"
+    exec ${4:+taskset -c $4} libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
+  ' launcher "$dir" "$rundir" "$volumes" "$(daemon_cpu)" "$prctl" "$REAPER" </dev/null >"$dir/launcher.out" 2>&1 &
   local pid=$!
+  if [ -n "$prctl" ]; then
+    # $! is the reaper (first it mounts, forking mount and mkdir); the daemon is
+    # its child named libvirtd, and launcher.pid names the daemon.
+    local i c comm d="" kids=()
+    for ((i = 0; i < 300; i++)); do
+      read -ra kids <"/proc/$pid/task/$pid/children" 2>/dev/null
+      for c in "${kids[@]}"; do
+        read -r comm <"/proc/$c/comm" 2>/dev/null && [ "$comm" = libvirtd ] && { d="$c"; break; }
+      done
+      [ -n "$d" ] && break
+      alive "$pid" || break
+      sleep 0.01
+    done
+    [ -n "$d" ] && pid="$d"
+  fi
   echo "$pid" >"$pidfile"
   local deadline=$((SECONDS + ${FERRY_LAUNCHER_TIMEOUT:-30}))
   while [ $SECONDS -lt $deadline ]; do
@@ -114,7 +184,8 @@ start() {
     if [ -S "$sock" ] && virsh -q -c "$uri" uri >/dev/null 2>&1; then
       say "ready (pid $pid)"; echo "$uri"; return 0
     fi
-    sleep 0.05
+    # A pod start waits for this loop (a migration target's daemon is started on the migration's path).
+    sleep 0.01
   done
   say "socket $sock did not answer within ${FERRY_LAUNCHER_TIMEOUT:-30}s"
   stop; return 1

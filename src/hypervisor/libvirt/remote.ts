@@ -111,6 +111,20 @@ export class LibvirtRemote {
     return v;
   }
 
+  /** What the hypervisor offers a domain with the host's default emulator (virConnectGetDomainCapabilities; no virttype: libvirt's default). */
+  async domainCapabilities(virttype?: string): Promise<string> {
+    const str = (w: XdrWriter, v: string | undefined) => w.optional(v, (x, s) => x.string(s));
+    const r = await this.call('CONNECT_GET_DOMAIN_CAPABILITIES', (w) => {
+      str(w, undefined); // emulator binary
+      str(w, undefined); // arch
+      str(w, undefined); // machine
+      str(w, virttype).uint(0);
+    });
+    const v = r.string();
+    r.end('CONNECT_GET_DOMAIN_CAPABILITIES');
+    return v;
+  }
+
   async uri(): Promise<string> {
     const r = await this.call('CONNECT_GET_URI');
     const v = r.string();

@@ -141,6 +141,47 @@ describe.each([
     expect(source.counters).toMatchObject({ connections: 2, bytesBack: rpc.length + ram.length, refused: 0 });
   });
 
+  /** The target launcher's libvirt socket: echoes, and counts connections accepted and still open. */
+  async function countingSocket(name: string) {
+    const path = join(dir, name);
+    const seen = { accepted: 0, open: 0, received: 0 };
+    const server = net.createServer((s) => {
+      seen.accepted++;
+      seen.open++;
+      s.on('data', (d: Buffer) => { seen.received += d.length; s.write(d); });
+      s.on('error', () => undefined);
+      s.once('close', () => seen.open--);
+    });
+    await new Promise<void>((r) => server.listen(path, () => r()));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    return { path, seen };
+  }
+
+  test('libvirt\'s connection is dialled and verified when the source proxy starts: the first connection finds it and carries its bytes on it', async () => {
+    const libvirt = await countingSocket('libvirt-sock');
+    const transport = tlsTransport(pki.server, pki.client);
+    const { source } = await proxies(transport, transport, { 0: libvirt.path });
+    // Before anything connects on the source side, the target launcher already has it.
+    await waitFor('the spare connection to reach the target launcher', async () => libvirt.seen.accepted === 1 || undefined);
+    const rpc = Buffer.from('libvirt RPC hello');
+    expect((await roundTrip(sourceSocket(0), rpc)).back.equals(rpc)).toBe(true);
+    expect(libvirt.seen).toMatchObject({ accepted: 1, received: rpc.length });
+    // A second connection dials on its own.
+    expect((await roundTrip(sourceSocket(0), rpc)).back.equals(rpc)).toBe(true);
+    expect(libvirt.seen.accepted).toBe(2);
+    await waitFor('the source counters', async () => source.counters.connections === 2 || undefined);
+  });
+
+  test('an unused spare connection goes with the source proxy: the target launcher sees it close', async () => {
+    const libvirt = await countingSocket('libvirt-sock');
+    const transport = tlsTransport(pki.server, pki.client);
+    const { source } = await proxies(transport, transport, { 0: libvirt.path });
+    await waitFor('the spare connection to reach the target launcher', async () => libvirt.seen.open === 1 || undefined);
+    await source.close();
+    await waitFor('the spare connection to close', async () => libvirt.seen.open === 0 || undefined);
+    expect(libvirt.seen).toMatchObject({ accepted: 1, received: 0 });
+  });
+
   test('parallel connections on one listener are proxied each on its own', async () => {
     const memory = await launcherSocket('memory.sock');
     const transport = tlsTransport(pki.server, pki.client);

@@ -100,7 +100,7 @@ export class MigrationReconciler {
       // Not awaited here: a migration whose failure cleanup waits (a silent target) would hold a worker for as
       // long, and four such stopped every other VMIM (chaos seed 13). Its key comes back when it settles
       // (tracking.ts enqueues it once its final phase is written).
-      if (t && !t.isSettled) return;
+      if (t && !t.finalWritten) return;
       // Level-triggered: whatever a Failed migration left open is closed here, retried
       // by the queue until it lands; only then may the VMIM go.
       if (phase === 'Failed') await this.d.cleanup.run(vmim);

@@ -9,8 +9,6 @@ export interface Tracked {
   writer: StatusWriter;
   /** Resolves when the actor reached a final state and that phase is persisted. */
   settled: Promise<void>;
-  /** `settled` has resolved. */
-  isSettled: boolean;
   /** Dedupes level-triggered facts so the chart only hears about changes (controller bookkeeping, not a migration fact). */
   lastFact: string;
   targetPodSeen: boolean;

@@ -140,7 +140,6 @@ export function trackMigration(d: TrackingDeps, vmim: VirtualMachineInstanceMigr
             t.finalWritten = true;
             // Its source node may have VMIs waiting for this one to end (evacuation).
             d.sourceFreed(session.sourceNode);
-            t.isSettled = true;
             resolveSettled();
             d.schedule();
             d.enqueue(`${session.namespace}/${session.name}`);
@@ -170,7 +169,7 @@ export function trackMigration(d: TrackingDeps, vmim: VirtualMachineInstanceMigr
     },
     log: session.log,
   });
-  const t: Tracked = { session, actor, writer, settled, isSettled: false, lastFact: '', targetPodSeen: false, finalWritten: false };
+  const t: Tracked = { session, actor, writer, settled, lastFact: '', targetPodSeen: false, finalWritten: false };
   d.register(t);
   session.log.info({ phase: phase ?? '(new)' }, phase ? 'resumed migration' : 'tracking new migration');
   return t;

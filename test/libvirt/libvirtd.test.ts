@@ -307,6 +307,9 @@ test('six outbound migrations at once on one node: each runs on its own connecti
   const jobs: MigrationJob[] = [];
   try {
     for (const g of guests) await busy.ensureRunning(g);
+    // As in the tests above, a guest must be in its dirtying loop before it migrates, or at 1 MiB/s its few
+    // MiB of boot-time memory can finish before the abort (seen once in CI). Six guests boot on two cores.
+    await sleep(1500);
     for (const [i, g] of guests.entries()) {
       const { address } = await B.prepareIncoming(g, `mig-six-${i}`);
       jobs.push(await busy.migrate(g.name, { node: 'B', address }, controls({ bandwidth: 1 * MiB }), `mig-six-${i}`));

@@ -226,17 +226,24 @@ export class LauncherDriver implements HypervisorDriver {
     const found = await this.launcherOfDomain(name);
     if (!found) throw new Error(`no launcher on ${this.o.node} holds ${name}`);
     const published = parseProxyAddress(target.address);
+    // The source proxy's sockets are made while libvirt checks the domain; libvirt is
+    // asked to migrate only once they listen (one after the other, both were on every
+    // migration's critical path).
     let proxy = this.outgoing.get(migrationId);
+    let starting: Promise<ProxyHandle> | undefined;
     if (!proxy) {
-      proxy = await (this.proxyHost ? this.proxyHost.startSource.bind(this.proxyHost) : startSourceInThread)({
+      starting = (this.proxyHost ? this.proxyHost.startSource.bind(this.proxyHost) : startSourceInThread)({
         migrationUid: migrationId,
         transport: this.transportOfMigration(migrationId, name),
         kubevirtDir: found.launcher.kubevirtDir,
         targetHost: published.targetNodeAddress,
         targetPorts: published.targetDirectMigrationNodePorts,
         log: this.log,
+      }).then((p) => {
+        this.outgoing.set(migrationId, p);
+        return p;
       });
-      this.outgoing.set(migrationId, proxy);
+      starting.catch(() => undefined);
     }
     // Both paths as the source launcher's libvirt and QEMU see them.
     const address = formatAddress({
@@ -245,8 +252,10 @@ export class LauncherDriver implements HypervisorDriver {
     });
     let job: MigrationJob;
     try {
-      job = await found.driver.migrate(name, { node: target.node, address }, controls, migrationId);
+      job = await found.driver.migrate(name, { node: target.node, address }, controls, migrationId, starting ? { ready: starting } : {});
     } catch (err) {
+      // A proxy still starting is closed once it is up.
+      await starting?.catch(() => undefined);
       await this.stopOutgoing(migrationId);
       throw err;
     }

@@ -200,23 +200,24 @@ export class SourceProxy {
     await mkdir(`${o.kubevirtDir}/migrationproxy`, { recursive: true });
     const made: Array<{ path: string; server: net.Server }> = [];
     let proxy: SourceProxy | undefined;
-    try {
-      for (const [tcp, keyPort] of Object.entries(o.targetPorts)) {
-        const path = migrationSocket(o.kubevirtDir, o.migrationUid, keyPort);
-        assertSocketPathFits(path);
-        await rm(path, { force: true });
-        const server = net.createServer(STREAM_SOCKET, (local) => proxy?.forward(local, Number(tcp), keyPort, log));
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen(path, () => { server.off('error', reject); resolve(); });
-        });
-        // QEMU and libvirt in the launcher may run as another user (KubeVirt: qemu, 107).
-        await chmod(path, 0o666);
-        made.push({ path, server });
-      }
-    } catch (err) {
+    // Both sockets at once: each is a few file system calls on the migration's critical path.
+    const results = await Promise.allSettled(Object.entries(o.targetPorts).map(async ([tcp, keyPort]) => {
+      const path = migrationSocket(o.kubevirtDir, o.migrationUid, keyPort);
+      assertSocketPathFits(path);
+      await rm(path, { force: true });
+      const server = net.createServer(STREAM_SOCKET, (local) => proxy?.forward(local, Number(tcp), keyPort, log));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => { server.off('error', reject); resolve(); });
+      });
+      made.push({ path, server });
+      // QEMU and libvirt in the launcher may run as another user (KubeVirt: qemu, 107).
+      await chmod(path, 0o666);
+    }));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
       for (const m of made) m.server.close();
-      throw err;
+      throw failed.reason;
     }
     proxy = new SourceProxy(o, made);
     for (const [tcp, keyPort] of Object.entries(o.targetPorts)) if (keyPort === 0) proxy.spare(Number(tcp), log);

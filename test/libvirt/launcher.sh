@@ -4,7 +4,7 @@
 # behave like two nodes (libvirt refuses to migrate to a daemon with its own
 # host UUID, and each needs a private /run/libvirt, /var/lib/libvirt, ...).
 #
-#   test/libvirt/launcher.sh start NAME DIR [VOLUMES]  # returns once the socket answers
+#   test/libvirt/launcher.sh start NAME DIR [VOLUMES]  # returns once the daemon listens
 #   test/libvirt/launcher.sh stop  NAME DIR            # daemon and every QEMU it started
 #
 # With VOLUMES (a launcher pod's `<pods>/<podUID>/volumes/kubernetes.io~empty-dir`)
@@ -27,11 +27,15 @@ set -uo pipefail
 
 cmd="${1:-}"; name="${2:-}"; dir="${3:-}"; volumes="${4:-}"
 [ -n "$cmd" ] && [ -n "$name" ] && [ -n "$dir" ] || { echo "usage: launcher.sh start|stop NAME DIR [VOLUMES]" >&2; exit 2; }
-mkdir -p "$dir" && dir="$(cd "$dir" && pwd)"
+# (Absolute paths as given: each $(...) or program run is a fork, and a target pod's start waits for this script.)
+abs() { if [[ $1 = /* ]]; then printf '%s' "$1"; else (cd "$1" && pwd); fi; }
+[ -d "$dir" ] || mkdir -p "$dir"
+[[ $dir = /* ]] || dir="$(abs "$dir")"
 pidfile="$dir/launcher.pid"
 rundir="$dir/run"
 if [ -n "$volumes" ]; then
-  mkdir -p "$volumes"/{libvirt-runtime,public/migrationproxy,sockets} && volumes="$(cd "$volumes" && pwd)"
+  mkdir -p "$volumes"/{libvirt-runtime,public/migrationproxy,sockets} "$dir"/{etc,run,lib,cache,log}
+  [[ $volumes = /* ]] || volumes="$(abs "$volumes")"
   rundir="$volumes/libvirt-runtime"
 elif [ -f "$dir/launcher.volumes" ]; then
   rundir="$(cat "$dir/launcher.volumes")/libvirt-runtime"
@@ -50,7 +54,7 @@ write_lines() {
 }
 
 write_config() {
-  mkdir -p "$dir"/{etc,run,lib,cache,log}
+  [ -d "$dir/log" ] || mkdir -p "$dir"/{etc,run,lib,cache,log}
   local uuid; read -r uuid </proc/sys/kernel/random/uuid
   write_lines "$dir/etc/libvirtd.conf" <<EOF
 # written by launcher.sh for launcher $name
@@ -104,22 +108,50 @@ daemon_cpu() {
 # gone: under an init that reaps late (this sandbox's reaps every ~2 s) each
 # stopped QEMU, a migrated-away source or a capabilities probe, cost 1.4-2 s
 # (the libvirt lane ran twice as long). The reaper is a bash that the kernel
-# makes the orphans' parent (PR_SET_CHILD_SUBREAPER, set through perl's
-# syscall) and that reaps each at once while it waits for libvirtd; it goes
+# makes the orphans' parent (PR_SET_CHILD_SUBREAPER, set by NS_PERL) and that reaps each at once while it waits for libvirtd; it goes
 # when libvirtd goes.
 REAPER='${1:+taskset -c $1} libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid &
 d=$!
 trap "kill -TERM $d" TERM INT
 while kill -0 "$d" 2>/dev/null; do wait "$d"; done'
 
-# prctl's syscall number when a reaper is wanted (and perl can make one); empty otherwise.
-reaper_prctl() {
-  [ "${FERRY_LAUNCHER_REAPER:-1}" = 1 ] || return 0
-  command -v perl >/dev/null 2>&1 || { say "no perl: libvirtd runs without a reaping parent"; return 0; }
+# The namespace's set-up in one perl process where the syscall numbers of
+# mount and prctl are known (perl-base is on every Debian system): bind
+# mounts, then (with a reaper) PR_SET_CHILD_SUBREAPER and the reaper, else
+# libvirtd itself. A target pod's start waits for it, and the shell version
+# below forks mkdir and seven mounts (~12 ms).
+# shellcheck disable=SC2016
+NS_PERL='my ($d, $run, $vol, $cpu, $sys_mount, $sys_prctl, $reaper) = @ARGV;
+sub bind_mount {
+  my ($from, $to) = @_;
+  mkdir $to;
+  syscall($sys_mount, $from, $to, 0, 4096, 0) == 0 or die "mount --bind $from $to: $!\n"; # MS_BIND
+}
+bind_mount("$d/etc", "/etc/libvirt");
+bind_mount($run, "/run/libvirt");
+bind_mount("$d/lib", "/var/lib/libvirt");
+bind_mount("$d/cache", "/var/cache/libvirt");
+bind_mount("$d/log", "/var/log/libvirt");
+if ($vol ne "") {
+  bind_mount("$vol/public", "/run/kubevirt");
+  mkdir "/run/kubevirt/migrationproxy";
+  bind_mount("$vol/sockets", "/run/kubevirt/sockets");
+}
+$ENV{PATH} = "/usr/sbin:/usr/bin:/sbin:/bin:$ENV{PATH}";
+if ($reaper ne "") {
+  syscall($sys_prctl, 36, 1) == 0 or die "prctl: $!\n"; # PR_SET_CHILD_SUBREAPER
+  exec("bash", "-c", $reaper, "reaper", $cpu) or die "bash: $!\n";
+}
+my @daemon = ("libvirtd", "--config", "/etc/libvirt/libvirtd.conf", "--pid-file", "/run/libvirt/libvirtd.pid");
+unshift @daemon, "taskset", "-c", $cpu if $cpu ne "";
+exec(@daemon) or die "libvirtd: $!\n";'
+
+# The syscall numbers (mount, prctl) perl needs for NS_PERL; empty where unknown or without perl.
+ns_syscalls() {
+  command -v perl >/dev/null 2>&1 || return 0
   case "$HOSTTYPE" in
-    x86_64) echo 157 ;;
-    aarch64) echo 167 ;;
-    *) say "FERRY_LAUNCHER_REAPER: prctl's syscall number on $HOSTTYPE is not known; no reaper" ;;
+    x86_64) echo "165 157" ;;
+    aarch64) echo "40 167" ;;
   esac
 }
 
@@ -130,10 +162,19 @@ start() {
   command -v libvirtd >/dev/null 2>&1 || [ -x /usr/sbin/libvirtd ] || { say "libvirtd not installed (run setup.sh)"; return 3; }
   write_config
   rm -f "$sock" "$rundir/libvirtd.pid"
-  local prctl; prctl="$(reaper_prctl)"
+  local sys reaper=""; sys="$(ns_syscalls)"
+  if [ "${FERRY_LAUNCHER_REAPER:-1}" = 1 ]; then
+    if [ -n "$sys" ]; then reaper="$REAPER"; else say "no perl or unknown syscall numbers on $HOSTTYPE: libvirtd runs without a reaping parent"; fi
+  fi
   if [ -n "$volumes" ]; then echo "$volumes" >"$dir/launcher.volumes"; else rm -f "$dir/launcher.volumes"; fi
   # The mount point for the pod's /run/kubevirt must exist on the host.
-  [ -z "$volumes" ] || mkdir -p /run/kubevirt
+  [ -z "$volumes" ] || [ -d /run/kubevirt ] || mkdir -p /run/kubevirt
+  if [ -n "$sys" ]; then
+    # unshare and perl exec into libvirtd (or the reaper), so $! is the daemon's (or the reaper's) pid.
+    # shellcheck disable=SC2086
+    unshare --mount --propagation private -- perl -e "$NS_PERL" "$dir" "$rundir" "$volumes" "$(daemon_cpu)" $sys "$reaper" \
+      </dev/null >"$dir/launcher.out" 2>&1 &
+  else
   # unshare and bash exec into libvirtd, so $! is the daemon's own pid.
   unshare --mount --propagation private -- bash -c '
     set -e
@@ -150,43 +191,37 @@ start() {
       mount --bind "$vol/sockets" /run/kubevirt/sockets
     fi
     PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
-    # With a reaper (see REAPER), prctl marks this process a subreaper and it runs the reaper script.
-    [ -z "$5" ] || exec perl -e "syscall($5, 36, 1) == 0 or die qq(prctl: \$!\n); exec @ARGV or die qq(\$!\n)" -- bash -c "$6" reaper "$4"
     exec ${4:+taskset -c $4} libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
-  ' launcher "$dir" "$rundir" "$volumes" "$(daemon_cpu)" "$prctl" "$REAPER" </dev/null >"$dir/launcher.out" 2>&1 &
-  local pid=$!
-  if [ -n "$prctl" ]; then
-    # $! is the reaper (first it mounts, forking mount and mkdir); the daemon is
-    # its child named libvirtd, and launcher.pid names the daemon.
-    local i c comm d="" kids=()
-    for ((i = 0; i < 300; i++)); do
-      read -ra kids <"/proc/$pid/task/$pid/children" 2>/dev/null
-      for c in "${kids[@]}"; do
-        read -r comm <"/proc/$c/comm" 2>/dev/null && [ "$comm" = libvirtd ] && { d="$c"; break; }
-      done
-      [ -n "$d" ] && break
-      alive "$pid" || break
-      sleep 0.01
-    done
-    [ -n "$d" ] && pid="$d"
+  ' launcher "$dir" "$rundir" "$volumes" "$(daemon_cpu)" </dev/null >"$dir/launcher.out" 2>&1 &
   fi
-  echo "$pid" >"$pidfile"
+  local child=$! pid=""
+  # The daemon's pid file (written before it listens; same pid namespace, so
+  # the host's pid) names the daemon whether or not a reaper is its parent.
+  # The socket is polled every 2 ms with a builtin: a migration target's pod
+  # start waits for this loop, and `sleep` or `virsh` forks cost 10-14 ms each
+  # (they made half of the 55 ms this took). A listening socket is enough:
+  # a connection made before the daemon accepts waits in its backlog.
+  local pidf="$rundir/libvirtd.pid" nap
+  exec {nap}<> <(:) # a pipe we hold both ends of: read -t on it is a builtin sleep
   local deadline=$((SECONDS + ${FERRY_LAUNCHER_TIMEOUT:-30}))
   while [ $SECONDS -lt $deadline ]; do
-    if ! alive "$pid"; then
-      say "libvirtd exited during start; output:"; tail -n 20 "$dir/launcher.out" >&2
-      tail -n 20 "$dir/log/libvirtd.log" >&2 2>/dev/null
-      rm -f "$pidfile"; return 1
-    fi
-    # A pod's socket path can exceed the 108 bytes a unix socket address
-    # holds: reach it through the daemon's own root, as virt-handler does.
-    [ -z "$volumes" ] || uri="qemu+unix:///system?socket=/proc/$pid/root/run/libvirt/libvirt-sock"
-    if [ -S "$sock" ] && virsh -q -c "$uri" uri >/dev/null 2>&1; then
+    # (The pid file has no newline: read fails at its end but sets pid.)
+    if [ -S "$sock" ] && [ -s "$pidf" ] && { read -r pid <"$pidf" || [ -n "$pid" ]; } && alive "$pid"; then
+      echo "$pid" >"$pidfile"
+      # A pod's socket path can exceed the 108 bytes a unix socket address
+      # holds: reach it through the daemon's own root, as virt-handler does.
+      [ -z "$volumes" ] || uri="qemu+unix:///system?socket=/proc/$pid/root/run/libvirt/libvirt-sock"
       say "ready (pid $pid)"; echo "$uri"; return 0
     fi
-    # A pod start waits for this loop (a migration target's daemon is started on the migration's path).
-    sleep 0.01
+    if ! alive "$child"; then
+      say "libvirtd exited during start; output:"; tail -n 20 "$dir/launcher.out" >&2
+      tail -n 20 "$dir/log/libvirtd.log" >&2 2>/dev/null
+      return 1
+    fi
+    read -r -t 0.002 -u "$nap" _
   done
+  [ -n "$pid" ] || pid="$child"
+  echo "$pid" >"$pidfile"
   say "socket $sock did not answer within ${FERRY_LAUNCHER_TIMEOUT:-30}s"
   stop; return 1
 }

@@ -351,7 +351,12 @@ export class LibvirtDriver implements HypervisorDriver {
     }
   }
 
-  async migrate(name: string, target: { node: string; address: string }, controls: MigrationControls, migrationId: string): Promise<MigrationJob> {
+  /**
+   * `opts.ready`: what must be in place before libvirt is asked to migrate
+   * (the launcher driver's source proxy); it is awaited after this driver's
+   * own preparation, so the two overlap.
+   */
+  async migrate(name: string, target: { node: string; address: string }, controls: MigrationControls, migrationId: string, opts: { ready?: Promise<unknown> } = {}): Promise<MigrationJob> {
     const { destUri, migrateUri } = parseAddress(target.address);
     const existing = this.jobs.get(name);
     if (existing && !existing.settled) {
@@ -363,25 +368,34 @@ export class LibvirtDriver implements HypervisorDriver {
     let dom: DomainRef;
     let performConn: LibvirtRemote;
     let flags: number;
+    // The perform call blocks for the whole migration: it gets a connection of its own
+    // (as virsh does), so the daemon's per-client request limit never holds up the
+    // aborts, statistics and speed changes sent on the shared one. Opened while the
+    // domain is checked (each step is a round trip on a migration's critical path).
+    const opening = this.open();
+    opening.catch(() => undefined);
     try {
       r = await this.remote();
       const found = await this.lookup(r, name);
       if (!found) throw new Error(`cannot migrate ${name}: no such domain on ${this.node}`);
       dom = found;
-      const raw = await r.getState(dom);
+      const [raw, xml] = await Promise.all([r.getState(dom), r.getXmlDesc(dom)]);
       if (raw.state !== DomainStateCode.RUNNING) {
         throw new Error(`cannot migrate ${name} from ${this.node}: it is not running (libvirt state ${raw.state}/${raw.reason})`);
       }
-      const localDisk = hasLocalWritableDisk(await r.getXmlDesc(dom));
-      flags = migrationFlags(controls, { localDisk });
+      flags = migrationFlags(controls, { localDisk: hasLocalWritableDisk(xml) });
       // Applies to the migration about to start: libvirt keeps it for the domain.
       if (controls.maxDowntimeMs > 0) await r.migrateSetMaxDowntime(dom, controls.maxDowntimeMs);
-      // The perform call blocks for the whole migration: it gets a connection of its own
-      // (as virsh does), so the daemon's per-client request limit never holds up the
-      // aborts, statistics and speed changes sent on the shared one.
-      performConn = await this.open();
+      performConn = await opening;
+      try {
+        await opts.ready;
+      } catch (err) {
+        void performConn.close();
+        throw err;
+      }
     } catch (err) {
       release();
+      void opening.then((c) => c.close(), () => undefined);
       throw err;
     }
 

@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { roleFromSubjectAltName, splitPemBundle } from './pki.js';
+import { roleFromSubjectAltName, splitPemBundle } from './pem.js';
 
 /**
  * Deciding whether a TLS peer may talk to us, with the reason when it may not.

@@ -6,6 +6,9 @@ type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 import * as x509 from '@peculiar/x509';
 import type { Clock } from '../util/clock.js';
+import { ROLE_URI_PREFIX, roleFromSubjectAltName, splitPemBundle } from './pem.js';
+
+export { ROLE_URI_PREFIX, roleFromSubjectAltName, splitPemBundle };
 
 /**
  * Issuing X.509 material for every TLS need in Ferry (admission webhook,
@@ -48,7 +51,6 @@ export interface LeafOptions {
   clock: Clock;
 }
 
-export const ROLE_URI_PREFIX = 'spiffe://ferry/';
 const ROLE_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
 
 const KEY_ALG: webcrypto.EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
@@ -143,11 +145,6 @@ export async function issue(ca: KeyPairPem, opts: LeafOptions): Promise<KeyPairP
   return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };
 }
 
-/** The certificates in a PEM bundle (a CA bundle may hold the current and the previous CA). */
-export function splitPemBundle(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((c) => c + '\n') ?? [];
-}
-
 /** Validity window of a certificate, in epoch milliseconds. */
 export function validity(certPem: string): { notBefore: number; notAfter: number } {
   const c = new NodeX509(certPem);
@@ -169,11 +166,3 @@ export function roleOf(certPem: string | NodeX509): string | undefined {
   return roleFromSubjectAltName(c.subjectAltName);
 }
 
-/** Node prints SANs as `DNS:a, IP Address:1.2.3.4, URI:spiffe://ferry/webhook`. */
-export function roleFromSubjectAltName(san: string | undefined): string | undefined {
-  for (const part of (san ?? '').split(/,\s*/)) {
-    const m = /^URI:(.*)$/.exec(part.trim());
-    if (m?.[1]?.startsWith(ROLE_URI_PREFIX)) return m[1].slice(ROLE_URI_PREFIX.length);
-  }
-  return undefined;
-}

@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { splitPemBundle } from './pki.js';
+import { splitPemBundle } from './pem.js';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls';
 
 /**

@@ -30,10 +30,10 @@ import { subjects } from '../../src/bus/subjects.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { unixSocketUri } from '../../src/hypervisor/libvirt/address.js';
 import { LibvirtDriver } from '../../src/hypervisor/libvirt/driver.js';
-import { isNotFound, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
+import { isNotFound, KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
 import { startInformer, type KeepAliveInformer } from '../../src/kube/informer.js';
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { createLogger, silentLogger } from '../../src/util/log.js';
 import { guestXml } from '../../src/devcluster/libvirtNodes.js';
 import { LauncherLocator } from '../../src/launcher/locator.js';
@@ -75,6 +75,16 @@ interface Sample {
   /** … of it, before the perform call arrived, and after it returned. */
   beforeMs?: number;
   afterMs?: number;
+  /** CPU time the whole machine spent over the run (every process: QEMUs, daemons, virsh or Ferry), and this process's share (Ferry's control plane and proxies). */
+  cpuMachineS?: number;
+  cpuBenchS?: number;
+}
+
+/** Busy CPU seconds of the whole machine since boot (/proc/stat: all but idle and iowait). */
+function machineBusySeconds(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, _idle, _iowait, irq, softirq, steal] = cpu;
+  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / 100; // USER_HZ
 }
 
 function median(xs: number[]): number {
@@ -102,7 +112,7 @@ class Bench {
   private vmims: KeepAliveInformer<KubernetesObject> | undefined;
   private changed: (() => void) | undefined;
 
-  constructor(private readonly guest: 'idle' | 'dirty', private readonly trace: boolean) {}
+  constructor(private readonly guest: 'idle' | 'dirty', private readonly trace: boolean, private readonly tls: boolean) {}
 
   async start(): Promise<void> {
     if (this.trace) {
@@ -125,6 +135,12 @@ class Bench {
       log: process.env['FERRY_BENCH_LOG'] ? createLogger({ name: 'bench', level: 'debug', destination: process.env['FERRY_BENCH_LOG'] }) : silentLogger,
     });
     const kube = this.env.kube;
+    if (!this.tls) {
+      // KubeVirt's migrations.disableTLS: the handlers' proxy carries the stream over plain TCP.
+      await kube.patchCustom(KUBEVIRT_RESOURCE, 'kubevirt', 'kubevirt', { spec: { configuration: { migrations: { disableTLS: true } } } });
+      // The controller reloads its configuration from its informer; a second is ample on an idle machine.
+      await new Promise((r) => setTimeout(r, 1000));
+    }
     this.vmims = startInformer<KubernetesObject>({
       kc: kube.kc,
       path: '/apis/kubevirt.io/v1/namespaces/default/virtualmachineinstancemigrations',
@@ -317,7 +333,7 @@ const fmt = (ms: number | undefined) => (ms === undefined ? '-' : `${Math.round(
 
 const mibs = (bps: number | undefined) => (bps === undefined || Number.isNaN(bps) ? '-' : `${(bps / MiB).toFixed(0)}`);
 
-interface Options { runs: number; warmup: number; guest: 'idle' | 'dirty'; json?: string; throughput: boolean; trace: boolean; reaper: boolean }
+interface Options { runs: number; warmup: number; guest: 'idle' | 'dirty'; json?: string; throughput: boolean; trace: boolean; reaper: boolean; tls: boolean }
 
 type StageKey = Exclude<keyof LibvirtStages, 'performAt'> | 'callerMs' | 'beforeMs' | 'afterMs';
 
@@ -346,12 +362,12 @@ function stageSummary(samples: Sample[]) {
 async function main(opts: Options): Promise<void> {
   // Read by launcher.sh, which starts every daemon of both kinds (see its REAPER).
   if (!opts.reaper) process.env['FERRY_LAUNCHER_REAPER'] = '0';
-  const bench = new Bench(opts.guest, opts.trace);
+  const bench = new Bench(opts.guest, opts.trace, opts.tls);
   const samples: Sample[] = [];
   let failure: unknown;
   try {
     process.stdout.write(opts.reaper ? '' : 'no reaper (--no-reaper): exited QEMUs wait for this machine\'s init to reap them, on both sides\n');
-    process.stdout.write(`preparing the embedded cluster with launcher pods (one libvirtd each), NATS, controller, handlers with the mTLS proxy, and a spare daemon; ${opts.guest} 128 MiB guest…\n`);
+    process.stdout.write(`preparing the embedded cluster with launcher pods (one libvirtd each), NATS, controller, handlers with the ${opts.tls ? 'mTLS' : 'plain TCP (--no-tls)'} proxy, and a spare daemon; ${opts.guest} 128 MiB guest…\n`);
     await bench.start();
     for (let i = 1; i <= opts.warmup; i++) {
       const s = await bench.raw(0);
@@ -360,7 +376,12 @@ async function main(opts: Options): Promise<void> {
     process.stdout.write(`run  how    from    → to       wall ms  →Running ms  job ms  job end→Succeeded ms  MiB/s  downtime ms\n`);
     for (let i = 1; i <= opts.runs; i++) {
       for (const how of ['raw', 'ferry'] as const) {
+        const cpu0 = machineBusySeconds();
+        const own0 = process.cpuUsage();
         const s = how === 'raw' ? await bench.raw(i) : await bench.ferry(i);
+        const own = process.cpuUsage(own0);
+        s.cpuMachineS = machineBusySeconds() - cpu0;
+        s.cpuBenchS = (own.user + own.system) / 1e6;
         samples.push(s);
         process.stdout.write(`${String(i).padStart(3)}  ${how.padEnd(5)}  ${s.from} → ${s.to.padEnd(6)}  ${fmt(s.wallMs).padStart(7)}  ${fmt(s.toRunningMs).padStart(11)}  ${fmt(s.libvirtElapsedMs).padStart(6)}  ${fmt(s.afterJobMs).padStart(20)}  ${mibs(s.bytesPerSecond).padStart(5)}  ${fmt(s.downtimeMs).padStart(11)}\n`);
       }
@@ -372,7 +393,7 @@ async function main(opts: Options): Promise<void> {
   if (left.length > 0) process.stderr.write(`processes left running after the bench: ${left.join(' ')}\n`);
   if (failure) throw failure;
 
-  const of = (how: Sample['how'], k: 'wallMs' | 'libvirtElapsedMs' | 'downtimeMs' | 'bytesPerSecond' | 'toRunningMs' | 'afterJobMs' | 'runningToJobEndMs') =>
+  const of = (how: Sample['how'], k: 'wallMs' | 'libvirtElapsedMs' | 'downtimeMs' | 'bytesPerSecond' | 'toRunningMs' | 'afterJobMs' | 'runningToJobEndMs' | 'cpuMachineS' | 'cpuBenchS') =>
     samples.filter((s) => s.how === how).map((s) => s[k]).filter((v): v is number => v !== undefined);
   const pairs = Array.from({ length: opts.runs }, (_, i) => [samples.find((s) => s.run === i + 1 && s.how === 'raw')!, samples.find((s) => s.run === i + 1 && s.how === 'ferry')!] as const);
   const summary = {
@@ -380,10 +401,15 @@ async function main(opts: Options): Promise<void> {
     warmup: opts.warmup,
     reaper: opts.reaper,
     guest: { domain: DOMAIN, memory: '128Mi', kind: opts.guest === 'idle' ? 'idle (diskless, TCG)' : 'dirtying 48 MiB (TCG)' },
-    raw: { medianWallMs: median(of('raw', 'wallMs')), medianLibvirtElapsedMs: median(of('raw', 'libvirtElapsedMs')), medianDowntimeMs: median(of('raw', 'downtimeMs')), medianBytesPerSecond: median(of('raw', 'bytesPerSecond')) },
+    tls: opts.tls,
+    raw: {
+      medianWallMs: median(of('raw', 'wallMs')), medianLibvirtElapsedMs: median(of('raw', 'libvirtElapsedMs')), medianDowntimeMs: median(of('raw', 'downtimeMs')), medianBytesPerSecond: median(of('raw', 'bytesPerSecond')),
+      medianCpuMachineS: median(of('raw', 'cpuMachineS')),
+    },
     ferry: {
       medianToRunningMs: median(of('ferry', 'toRunningMs')), medianWallMs: median(of('ferry', 'wallMs')), medianLibvirtElapsedMs: median(of('ferry', 'libvirtElapsedMs')),
       medianAfterJobMs: median(of('ferry', 'afterJobMs')), medianRunningToJobEndMs: median(of('ferry', 'runningToJobEndMs')), medianDowntimeMs: median(of('ferry', 'downtimeMs')), medianBytesPerSecond: median(of('ferry', 'bytesPerSecond')),
+      medianCpuMachineS: median(of('ferry', 'cpuMachineS')), medianCpuBenchS: median(of('ferry', 'cpuBenchS')),
     },
     ratio: 0,
     /** Median of Ferry ÷ raw per run (back to back): less exposed to run-to-run drift. */
@@ -395,11 +421,12 @@ async function main(opts: Options): Promise<void> {
   };
   summary.ratio = summary.ferry.medianWallMs / summary.raw.medianWallMs;
   process.stdout.write('\n');
-  process.stdout.write(`median wall time   raw virsh (direct TCP) ${fmt(summary.raw.medianWallMs)} ms   Ferry (proxy, mTLS) ${fmt(summary.ferry.medianWallMs)} ms   ratio ${summary.ratio.toFixed(3)} (goal ≤ ${summary.goal}; per-run pairs: median ${summary.pairedRatio.toFixed(3)})\n`);
+  process.stdout.write(`median wall time   raw virsh (direct TCP) ${fmt(summary.raw.medianWallMs)} ms   Ferry (proxy, ${opts.tls ? 'mTLS' : 'plain TCP'}) ${fmt(summary.ferry.medianWallMs)} ms   ratio ${summary.ratio.toFixed(3)} (goal ≤ ${summary.goal}; per-run pairs: median ${summary.pairedRatio.toFixed(3)})\n`);
   process.stdout.write(`load average       ${loadavg().map((l) => l.toFixed(2)).join(' ')} (1, 5, 15 min; the machine's other work slows both kinds alike)\n`);
   process.stdout.write(`Ferry stages       VMIM created → Running ${fmt(summary.ferry.medianToRunningMs)} ms   libvirt job ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms (Running → job end ${fmt(summary.ferry.medianRunningToJobEndMs)} ms)   job end → Succeeded ${fmt(summary.ferry.medianAfterJobMs)} ms\n`);
   process.stdout.write(`libvirt job        raw ${fmt(summary.raw.medianLibvirtElapsedMs)} ms   Ferry ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms\n`);
   process.stdout.write(`transfer rate      direct ${mibs(summary.raw.medianBytesPerSecond)} MiB/s   proxied ${mibs(summary.ferry.medianBytesPerSecond)} MiB/s   (${(100 * summary.ferry.medianBytesPerSecond / summary.raw.medianBytesPerSecond).toFixed(0)} %; goal ≥ 80 %)\n`);
+  process.stdout.write(`CPU per migration  raw ${summary.raw.medianCpuMachineS.toFixed(2)} s   Ferry ${summary.ferry.medianCpuMachineS.toFixed(2)} s, of it Ferry's process (control plane, proxies) ${summary.ferry.medianCpuBenchS.toFixed(2)} s   (whole machine, ${cpus().length} CPUs)\n`);
   process.stdout.write(`downtime           direct ${fmt(summary.raw.medianDowntimeMs)} ms   proxied ${fmt(summary.ferry.medianDowntimeMs)} ms   (goal ≤ 1.5 × direct)\n`);
   if (summary.stages && summary.stages.traced > 0) {
     const st = summary.stages;
@@ -427,6 +454,7 @@ const program = new Command()
   .option('--no-throughput', 'skip the proxy\'s 1 GiB loopback throughput run')
   .option('--json <out>', 'also write the numbers as JSON to this file')
   .option('--trace', 'debug-log every libvirtd\'s migration steps and print where the wall time goes, stage by stage (raw and Ferry)', false)
+  .option('--no-tls', 'carry the stream over plain TCP between the handlers (KubeVirt\'s migrations.disableTLS), to see what TLS costs')
   .option('--no-reaper', 'leave exited QEMUs to this machine\'s init instead of a parent that reaps them at once (where init reaps late, as in this sandbox, each stopped QEMU then costs 1.4-2 s, on both sides)')
   .action((opts: Options) => main(opts));
 

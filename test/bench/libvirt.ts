@@ -75,9 +75,19 @@ interface Sample {
   /** … of it, before the perform call arrived, and after it returned. */
   beforeMs?: number;
   afterMs?: number;
-  /** CPU time the whole machine spent over the run (every process: QEMUs, daemons, virsh or Ferry), and this process's share (Ferry's control plane and proxies). */
+  /** CPU time the whole machine spent over the measured migration (every process: QEMUs, daemons, virsh or Ferry), and this process's share (Ferry's control plane and proxies). */
   cpuMachineS?: number;
   cpuBenchS?: number;
+}
+
+/** CPU spent from now until the returned function is called: the whole machine's, and this process's. */
+function cpuMeter(): () => { cpuMachineS: number; cpuBenchS: number } {
+  const machine0 = machineBusySeconds();
+  const own0 = process.cpuUsage();
+  return () => {
+    const own = process.cpuUsage(own0);
+    return { cpuMachineS: machineBusySeconds() - machine0, cpuBenchS: (own.user + own.system) / 1e6 };
+  };
 }
 
 /** Busy CPU seconds of the whole machine since boot (/proc/stat: all but idle and iowait). */
@@ -226,14 +236,16 @@ class Bench {
     const home = unixSocketUri(socket);
     const spare = unixSocketUri(this.spare!.socketPath);
     const startedAt = Date.now();
+    const cpu = cpuMeter();
     const wallMs = await this.virshMigrate(home, spare);
+    const { cpuMachineS } = cpu();
     const traced = this.traced(log, startedAt, wallMs);
     const job = await this.lastJob(socket);
     await this.virshMigrate(spare, home);
     await run('virsh', ['-c', spare, 'undefine', DOMAIN], { timeout: 30_000 });
     return {
       run: runNo, how: 'raw', from: node, to: 'spare', wallMs, libvirtElapsedMs: job.elapsedMs, downtimeMs: job.downtimeMs,
-      bytesPerSecond: job.bytesPerSecond, dataTotal: job.dataTotal, ...traced,
+      bytesPerSecond: job.bytesPerSecond, dataTotal: job.dataTotal, cpuMachineS, ...traced,
     };
   }
 
@@ -262,6 +274,7 @@ class Bench {
     const kube = this.env!.kube;
     const startedAt = Date.now();
     const name = `bench-${runNo}`;
+    const cpu = cpuMeter();
     const started = performance.now();
     const created = (await kube.createCustom(VMIM_RESOURCE, 'default', {
       apiVersion: 'kubevirt.io/v1',
@@ -290,6 +303,7 @@ class Bench {
       }
     }
     const wallMs = performance.now() - started;
+    const cpuSpent = cpu();
     const succeededAt = Date.now();
     const result = this.results.get(created.metadata.uid);
     await kube.deleteCustom(VMIM_RESOURCE, 'default', name).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
@@ -309,6 +323,7 @@ class Bench {
       ...(result ? { afterJobMs: succeededAt - Date.parse(result.at) } : {}),
       ...(result && toRunningMs !== undefined ? { runningToJobEndMs: Date.parse(result.at) - (requestedAt + toRunningMs) } : {}),
       phases,
+      ...cpuSpent,
       ...(source ? this.traced(source.log, startedAt, wallMs) : {}),
     };
   }
@@ -376,12 +391,7 @@ async function main(opts: Options): Promise<void> {
     process.stdout.write(`run  how    from    → to       wall ms  →Running ms  job ms  job end→Succeeded ms  MiB/s  downtime ms\n`);
     for (let i = 1; i <= opts.runs; i++) {
       for (const how of ['raw', 'ferry'] as const) {
-        const cpu0 = machineBusySeconds();
-        const own0 = process.cpuUsage();
         const s = how === 'raw' ? await bench.raw(i) : await bench.ferry(i);
-        const own = process.cpuUsage(own0);
-        s.cpuMachineS = machineBusySeconds() - cpu0;
-        s.cpuBenchS = (own.user + own.system) / 1e6;
         samples.push(s);
         process.stdout.write(`${String(i).padStart(3)}  ${how.padEnd(5)}  ${s.from} → ${s.to.padEnd(6)}  ${fmt(s.wallMs).padStart(7)}  ${fmt(s.toRunningMs).padStart(11)}  ${fmt(s.libvirtElapsedMs).padStart(6)}  ${fmt(s.afterJobMs).padStart(20)}  ${mibs(s.bytesPerSecond).padStart(5)}  ${fmt(s.downtimeMs).padStart(11)}\n`);
       }
@@ -426,7 +436,7 @@ async function main(opts: Options): Promise<void> {
   process.stdout.write(`Ferry stages       VMIM created → Running ${fmt(summary.ferry.medianToRunningMs)} ms   libvirt job ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms (Running → job end ${fmt(summary.ferry.medianRunningToJobEndMs)} ms)   job end → Succeeded ${fmt(summary.ferry.medianAfterJobMs)} ms\n`);
   process.stdout.write(`libvirt job        raw ${fmt(summary.raw.medianLibvirtElapsedMs)} ms   Ferry ${fmt(summary.ferry.medianLibvirtElapsedMs)} ms\n`);
   process.stdout.write(`transfer rate      direct ${mibs(summary.raw.medianBytesPerSecond)} MiB/s   proxied ${mibs(summary.ferry.medianBytesPerSecond)} MiB/s   (${(100 * summary.ferry.medianBytesPerSecond / summary.raw.medianBytesPerSecond).toFixed(0)} %; goal ≥ 80 %)\n`);
-  process.stdout.write(`CPU per migration  raw ${summary.raw.medianCpuMachineS.toFixed(2)} s   Ferry ${summary.ferry.medianCpuMachineS.toFixed(2)} s, of it Ferry's process (control plane, proxies) ${summary.ferry.medianCpuBenchS.toFixed(2)} s   (whole machine, ${cpus().length} CPUs)\n`);
+  process.stdout.write(`CPU per migration  raw ${summary.raw.medianCpuMachineS.toFixed(2)} s   Ferry ${summary.ferry.medianCpuMachineS.toFixed(2)} s, of it Ferry's process (control plane, proxies) ${summary.ferry.medianCpuBenchS.toFixed(2)} s   (whole machine over each measured migration, ${cpus().length} CPUs)\n`);
   process.stdout.write(`downtime           direct ${fmt(summary.raw.medianDowntimeMs)} ms   proxied ${fmt(summary.ferry.medianDowntimeMs)} ms   (goal ≤ 1.5 × direct)\n`);
   if (summary.stages && summary.stages.traced > 0) {
     const st = summary.stages;

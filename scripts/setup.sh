@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Ferry's demo and tests need on a bare Debian machine with Node 20:
-# npm dependencies, nats-server, kubectl and Chromium for the console's browser
-# tests (from Debian's packages, when we are root).
+# npm dependencies, nats-server, kubectl, zsh (completion tests) and Chromium for
+# the console's browser tests (from Debian's packages, when we are root).
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 missing=()
 have nats-server || missing+=(nats-server)
 if ! have kubectl && [ "${FERRY_SKIP_KUBECTL:-}" != 1 ]; then missing+=(kubernetes-client); fi
+# The shell-completion tests run the zsh script `ferry completion zsh` prints in a real zsh.
+have zsh || missing+=(zsh)
 # The console's browser tests drive Debian's Chromium with playwright-core (no browser download).
 if ! have chromium && [ "${FERRY_SKIP_CHROMIUM:-}" != 1 ]; then missing+=(chromium); fi
 

@@ -259,6 +259,9 @@ export class LauncherDriver implements HypervisorDriver {
       await this.stopOutgoing(migrationId);
       throw err;
     }
+    // Up already (libvirt waited for it), unless the driver handed back a job it had: then the
+    // proxy is recorded before the job's end can look for it.
+    await starting?.catch(() => undefined);
     void job.done.then(() => this.stopOutgoing(migrationId));
     return job;
   }

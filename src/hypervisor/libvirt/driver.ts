@@ -387,14 +387,10 @@ export class LibvirtDriver implements HypervisorDriver {
       // Applies to the migration about to start: libvirt keeps it for the domain.
       if (controls.maxDowntimeMs > 0) await r.migrateSetMaxDowntime(dom, controls.maxDowntimeMs);
       performConn = await opening;
-      try {
-        await opts.ready;
-      } catch (err) {
-        void performConn.close();
-        throw err;
-      }
+      await opts.ready;
     } catch (err) {
       release();
+      // The perform connection was opened for this migration only.
       void opening.then((c) => c.close(), () => undefined);
       throw err;
     }

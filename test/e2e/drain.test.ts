@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { renderStatus } from '../../src/cli/commands/status.js';
+import { Labels } from '../../src/api/vmi.js';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
@@ -204,11 +205,30 @@ describe('ferry drain', () => {
     expect(err?.stdout).toMatch(/default\/vm-2\s+LiveMigrate\s+failed: .*stuck/);
     expect(err?.stdout).toMatch(/default\/vm-5\s+LiveMigrate\s+moved/);
     expect(err?.stdout).toContain('1 VM(s) could not be moved');
+    expect(err?.stdout).toContain('evacuation keeps retrying, with back-off, until you uncordon it');
+    const runningOn = async () => {
+      const nodes: string[] = [];
+      for (const [node, agent] of env.agents) {
+        if ((await agent.driver.listDomains()).find((d) => d.name === 'default_vm-2')?.state === 'running') nodes.push(node);
+      }
+      return nodes;
+    };
     const vm2 = await getVmi(env.kube, 'vm-2');
     expect(vm2.status?.nodeName).toBe('node-2');
-    expect((await launcherPods(env.kube, vm2.metadata.uid!)).map((p) => p.spec?.nodeName)).toEqual(['node-2']);
-    expect((await env.agents.get('node-2')!.driver.listDomains()).find((d) => d.name === 'default_vm-2')?.state).toBe('running');
+    expect(await runningOn()).toEqual(['node-2']);
+    // The node stays cordoned, so the evacuation retries (1 s back-off here): a retry's target pod may exist
+    // by now, and it is never more than that. Uncordoning ends the evacuation; once its last try has ended,
+    // the VM has its one launcher pod, on node-2, and still runs there alone.
+    const pods = await launcherPods(env.kube, vm2.metadata.uid!);
+    expect(pods.filter((p) => p.spec?.nodeName === 'node-2' && !p.metadata.labels?.[Labels.migrationJobUID]).length).toBe(1);
+    expect(pods.filter((p) => p.spec?.nodeName !== 'node-2').every((p) => p.metadata.labels?.[Labels.migrationJobUID])).toBe(true);
     await ferry('uncordon', 'node-2');
+    await waitFor('vm-2 back to its one launcher pod on node-2', async () => {
+      const left = await launcherPods(env.kube, vm2.metadata.uid!);
+      return left.length === 1 && left[0]!.spec?.nodeName === 'node-2';
+    }, { timeoutMs: 30_000 });
+    expect((await getVmi(env.kube, 'vm-2')).status?.nodeName).toBe('node-2');
+    expect(await runningOn()).toEqual(['node-2']);
   }, 90_000);
 });
 

@@ -174,7 +174,7 @@ export async function runDrain(nodeName: string, o: { kubeconfig?: string; dryRu
     out('');
     out(failed.length === 0
       ? `node/${nodeName} evacuated in ${formatDuration(seconds)}: ${list.filter((p) => p.state === 'moved').length} VM(s) moved`
-      : `node/${nodeName}: ${failed.length} VM(s) could not be moved (see above); the node stays cordoned`);
+      : `node/${nodeName}: ${failed.length} VM(s) could not be moved (see above); the node stays cordoned and their evacuation keeps retrying, with back-off, until you uncordon it`);
   }
   if (failed.length > 0) process.exitCode = 1;
 }

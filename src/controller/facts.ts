@@ -2,7 +2,7 @@ import { podIsReady, podUnschedulable, type Pod } from '../api/core.js';
 import { isLiveMigratable, type VirtualMachineInstance } from '../api/vmi.js';
 import type { MigrationPhase } from '../api/vmim.js';
 import type { MigrationEvent } from '../../statecharts/migration.js';
-import { stalePlacementReason } from './stalePlacement.js';
+import { placementOnSourceReason, stalePlacementReason } from './stalePlacement.js';
 
 /** What the objects say about one migration now (all read from the caches). */
 export interface Observed {
@@ -26,6 +26,11 @@ export interface Observed {
    * since been cordoned (another drain started after the placement).
    */
   placementCordoned?: string | undefined;
+  /**
+   * The node Ferry's own placement pinned the target pod to, when the VMI runs
+   * there now (the placement used a copy of the VMI that was a move behind).
+   */
+  placementOnSource?: string | undefined;
 }
 
 const WITH_TARGET_POD: ReadonlySet<MigrationPhase> = new Set(['Scheduling', 'Scheduled', 'PreparingTarget', 'TargetReady', 'Running']);
@@ -68,6 +73,11 @@ export function factOf(o: Observed): { event?: MigrationEvent; targetPodSeen: bo
   // with a new placement.
   if (u.unschedulable && o.placementCordoned && !pod.spec?.nodeName) {
     return { event: { type: 'TARGET_POD_GONE', reason: stalePlacementReason(o.placementCordoned) }, targetPodSeen: true };
+  }
+  // Pinned to the node the VM runs on: the pod is anti-affine to the VM's own pod there and no scheduler
+  // will bind it, whether or not one has said so yet. Fail now, as for a cordoned pin.
+  if (o.placementOnSource && !pod.spec?.nodeName) {
+    return { event: { type: 'TARGET_POD_GONE', reason: placementOnSourceReason(o.placementOnSource) }, targetPodSeen: true };
   }
   if (u.unschedulable) return { event: { type: 'TARGET_POD_UNSCHEDULABLE', message: u.message ?? 'no node fits' }, targetPodSeen: true };
   if (pod.spec?.nodeName) return { event: { type: 'TARGET_POD_SCHEDULED', node: pod.spec.nodeName, pod: pod.metadata.name }, targetPodSeen: true };

@@ -149,6 +149,7 @@ export class MigrationReconciler {
       targetPodSeen: t.targetPodSeen,
       pinnedHostname: s.addedNodeSelector?.['kubernetes.io/hostname'],
       placementCordoned: s.phase === 'Scheduling' && s.pinnedTarget && s.targetConstraint() === s.pinnedTarget && this.d.nodeCordoned?.(s.pinnedTarget) ? s.pinnedTarget : undefined,
+      placementOnSource: s.phase === 'Scheduling' && s.pinnedTarget && s.targetConstraint() === s.pinnedTarget && vmi?.status?.nodeName === s.pinnedTarget ? s.pinnedTarget : undefined,
       missingVmiReason: vmi ? undefined : unusableVmiReason(this.d.rawVmi(s.vmiName, s.namespace), s.vmiKey),
       otherActive: s.phase === 'Pending' && vmi ? this.otherActiveMigration(s, vmi) : undefined,
     });

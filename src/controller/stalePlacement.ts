@@ -9,12 +9,23 @@
 export const STALE_PLACEMENT_CONDITION_REASON = 'TargetPlacementStale';
 
 const PHRASE = ', where Ferry placed it, was cordoned before it could be scheduled there';
+/**
+ * The other way a placement goes stale: admission placed the target on the node
+ * the VM has moved to since (its copy of the VMI was one move behind, as a cache
+ * may be under API faults). The target pod is anti-affine to the VM's own pod
+ * there, so no scheduler will ever bind it.
+ */
+const ON_SOURCE_PHRASE = ', where Ferry placed it, is where the VM runs now';
 
 export function stalePlacementReason(node: string): string {
   return `node ${node}${PHRASE}`;
 }
 
-/** True for a failure reason built by stalePlacementReason (with any prefix the chart adds). */
+export function placementOnSourceReason(node: string): string {
+  return `node ${node}${ON_SOURCE_PHRASE}`;
+}
+
+/** True for a failure reason built by stalePlacementReason or placementOnSourceReason (with any prefix the chart adds). */
 export function isStalePlacement(failureReason: string): boolean {
-  return failureReason.endsWith(PHRASE);
+  return failureReason.endsWith(PHRASE) || failureReason.endsWith(ON_SOURCE_PHRASE);
 }

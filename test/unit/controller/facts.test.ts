@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import type { Pod } from '../../../src/api/core.js';
 import type { VirtualMachineInstance } from '../../../src/api/vmi.js';
+import { isStalePlacement } from '../../../src/controller/stalePlacement.js';
 import { factOf, type Observed } from '../../../src/controller/facts.js';
 
 const vmi = (over: Partial<VirtualMachineInstance['status']> = {}, meta: Partial<VirtualMachineInstance['metadata']> = {}): VirtualMachineInstance => ({
@@ -52,6 +53,17 @@ describe('facts: what the objects tell the chart', () => {
     expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod()], placementCordoned: 'node-c' })).event).toBeUndefined();
     // …and never once it is bound.
     expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod({ node: 'node-c' })], placementCordoned: 'node-c' })).event).toEqual({ type: 'TARGET_POD_SCHEDULED', node: 'node-c', pod: 'virt-launcher-vm-a-mig-1' });
+  });
+
+  it('a target pod Ferry pinned to the node the VM has moved to since fails at once: it is anti-affine to the VM\'s own pod there', () => {
+    const reason = 'node node-c, where Ferry placed it, is where the VM runs now';
+    // Whether or not the scheduler has said so yet: no node can ever take it.
+    expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod()], placementOnSource: 'node-c' })).event).toEqual({ type: 'TARGET_POD_GONE', reason });
+    expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod({ unschedulable: '0/3 nodes are available' })], placementOnSource: 'node-c' })).event).toEqual({ type: 'TARGET_POD_GONE', reason });
+    // A bound pod is the scheduler's word that it fits.
+    expect(factOf(observed({ phase: 'Scheduling', targetPods: [pod({ node: 'node-c' })], placementOnSource: 'node-c' })).event).toMatchObject({ type: 'TARGET_POD_SCHEDULED' });
+    // It counts as a stale placement: the evacuation retries at once, with a new placement.
+    expect(isStalePlacement(`target pod failed: ${reason}`)).toBe(true);
   });
 
   it('follows the target pod: scheduled, unschedulable, ready, then gone', () => {

@@ -657,13 +657,26 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     feed();
     const handlerJobs: ActiveHandlerJob[] = [];
     const handlerDomains = new Map<string, Array<{ name: string; state: string }>>();
+    // Servers restarted by the last fault may still be re-forming their routes (a kill of two of three
+    // at the very end left handlers unreachable from the observer for over 10 s): each handler gets 30 s
+    // to answer, asked every 5 s; one that never does has lost its subscriptions, not its route.
+    const askUntil = Date.now() + 30_000;
+    const listJobs = async (node: string) => {
+      for (;;) {
+        try {
+          return await requestCommand(observer, node, 'list-jobs', {}, { timeoutMs: 5000 });
+        } catch (err) {
+          if (Date.now() >= askUntil) throw err;
+        }
+      }
+    };
     for (const node of env.handlers.keys()) {
       try {
-        const r = await requestCommand(observer, node, 'list-jobs', {}, { timeoutMs: 5000 });
+        const r = await listJobs(node);
         for (const j of r.jobs) handlerJobs.push({ node, role: j.role, migrationUid: j.migrationUid, state: j.state, domain: j.domain });
         handlerDomains.set(node, r.domains.map((d) => ({ name: d.name, state: d.state })));
       } catch (err) {
-        checker.violations.push({ invariant: 'quiescence', at: Date.now(), subject: node, message: `handler of ${node} does not answer list-jobs after the faults: ${(err as Error).message}` });
+        checker.violations.push({ invariant: 'quiescence', at: Date.now(), subject: node, message: `handler of ${node} does not answer list-jobs within 30 s after the faults: ${(err as Error).message}` });
       }
     }
     checker.violations.push(...quiescenceViolations({

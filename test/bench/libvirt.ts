@@ -148,7 +148,8 @@ class Bench {
     if (!this.tls) {
       // KubeVirt's migrations.disableTLS: the handlers' proxy carries the stream over plain TCP.
       await kube.patchCustom(KUBEVIRT_RESOURCE, 'kubevirt', 'kubevirt', { spec: { configuration: { migrations: { disableTLS: true } } } });
-      // The controller reloads its configuration from its informer; a second is ample on an idle machine.
+      // The controller reloads its configuration from its informer; a second is ample on an idle machine,
+      // and each run checks what its migration ran with (ferry()).
       await new Promise((r) => setTimeout(r, 1000));
     }
     this.vmims = startInformer<KubernetesObject>({
@@ -307,7 +308,14 @@ class Bench {
     const succeededAt = Date.now();
     const result = this.results.get(created.metadata.uid);
     await kube.deleteCustom(VMIM_RESOURCE, 'default', name).catch((err: unknown) => { if (!isNotFound(err)) throw err; });
-    const to = (await this.vmi()).status?.nodeName ?? '?';
+    const moved = await this.vmi();
+    const to = moved.status?.nodeName ?? '?';
+    // The configuration the controller ran this migration with (the VMI's migration state records it):
+    // a --no-tls run whose controller had not yet reloaded the KubeVirt CR would measure TLS under its name.
+    const ran = moved.status?.migrationState;
+    if (ran?.migrationUid === created.metadata.uid && Boolean(ran.migrationConfiguration?.['disableTLS']) === this.tls) {
+      throw new Error(`Ferry migration ${name} ran with disableTLS ${String(ran.migrationConfiguration?.['disableTLS'] ?? false)}, not the ${this.tls ? 'mTLS' : 'plain TCP'} this run measures`);
+    }
     const toRunningMs = phases['Running'];
     const job = result?.stats.elapsedMs;
     return {

@@ -9,7 +9,7 @@ import { Labels } from '../../src/api/vmi.js';
 import { FerryConfig } from '../../src/config/ferryConfig.js';
 import { startDevEnvironment, type DevEnvironment } from '../../src/devcluster/environment.js';
 import { KUBEVIRT_RESOURCE, VMI_RESOURCE, VMIM_RESOURCE } from '../../src/kube/client.js';
-import { createVmim, getVmi, getVmim, launcherPods, waitForPhase } from '../support/cluster.js';
+import { createVmim, domainsOf, getVmi, getVmim, launcherPods, waitForPhase } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
 
 const run = promisify(execFile);
@@ -206,13 +206,7 @@ describe('ferry drain', () => {
     expect(err?.stdout).toMatch(/default\/vm-5\s+LiveMigrate\s+moved/);
     expect(err?.stdout).toContain('1 VM(s) could not be moved');
     expect(err?.stdout).toContain('evacuation keeps retrying, with back-off, until you uncordon it');
-    const runningOn = async () => {
-      const nodes: string[] = [];
-      for (const [node, agent] of env.agents) {
-        if ((await agent.driver.listDomains()).find((d) => d.name === 'default_vm-2')?.state === 'running') nodes.push(node);
-      }
-      return nodes;
-    };
+    const runningOn = async () => (await domainsOf(env, 'default_vm-2')).filter((d) => d.state === 'running').map((d) => d.node);
     const vm2 = await getVmi(env.kube, 'vm-2');
     expect(vm2.status?.nodeName).toBe('node-2');
     expect(await runningOn()).toEqual(['node-2']);

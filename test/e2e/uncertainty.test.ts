@@ -18,7 +18,7 @@ import { startHandler } from '../../src/handler/handler.js';
 import type { HypervisorDriver } from '../../src/hypervisor/driver.js';
 import { VMI_RESOURCE, VMIM_RESOURCE, type JsonPatchOp } from '../../src/kube/client.js';
 import { silentLogger } from '../../src/util/log.js';
-import { createVmim, getVmi, getVmim, launcherPods, waitForPhase } from '../support/cluster.js';
+import { createVmim, domainsOf, getVmi, getVmim, launcherPods, waitForPhase } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
 
 /** Test hooks around one node's driver: gate or delay `migrate`, count boots. */
@@ -61,12 +61,6 @@ class Faults {
       },
     });
   }
-}
-
-async function domainsOf(env: DevEnvironment, name: string): Promise<Array<{ node: string; state: string }>> {
-  const out: Array<{ node: string; state: string }> = [];
-  for (const [node, a] of env.agents) for (const d of await a.driver.listDomains()) if (d.name === name) out.push({ node, state: d.state });
-  return out;
 }
 
 /** A handler process restart: a new handler on the same driver, with an empty memory of jobs. */

@@ -108,8 +108,8 @@ daemon_cpu() {
 # gone: under an init that reaps late (this sandbox's reaps every ~2 s) each
 # stopped QEMU, a migrated-away source or a capabilities probe, cost 1.4-2 s
 # (the libvirt lane ran twice as long). The reaper is a bash that the kernel
-# makes the orphans' parent (PR_SET_CHILD_SUBREAPER, set by NS_PERL) and that reaps each at once while it waits for libvirtd; it goes
-# when libvirtd goes.
+# makes the orphans' parent (PR_SET_CHILD_SUBREAPER, set by NS_PERL) and that
+# reaps each at once while it waits for libvirtd; it goes when libvirtd goes.
 REAPER='${1:+taskset -c $1} libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid &
 d=$!
 trap "kill -TERM $d" TERM INT

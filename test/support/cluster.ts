@@ -3,6 +3,7 @@ import { Pod } from '../../src/api/core.js';
 import { VirtualMachineInstance } from '../../src/api/vmi.js';
 import { VirtualMachineInstanceMigration } from '../../src/api/vmim.js';
 import { isNotFound, VMI_RESOURCE, VMIM_RESOURCE, type KubeClient } from '../../src/kube/client.js';
+import type { DevEnvironment } from '../../src/devcluster/environment.js';
 import { waitFor } from './wait.js';
 
 export async function getVmi(kube: KubeClient, name: string, ns = 'default'): Promise<VirtualMachineInstance> {
@@ -45,4 +46,11 @@ export async function launcherPods(kube: KubeClient, vmiUid: string, ns = 'defau
     const r = parseObject(Pod, p);
     return r.ok ? [r.value] : [];
   });
+}
+
+/** Every node whose driver holds domain `name`, with its state there. */
+export async function domainsOf(env: DevEnvironment, name: string): Promise<Array<{ node: string; state: string }>> {
+  const out: Array<{ node: string; state: string }> = [];
+  for (const [node, a] of env.agents) for (const d of await a.driver.listDomains()) if (d.name === name) out.push({ node, state: d.state });
+  return out;
 }
